@@ -1,0 +1,62 @@
+# Two commands matter: `make run` and `make test`. Everything installs itself on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint format test-coverage test-coverage-detailed \
+	test-coverage-visualize service-build service-up service-logs service-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-26s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(INSTALLED) ## create the virtualenv with the service and its dev tools
+
+run: $(INSTALLED) ## serve on HTTP_ADDR (default :8080), mock LLM unless USE_LLM_MOCK=false
+	$(BIN)/python -m service
+
+test: $(INSTALLED) ## run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(INSTALLED) ## ruff (with the ASYNC rules) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(INSTALLED) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test-coverage: $(INSTALLED) ## tests with a coverage total
+	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+test-coverage-detailed: $(INSTALLED) ## tests with a per-file coverage table and missed lines
+	$(BIN)/python -m pytest --cov --cov-report=term-missing $(PYTEST_ARGS)
+
+test-coverage-visualize: $(INSTALLED) ## HTML coverage report in htmlcov/, opened when a browser exists
+	$(BIN)/python -m pytest --cov --cov-report=html $(PYTEST_ARGS)
+	@$(BIN)/python scripts/open_report.py htmlcov/index.html
+
+service-build: ## build the Docker image
+	docker compose build
+
+service-up: ## start the service with docker compose, in the background
+	docker compose up -d
+
+service-logs: ## follow the service's logs
+	docker compose logs -f
+
+service-down: ## stop and remove the containers
+	docker compose down
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage

@@ -1,0 +1,30 @@
+"""python -m service: read settings, check the ensemble, serve until SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import sys
+
+import trio
+
+from .ensemble import EnsembleError
+from .logs import configure_logging
+from .resources import load_configured_ensemble
+from .server import run_server
+from .settings import SettingsError, load_settings
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+        # Fail before binding the port: an invalid ensemble file must stop the start.
+        load_configured_ensemble(settings)
+    except (SettingsError, EnsembleError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(level=settings.log_level, production=settings.production)
+    trio.run(run_server, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The one error envelope: `{"error": {"code": ..., "message": ..., "field": ...}}`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart import Response
+from werkzeug.exceptions import HTTPException
+
+from ..errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+)
+
+_BY_STATUS: dict[int, type[ServiceError]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+def error_body(error: ServiceError) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": error.code, "message": error.public_message}
+    if error.field is not None:
+        body["field"] = error.field
+    return {"error": body}
+
+
+def error_response(error: ServiceError, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(error_body(error)),
+        status=error.status,
+        headers=headers,
+        content_type="application/json",
+    )
+
+
+def http_exception_response(exc: HTTPException) -> Response:
+    """Werkzeug's routing and body-size errors, in the service's own envelope."""
+    status = exc.code or 500
+    error_class = _BY_STATUS.get(status)
+    if error_class is not None:
+        error = error_class()
+    elif status < 500:
+        error = InvalidRequest(exc.description)
+    else:
+        error = ServiceError()
+    # Keep what the exception says about the route, such as `Allow` on a 405.
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return error_response(error, headers)

@@ -1,0 +1,58 @@
+"""Parse and validate the body of POST /api/process into a `PipelineRequest`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import InvalidRequest
+from ..pipeline import PipelineRequest
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+_MESSAGES = {
+    "missing": "is required",
+    "string_type": "must be a string",
+    "string_too_short": "must not be empty",
+    "string_too_long": "must be at most 128 characters",
+    "extra_forbidden": "is not a known field",
+}
+
+
+class ProcessBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    message: str
+    message_id: Id
+    conversation_id: Id | None = None
+
+
+def _first_problem(exc: ValidationError) -> InvalidRequest:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or None
+    problem = _MESSAGES.get(error["type"], error["msg"])
+    return InvalidRequest(f"{field}: {problem}" if field else problem, field=field)
+
+
+def parse_process_request(raw: bytes, *, max_message_chars: int) -> PipelineRequest:
+    try:
+        data: Any = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    try:
+        body = ProcessBody.model_validate(data)
+    except ValidationError as exc:
+        raise _first_problem(exc) from exc
+    if not body.message.strip():
+        raise InvalidRequest("message: must not be blank", field="message")
+    if len(body.message) > max_message_chars:
+        raise InvalidRequest(
+            f"message: must be at most {max_message_chars} characters", field="message"
+        )
+    return PipelineRequest(
+        message=body.message, message_id=body.message_id, conversation_id=body.conversation_id
+    )

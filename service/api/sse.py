@@ -1,0 +1,94 @@
+"""The one place pipeline events become Server-Sent Events bytes.
+
+encoder = SseEncoder(message_id="m-1", conversation_id=None)
+encoder.encode(AgentStarted(agent="llm-1"))
+# b'id: 1\\nevent: agent.started\\ndata: {"message_id":"m-1",...}\\n\\n'
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..pipeline import (
+    AgentCompleted,
+    AgentFailed,
+    AgentStarted,
+    Done,
+    Event,
+    Failed,
+    PublicError,
+    SummaryDelta,
+    SummaryStarted,
+)
+
+KEEPALIVE = b": keep-alive\n\n"
+HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def _error(error: PublicError) -> dict[str, str]:
+    return {"code": error.code, "message": error.message}
+
+
+def describe(event: Event) -> tuple[str, str, str, dict[str, Any]]:
+    """(type, status, source, extra fields) of `event`; `message` and `final` are extras."""
+    match event:
+        case AgentStarted(agent=agent):
+            return "agent.started", f"Sending to {agent}", agent, {}
+        case AgentCompleted(agent=agent, text=text):
+            return "agent.completed", f"Received from {agent}", agent, {"message": text}
+        case AgentFailed(agent=agent, error=error):
+            return "agent.failed", f"Failed {agent}", agent, {"error": _error(error)}
+        case SummaryStarted(summarizer=name, agents=agents, missing=missing):
+            extras: dict[str, Any] = {"agents": list(agents), "missing": list(missing)}
+            return "summary.started", f"Combining via {name}", name, extras
+        case SummaryDelta(summarizer=name, text=text):
+            return "summary.delta", "Streaming", name, {"message": text}
+        case Done(summarizer=name, usage=usage, timings=timings):
+            extras = {
+                "final": True,
+                "usage": {caller: u.as_dict() for caller, u in usage.items()},
+                "timings": {
+                    "agents_ms": dict(timings.agents_ms),
+                    "first_token_ms": timings.first_token_ms,
+                    "total_ms": timings.total_ms,
+                },
+            }
+            return "done", "Completed", name, extras
+        case Failed(source=source, error=error, usage=usage):
+            extras = {
+                "final": True,
+                "error": _error(error),
+                "usage": {caller: u.as_dict() for caller, u in usage.items()},
+            }
+            return "error", "error", source, extras
+
+
+class SseEncoder:
+    """Numbers the events of one stream and frames each as `id`, `event` and `data` lines."""
+
+    def __init__(self, *, message_id: str, conversation_id: str | None) -> None:
+        self._message_id = message_id
+        self._conversation_id = conversation_id
+        self._next_id = 1
+
+    def encode(self, event: Event) -> bytes:
+        event_type, status, source, extras = describe(event)
+        payload: dict[str, Any] = {"message_id": self._message_id}
+        if self._conversation_id is not None:
+            payload["conversation_id"] = self._conversation_id
+        payload |= {"type": event_type, "status": status, "source": source, "final": False}
+        payload |= extras
+        event_id, self._next_id = self._next_id, self._next_id + 1
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        return frame(event_id, event_type, data)
+
+
+def frame(event_id: int, event_type: str, data: str) -> bytes:
+    """One SSE event; every line of `data` gets its own `data:` prefix."""
+    lines = [f"id: {event_id}", f"event: {event_type}"]
+    lines.extend(f"data: {line}" for line in data.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode()

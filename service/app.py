@@ -1,0 +1,39 @@
+"""create_app(resources) -> QuartTrio: routes, limits and the error envelope, wired once."""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Response
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from .api import error_response, http_exception_response, routes
+from .errors import ServiceError
+from .resources import Resources
+
+MAX_BODY_BYTES = 1024 * 1024
+
+log = logging.getLogger(__name__)
+
+
+def create_app(resources: Resources) -> QuartTrio:
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["fanout"] = resources
+    app.register_blueprint(routes)
+
+    @app.errorhandler(ServiceError)
+    async def _service_error(error: ServiceError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(error: HTTPException) -> Response:
+        return http_exception_response(error)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(error: Exception) -> Response:
+        log.exception("unhandled error", exc_info=error)
+        return error_response(ServiceError())
+
+    return app

@@ -1,0 +1,140 @@
+"""The layered error types: one hierarchy, a stable `code` per failure, a public message.
+
+Every error the service reports to a client is a `ServiceError`. Before a stream starts it
+becomes an HTTP status with the JSON envelope; after, an `error` event; the code is the same.
+`public_message` is safe to show a client; the cause chain (`raise ... from exc`) keeps the
+private detail for the logs only.
+
+    try:
+        ...
+    except openai.RateLimitError as exc:
+        raise UpstreamRateLimited() from exc
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ServiceError(Exception):
+    """Base of every error with a client-facing code."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "internal error"
+
+    def __init__(self, public_message: str | None = None, *, field: str | None = None) -> None:
+        self.public_message = public_message or self.default_message
+        self.field = field
+        super().__init__(self.public_message)
+
+
+# --- request layer -----------------------------------------------------------------------
+
+
+class RequestError(ServiceError):
+    """The client's request cannot be served as sent."""
+
+    code = "invalid_request"
+    status = 400
+    default_message = "invalid request"
+
+
+class InvalidRequest(RequestError):
+    pass
+
+
+class PayloadTooLarge(RequestError):
+    code = "payload_too_large"
+    status = 413
+    default_message = "request body is too large"
+
+
+class UnsupportedMediaType(RequestError):
+    code = "unsupported_media_type"
+    status = 415
+    default_message = "Content-Type must be application/json"
+
+
+class NotFound(RequestError):
+    code = "not_found"
+    status = 404
+    default_message = "no such route"
+
+
+class MethodNotAllowed(RequestError):
+    code = "method_not_allowed"
+    status = 405
+    default_message = "method not allowed on this route"
+
+
+# --- upstream layer (mapped once, at the llm/ boundary) ------------------------------------
+
+
+class UpstreamError(ServiceError):
+    """An LLM provider call failed. Never carries the provider's own text in its message."""
+
+    code = "upstream_error"
+    status = 502
+    default_message = "the language model call failed"
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "upstream_timeout"
+    status = 504
+    default_message = "the language model did not answer in time"
+
+
+class UpstreamRateLimited(UpstreamError):
+    code = "upstream_rate_limited"
+    status = 503
+    default_message = "the language model provider is rate limiting requests"
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+    status = 503
+    default_message = "the language model provider is unavailable"
+
+
+class UpstreamBadResponse(UpstreamError):
+    code = "upstream_bad_response"
+    default_message = "the language model provider sent a response that could not be used"
+
+
+class UpstreamAuthFailed(UpstreamError):
+    code = "upstream_auth_failed"
+    default_message = "the service could not authenticate with the language model provider"
+
+
+class UpstreamRejected(UpstreamError):
+    code = "upstream_rejected"
+    default_message = "the language model provider rejected the request"
+
+
+# --- pipeline layer ----------------------------------------------------------------------
+
+
+class PipelineError(ServiceError):
+    code = "pipeline_error"
+
+
+class NoAgentSucceeded(PipelineError):
+    code = "no_agent_succeeded"
+    status = 502
+    default_message = "no agent produced an answer"
+
+
+class DeadlineExceeded(PipelineError):
+    code = "deadline_exceeded"
+    status = 504
+    default_message = "the request did not finish within its deadline"
+
+
+# --- process layer -----------------------------------------------------------------------
+
+
+class ShuttingDown(ServiceError):
+    code = "shutting_down"
+    status = 503
+    default_message = "the server is shutting down; retry on another instance"

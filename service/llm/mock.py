@@ -1,0 +1,106 @@
+"""A deterministic, cancellable stand-in for a language model (USE_LLM_MOCK=true).
+
+Its text depends only on the caller and the prompt, so a test can predict it. An agent's
+answer opens with a sentence that names the agent; a summarizer's prompt that labels answers
+as `<answer from="NAME">...</answer>` gets back the opening sentence of each, so anyone can
+see that the summary was built from every answer:
+
+    model = MockChatModel(first_token_delay_s=0.25, token_delay_s=0.025)
+    completion = await model.complete(request)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from .model import ChatRequest, Completion, CompletionStream, Usage
+
+_ANSWER = re.compile(r'<answer from="([^"]+)">\s*(.*?)\s*</answer>', re.DOTALL)
+_TOKEN = re.compile(r"\s*\S+|\s+")
+_OPENINGS = (
+    "Think of {topic} as a story that starts small and keeps growing.",
+    "Picture {topic} as a ball rolling down a gentle hill.",
+    "At its core, {topic} comes down to a few clear steps.",
+    "The short version: {topic} follows rules anyone can check.",
+    "Imagine {topic} as a river that always finds the lowest path.",
+    "Start with the facts: {topic} has been measured many times.",
+)
+_DETAILS = (
+    "Each part pulls on the next, and the whole thing moves together.",
+    "Small causes add up, so the effect is easy to see once you look.",
+    "Scientists test this again and again, and the results agree.",
+    "A simple example makes it clear: drop something and watch it fall.",
+    "The same idea shows up in many places once you know to look for it.",
+    "It helps to go one step at a time and check each step.",
+)
+
+
+def _first_sentence(text: str) -> str:
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
+def mock_reply(request: ChatRequest) -> str:
+    """The text the mock answers `request` with."""
+    prompt = request.messages[-1].content if request.messages else ""
+    answers = _ANSWER.findall(prompt)
+    if answers:
+        quoted = " ".join(f"From {name}: {_first_sentence(text)}" for name, text in answers)
+        return f"Combining {len(answers)} answers. {quoted}"
+    seed_text = "\n".join([request.caller, *(m.content for m in request.messages)])
+    seed = hashlib.sha256(seed_text.encode()).digest()
+    topic = " ".join(prompt.split())[:60] or "this"
+    opening = _OPENINGS[seed[0] % len(_OPENINGS)].format(topic=f'"{topic}"')
+    detail = _DETAILS[seed[1] % len(_DETAILS)]
+    return f"({request.caller}) {opening} {detail}"
+
+
+def split_tokens(text: str) -> list[str]:
+    """Word-sized pieces that join back to `text`."""
+    return _TOKEN.findall(text)
+
+
+def _usage(request: ChatRequest, tokens: list[str]) -> Usage:
+    prompt_tokens = sum(len(m.content.split()) for m in request.messages)
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=len(tokens))
+
+
+class _MockStream:
+    def __init__(self, request: ChatRequest, tokens: list[str], model: MockChatModel) -> None:
+        self._request = request
+        self._tokens = tokens
+        self._model = model
+        self.usage: Usage | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        await trio.sleep(self._model.first_token_delay_s)
+        for index, token in enumerate(self._tokens):
+            if index:
+                await trio.sleep(self._model.token_delay_s)
+            yield token
+        self.usage = _usage(self._request, self._tokens)
+
+
+class MockChatModel:
+    def __init__(self, *, first_token_delay_s: float = 0.0, token_delay_s: float = 0.0) -> None:
+        self.first_token_delay_s = first_token_delay_s
+        self.token_delay_s = token_delay_s
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        text = mock_reply(request)
+        tokens = split_tokens(text)
+        # Take as long as streaming the same answer would, so a demo feels like the real thing.
+        await trio.sleep(self.first_token_delay_s + self.token_delay_s * max(len(tokens) - 1, 0))
+        return Completion(text=text, usage=_usage(request, tokens))
+
+    @asynccontextmanager
+    async def stream(self, request: ChatRequest) -> AsyncIterator[CompletionStream]:
+        yield _MockStream(request, split_tokens(mock_reply(request)), self)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,67 @@
+"""The one interface the pipeline uses to talk to a language model.
+
+    completion = await model.complete(request)
+    async with model.stream(request) as stream:
+        async for text in stream:
+            ...
+        usage = stream.usage
+
+Implementations raise only `service.errors.UpstreamError` subclasses (or `trio.Cancelled`):
+provider exceptions are mapped at this boundary, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One call: which model, what to send, and which agent asks (for logs and the mock)."""
+
+    model: str
+    messages: tuple[ChatMessage, ...]
+    caller: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    usage: Usage | None
+
+
+class CompletionStream(Protocol):
+    """Text deltas of a streamed completion; `usage` is known once iteration has ended."""
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+
+class ChatModel(Protocol):
+    async def complete(self, request: ChatRequest) -> Completion: ...
+
+    def stream(self, request: ChatRequest) -> AbstractAsyncContextManager[CompletionStream]: ...
+
+    async def aclose(self) -> None: ...

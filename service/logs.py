@@ -1,0 +1,60 @@
+"""Log setup: readable lines for people, one JSON object per line in production.
+
+configure_logging(level="info", production=True)
+log.info("agent failed", extra={"message_id": "m-1", "agent": "llm-2"})
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+# Fields the service attaches with `extra=`; they are shown whenever a record has them.
+CONTEXT_FIELDS = ("message_id", "conversation_id", "agent")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            if hasattr(record, name):
+                line[name] = getattr(record, name)
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        context = " ".join(
+            f"{name}={getattr(record, name)}" for name in CONTEXT_FIELDS if hasattr(record, name)
+        )
+        if not context:
+            return text
+        head, newline, rest = text.partition("\n")
+        return f"{head} [{context}]{newline}{rest}"
+
+
+def configure_logging(*, level: str, production: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if production else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("hypercorn.error", "hypercorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # The SDK's HTTP clients log every request at info; that is noise beside our own lines.
+    for name in ("httpx2", "httpcore2", "openai"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,94 @@
+"""Run the app on Hypercorn's trio worker, with graceful shutdown on SIGTERM / SIGINT.
+
+trio.run(run_server, settings)                                    # python -m service
+binds = await nursery.start(serve_app, resources, shutdown_event)  # tests: bound URLs
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from .app import create_app
+from .resources import Resources, open_resources
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Time after the grace period for the final `error` events to reach the clients.
+FLUSH_MARGIN_S = 2.0
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [settings.http_addr.for_hypercorn()]
+    config.graceful_timeout = settings.shutdown_grace_s + FLUSH_MARGIN_S
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def serve_app(
+    resources: Resources,
+    shutdown: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `shutdown` is set, then drain: refuse new streams, let open ones finish
+    for SHUTDOWN_GRACE_S, end the rest with `shutting_down`, and return."""
+    settings = resources.settings
+    lifecycle = resources.lifecycle
+
+    async def drain_when_asked() -> None:
+        await shutdown.wait()
+        lifecycle.begin_draining()
+        log.info(
+            "shutting down: %d open stream(s), %g s grace",
+            lifecycle.open_streams,
+            settings.shutdown_grace_s,
+        )
+
+    async def end_grace_when_due() -> None:
+        await shutdown.wait()
+        await trio.sleep(settings.shutdown_grace_s)
+        lifecycle.end_grace()
+
+    async with trio.open_nursery() as shutdown_nursery:
+        shutdown_nursery.start_soon(end_grace_when_due)
+        await serve(
+            create_app(resources),
+            hypercorn_config(settings),
+            shutdown_trigger=drain_when_asked,
+            task_status=task_status,
+        )
+        shutdown_nursery.cancel_scope.cancel()
+
+
+async def _signals_to_shutdown(shutdown: trio.Event, lifecycle_end_grace: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if not shutdown.is_set():
+                log.info("received %s", signal.Signals(signum).name)
+                shutdown.set()
+            else:
+                # A second signal: the operator does not want to wait for the grace period.
+                lifecycle_end_grace.set()
+
+
+async def run_server(settings: Settings) -> None:
+    shutdown = trio.Event()
+    hurry = trio.Event()
+    async with open_resources(settings) as resources, trio.open_nursery() as signal_nursery:
+        signal_nursery.start_soon(_signals_to_shutdown, shutdown, hurry)
+
+        async def end_grace_on_hurry() -> None:
+            await hurry.wait()
+            resources.lifecycle.end_grace()
+
+        signal_nursery.start_soon(end_grace_on_hurry)
+        await serve_app(resources, shutdown)
+        signal_nursery.cancel_scope.cancel()
+    log.info("stopped")

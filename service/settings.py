@@ -1,0 +1,155 @@
+"""Every setting of the service, read once from the environment and `.env`, validated at start.
+
+The real environment wins over `.env`. A bad value raises `SettingsError` with one line that
+names the variable and what is allowed, so `python -m service` can stop with that line:
+
+    settings = load_settings()            # reads os.environ and ./.env
+    settings = load_settings({"HTTP_ADDR": ":9000"}, dotenv_path=None)   # tests
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_ENSEMBLE_FILE = Path(__file__).parent / "ensemble" / "default.toml"
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message is one line meant for an operator."""
+
+
+@dataclass(frozen=True)
+class BindAddress:
+    host: str
+    port: int
+
+    def for_hypercorn(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_http_addr(value: str) -> BindAddress:
+    """Parse `:8080`, `0.0.0.0:8080`, `localhost:8080` or `[::1]:8080`."""
+    host, sep, port_text = value.strip().rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError("expected ':port' or 'host:port' with a port from 0 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("write an IPv6 host in brackets, e.g. '[::1]:8080'")
+    return BindAddress(host=host or "0.0.0.0", port=int(port_text))
+
+
+def is_local_url(url: str) -> bool:
+    """True when `url` points at this machine or a private network (Ollama, vLLM, a sidecar).
+
+    Such servers usually need no API key; a public host (OpenAI's) always does.
+    """
+    host = (urlsplit(url).hostname or "").lower()
+    if not host:
+        return False
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        # A single-label name (`ollama`, `vllm`) is a container or LAN host, never a public API.
+        return "." not in host
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+class Settings(BaseModel):
+    """The typed settings. Field names are the environment variable names in lower case."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    llm_key: str = ""
+    use_llm_mock: bool = True
+    log_level: LogLevel = "info"
+    production: bool = False
+    http_addr: BindAddress = Field(default_factory=lambda: parse_http_addr(":8080"))
+    llm_base_url: str = "https://api.openai.com/v1"
+    llm_model: str = Field(default="gpt-4o-mini", min_length=1)
+    ensemble_file: Path = DEFAULT_ENSEMBLE_FILE
+    agent_timeout_s: PositiveSeconds = 30.0
+    request_timeout_s: PositiveSeconds = 120.0
+    shutdown_grace_s: Annotated[float, Field(ge=0)] = 10.0
+    max_message_chars: Annotated[int, Field(ge=1)] = 32_000
+    sse_keepalive_s: PositiveSeconds = 15.0
+    mock_first_token_ms: Annotated[float, Field(ge=0)] = 250.0
+    mock_token_ms: Annotated[float, Field(ge=0)] = 25.0
+
+    @field_validator("http_addr", mode="before")
+    @classmethod
+    def _parse_http_addr(cls, value: object) -> object:
+        return parse_http_addr(value) if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("ensemble_file")
+    @classmethod
+    def _check_ensemble_file(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+
+_ALLOWED = {
+    "bool_parsing": "expected true or false",
+    "literal_error": "expected one of debug, info, warning, error, critical",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    message = _ALLOWED.get(str(error["type"]), str(error["msg"]))
+    return message.removeprefix("Value error, ")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, dotenv_path: Path | None = Path(".env")
+) -> Settings:
+    """Read settings from `environ` (default `os.environ`) over the values in `dotenv_path`."""
+    from_file = dotenv_values(dotenv_path) if dotenv_path and dotenv_path.is_file() else {}
+    merged = {**from_file, **(os.environ if environ is None else environ)}
+    names = {name.upper() for name in Settings.model_fields}
+    # An empty value means "unset", as it does in most .env files and docker-compose files.
+    values = {k.lower(): v for k, v in merged.items() if k in names and v not in (None, "")}
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise SettingsError(f"{name}={values.get(name.lower())!r}: {_describe(first)}") from exc
+    if (
+        not settings.use_llm_mock
+        and not settings.llm_key
+        and not is_local_url(settings.llm_base_url)
+    ):
+        raise SettingsError(
+            f"LLM_KEY is required when USE_LLM_MOCK=false and LLM_BASE_URL "
+            f"({settings.llm_base_url}) is not a local server; set LLM_KEY or USE_LLM_MOCK=true"
+        )
+    return settings
