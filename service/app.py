@@ -9,6 +9,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .api import error_response, http_exception_response, routes
+from .api.connection import ShieldedSendHTTPConnection
 from .errors import ServiceError
 from .resources import Resources
 
@@ -17,8 +18,12 @@ MAX_BODY_BYTES = 1024 * 1024
 log = logging.getLogger(__name__)
 
 
+class FanoutApp(QuartTrio):
+    asgi_http_class = ShieldedSendHTTPConnection
+
+
 def create_app(resources: Resources) -> QuartTrio:
-    app = QuartTrio(__name__)
+    app = FanoutApp(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["fanout"] = resources
     app.register_blueprint(routes)

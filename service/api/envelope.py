@@ -53,4 +53,7 @@ def http_exception_response(exc: HTTPException) -> Response:
         error = ServiceError()
     # Keep what the exception says about the route, such as `Allow` on a 405.
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    if isinstance(error, PayloadTooLarge):
+        # The rest of the body is never read, so the connection cannot carry another request.
+        headers["Connection"] = "close"
     return error_response(error, headers)

@@ -1,0 +1,163 @@
+"""`python -m service` as a user runs it: the README's curl, SIGTERM, and start-up errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from tests.integration.harness import SseEvent
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNING_ON = re.compile(rb"Running on (http://[\d.]+:\d+)")
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LLM_KEY", "USE_LLM_MOCK")}
+    env |= {
+        "HTTP_ADDR": "127.0.0.1:0",
+        "MOCK_FIRST_TOKEN_MS": "20",
+        "MOCK_TOKEN_MS": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env | overrides
+
+
+@asynccontextmanager
+async def python_m_service(cwd: Path, **env: str) -> AsyncIterator[tuple[trio.Process, str]]:
+    """Start `python -m service` on a free port; yield the process and its URL."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "service"],
+        cwd=cwd,
+        env=service_env(**env),
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    log = b""
+    try:
+        with trio.fail_after(15):
+            while not (match := RUNNING_ON.search(log)):
+                chunk = await process.stderr.receive_some()
+                assert chunk, f"the service exited before listening:\n{log.decode()}"
+                log += chunk
+        yield process, match.group(1).decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+
+
+def readme_curl(url: str) -> str:
+    """The first curl command of the README, pointed at `url` instead of localhost:8080."""
+    readme = (ROOT / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if ln.startswith("curl -N -X POST"))
+    assert "http://localhost:8080/api/process" in line
+    return line.replace("http://localhost:8080", url)
+
+
+def parse_sse(text: str) -> list[SseEvent]:
+    import json
+
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = [ln for ln in block.split("\n") if not ln.startswith(":")]
+        if not lines:
+            continue
+        fields = dict(ln.split(": ", 1) for ln in lines if not ln.startswith("data: "))
+        data = "\n".join(ln.removeprefix("data: ") for ln in lines if ln.startswith("data: "))
+        events.append(SseEvent(id=fields["id"], event=fields["event"], data=json.loads(data)))
+    return events
+
+
+async def test_the_readme_curl_example_works_against_python_m_service(tmp_path: Path) -> None:
+    async with python_m_service(tmp_path) as (_process, url):
+        curl = await trio.run_process(
+            ["bash", "-c", readme_curl(url)], capture_stdout=True, capture_stderr=True
+        )
+    events = parse_sse(curl.stdout.decode())
+
+    assert [e.event for e in events[:2]] == ["agent.started", "agent.started"]
+    assert events[-1].event == "done"
+    assert all(e.data["message_id"] == "message_123" for e in events)
+    summary = "".join(e.data["message"] for e in events if e.event == "summary.delta")
+    assert summary.startswith("Combining 2 answers.")
+    assert "From llm-1:" in summary
+    assert "From llm-2:" in summary
+
+
+async def test_sigterm_ends_open_streams_with_shutting_down_and_exits_zero(
+    tmp_path: Path,
+) -> None:
+    # Agents that take a minute: the stream is certainly open when SIGTERM arrives.
+    env = {"MOCK_FIRST_TOKEN_MS": "60000", "SHUTDOWN_GRACE_S": "0.5"}
+    async with python_m_service(tmp_path, **env) as (process, url):
+        curl = await trio.lowlevel.open_process(
+            ["bash", "-c", readme_curl(url)], stdout=subprocess.PIPE
+        )
+        assert curl.stdout is not None
+        output = b""
+        with trio.fail_after(10):
+            while b"agent.started" not in output:
+                output += await curl.stdout.receive_some()
+            process.send_signal(signal.SIGTERM)
+            while chunk := await curl.stdout.receive_some():
+                output += chunk
+            await curl.wait()
+            exit_code = await process.wait()
+
+    events = parse_sse(output.decode())
+    assert exit_code == 0
+    assert events[-1].event == "error"
+    assert events[-1].data["error"]["code"] == "shutting_down"
+    assert events[-1].data["final"] is True
+
+
+async def start_and_fail(tmp_path: Path, **env: str) -> tuple[int, str]:
+    result = await trio.run_process(
+        [sys.executable, "-m", "service"],
+        cwd=tmp_path,
+        env=service_env(**env),
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return result.returncode, result.stderr.decode()
+
+
+async def test_a_bad_setting_stops_the_start_with_one_line_naming_it(tmp_path: Path) -> None:
+    code, stderr = await start_and_fail(tmp_path, REQUEST_TIMEOUT_S="-3")
+    assert code == 2
+    assert stderr.strip().count("\n") == 0
+    assert stderr.startswith("error: REQUEST_TIMEOUT_S='-3': ")
+
+
+async def test_real_provider_without_a_key_fails_at_start(tmp_path: Path) -> None:
+    code, stderr = await start_and_fail(tmp_path, USE_LLM_MOCK="false")
+    assert code == 2
+    assert "LLM_KEY is required" in stderr
+
+
+async def test_an_invalid_ensemble_file_stops_the_start_naming_file_and_field(
+    tmp_path: Path,
+) -> None:
+    ensemble = tmp_path / "bad.toml"
+    ensemble.write_text('[[agents]]\nname = "a"\n\n[summarizer]\nname = "s"\nsystem_prompt = "x"\n')
+    code, stderr = await start_and_fail(tmp_path, ENSEMBLE_FILE=str(ensemble))
+    assert code == 2
+    assert str(ensemble) in stderr
+    assert "agents[0].system_prompt: Field required" in stderr
+
+
+async def test_settings_come_from_dotenv_in_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("AGENT_TIMEOUT_S=zero\n")
+    code, stderr = await start_and_fail(tmp_path)
+    assert code == 2
+    assert "AGENT_TIMEOUT_S='zero'" in stderr
