@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import trio
@@ -10,7 +11,18 @@ from .ensemble import EnsembleError
 from .logs import configure_logging
 from .resources import load_configured_ensemble
 from .server import run_server
-from .settings import SettingsError, load_settings
+from .settings import BindAddress, SettingsError, load_settings
+
+
+def check_can_listen(address: BindAddress) -> None:
+    """Raise SettingsError, in one line, when HTTP_ADDR cannot be listened on."""
+    try:
+        with socket.create_server((address.host, address.port), reuse_port=False):
+            pass
+    except OSError as exc:
+        raise SettingsError(
+            f"HTTP_ADDR='{address.for_hypercorn()}': cannot listen there: {exc.strerror or exc}"
+        ) from exc
 
 
 def main() -> int:
@@ -18,6 +30,7 @@ def main() -> int:
         settings = load_settings()
         # Fail before binding the port: an invalid ensemble file must stop the start.
         load_configured_ensemble(settings)
+        check_can_listen(settings.http_addr)
     except (SettingsError, EnsembleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

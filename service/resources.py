@@ -34,7 +34,7 @@ def build_model(settings: Settings) -> ChatModel:
         )
     return OpenAIChatModel(
         base_url=settings.llm_base_url,
-        api_key=settings.llm_key,
+        api_key=settings.llm_key.get_secret_value(),
         timeout_s=settings.request_timeout_s,
     )
 

@@ -7,6 +7,7 @@ binds = await nursery.start(serve_app, resources, shutdown_event)  # tests: boun
 from __future__ import annotations
 
 import logging
+import os
 import signal
 
 import trio
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 # Time after the grace period for the final `error` events to reach the clients.
 FLUSH_MARGIN_S = 2.0
+# After this much more, a connection that still has not closed (a client that stopped
+# reading, so Hypercorn's uncancellable socket write never returns) no longer holds the exit.
+HARD_STOP_AFTER_S = 3.0
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -78,11 +82,20 @@ async def _signals_to_shutdown(shutdown: trio.Event, lifecycle_end_grace: trio.E
                 lifecycle_end_grace.set()
 
 
+async def _hard_stop_when_overdue(shutdown: trio.Event, settings: Settings) -> None:
+    await shutdown.wait()
+    await trio.sleep(settings.shutdown_grace_s + FLUSH_MARGIN_S + HARD_STOP_AFTER_S)
+    log.warning("connections still open after the grace period; exiting anyway")
+    logging.shutdown()
+    os._exit(0)
+
+
 async def run_server(settings: Settings) -> None:
     shutdown = trio.Event()
     hurry = trio.Event()
     async with open_resources(settings) as resources, trio.open_nursery() as signal_nursery:
         signal_nursery.start_soon(_signals_to_shutdown, shutdown, hurry)
+        signal_nursery.start_soon(_hard_stop_when_overdue, shutdown, settings)
 
         async def end_grace_on_hurry() -> None:
             await hurry.wait()

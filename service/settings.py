@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 DEFAULT_ENSEMBLE_FILE = Path(__file__).parent / "ensemble" / "default.toml"
 
@@ -52,6 +52,16 @@ def parse_http_addr(value: str) -> BindAddress:
     return BindAddress(host=host or "0.0.0.0", port=int(port_text))
 
 
+def redact_url(value: str) -> str:
+    """`value` with any credentials a URL may carry (user:password@, ?query) hidden."""
+    parts = urlsplit(value)
+    _, at, host_port = parts.netloc.rpartition("@")
+    if not at and not parts.query:
+        return value
+    netloc = f"***@{host_port}" if at else host_port
+    return parts._replace(netloc=netloc, query="***" if parts.query else "").geturl()
+
+
 def is_local_url(url: str) -> bool:
     """True when `url` points at this machine or a private network (Ollama, vLLM, a sidecar).
 
@@ -75,7 +85,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    llm_key: str = ""
+    llm_key: SecretStr = SecretStr("")
     use_llm_mock: bool = True
     log_level: LogLevel = "info"
     production: bool = False
@@ -107,6 +117,10 @@ class Settings(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http:// or https:// URL")
+        try:
+            parts.port  # noqa: B018  # raises for a port out of range
+        except ValueError as exc:
+            raise ValueError("the port must be from 0 to 65535") from exc
         return value.rstrip("/")
 
     @field_validator("ensemble_file")
@@ -142,14 +156,16 @@ def load_settings(
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise SettingsError(f"{name}={values.get(name.lower())!r}: {_describe(first)}") from exc
+        shown = redact_url(str(values.get(name.lower(), "")))
+        raise SettingsError(f"{name}={shown!r}: {_describe(first)}") from exc
     if (
         not settings.use_llm_mock
-        and not settings.llm_key
+        and not settings.llm_key.get_secret_value()
         and not is_local_url(settings.llm_base_url)
     ):
         raise SettingsError(
             f"LLM_KEY is required when USE_LLM_MOCK=false and LLM_BASE_URL "
-            f"({settings.llm_base_url}) is not a local server; set LLM_KEY or USE_LLM_MOCK=true"
+            f"({redact_url(settings.llm_base_url)}) is not a local server; "
+            "set LLM_KEY or USE_LLM_MOCK=true"
         )
     return settings

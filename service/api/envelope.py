@@ -26,16 +26,15 @@ _BY_STATUS: dict[int, type[ServiceError]] = {
 
 
 def error_body(error: ServiceError) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": error.code, "message": error.public_message}
-    if error.field is not None:
-        body["field"] = error.field
-    return {"error": body}
+    return {"error": {"code": error.code, "message": error.public_message, "field": error.field}}
 
 
-def error_response(error: ServiceError, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    error: ServiceError, headers: dict[str, str] | None = None, *, status: int | None = None
+) -> Response:
     return Response(
         json.dumps(error_body(error)),
-        status=error.status,
+        status=status or error.status,
         headers=headers,
         content_type="application/json",
     )
@@ -48,12 +47,14 @@ def http_exception_response(exc: HTTPException) -> Response:
     if error_class is not None:
         error = error_class()
     elif status < 500:
+        # Any other client error Werkzeug raises (408 body timeout, ...): keep its status.
         error = InvalidRequest(exc.description)
     else:
         error = ServiceError()
+        status = error.status
     # Keep what the exception says about the route, such as `Allow` on a 405.
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
     if isinstance(error, PayloadTooLarge):
         # The rest of the body is never read, so the connection cannot carry another request.
         headers["Connection"] = "close"
-    return error_response(error, headers)
+    return error_response(error, headers, status=status)

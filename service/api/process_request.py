@@ -36,17 +36,31 @@ def _first_problem(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"{field}: {problem}" if field else problem, field=field)
 
 
+def _is_utf8(value: str | None) -> bool:
+    """False for text with lone surrogates (`"\\ud800"` is valid JSON, but no character)."""
+    try:
+        (value or "").encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_process_request(raw: bytes, *, max_message_chars: int) -> PipelineRequest:
     try:
         data: Any = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidRequest("the body is nested too deeply") from exc
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object")
     try:
         body = ProcessBody.model_validate(data)
     except ValidationError as exc:
         raise _first_problem(exc) from exc
+    for name in ("message", "message_id", "conversation_id"):
+        if not _is_utf8(getattr(body, name)):
+            raise InvalidRequest(f"{name}: must be valid Unicode text", field=name)
     if not body.message.strip():
         raise InvalidRequest("message: must not be blank", field="message")
     if len(body.message) > max_message_chars:

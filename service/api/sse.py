@@ -91,4 +91,5 @@ def frame(event_id: int, event_type: str, data: str) -> bytes:
     """One SSE event; every line of `data` gets its own `data:` prefix."""
     lines = [f"id: {event_id}", f"event: {event_type}"]
     lines.extend(f"data: {line}" for line in data.split("\n"))
-    return ("\n".join(lines) + "\n\n").encode()
+    # A lone surrogate from a provider is valid JSON but not UTF-8; replace it, never fail.
+    return ("\n".join(lines) + "\n\n").encode("utf-8", errors="replace")

@@ -21,7 +21,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
-from ..errors import UpstreamBadResponse
+from ..errors import UpstreamBadResponse, UpstreamTimeout
 from .model import ChatRequest, Completion, CompletionStream, Usage
 from .upstream_errors import map_openai_error
 
@@ -31,6 +31,16 @@ _PLACEHOLDER_KEY = "unused"
 
 def _messages(request: ChatRequest) -> list[ChatCompletionMessageParam]:
     return [{"role": m.role, "content": m.content} for m in request.messages]  # type: ignore[misc]
+
+
+def _clean(text: str) -> str:
+    """Text a provider sent, with lone surrogates (valid JSON, not characters) replaced.
+
+    Left in, they would break the next request that quotes them, and the SSE stream.
+    """
+    if text.isascii():
+        return text
+    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def _usage(raw: Any) -> Usage | None:
@@ -51,9 +61,11 @@ class _OpenAIStream:
                     self.usage = _usage(chunk.usage)
                 for choice in chunk.choices:
                     if choice.delta.content:
-                        yield choice.delta.content
+                        yield _clean(choice.delta.content)
         except openai.OpenAIError as exc:
             raise map_openai_error(exc) from exc
+        except httpx2.TimeoutException as exc:
+            raise UpstreamTimeout() from exc
         except (json.JSONDecodeError, httpx2.HTTPError) as exc:
             raise UpstreamBadResponse() from exc
 
@@ -91,7 +103,7 @@ class OpenAIChatModel:
             raise map_openai_error(exc) from exc
         if not response.choices:
             raise UpstreamBadResponse()
-        text = response.choices[0].message.content or ""
+        text = _clean(response.choices[0].message.content or "")
         return Completion(text=text, usage=_usage(response.usage))
 
     @asynccontextmanager

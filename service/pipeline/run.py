@@ -115,8 +115,9 @@ async def _gather_answers(
     ensemble: Ensemble,
     model: ChatModel,
     events: trio.MemorySendChannel[Event],
+    usage: dict[str, Usage],
 ) -> list[AgentOutcome]:
-    """Run every agent concurrently; report each outcome as it arrives."""
+    """Run every agent concurrently; report each outcome (and its usage) as it arrives."""
     outcomes: list[AgentOutcome] = []
     results_in, results_out = trio.open_memory_channel[AgentOutcome](len(ensemble.agents))
     async with trio.open_nursery() as agents_nursery:
@@ -129,6 +130,8 @@ async def _gather_answers(
         async with results_out:
             async for outcome in results_out:
                 outcomes.append(outcome)
+                if outcome.usage is not None:
+                    usage[outcome.agent] = outcome.usage
                 if outcome.error is None:
                     await events.send(AgentCompleted(agent=outcome.agent, text=outcome.text or ""))
                 else:
@@ -143,10 +146,11 @@ async def _fan_out_and_summarize(
     model: ChatModel,
     events: trio.MemorySendChannel[Event],
     started: float,
+    usage: dict[str, Usage],
 ) -> Done | Failed:
-    outcomes = await _gather_answers(request, ensemble, model, events)
+    """Fills `usage` as calls finish, so a caller that cuts the run short still has it."""
+    outcomes = await _gather_answers(request, ensemble, model, events, usage)
     by_agent = {outcome.agent: outcome for outcome in outcomes}
-    usage = {o.agent: o.usage for o in outcomes if o.usage is not None}
     agents_ms = {o.agent: o.elapsed_ms for o in outcomes}
     ordered = [by_agent[agent.name] for agent in ensemble.agents]
     answers = [(o.agent, o.text or "") for o in ordered if o.error is None]
@@ -213,13 +217,18 @@ async def run_pipeline(
     async with events:
         started = trio.current_time()
         terminal: Done | Failed | None = None
+        usage: dict[str, Usage] = {}
         with trio.move_on_after(request_timeout_s):
-            terminal = await _fan_out_and_summarize(request, ensemble, model, events, started)
+            terminal = await _fan_out_and_summarize(
+                request, ensemble, model, events, started, usage
+            )
         if terminal is None:
             log.warning(
                 "request deadline of %g s exceeded",
                 request_timeout_s,
                 extra={"message_id": request.message_id},
             )
-            terminal = Failed(source="pipeline", error=PublicError.of(DeadlineExceeded()))
+            terminal = Failed(
+                source="pipeline", error=PublicError.of(DeadlineExceeded()), usage=usage
+            )
         await events.send(terminal)

@@ -22,7 +22,7 @@ def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[st
     error = response.json()["error"]
     assert error["code"] == code
     assert error["message"]
-    assert isinstance(error, dict)
+    assert set(error) == {"code", "message", "field"}
     return error
 
 
@@ -119,7 +119,7 @@ async def test_unknown_routes_and_methods_use_the_same_envelope(tmp_path: Path) 
     async with running_service(tmp_path, None) as service:
         missing = await service.client.get("/nope")
         wrong_method = await service.client.get("/api/process")
-    assert_envelope(missing, 404, "not_found")
+    assert assert_envelope(missing, 404, "not_found")["field"] is None
     assert_envelope(wrong_method, 405, "method_not_allowed")
     assert "POST" in wrong_method.headers["allow"]
 

@@ -161,3 +161,14 @@ async def test_settings_come_from_dotenv_in_the_working_directory(tmp_path: Path
     code, stderr = await start_and_fail(tmp_path)
     assert code == 2
     assert "AGENT_TIMEOUT_S='zero'" in stderr
+
+
+async def test_an_address_already_in_use_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    with trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, stderr = await start_and_fail(tmp_path, HTTP_ADDR=f"127.0.0.1:{port}")
+    assert code == 2
+    assert stderr.strip().count("\n") == 0
+    assert stderr.startswith(f"error: HTTP_ADDR='127.0.0.1:{port}': cannot listen there")

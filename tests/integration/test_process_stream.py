@@ -196,3 +196,20 @@ async def test_many_concurrent_streams_each_get_their_own_complete_answer(
         assert {e.data["message_id"] for e in events} == {message_id}
     assert len(fake.calls) == 60
     assert not fake.open_calls()
+
+
+async def test_text_that_is_not_valid_unicode_cannot_cut_the_stream(tmp_path: Path) -> None:
+    fake = FakeUpstream(
+        {
+            "fake-a": Behaviour(reply="half a pair: \ud800"),
+            "fake-b": Behaviour(reply="fine"),
+            "fake-summary": Behaviour(tokens=("sum ", "\udfff")),
+        }
+    )
+    async with running_service(tmp_path, fake) as service:
+        async with service.client.stream("POST", "/api/process", json=BODY) as response:
+            events = await read_events(response)
+
+    assert events[-1].event == "done"
+    answers = {e.data["source"]: e.data["message"] for e in events if e.event == "agent.completed"}
+    assert answers["alpha"] == "half a pair: ?"

@@ -298,3 +298,15 @@ async def test_a_crashing_model_adapter_fails_only_its_agent(autojump_clock: Moc
     assert (failed.agent, failed.error.code) == ("bad", "internal_error")
     assert "bug in an adapter" not in failed.error.message
     assert isinstance(events.terminal, Done)
+
+
+async def test_a_deadline_error_still_reports_the_usage_of_finished_calls(
+    autojump_clock: MockClock,
+) -> None:
+    model = ScriptedModel({"a": Script(delay_s=1), "b": Script(delay_s=50), "sum": Script()})
+    events = await run(ensemble(("a", 60), ("b", 60)), model, request_timeout_s=5)
+
+    terminal = events.terminal
+    assert isinstance(terminal, Failed)
+    assert terminal.error.code == "deadline_exceeded"
+    assert set(terminal.usage) == {"a"}

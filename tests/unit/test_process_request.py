@@ -36,6 +36,8 @@ def test_a_valid_body_becomes_a_pipeline_request() -> None:
         ({"message": "hi", "message_id": 12}, "message_id", "must be a string"),
         ({"message": "hi", "message_id": "m", "conversation_id": ""}, "conversation_id", "empty"),
         ({"message": "hi", "message_id": "m", "stream": True}, "stream", "not a known field"),
+        (b'{"message": "a \\ud800", "message_id": "m"}', "message", "valid Unicode"),
+        (b"[" * 100_000 + b"]" * 100_000, None, "nested too deeply"),
     ],
 )
 def test_each_problem_is_a_400_naming_the_field(body: object, field: str | None, says: str) -> None:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import BindAddress, SettingsError, is_local_url, load_settings
+from service.settings import (
+    BindAddress,
+    SettingsError,
+    is_local_url,
+    load_settings,
+    redact_url,
+)
 
 
 def test_defaults_serve_the_mock_on_port_8080() -> None:
@@ -45,6 +51,7 @@ def test_ipv6_bind_is_bracketed_for_hypercorn() -> None:
         ("AGENT_TIMEOUT_S", "soon", "AGENT_TIMEOUT_S='soon'"),
         ("LLM_BASE_URL", "ftp://x", "LLM_BASE_URL='ftp://x': expected an http:// or https://"),
         ("ENSEMBLE_FILE", "/nonexistent.toml", "ENSEMBLE_FILE='/nonexistent.toml': no such file"),
+        ("LLM_BASE_URL", "http://h:99999/v1", "LLM_BASE_URL='http://h:99999/v1': the port must"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_what_is_allowed(
@@ -96,3 +103,20 @@ def test_dotenv_fills_in_but_the_real_environment_wins(tmp_path: Path) -> None:
 
 def test_an_empty_value_means_unset() -> None:
     assert load_settings({"LLM_MODEL": ""}, dotenv_path=None).llm_model == "gpt-4o-mini"
+
+
+def test_credentials_in_the_base_url_are_never_printed() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            {"USE_LLM_MOCK": "false", "LLM_BASE_URL": "https://user:sk-123@api.example.com/v1"},
+            dotenv_path=None,
+        )
+    assert "sk-123" not in str(caught.value)
+    assert "https://***@api.example.com/v1" in str(caught.value)
+    assert redact_url("https://h/v1?api-key=sk-1") == "https://h/v1?***"
+
+
+def test_the_key_is_hidden_in_the_settings_repr() -> None:
+    settings = load_settings({"LLM_KEY": "sk-very-secret"}, dotenv_path=None)
+    assert "sk-very-secret" not in repr(settings)
+    assert settings.llm_key.get_secret_value() == "sk-very-secret"

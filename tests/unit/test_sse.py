@@ -120,3 +120,10 @@ def test_done_and_error_are_final_with_usage_and_timings() -> None:
     assert fields["event"] == "error"
     assert (payload["status"], payload["source"], payload["final"]) == ("error", "agents", True)
     assert payload["error"] == {"code": "no_agent_succeeded", "message": "none"}
+
+
+def test_a_lone_surrogate_from_a_provider_is_replaced_not_fatal() -> None:
+    encoder = SseEncoder(message_id="m", conversation_id=None)
+    raw = encoder.encode(SummaryDelta(summarizer="s", text="ok \ud800 é"))
+    _, payload = parse(raw)
+    assert payload["message"] == "ok ? é"
