@@ -13,6 +13,15 @@ from tests.integration.harness import host_port, iter_events, running_service
 BODY = {"message": "q", "message_id": "m-shutdown"}
 
 
+async def can_connect(url: str) -> bool:
+    try:
+        stream = await trio.open_tcp_stream(*host_port(url))
+    except OSError:
+        return False
+    await stream.aclose()
+    return True
+
+
 async def test_a_stream_that_finishes_within_the_grace_period_completes(tmp_path: Path) -> None:
     fake = FakeUpstream(
         {
@@ -57,7 +66,9 @@ async def test_streams_open_when_the_grace_period_ends_get_shutting_down(tmp_pat
     assert final.event == "error"
     assert final.data["error"]["code"] == "shutting_down"
     assert final.data["final"] is True
-    assert final.arrived_at - shutdown_at == pytest.approx(grace_s, abs=0.2)
+    # Not before the grace period is over; promptly after it (a loaded machine may lag).
+    assert final.arrived_at - shutdown_at >= grace_s - 0.01
+    assert final.arrived_at - shutdown_at < grace_s + 1
     assert stopped_at - shutdown_at < grace_s + 1
     assert not fake.open_calls()
     assert {call.outcome for call in fake.calls} == {"disconnected"}
@@ -70,7 +81,9 @@ async def test_new_streams_are_refused_once_shutdown_starts(tmp_path: Path) -> N
             events = iter_events(response)
             await anext(events)
             service.shutdown.set()
-            await trio.sleep(0.05)
+            with trio.fail_after(2):
+                while await can_connect(service.url):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
             with pytest.raises(OSError, match="all attempts to connect"):
                 await trio.open_tcp_stream(*host_port(service.url))
             rest = [event async for event in events]
