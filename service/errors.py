@@ -72,29 +72,47 @@ class MethodNotAllowed(RequestError):
 
 
 class UpstreamError(ServiceError):
-    """An LLM provider call failed. Never carries the provider's own text in its message."""
+    """An LLM provider call failed. Never carries the provider's own text in its message.
+
+    `retryable` says whether the same call may succeed if sent again; `retry_after_s` is the
+    wait the provider asked for (a Retry-After header), when it asked.
+    """
 
     code = "upstream_error"
     status = 502
     default_message = "the language model call failed"
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        public_message: str | None = None,
+        *,
+        field: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(public_message, field=field)
+        self.retry_after_s = retry_after_s
 
 
 class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
     status = 504
     default_message = "the language model did not answer in time"
+    retryable = True
 
 
 class UpstreamRateLimited(UpstreamError):
     code = "upstream_rate_limited"
     status = 503
     default_message = "the language model provider is rate limiting requests"
+    retryable = True
 
 
 class UpstreamUnavailable(UpstreamError):
     code = "upstream_unavailable"
     status = 503
     default_message = "the language model provider is unavailable"
+    retryable = True
 
 
 class UpstreamBadResponse(UpstreamError):
@@ -123,6 +141,20 @@ class NoAgentSucceeded(PipelineError):
     code = "no_agent_succeeded"
     status = 502
     default_message = "no agent produced an answer"
+
+
+class QuorumNotMet(PipelineError):
+    code = "quorum_not_met"
+    status = 502
+    default_message = "too few agents produced an answer"
+
+
+class AgentCut(PipelineError):
+    """An agent still working when the summary started without it (straggler grace)."""
+
+    code = "agent_cut"
+    status = 504
+    default_message = "the summary started without this agent's answer"
 
 
 class DeadlineExceeded(PipelineError):

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .ensemble import Ensemble, load_ensemble
+from .ensemble import DEFAULT_PROVIDER, Ensemble, EnsembleError, Provider, load_ensemble
 from .lifecycle import Lifecycle
-from .llm import ChatModel, MockChatModel, OpenAIChatModel
-from .settings import Settings
+from .llm import ChatModel, MockChatModel, ProviderRouter
+from .llm.mock import MOCK_FAULTS, mock_fault
+from .settings import Settings, SettingsError
+from .urls import is_local_url, redact_url
 
 
 @dataclass
@@ -26,24 +28,70 @@ class Resources:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
 
+def default_provider(settings: Settings) -> Provider:
+    """The server of members that name none: LLM_BASE_URL, with LLM_KEY unless it is local."""
+    needs_key = bool(settings.llm_key.get_secret_value()) or not is_local_url(settings.llm_base_url)
+    return Provider(base_url=settings.llm_base_url, api_key_env="LLM_KEY" if needs_key else None)
+
+
 def build_model(settings: Settings) -> ChatModel:
     if settings.use_llm_mock:
         return MockChatModel(
             first_token_delay_s=settings.mock_first_token_ms / 1000,
             token_delay_s=settings.mock_token_ms / 1000,
         )
-    return OpenAIChatModel(
-        base_url=settings.llm_base_url,
-        api_key=settings.llm_key.get_secret_value(),
+    return ProviderRouter(
+        default=default_provider(settings).endpoint(DEFAULT_PROVIDER),
+        secret=settings.secret,
         timeout_s=settings.request_timeout_s,
     )
 
 
+def check_ensemble_can_run(ensemble: Ensemble, settings: Settings) -> None:
+    """Every key an ensemble needs is set; every `mock:FAULT` model is one the mock knows.
+
+    Raises SettingsError (LLM_KEY) or EnsembleError (a provider's key), in one line.
+    """
+    source = settings.ensemble_file
+    if settings.use_llm_mock:
+        for member in ensemble.members:
+            for target in ensemble.targets(member):
+                fault = mock_fault(target.model)
+                if fault is not None and fault not in MOCK_FAULTS:
+                    known = ", ".join(sorted(MOCK_FAULTS))
+                    raise EnsembleError(
+                        f"{source}: {member.name}: the mock knows no model {target.model!r} "
+                        f"(mock:FAULT with FAULT one of {known})"
+                    )
+        return
+    for name, provider in ensemble.used_providers().items():
+        variable = provider.api_key_env
+        if variable is None or settings.secret(variable):
+            continue
+        if variable == "LLM_KEY" and name == DEFAULT_PROVIDER:
+            raise SettingsError(
+                f"LLM_KEY is required when USE_LLM_MOCK=false and LLM_BASE_URL "
+                f"({redact_url(settings.llm_base_url)}) is not a local server; "
+                "set LLM_KEY or USE_LLM_MOCK=true"
+            )
+        raise EnsembleError(
+            f"{source}: the provider {name!r} reads its key from {variable} (api_key_env), "
+            "which is not set"
+        )
+
+
 def load_configured_ensemble(settings: Settings) -> Ensemble:
-    """The ensemble file, with the settings' defaults filled in. Raises EnsembleError."""
-    return load_ensemble(settings.ensemble_file).with_defaults(
-        model=settings.llm_model, agent_timeout_s=settings.agent_timeout_s
+    """The ensemble file with the settings' defaults filled in, checked against the settings.
+
+    Raises EnsembleError or SettingsError.
+    """
+    ensemble = load_ensemble(settings.ensemble_file).with_defaults(
+        model=settings.llm_model,
+        agent_timeout_s=settings.agent_timeout_s,
+        default_provider=default_provider(settings),
     )
+    check_ensemble_can_run(ensemble, settings)
+    return ensemble
 
 
 @asynccontextmanager

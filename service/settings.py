@@ -9,16 +9,24 @@ names the variable and what is allowed, so `python -m service` can stop with tha
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from .urls import check_base_url, redact_url
 
 DEFAULT_ENSEMBLE_FILE = Path(__file__).parent / "ensemble" / "default.toml"
 
@@ -52,34 +60,6 @@ def parse_http_addr(value: str) -> BindAddress:
     return BindAddress(host=host or "0.0.0.0", port=int(port_text))
 
 
-def redact_url(value: str) -> str:
-    """`value` with any credentials a URL may carry (user:password@, ?query) hidden."""
-    parts = urlsplit(value)
-    _, at, host_port = parts.netloc.rpartition("@")
-    if not at and not parts.query:
-        return value
-    netloc = f"***@{host_port}" if at else host_port
-    return parts._replace(netloc=netloc, query="***" if parts.query else "").geturl()
-
-
-def is_local_url(url: str) -> bool:
-    """True when `url` points at this machine or a private network (Ollama, vLLM, a sidecar).
-
-    Such servers usually need no API key; a public host (OpenAI's) always does.
-    """
-    host = (urlsplit(url).hostname or "").lower()
-    if not host:
-        return False
-    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        # A single-label name (`ollama`, `vllm`) is a container or LAN host, never a public API.
-        return "." not in host
-    return address.is_loopback or address.is_private or address.is_link_local
-
-
 class Settings(BaseModel):
     """The typed settings. Field names are the environment variable names in lower case."""
 
@@ -101,6 +81,15 @@ class Settings(BaseModel):
     mock_first_token_ms: Annotated[float, Field(ge=0)] = 250.0
     mock_token_ms: Annotated[float, Field(ge=0)] = 25.0
 
+    # The whole environment, for the API keys an ensemble names by variable (`api_key_env`).
+    _environ: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def secret(self, name: str) -> str:
+        """The value of environment variable `name` (from the environment or `.env`), or ""."""
+        if name == "LLM_KEY":
+            return self.llm_key.get_secret_value()
+        return self._environ.get(name, "")
+
     @field_validator("http_addr", mode="before")
     @classmethod
     def _parse_http_addr(cls, value: object) -> object:
@@ -114,14 +103,7 @@ class Settings(BaseModel):
     @field_validator("llm_base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an http:// or https:// URL")
-        try:
-            parts.port  # noqa: B018  # raises for a port out of range
-        except ValueError as exc:
-            raise ValueError("the port must be from 0 to 65535") from exc
-        return value.rstrip("/")
+        return check_base_url(value)
 
     @field_validator("ensemble_file")
     @classmethod
@@ -158,14 +140,5 @@ def load_settings(
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         shown = redact_url(str(values.get(name.lower(), "")))
         raise SettingsError(f"{name}={shown!r}: {_describe(first)}") from exc
-    if (
-        not settings.use_llm_mock
-        and not settings.llm_key.get_secret_value()
-        and not is_local_url(settings.llm_base_url)
-    ):
-        raise SettingsError(
-            f"LLM_KEY is required when USE_LLM_MOCK=false and LLM_BASE_URL "
-            f"({redact_url(settings.llm_base_url)}) is not a local server; "
-            "set LLM_KEY or USE_LLM_MOCK=true"
-        )
+    settings._environ = {k: v for k, v in merged.items() if v}
     return settings

@@ -1,11 +1,18 @@
 """In-process ChatModel fakes for virtual-time tests: scripted per caller, every call logged.
 
 model = ScriptedModel({"a": Script(delay_s=2, text="A"), "sum": Script(tokens=("x", "y"))})
+
+A key `caller@model` scripts one model of a caller (fallbacks); a list of scripts is used one
+per call, the last one again for every later call (retries):
+
+model = ScriptedModel({"a": [Script(error=UpstreamUnavailable()), Script(text="A")],
+                       "a@backup": Script(text="from the fallback")})
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -45,27 +52,38 @@ class _Stream:
 
     async def __aiter__(self) -> AsyncIterator[str]:
         await trio.sleep(self.script.delay_s)
+        error_at = self.script.error_after_tokens or 0
         for index, token in enumerate(self.tokens):
-            if self.script.error is not None and index == self.script.error_after_tokens:
+            if self.script.error is not None and index == error_at:
                 raise self.script.error
             if index:
                 await trio.sleep(self.script.token_delay_s)
             yield token
-        if self.script.error is not None and self.script.error_after_tokens is None:
-            raise self.script.error
         self.usage = Usage(prompt_tokens=1, completion_tokens=len(self.tokens))
 
 
 @dataclass
 class ScriptedModel:
-    scripts: dict[str, Script]
+    scripts: dict[str, Script | Sequence[Script]]
     calls: list[Call] = field(default_factory=list)
     closed: bool = False
+    _used: Counter[str] = field(default_factory=Counter)
 
     def _start(self, request: ChatRequest) -> tuple[Script, Call]:
         call = Call(caller=request.caller, request=request, started_at=trio.current_time())
         self.calls.append(call)
-        return self.scripts[request.caller], call
+        key = f"{request.caller}@{request.model}"
+        if key not in self.scripts:
+            key = request.caller
+        scripted = self.scripts[key]
+        if isinstance(scripted, Script):
+            return scripted, call
+        index = min(self._used[key], len(scripted) - 1)
+        self._used[key] += 1
+        return scripted[index], call
+
+    def calls_of(self, caller: str) -> list[Call]:
+        return [c for c in self.calls if c.caller == caller]
 
     @staticmethod
     def _end(call: Call, outcome: str) -> None:

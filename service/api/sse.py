@@ -19,6 +19,7 @@ from ..pipeline import (
     Failed,
     PublicError,
     SummaryDelta,
+    SummaryRestarted,
     SummaryStarted,
 )
 
@@ -35,21 +36,29 @@ def _error(error: PublicError) -> dict[str, str]:
 
 def describe(event: Event) -> tuple[str, str, str, dict[str, Any]]:
     """(type, status, source, extra fields) of `event`; `message` and `final` are extras."""
+    extras: dict[str, Any]
     match event:
         case AgentStarted(agent=agent):
             return "agent.started", f"Sending to {agent}", agent, {}
-        case AgentCompleted(agent=agent, text=text):
-            return "agent.completed", f"Received from {agent}", agent, {"message": text}
-        case AgentFailed(agent=agent, error=error):
-            return "agent.failed", f"Failed {agent}", agent, {"error": _error(error)}
+        case AgentCompleted(agent=agent, text=text, model=model, attempts=attempts):
+            extras = {"message": text, "model": model, "attempts": attempts}
+            return "agent.completed", f"Received from {agent}", agent, extras
+        case AgentFailed(agent=agent, error=error, attempts=attempts):
+            extras = {"error": _error(error), "attempts": attempts}
+            return "agent.failed", f"Failed {agent}", agent, extras
         case SummaryStarted(summarizer=name, agents=agents, missing=missing):
-            extras: dict[str, Any] = {"agents": list(agents), "missing": list(missing)}
+            extras = {"agents": list(agents), "missing": list(missing)}
             return "summary.started", f"Combining via {name}", name, extras
         case SummaryDelta(summarizer=name, text=text):
             return "summary.delta", "Streaming", name, {"message": text}
-        case Done(summarizer=name, usage=usage, timings=timings):
+        case SummaryRestarted(summarizer=name, model=model, error=error):
+            extras = {"model": model, "error": _error(error), "discard": True}
+            return "summary.restarted", f"Restarting the summary on {model}", name, extras
+        case Done(summarizer=name, usage=usage, timings=timings, agents=agents, models=models):
             extras = {
                 "final": True,
+                "agents": agents.as_dict(),
+                "models": dict(models),
                 "usage": {caller: u.as_dict() for caller, u in usage.items()},
                 "timings": {
                     "agents_ms": dict(timings.agents_ms),
@@ -58,12 +67,14 @@ def describe(event: Event) -> tuple[str, str, str, dict[str, Any]]:
                 },
             }
             return "done", "Completed", name, extras
-        case Failed(source=source, error=error, usage=usage):
+        case Failed(source=source, error=error, usage=usage, agents=agents):
             extras = {
                 "final": True,
                 "error": _error(error),
                 "usage": {caller: u.as_dict() for caller, u in usage.items()},
             }
+            if agents is not None:
+                extras["agents"] = agents.as_dict()
             return "error", "error", source, extras
 
 

@@ -17,11 +17,13 @@ class EnsembleError(Exception):
     """The ensemble file is unreadable or invalid; the message names the file and the field."""
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """`agents[0].model: <message>`; checks across fields name their own place in `message`."""
+    message = message.removeprefix("Value error, ")
+    where = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    return f"{where}: {message}" if where else message
 
 
 def parse_ensemble(text: str, *, source: str) -> Ensemble:
@@ -32,10 +34,7 @@ def parse_ensemble(text: str, *, source: str) -> Ensemble:
     try:
         return Ensemble.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_location(error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
-            for error in exc.errors()
-        )
+        problems = "; ".join(_problem(error["loc"], error["msg"]) for error in exc.errors())
         raise EnsembleError(f"{source}: {problems}") from exc
 
 

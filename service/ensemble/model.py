@@ -1,58 +1,230 @@
-"""The ensemble: which agents answer, and which summarizer combines their answers."""
+"""The ensemble: which agents answer, which summarizer combines them, and where each call goes.
+
+An ensemble file names providers once (`[providers.NAME]`) and members refer to them; a member
+may instead give its own `base_url`. After `with_defaults`, every member names a provider that
+exists, has a model, and every agent has a timeout, so `targets(member)` is all a caller needs:
+
+    ensemble = parse_ensemble(text, source="e.toml").with_defaults(
+        model="gpt-4o-mini", agent_timeout_s=30, default_provider=Provider(base_url=url)
+    )
+    for target in ensemble.targets(ensemble.agents[0]):   # the primary, then the fallbacks
+        print(target.endpoint.base_url, target.model)
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from ..llm import Endpoint
+from ..urls import check_base_url
 
 MAX_AGENTS = 16
+MAX_FALLBACKS = 4
+DEFAULT_PROVIDER = "default"
 
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ]
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+BaseUrl = Annotated[str, AfterValidator(check_base_url)]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+HeaderValue = Annotated[str, StringConstraints(pattern=r"^[^\r\n\x00]*$")]
+
+
+def _check_headers(headers: dict[str, str]) -> dict[str, str]:
+    for name in headers:
+        if name.lower() in ("authorization", "proxy-authorization"):
+            raise ValueError(
+                f"the header {name!r} would put a key in the file; "
+                "name the environment variable that holds the key with api_key_env instead"
+            )
+    return headers
+
+
+Headers = Annotated[dict[HeaderName, HeaderValue], AfterValidator(_check_headers)]
+
+
+class Provider(BaseModel):
+    """An OpenAI-compatible server. The key stays in the environment, named by `api_key_env`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: BaseUrl
+    api_key_env: EnvName | None = None
+    headers: Headers = Field(default_factory=dict)
+    max_connections: Annotated[int, Field(ge=1, le=100_000)] = 1000
+
+    def endpoint(self, name: str) -> Endpoint:
+        return Endpoint(
+            name=name,
+            base_url=self.base_url,
+            api_key_env=self.api_key_env,
+            headers=tuple(sorted(self.headers.items())),
+            max_connections=self.max_connections,
+        )
+
+
+class Fallback(BaseModel):
+    """A model tried when the one before it failed; on the member's provider unless named."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: ModelName
+    provider: Name | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One model on one server: what a single call needs besides the messages.
+
+    `endpoint` None means the chat model's own default server (an ensemble used without
+    `with_defaults`, as in tests).
+    """
+
+    endpoint: Endpoint | None
+    model: str
 
 
 class Member(BaseModel):
-    """One LLM role in the ensemble. `model` and `timeout_s` fall back to the settings."""
+    """One LLM role in the ensemble. Unset `model` and `timeout_s` fall back to the settings."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Name
     system_prompt: Prompt
-    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] | None = None
+    model: ModelName | None = None
     timeout_s: Annotated[float, Field(gt=0)] | None = None
+    provider: Name | None = None
+    base_url: BaseUrl | None = None
+    api_key_env: EnvName | None = None
+    headers: Headers = Field(default_factory=dict)
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    fallback_models: Annotated[
+        tuple[ModelName | Fallback, ...], Field(max_length=MAX_FALLBACKS)
+    ] = ()
+    retries: Annotated[int, Field(ge=0, le=5)] = 2
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_server(self) -> Member:
+        if self.provider is not None and self.base_url is not None:
+            raise ValueError("give either provider or base_url, not both")
+        if self.api_key_env is not None and self.base_url is None:
+            raise ValueError("api_key_env needs base_url here (or set it on the provider)")
+        return self
+
+    @property
+    def fallbacks(self) -> tuple[Fallback, ...]:
+        return tuple(
+            Fallback(model=entry) if isinstance(entry, str) else entry
+            for entry in self.fallback_models
+        )
 
 
 class Agent(Member):
-    pass
+    hedge_after_ms: Annotated[float, Field(gt=0)] | None = None
 
 
 class Summarizer(Member):
     pass
 
 
+def _inline_provider_name(member: Member) -> str:
+    # A colon cannot appear in a provider's own name, so this never collides with one.
+    return f"inline:{member.name}"
+
+
 class Ensemble(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    providers: dict[Name, Provider] = Field(default_factory=dict)
+    min_agents: Annotated[int, Field(ge=1)] = 1
+    straggler_grace_ms: Annotated[float, Field(ge=0)] | None = None
     agents: Annotated[tuple[Agent, ...], Field(min_length=1, max_length=MAX_AGENTS)]
     summarizer: Summarizer
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        return (*self.agents, self.summarizer)
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> Ensemble:
         seen: set[str] = set()
-        for member in (*self.agents, self.summarizer):
+        for member in self.members:
             if member.name in seen:
                 raise ValueError(f"the name {member.name!r} is used twice; names must be unique")
             seen.add(member.name)
         return self
 
-    def with_defaults(self, *, model: str, agent_timeout_s: float) -> Ensemble:
-        """A copy in which every member has a model and every agent a timeout."""
+    @model_validator(mode="after")
+    def _quorum_is_reachable(self) -> Ensemble:
+        if self.min_agents > len(self.agents):
+            raise ValueError(
+                f"min_agents is {self.min_agents} but only {len(self.agents)} agent(s) are listed"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _providers_exist(self) -> Ensemble:
+        known = set(self.providers) | {DEFAULT_PROVIDER}
+        for where, member in self._located_members():
+            wanted = [(f"{where}.provider", member.provider)]
+            wanted += [
+                (f"{where}.fallback_models[{i}].provider", fallback.provider)
+                for i, fallback in enumerate(member.fallbacks)
+            ]
+            for field, name in wanted:
+                if name is not None and name not in known:
+                    listed = ", ".join(sorted(self.providers)) or "none are defined"
+                    raise ValueError(f"{field}: no provider named {name!r} ({listed})")
+        return self
+
+    def _located_members(self) -> list[tuple[str, Member]]:
+        located: list[tuple[str, Member]] = [
+            (f"agents[{i}]", agent) for i, agent in enumerate(self.agents)
+        ]
+        return [*located, ("summarizer", self.summarizer)]
+
+    def with_defaults(
+        self, *, model: str, agent_timeout_s: float, default_provider: Provider
+    ) -> Ensemble:
+        """A copy in which every member has a model and a provider, and every agent a timeout.
+
+        Members that name no provider use `[providers.default]` if the file has one, else
+        `default_provider` (the settings' LLM_BASE_URL and LLM_KEY).
+        """
+        providers = {DEFAULT_PROVIDER: default_provider, **self.providers}
 
         def fill(member: Member) -> dict[str, object]:
-            return {"model": member.model or model}
+            provider = member.provider or DEFAULT_PROVIDER
+            if member.base_url is not None:
+                provider = _inline_provider_name(member)
+                providers[provider] = Provider(
+                    base_url=member.base_url, api_key_env=member.api_key_env
+                )
+            fallbacks = tuple(
+                Fallback(model=f.model, provider=f.provider or provider) for f in member.fallbacks
+            )
+            return {
+                "model": member.model or model,
+                "provider": provider,
+                "base_url": None,
+                "api_key_env": None,
+                "fallback_models": fallbacks,
+            }
 
         agents = tuple(
             agent.model_copy(
@@ -61,4 +233,31 @@ class Ensemble(BaseModel):
             for agent in self.agents
         )
         summarizer = self.summarizer.model_copy(update=fill(self.summarizer))
-        return self.model_copy(update={"agents": agents, "summarizer": summarizer})
+        return self.model_copy(
+            update={"agents": agents, "summarizer": summarizer, "providers": providers}
+        )
+
+    @cached_property
+    def _endpoints(self) -> dict[str, Endpoint]:
+        return {name: provider.endpoint(name) for name, provider in self.providers.items()}
+
+    def targets(self, member: Member) -> tuple[Target, ...]:
+        """Where `member`'s calls go, in order: its own model, then each fallback."""
+        endpoints = self._endpoints
+        provider = member.provider or DEFAULT_PROVIDER
+        primary = Target(endpoint=endpoints.get(provider), model=member.model or "")
+        fallbacks = (
+            Target(endpoint=endpoints.get(fallback.provider or provider), model=fallback.model)
+            for fallback in member.fallbacks
+        )
+        return (primary, *fallbacks)
+
+    def used_providers(self) -> dict[str, Provider]:
+        """The providers some member or fallback calls (after `with_defaults`)."""
+        used = {
+            fallback.provider or member.provider or DEFAULT_PROVIDER
+            for member in self.members
+            for fallback in member.fallbacks
+        }
+        used |= {member.provider or DEFAULT_PROVIDER for member in self.members}
+        return {name: self.providers[name] for name in sorted(used) if name in self.providers}

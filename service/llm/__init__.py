@@ -1,8 +1,17 @@
 """Language models: the ChatModel protocol, the OpenAI-compatible client and the mock."""
 
 from .mock import MockChatModel
-from .model import ChatMessage, ChatModel, ChatRequest, Completion, CompletionStream, Usage
+from .model import (
+    ChatMessage,
+    ChatModel,
+    ChatRequest,
+    Completion,
+    CompletionStream,
+    Endpoint,
+    Usage,
+)
 from .openai_model import OpenAIChatModel
+from .router import ProviderRouter
 
 __all__ = [
     "ChatMessage",
@@ -10,7 +19,9 @@ __all__ = [
     "ChatRequest",
     "Completion",
     "CompletionStream",
+    "Endpoint",
     "MockChatModel",
     "OpenAIChatModel",
+    "ProviderRouter",
     "Usage",
 ]

@@ -7,18 +7,61 @@ see that the summary was built from every answer:
 
     model = MockChatModel(first_token_delay_s=0.25, token_delay_s=0.025)
     completion = await model.complete(request)
+
+A model name `mock:FAULT` makes the mock misbehave the way real providers do, so the service's
+retries, fallbacks and partial results can be seen by hand (set it in the ensemble file):
+
+    stall          never answers (the agent's timeout ends it)
+    slow           answers, but twenty times later than usual
+    rate_limited   429 with Retry-After: 1 s, every time
+    unavailable    a 5xx, every time
+    flaky          a 5xx on every other call: a retry succeeds
+    bad_response   an answer that cannot be used
+    auth_failed    the key is refused
+    cut            a stream that breaks after three tokens
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import trio
 
+from ..errors import (
+    UpstreamAuthFailed,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
 from .model import ChatRequest, Completion, CompletionStream, Usage
+
+FAULT_PREFIX = "mock:"
+_FAILURES: dict[str, Callable[[], UpstreamError]] = {
+    "rate_limited": lambda: UpstreamRateLimited(retry_after_s=1.0),
+    "unavailable": UpstreamUnavailable,
+    "flaky": UpstreamUnavailable,
+    "bad_response": UpstreamBadResponse,
+    "auth_failed": UpstreamAuthFailed,
+    "cut": UpstreamUnavailable,
+}
+MOCK_FAULTS = frozenset({*_FAILURES, "stall", "slow"})
+SLOW_FACTOR = 20
+CUT_AFTER_TOKENS = 3
+
+
+class MockFault(Exception):
+    """The cause a mock failure carries, as a provider's own error would (seen in logs only)."""
+
+
+def mock_fault(model: str) -> str | None:
+    """The fault a `mock:FAULT` model name asks for, or None for a model that behaves."""
+    return model.removeprefix(FAULT_PREFIX) if model.startswith(FAULT_PREFIX) else None
+
 
 _ANSWER = re.compile(r'<answer from="([^"]+)">\s*(.*?)\s*</answer>', re.DOTALL)
 _TOKEN = re.compile(r"\s*\S+|\s+")
@@ -70,18 +113,34 @@ def _usage(request: ChatRequest, tokens: list[str]) -> Usage:
     return Usage(prompt_tokens=prompt_tokens, completion_tokens=len(tokens))
 
 
+def _failure(fault: str, model: str) -> UpstreamError:
+    error = _FAILURES[fault]()
+    error.__cause__ = MockFault(f"the model {model!r} is told to fail")
+    return error
+
+
 class _MockStream:
-    def __init__(self, request: ChatRequest, tokens: list[str], model: MockChatModel) -> None:
+    def __init__(
+        self,
+        request: ChatRequest,
+        tokens: list[str],
+        first_token_delay_s: float,
+        token_delay_s: float,
+    ) -> None:
         self._request = request
         self._tokens = tokens
-        self._model = model
+        self._first_token_delay_s = first_token_delay_s
+        self._token_delay_s = token_delay_s
         self.usage: Usage | None = None
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        await trio.sleep(self._model.first_token_delay_s)
+        await trio.sleep(self._first_token_delay_s)
+        fault = mock_fault(self._request.model)
         for index, token in enumerate(self._tokens):
             if index:
-                await trio.sleep(self._model.token_delay_s)
+                await trio.sleep(self._token_delay_s)
+            if fault == "cut" and index == CUT_AFTER_TOKENS:
+                raise _failure(fault, self._request.model)
             yield token
         self.usage = _usage(self._request, self._tokens)
 
@@ -90,17 +149,37 @@ class MockChatModel:
     def __init__(self, *, first_token_delay_s: float = 0.0, token_delay_s: float = 0.0) -> None:
         self.first_token_delay_s = first_token_delay_s
         self.token_delay_s = token_delay_s
+        self._calls: Counter[tuple[str, str]] = Counter()
+
+    async def _misbehave(self, request: ChatRequest, *, streaming: bool) -> float:
+        """Fail or stall as the model name asks; returns the delay before the first token."""
+        fault = mock_fault(request.model)
+        self._calls[request.caller, request.model] += 1
+        if fault == "stall":
+            await trio.sleep_forever()
+        if fault == "slow":
+            return self.first_token_delay_s * SLOW_FACTOR
+        failing = fault in _FAILURES and not (streaming and fault == "cut")
+        if fault == "flaky":
+            failing = self._calls[request.caller, request.model] % 2 == 1
+        if failing:
+            await trio.sleep(self.first_token_delay_s)
+            raise _failure(fault or "", request.model)
+        return self.first_token_delay_s
 
     async def complete(self, request: ChatRequest) -> Completion:
+        first_token_delay_s = await self._misbehave(request, streaming=False)
         text = mock_reply(request)
         tokens = split_tokens(text)
         # Take as long as streaming the same answer would, so a demo feels like the real thing.
-        await trio.sleep(self.first_token_delay_s + self.token_delay_s * max(len(tokens) - 1, 0))
+        await trio.sleep(first_token_delay_s + self.token_delay_s * max(len(tokens) - 1, 0))
         return Completion(text=text, usage=_usage(request, tokens))
 
     @asynccontextmanager
     async def stream(self, request: ChatRequest) -> AsyncIterator[CompletionStream]:
-        yield _MockStream(request, split_tokens(mock_reply(request)), self)
+        first_token_delay_s = await self._misbehave(request, streaming=True)
+        tokens = split_tokens(mock_reply(request))
+        yield _MockStream(request, tokens, first_token_delay_s, self.token_delay_s)
 
     async def aclose(self) -> None:
         return None

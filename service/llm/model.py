@@ -27,12 +27,33 @@ class ChatMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An OpenAI-compatible server. Calls to equal endpoints share one connection pool.
+
+    The key itself is never here: `api_key_env` names the environment variable holding it.
+    """
+
+    name: str
+    base_url: str
+    api_key_env: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    max_connections: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """One call: which model, what to send, and which agent asks (for logs and the mock)."""
+    """One call: which model where, what to send, and which agent asks (for logs and the mock).
+
+    `endpoint` None means the model's own default server; `headers` are added to this call.
+    """
 
     model: str
     messages: tuple[ChatMessage, ...]
     caller: str
+    endpoint: Endpoint | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

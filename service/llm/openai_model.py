@@ -13,7 +13,7 @@ stops the upstream from generating; over HTTP/2 the SDK never resets the stream.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -41,6 +41,18 @@ def _clean(text: str) -> str:
     if text.isascii():
         return text
     return text.encode("utf-8", errors="replace").decode("utf-8")
+
+
+def _options(request: ChatRequest) -> dict[str, Any]:
+    """The optional parameters of one call; unset ones are left out, not sent as null."""
+    options: dict[str, Any] = {}
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        options["max_tokens"] = request.max_tokens
+    if request.headers:
+        options["extra_headers"] = dict(request.headers)
+    return options
 
 
 def _usage(raw: Any) -> Usage | None:
@@ -78,6 +90,7 @@ class OpenAIChatModel:
         api_key: str,
         timeout_s: float,
         max_connections: int = 1000,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._http = openai.DefaultAsyncHttpxClient(
             http2=False,
@@ -91,13 +104,14 @@ class OpenAIChatModel:
             base_url=base_url,
             api_key=api_key or _PLACEHOLDER_KEY,
             max_retries=0,
+            default_headers=dict(headers or {}),
             http_client=self._http,
         )
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
             response = await self._client.chat.completions.create(
-                model=request.model, messages=_messages(request)
+                model=request.model, messages=_messages(request), **_options(request)
             )
         except openai.OpenAIError as exc:
             raise map_openai_error(exc) from exc
@@ -114,6 +128,7 @@ class OpenAIChatModel:
                 messages=_messages(request),
                 stream=True,
                 stream_options={"include_usage": True},
+                **_options(request),
             )
         except openai.OpenAIError as exc:
             raise map_openai_error(exc) from exc

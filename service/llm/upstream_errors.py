@@ -6,6 +6,10 @@ public message of the mapped error.
 
 from __future__ import annotations
 
+import email.utils
+import time
+from collections.abc import Mapping
+
 import openai
 
 from ..errors import (
@@ -26,7 +30,7 @@ def map_openai_error(exc: openai.OpenAIError) -> UpstreamError:
     if isinstance(exc, openai.APIConnectionError):
         return UpstreamUnavailable()
     if isinstance(exc, openai.RateLimitError):
-        return UpstreamRateLimited()
+        return UpstreamRateLimited(retry_after_s=retry_after_s(exc.response.headers))
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return UpstreamAuthFailed()
     if isinstance(exc, openai.APIResponseValidationError):
@@ -35,6 +39,31 @@ def map_openai_error(exc: openai.OpenAIError) -> UpstreamError:
         if exc.status_code == 408:
             return UpstreamTimeout()
         if exc.status_code >= 500:
-            return UpstreamUnavailable()
+            return UpstreamUnavailable(retry_after_s=retry_after_s(exc.response.headers))
         return UpstreamRejected()
     return UpstreamBadResponse()
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """The wait a provider asked for: `retry-after-ms`, `Retry-After` seconds or an HTTP date.
+
+    None when there is no such header or it cannot be read.
+    """
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return max(float(milliseconds) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)

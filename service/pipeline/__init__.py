@@ -3,6 +3,7 @@
 from .events import (
     TERMINAL_EVENTS,
     AgentCompleted,
+    AgentCounts,
     AgentFailed,
     AgentStarted,
     Done,
@@ -10,14 +11,17 @@ from .events import (
     Failed,
     PublicError,
     SummaryDelta,
+    SummaryRestarted,
     SummaryStarted,
     Timings,
 )
+from .retry import RetryPolicy
 from .run import PipelineRequest, run_pipeline
 
 __all__ = [
     "TERMINAL_EVENTS",
     "AgentCompleted",
+    "AgentCounts",
     "AgentFailed",
     "AgentStarted",
     "Done",
@@ -25,7 +29,9 @@ __all__ = [
     "Failed",
     "PipelineRequest",
     "PublicError",
+    "RetryPolicy",
     "SummaryDelta",
+    "SummaryRestarted",
     "SummaryStarted",
     "Timings",
     "run_pipeline",

@@ -32,14 +32,21 @@ class AgentStarted:
 
 @dataclass(frozen=True, slots=True)
 class AgentCompleted:
+    """`model` is the one that answered (a fallback, when the primary failed)."""
+
     agent: str
     text: str
+    model: str = ""
+    attempts: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class AgentFailed:
+    """`error.code` is the reason: an upstream code, or `agent_cut` for a straggler."""
+
     agent: str
     error: PublicError
+    attempts: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,25 @@ class SummaryDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class SummaryRestarted:
+    """The summary broke off after some text and starts over on `model`: drop the text so far."""
+
+    summarizer: str
+    model: str
+    error: PublicError
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCounts:
+    succeeded: int = 0
+    failed: int = 0
+    cut: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"succeeded": self.succeeded, "failed": self.failed, "cut": self.cut}
+
+
+@dataclass(frozen=True, slots=True)
 class Timings:
     """Milliseconds since the run started, except `agents_ms`: each agent's own duration."""
 
@@ -66,17 +92,33 @@ class Timings:
 
 @dataclass(frozen=True, slots=True)
 class Done:
+    """`models` maps each member that answered to the model that did."""
+
     summarizer: str
     usage: Mapping[str, Usage]
     timings: Timings
+    agents: AgentCounts = AgentCounts()
+    models: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Failed:
+    """`agents` is None when the run ended before the agents' outcomes were known."""
+
     source: str
     error: PublicError
     usage: Mapping[str, Usage] = field(default_factory=dict)
+    agents: AgentCounts | None = None
 
 
-Event = AgentStarted | AgentCompleted | AgentFailed | SummaryStarted | SummaryDelta | Done | Failed
+Event = (
+    AgentStarted
+    | AgentCompleted
+    | AgentFailed
+    | SummaryStarted
+    | SummaryDelta
+    | SummaryRestarted
+    | Done
+    | Failed
+)
 TERMINAL_EVENTS = (Done, Failed)

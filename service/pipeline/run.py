@@ -18,16 +18,20 @@ import trio
 
 from ..ensemble import Agent, Ensemble
 from ..errors import (
+    AgentCut,
     DeadlineExceeded,
     NoAgentSucceeded,
+    QuorumNotMet,
     ServiceError,
-    UpstreamBadResponse,
     UpstreamError,
     UpstreamTimeout,
 )
-from ..llm import ChatModel, ChatRequest, Usage
+from ..llm import ChatModel, Usage
+from .answers import Answer, ask_agent
+from .calls import Attempts
 from .events import (
     AgentCompleted,
+    AgentCounts,
     AgentFailed,
     AgentStarted,
     Done,
@@ -39,6 +43,8 @@ from .events import (
     Timings,
 )
 from .prompt import agent_messages, summary_messages
+from .retry import RetryPolicy
+from .summary import stream_summary
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +62,8 @@ class AgentOutcome:
 
     agent: str
     elapsed_ms: float
-    text: str | None = None
-    usage: Usage | None = None
+    attempts: int
+    answer: Answer | None = None
     error: ServiceError | None = None
 
 
@@ -65,98 +71,201 @@ def _ms_since(start: float) -> float:
     return round((trio.current_time() - start) * 1000, 1)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One pipeline run's fixed inputs."""
+
+    request: PipelineRequest
+    ensemble: Ensemble
+    model: ChatModel
+    policy: RetryPolicy
+    events: trio.MemorySendChannel[Event]
+
+    def context(self, member: str | None = None) -> dict[str, object]:
+        context: dict[str, object] = {"message_id": self.request.message_id}
+        if self.request.conversation_id is not None:
+            context["conversation_id"] = self.request.conversation_id
+        if member is not None:
+            context["agent"] = member
+        return context
+
+
 async def _ask_agent(
+    run: _Run,
     agent: Agent,
-    request: PipelineRequest,
-    model: ChatModel,
+    attempts: Attempts,
     results: trio.MemorySendChannel[AgentOutcome],
 ) -> None:
     """Ask one agent; failures become an outcome here so the sibling agents keep running."""
     async with results:
         started = trio.current_time()
-        call = ChatRequest(
-            model=agent.model or "",
-            messages=agent_messages(agent, request.message),
-            caller=agent.name,
-        )
+        context = run.context(agent.name)
         error: ServiceError
         try:
             with trio.fail_after(agent.timeout_s or float("inf")):
-                completion = await model.complete(call)
+                answer = await ask_agent(
+                    agent,
+                    run.ensemble.targets(agent),
+                    agent_messages(agent, run.request.message),
+                    run.model,
+                    run.policy,
+                    attempts,
+                    context,
+                )
         except trio.TooSlowError:
             error = UpstreamTimeout(f"{agent.name} did not answer within {agent.timeout_s:g} s")
         except UpstreamError as exc:
             error = exc
         except Exception as exc:
             # A bug in one model adapter must not take the other agents down with it.
-            log.exception("agent %s crashed", agent.name, extra={"message_id": request.message_id})
+            log.exception("agent %s crashed", agent.name, extra=context)
             error = ServiceError()
             error.__cause__ = exc
         else:
-            if completion.text.strip():
-                outcome = AgentOutcome(
-                    agent.name, _ms_since(started), text=completion.text, usage=completion.usage
-                )
-                await results.send(outcome)
-                return
-            error = UpstreamBadResponse(f"{agent.name} returned an empty answer")
+            outcome = AgentOutcome(agent.name, _ms_since(started), attempts.count, answer=answer)
+            await results.send(outcome)
+            return
         log.warning(
-            "agent %s failed: %s",
+            "agent %s failed after %d attempt(s): %s",
             agent.name,
+            attempts.count,
             error.code,
             exc_info=error if error.__cause__ else None,
-            extra={"message_id": request.message_id, "agent": agent.name},
+            extra=context,
         )
-        await results.send(AgentOutcome(agent.name, _ms_since(started), error=error))
+        await results.send(
+            AgentOutcome(agent.name, _ms_since(started), attempts.count, error=error)
+        )
 
 
-async def _gather_answers(
-    request: PipelineRequest,
-    ensemble: Ensemble,
-    model: ChatModel,
-    events: trio.MemorySendChannel[Event],
-    usage: dict[str, Usage],
-) -> list[AgentOutcome]:
-    """Run every agent concurrently; report each outcome (and its usage) as it arrives."""
+@dataclass
+class _Gathered:
+    """The agents' outcomes in arrival order, and who was cut before answering."""
+
+    outcomes: list[AgentOutcome]
+    cut: list[str]
+
+    def counts(self) -> AgentCounts:
+        succeeded = sum(1 for o in self.outcomes if o.error is None)
+        return AgentCounts(
+            succeeded=succeeded, failed=len(self.outcomes) - succeeded, cut=len(self.cut)
+        )
+
+
+async def _gather_answers(run: _Run, usage: dict[str, Usage]) -> _Gathered:
+    """Run every agent concurrently and report each outcome (and its usage) as it arrives.
+
+    Once `min_agents` have answered, the stragglers get `straggler_grace_ms` (if set) and are
+    then cut; once the quorum can no longer be met, the rest are cut at once.
+    """
+    ensemble, events = run.ensemble, run.events
+    attempts = {agent.name: Attempts() for agent in ensemble.agents}
     outcomes: list[AgentOutcome] = []
+    succeeded = failed = 0
+    started = trio.current_time()
     results_in, results_out = trio.open_memory_channel[AgentOutcome](len(ensemble.agents))
-    async with trio.open_nursery() as agents_nursery:
-        async with results_in:
-            for agent in ensemble.agents:
-                await events.send(AgentStarted(agent=agent.name))
-                agents_nursery.start_soon(
-                    _ask_agent, agent, request, model, results_in.clone(), name=agent.name
-                )
+    straggler_scope = trio.CancelScope()
+
+    async def run_agents() -> None:
+        with straggler_scope:
+            async with trio.open_nursery() as agents_nursery:
+                async with results_in:
+                    for agent in ensemble.agents:
+                        await events.send(AgentStarted(agent=agent.name))
+                        agents_nursery.start_soon(
+                            _ask_agent,
+                            run,
+                            agent,
+                            attempts[agent.name],
+                            results_in.clone(),
+                            name=agent.name,
+                        )
+
+    cut_reason: AgentCut | None = None
+    async with trio.open_nursery() as gather_nursery:
+        gather_nursery.start_soon(run_agents)
         async with results_out:
             async for outcome in results_out:
                 outcomes.append(outcome)
-                if outcome.usage is not None:
-                    usage[outcome.agent] = outcome.usage
-                if outcome.error is None:
-                    await events.send(AgentCompleted(agent=outcome.agent, text=outcome.text or ""))
+                if outcome.answer is not None and outcome.answer.usage is not None:
+                    usage[outcome.agent] = outcome.answer.usage
+                if outcome.answer is not None:
+                    succeeded += 1
+                    await events.send(
+                        AgentCompleted(
+                            agent=outcome.agent,
+                            text=outcome.answer.text,
+                            model=outcome.answer.model,
+                            attempts=outcome.attempts,
+                        )
+                    )
                 else:
-                    public = PublicError.of(outcome.error)
-                    await events.send(AgentFailed(agent=outcome.agent, error=public))
-    return outcomes
+                    failed += 1
+                    error = outcome.error or ServiceError()
+                    await events.send(
+                        AgentFailed(
+                            agent=outcome.agent,
+                            error=PublicError.of(error),
+                            attempts=outcome.attempts,
+                        )
+                    )
+                waiting = len(ensemble.agents) - succeeded - failed
+                if waiting and len(ensemble.agents) - failed < ensemble.min_agents:
+                    cut_reason = AgentCut("stopped: too few agents can answer to reach the quorum")
+                    straggler_scope.cancel()
+                elif (
+                    waiting
+                    and succeeded >= ensemble.min_agents
+                    and ensemble.straggler_grace_ms is not None
+                    and cut_reason is None
+                ):
+                    cut_reason = AgentCut()
+                    straggler_scope.deadline = min(
+                        straggler_scope.deadline,
+                        trio.current_time() + ensemble.straggler_grace_ms / 1000,
+                    )
+
+    answered = {outcome.agent for outcome in outcomes}
+    cut = [agent.name for agent in ensemble.agents if agent.name not in answered]
+    for name in cut:
+        reason = cut_reason or AgentCut()
+        log.info(
+            "agent %s cut after %g ms: %s",
+            name,
+            _ms_since(started),
+            reason.public_message,
+            extra=run.context(name),
+        )
+        await events.send(
+            AgentFailed(agent=name, error=PublicError.of(reason), attempts=attempts[name].count)
+        )
+    return _Gathered(outcomes=outcomes, cut=cut)
 
 
 async def _fan_out_and_summarize(
-    request: PipelineRequest,
-    ensemble: Ensemble,
-    model: ChatModel,
-    events: trio.MemorySendChannel[Event],
-    started: float,
-    usage: dict[str, Usage],
+    run: _Run, started: float, usage: dict[str, Usage]
 ) -> Done | Failed:
     """Fills `usage` as calls finish, so a caller that cuts the run short still has it."""
-    outcomes = await _gather_answers(request, ensemble, model, events, usage)
-    by_agent = {outcome.agent: outcome for outcome in outcomes}
-    agents_ms = {o.agent: o.elapsed_ms for o in outcomes}
-    ordered = [by_agent[agent.name] for agent in ensemble.agents]
-    answers = [(o.agent, o.text or "") for o in ordered if o.error is None]
-    missing = [o.agent for o in ordered if o.error is not None]
-    if not answers:
-        return Failed(source="agents", error=PublicError.of(NoAgentSucceeded()), usage=usage)
+    ensemble, events = run.ensemble, run.events
+    gathered = await _gather_answers(run, usage)
+    counts = gathered.counts()
+    by_agent = {outcome.agent: outcome for outcome in gathered.outcomes}
+    agents_ms = {o.agent: o.elapsed_ms for o in gathered.outcomes}
+    answers = [
+        (agent.name, by_agent[agent.name].answer)
+        for agent in ensemble.agents
+        if agent.name in by_agent and by_agent[agent.name].answer is not None
+    ]
+    missing = [agent.name for agent in ensemble.agents if agent.name not in dict(answers)]
+    if not answers and not gathered.cut:
+        error: ServiceError = NoAgentSucceeded()
+        return Failed(source="agents", error=PublicError.of(error), usage=usage, agents=counts)
+    if len(answers) < ensemble.min_agents:
+        error = QuorumNotMet(
+            f"only {len(answers)} of the {ensemble.min_agents} agents needed produced an answer"
+        )
+        log.warning("quorum not met: %s", error.public_message, extra=run.context())
+        return Failed(source="agents", error=PublicError.of(error), usage=usage, agents=counts)
 
     summarizer = ensemble.summarizer
     await events.send(
@@ -166,41 +275,58 @@ async def _fan_out_and_summarize(
             missing=tuple(missing),
         )
     )
-    call = ChatRequest(
-        model=summarizer.model or "",
-        messages=summary_messages(summarizer, request.message, answers, missing),
-        caller=summarizer.name,
-    )
+    texts = [(name, answer.text) for name, answer in answers if answer is not None]
+    messages = summary_messages(summarizer, run.request.message, texts, missing)
     first_token_ms: float | None = None
-    error: ServiceError | None = None
+
+    async def send_text(text: str) -> None:
+        nonlocal first_token_ms
+        if first_token_ms is None:
+            first_token_ms = _ms_since(started)
+        await events.send(SummaryDelta(summarizer=summarizer.name, text=text))
+
+    context = run.context(summarizer.name)
+    attempts = Attempts()
+    failure: ServiceError | None = None
     try:
         with trio.fail_after(summarizer.timeout_s or float("inf")):
-            async with model.stream(call) as stream:
-                async for text in stream:
-                    if first_token_ms is None:
-                        first_token_ms = _ms_since(started)
-                    await events.send(SummaryDelta(summarizer=summarizer.name, text=text))
-            if stream.usage is not None:
-                usage[summarizer.name] = stream.usage
+            result = await stream_summary(
+                summarizer,
+                ensemble.targets(summarizer),
+                messages,
+                run.model,
+                run.policy,
+                attempts,
+                context,
+                send_text,
+                events,
+            )
     except trio.TooSlowError:
-        error = UpstreamTimeout(f"{summarizer.name} did not finish within its timeout")
+        failure = UpstreamTimeout(f"{summarizer.name} did not finish within its timeout")
     except UpstreamError as exc:
-        error = exc
-    if error is None and first_token_ms is None:
-        error = UpstreamBadResponse(f"{summarizer.name} returned an empty summary")
-    if error is not None:
+        failure = exc
+    if failure is not None:
         log.warning(
-            "summarizer %s failed: %s",
+            "summarizer %s failed after %d attempt(s): %s",
             summarizer.name,
-            error.code,
-            exc_info=error if error.__cause__ else None,
-            extra={"message_id": request.message_id, "agent": summarizer.name},
+            attempts.count,
+            failure.code,
+            exc_info=failure if failure.__cause__ else None,
+            extra=context,
         )
-        return Failed(source=summarizer.name, error=PublicError.of(error), usage=usage)
+        return Failed(
+            source=summarizer.name, error=PublicError.of(failure), usage=usage, agents=counts
+        )
+    if result.usage is not None:
+        usage[summarizer.name] = result.usage
+    models = {name: answer.model for name, answer in answers if answer is not None}
+    models[summarizer.name] = result.model
     timings = Timings(
         agents_ms=agents_ms, first_token_ms=first_token_ms, total_ms=_ms_since(started)
     )
-    return Done(summarizer=summarizer.name, usage=usage, timings=timings)
+    return Done(
+        summarizer=summarizer.name, usage=usage, timings=timings, agents=counts, models=models
+    )
 
 
 async def run_pipeline(
@@ -209,6 +335,8 @@ async def run_pipeline(
     model: ChatModel,
     events: trio.MemorySendChannel[Event],
     request_timeout_s: float,
+    *,
+    retry_policy: RetryPolicy | None = None,
 ) -> None:
     """Send every event of one run to `events`, ending with exactly one `Done` or `Failed`.
 
@@ -219,9 +347,8 @@ async def run_pipeline(
         terminal: Done | Failed | None = None
         usage: dict[str, Usage] = {}
         with trio.move_on_after(request_timeout_s):
-            terminal = await _fan_out_and_summarize(
-                request, ensemble, model, events, started, usage
-            )
+            run = _Run(request, ensemble, model, retry_policy or RetryPolicy(), events)
+            terminal = await _fan_out_and_summarize(run, started, usage)
         if terminal is None:
             log.warning(
                 "request deadline of %g s exceeded",

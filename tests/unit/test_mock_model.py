@@ -6,8 +6,9 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from service.errors import UpstreamError
 from service.llm import ChatMessage, ChatRequest, MockChatModel
-from service.llm.mock import mock_reply, split_tokens
+from service.llm.mock import CUT_AFTER_TOKENS, MockFault, mock_reply, split_tokens
 
 
 def request(caller: str, prompt: str, system: str = "be brief") -> ChatRequest:
@@ -77,3 +78,83 @@ async def test_complete_takes_as_long_as_streaming_and_can_be_cancelled(
     model = MockChatModel(first_token_delay_s=0.2, token_delay_s=0.01)
     completion = await model.complete(request("a", "gravity?"))
     assert completion.text == mock_reply(request("a", "gravity?"))
+
+
+def faulty(model: str, caller: str = "a") -> ChatRequest:
+    return ChatRequest(model=model, messages=(ChatMessage("user", "hi there"),), caller=caller)
+
+
+@pytest.mark.parametrize(
+    ("model", "code", "retry_after_s"),
+    [
+        ("mock:rate_limited", "upstream_rate_limited", 1.0),
+        ("mock:unavailable", "upstream_unavailable", None),
+        ("mock:bad_response", "upstream_bad_response", None),
+        ("mock:auth_failed", "upstream_auth_failed", None),
+    ],
+)
+async def test_a_fault_model_fails_like_a_provider_after_the_first_token_delay(
+    model: str, code: str, retry_after_s: float | None, autojump_clock: MockClock
+) -> None:
+    mock = MockChatModel(first_token_delay_s=0.25)
+    start = trio.current_time()
+    with pytest.raises(UpstreamError) as caught:
+        await mock.complete(faulty(model))
+    assert trio.current_time() - start == pytest.approx(0.25)
+    assert (caught.value.code, caught.value.retry_after_s) == (code, retry_after_s)
+    # Like a provider's error: the detail is in the cause, for the logs only.
+    assert isinstance(caught.value.__cause__, MockFault)
+    assert model in str(caught.value.__cause__)
+    assert model not in caught.value.public_message
+
+
+async def test_a_stalling_model_never_answers(autojump_clock: MockClock) -> None:
+    mock = MockChatModel()
+    with trio.move_on_after(3600) as waited:
+        await mock.complete(faulty("mock:stall"))
+    assert waited.cancelled_caught
+    with trio.move_on_after(3600) as waited:
+        async with mock.stream(faulty("mock:stall")) as stream:
+            async for _ in stream:
+                pass
+    assert waited.cancelled_caught
+
+
+async def test_a_slow_model_answers_twenty_times_later(autojump_clock: MockClock) -> None:
+    mock = MockChatModel(first_token_delay_s=0.25)
+    start = trio.current_time()
+    completion = await mock.complete(faulty("mock:slow"))
+    assert completion.text
+    assert trio.current_time() - start == pytest.approx(5.0)
+
+
+async def test_a_flaky_model_fails_every_other_call_per_caller(autojump_clock: MockClock) -> None:
+    mock = MockChatModel()
+    outcomes = []
+    for caller in ("a", "a", "b", "a"):
+        try:
+            await mock.complete(faulty("mock:flaky", caller))
+            outcomes.append("ok")
+        except UpstreamError as error:
+            outcomes.append(error.code)
+    assert outcomes == [
+        "upstream_unavailable",
+        "ok",
+        "upstream_unavailable",
+        "upstream_unavailable",
+    ]
+
+
+async def test_a_cut_stream_breaks_after_three_tokens(autojump_clock: MockClock) -> None:
+    mock = MockChatModel()
+    received: list[str] = []
+
+    async def read_all() -> None:
+        async with mock.stream(faulty("mock:cut")) as stream:
+            async for token in stream:
+                received.append(token)
+
+    with pytest.raises(UpstreamError) as caught:
+        await read_all()
+    assert len(received) == CUT_AFTER_TOKENS
+    assert caught.value.code == "upstream_unavailable"

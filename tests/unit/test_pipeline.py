@@ -5,8 +5,6 @@ Every test takes `autojump_clock`, so sleeps cost nothing and timings are exact.
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 import pytest
 import trio
 from trio.testing import MockClock
@@ -20,16 +18,12 @@ from service.pipeline import (
     Done,
     Event,
     Failed,
-    PipelineRequest,
     SummaryDelta,
     SummaryStarted,
     run_pipeline,
 )
 from tests.fake_models import Script, ScriptedModel
-
-T = TypeVar("T")
-
-REQUEST = PipelineRequest(message="Why is the sky blue?", message_id="m-1")
+from tests.unit.recorder import REQUEST, Recorder, run
 
 
 def ensemble(*agents: tuple[str, float], summarizer_timeout_s: float | None = None) -> Ensemble:
@@ -42,43 +36,6 @@ def ensemble(*agents: tuple[str, float], summarizer_timeout_s: float | None = No
             name="sum", system_prompt="Combine.", model="m", timeout_s=summarizer_timeout_s
         ),
     )
-
-
-class Recorder:
-    """Collects events with the virtual time each arrived at."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[float, Event]] = []
-
-    async def drain(self, receive: trio.MemoryReceiveChannel[Event]) -> None:
-        async with receive:
-            async for event in receive:
-                self.events.append((trio.current_time(), event))
-
-    def of_type(self, kind: type[T]) -> list[T]:
-        return [event for _, event in self.events if isinstance(event, kind)]
-
-    def time_of(self, kind: type[object]) -> float:
-        (found,) = [at for at, event in self.events if isinstance(event, kind)]
-        return found
-
-    @property
-    def terminal(self) -> Event:
-        terminals = [e for _, e in self.events if isinstance(e, Done | Failed)]
-        assert len(terminals) == 1, f"expected exactly one terminal event, got {terminals}"
-        assert self.events[-1][1] is terminals[0], "the terminal event must be the last one"
-        return terminals[0]
-
-
-async def run(
-    the_ensemble: Ensemble, model: ScriptedModel, *, request_timeout_s: float = 100.0
-) -> Recorder:
-    recorder = Recorder()
-    send, receive = trio.open_memory_channel[Event](100)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(recorder.drain, receive)
-        await run_pipeline(REQUEST, the_ensemble, model, send, request_timeout_s)
-    return recorder
 
 
 async def test_agents_run_concurrently_so_the_summary_waits_only_for_the_slowest(
@@ -179,7 +136,10 @@ async def test_every_agent_failing_ends_with_an_error_and_no_summary_call(
     terminal = events.terminal
     assert isinstance(terminal, Failed)
     assert terminal.error.code == "no_agent_succeeded"
-    assert [c.caller for c in model.calls] == ["a", "b"]
+    assert terminal.agents is not None
+    assert terminal.agents.as_dict() == {"succeeded": 0, "failed": 2, "cut": 0}
+    # `a` is retryable and retried twice (the default); nothing reaches the summarizer.
+    assert [c.caller for c in model.calls] == ["a", "b", "a", "a"]
 
 
 async def test_an_empty_agent_answer_counts_as_a_failure(autojump_clock: MockClock) -> None:
@@ -239,6 +199,8 @@ async def test_summarizer_failing_mid_stream_ends_with_its_error_code(
     terminal = events.terminal
     assert isinstance(terminal, Failed)
     assert (terminal.source, terminal.error.code) == ("sum", "upstream_unavailable")
+    # Retryable, but text already reached the client: never sent again.
+    assert len(model.calls_of("sum")) == 1
 
 
 async def test_summarizer_timeout_is_enforced_when_configured(autojump_clock: MockClock) -> None:

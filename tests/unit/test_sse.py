@@ -8,12 +8,14 @@ from service.api.sse import SseEncoder, frame
 from service.llm import Usage
 from service.pipeline import (
     AgentCompleted,
+    AgentCounts,
     AgentFailed,
     AgentStarted,
     Done,
     Failed,
     PublicError,
     SummaryDelta,
+    SummaryRestarted,
     SummaryStarted,
     Timings,
 )
@@ -104,8 +106,12 @@ def test_done_and_error_are_final_with_usage_and_timings() -> None:
         summarizer="s",
         usage={"a": Usage(3, 4)},
         timings=Timings(agents_ms={"a": 12.5}, first_token_ms=20.0, total_ms=30.0),
+        agents=AgentCounts(succeeded=1, failed=1, cut=1),
+        models={"a": "backup", "s": "m"},
     )
     fields, payload = parse(encoder.encode(done))
+    assert payload["agents"] == {"succeeded": 1, "failed": 1, "cut": 1}
+    assert payload["models"] == {"a": "backup", "s": "m"}
     assert fields["event"] == "done"
     assert (payload["status"], payload["source"], payload["final"]) == ("Completed", "s", True)
     assert payload["usage"] == {"a": {"prompt_tokens": 3, "completion_tokens": 4}}
@@ -120,6 +126,35 @@ def test_done_and_error_are_final_with_usage_and_timings() -> None:
     assert fields["event"] == "error"
     assert (payload["status"], payload["source"], payload["final"]) == ("error", "agents", True)
     assert payload["error"] == {"code": "no_agent_succeeded", "message": "none"}
+    assert "agents" not in payload
+    counted = Failed(
+        source="agents", error=PublicError("quorum_not_met", "few"), agents=AgentCounts(1, 2, 0)
+    )
+    _, payload = parse(encoder.encode(counted))
+    assert payload["agents"] == {"succeeded": 1, "failed": 2, "cut": 0}
+
+
+def test_agent_outcomes_say_which_model_answered_and_how_many_attempts_it_took() -> None:
+    encoder = SseEncoder(message_id="m", conversation_id=None)
+    _, completed = parse(
+        encoder.encode(AgentCompleted(agent="a", text="hi", model="backup", attempts=3))
+    )
+    assert (completed["model"], completed["attempts"]) == ("backup", 3)
+    cut = AgentFailed(agent="b", error=PublicError("agent_cut", "too slow"), attempts=1)
+    _, failed = parse(encoder.encode(cut))
+    assert (failed["error"]["code"], failed["attempts"]) == ("agent_cut", 1)
+
+
+def test_a_summary_restart_tells_the_client_to_drop_the_text_so_far() -> None:
+    encoder = SseEncoder(message_id="m", conversation_id=None)
+    restarted = SummaryRestarted(
+        summarizer="s", model="backup", error=PublicError("upstream_unavailable", "down")
+    )
+    fields, payload = parse(encoder.encode(restarted))
+    assert fields["event"] == "summary.restarted"
+    assert (payload["source"], payload["model"], payload["discard"]) == ("s", "backup", True)
+    assert payload["error"] == {"code": "upstream_unavailable", "message": "down"}
+    assert payload["final"] is False
 
 
 def test_a_lone_surrogate_from_a_provider_is_replaced_not_fatal() -> None:

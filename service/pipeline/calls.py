@@ -1,0 +1,116 @@
+"""What every call of a member shares: its request for one target, attempt counts, logging.
+
+Agents (`answers.py`) and the summarizer (`summary.py`) build on these.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ..ensemble import Member, Target
+from ..errors import UpstreamError
+from ..llm import ChatMessage, ChatModel, ChatRequest
+from .retry import RetryPolicy
+
+T = TypeVar("T")
+
+log = logging.getLogger("service.pipeline")
+
+
+@dataclass
+class Attempts:
+    """Calls sent for one member so far; read after the member was cut, too."""
+
+    count: int = 0
+
+
+def call_for(member: Member, target: Target, messages: tuple[ChatMessage, ...]) -> ChatRequest:
+    return ChatRequest(
+        model=target.model,
+        messages=messages,
+        caller=member.name,
+        endpoint=target.endpoint,
+        temperature=member.temperature,
+        max_tokens=member.max_tokens,
+        headers=tuple(sorted(member.headers.items())),
+    )
+
+
+def cause_chain(error: BaseException) -> str:
+    """`UpstreamRateLimited <- RateLimitError: Error code: 429 ...`, for one log line."""
+    parts = [type(error).__name__]
+    cause = error.__cause__ or error.__context__
+    while cause is not None and len(parts) < 5:
+        parts.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__ or cause.__context__
+    return " <- ".join(parts)
+
+
+def log_failed_attempt(
+    error: UpstreamError,
+    target: Target,
+    attempt: int,
+    next_step: str,
+    context: Mapping[str, object],
+) -> None:
+    log.info(
+        "%s: attempt %d on %s/%s failed with %s (%s); %s",
+        context.get("agent"),
+        attempt,
+        target.endpoint.name if target.endpoint else "default",
+        target.model,
+        error.code,
+        cause_chain(error),
+        next_step,
+        extra=dict(context),
+    )
+
+
+@dataclass(frozen=True)
+class MemberCalls:
+    """The calls one member makes for one run, whatever they are (complete or stream)."""
+
+    member: Member
+    messages: tuple[ChatMessage, ...]
+    model: ChatModel
+    policy: RetryPolicy
+    attempts: Attempts
+    context: Mapping[str, object]
+
+    def call(self, target: Target) -> ChatRequest:
+        self.attempts.count += 1
+        return call_for(self.member, target, self.messages)
+
+    def after_failure(
+        self, error: UpstreamError, target: Target, *, retries_done: int, last: bool
+    ) -> float | None:
+        """Log the failed attempt; the wait before retrying it, or None to move on."""
+        delay = self.policy.delay_before_retry(
+            error, retries_done=retries_done, retries=self.member.retries
+        )
+        if delay is not None:
+            step = f"retrying in {delay:.2f} s"
+        else:
+            step = "giving up" if last else "trying the next fallback model"
+        log_failed_attempt(error, target, self.attempts.count, step, self.context)
+        return delay
+
+    async def in_order(
+        self,
+        targets: Sequence[Target],
+        on_target: Callable[[int, bool], Awaitable[T]],
+        start: int = 0,
+    ) -> T:
+        """`on_target(index, last)` for each target from `start` until one returns; the last
+        target's error is raised when all fail."""
+        for index in range(start, len(targets)):
+            last = index == len(targets) - 1
+            try:
+                return await on_target(index, last)
+            except UpstreamError:
+                if last:
+                    raise
+        raise AssertionError("a member always has at least one target")

@@ -1,0 +1,113 @@
+"""The summary stream despite a misbehaving upstream: retries and fallbacks before the first
+token, and at most one restart on the next fallback model if the stream breaks after it.
+
+Text that reached the client is never silently continued by another model: a restart is
+announced with `SummaryRestarted`, and the client drops what it had.
+
+    result = await stream_summary(summarizer, ensemble.targets(summarizer), messages, model,
+                                  policy, attempts, context, send_text, events)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from ..ensemble import Summarizer, Target
+from ..errors import UpstreamBadResponse, UpstreamError
+from ..llm import ChatMessage, ChatModel, Usage
+from .calls import Attempts, MemberCalls, log, log_failed_attempt
+from .events import Event, PublicError, SummaryRestarted
+from .retry import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryResult:
+    usage: Usage | None
+    model: str
+
+
+class _BrokeMidStream(Exception):
+    """A stream failed after text was forwarded; carries the upstream error."""
+
+    def __init__(self, error: UpstreamError, index: int) -> None:
+        super().__init__(error.code)
+        self.error = error
+        self.index = index
+
+
+@dataclass(frozen=True)
+class _Streaming(MemberCalls):
+    send_text: Callable[[str], Awaitable[None]]
+
+    async def on_target(self, target: Target, index: int, *, last: bool) -> SummaryResult:
+        retries_done = 0
+        while True:
+            forwarded = False
+            try:
+                async with self.model.stream(self.call(target)) as stream:
+                    async for text in stream:
+                        forwarded = True
+                        await self.send_text(text)
+                if not forwarded:
+                    raise UpstreamBadResponse(f"{self.member.name} returned an empty summary")
+                return SummaryResult(usage=stream.usage, model=target.model)
+            except UpstreamError as error:
+                if forwarded:
+                    log_failed_attempt(
+                        error, target, self.attempts.count, "the stream broke", self.context
+                    )
+                    raise _BrokeMidStream(error, index) from error
+                delay = self.after_failure(error, target, retries_done=retries_done, last=last)
+                if delay is None:
+                    raise
+                retries_done += 1
+                await trio.sleep(delay)
+
+    async def from_index(self, targets: Sequence[Target], start: int) -> SummaryResult:
+        """The first target from `start` on that streams a summary."""
+
+        async def on_target(index: int, last: bool) -> SummaryResult:
+            return await self.on_target(targets[index], index, last=last)
+
+        return await self.in_order(targets, on_target, start)
+
+
+async def stream_summary(
+    summarizer: Summarizer,
+    targets: Sequence[Target],
+    messages: tuple[ChatMessage, ...],
+    model: ChatModel,
+    policy: RetryPolicy,
+    attempts: Attempts,
+    context: Mapping[str, object],
+    send_text: Callable[[str], Awaitable[None]],
+    events: trio.MemorySendChannel[Event],
+) -> SummaryResult:
+    """Stream the summary through `send_text`; raise the `UpstreamError` that ended it."""
+    streaming = _Streaming(summarizer, messages, model, policy, attempts, context, send_text)
+    start = 0
+    restarted = False
+    while True:
+        try:
+            return await streaming.from_index(targets, start)
+        except _BrokeMidStream as broke:
+            if restarted or broke.index + 1 >= len(targets):
+                raise broke.error  # noqa: B904  # its own cause (the provider's error) is kept
+            restarted = True
+            start = broke.index + 1
+            log.warning(
+                "%s: the summary broke after it started; restarting once on %s",
+                summarizer.name,
+                targets[start].model,
+                extra=dict(context),
+            )
+            await events.send(
+                SummaryRestarted(
+                    summarizer=summarizer.name,
+                    model=targets[start].model,
+                    error=PublicError.of(broke.error),
+                )
+            )

@@ -1,0 +1,67 @@
+"""Run a pipeline in a test and keep every event with the virtual time it arrived at."""
+
+from __future__ import annotations
+
+import random
+from typing import TypeVar
+
+import trio
+
+from service.ensemble import Ensemble
+from service.pipeline import Done, Event, Failed, PipelineRequest, RetryPolicy, run_pipeline
+from tests.fake_models import ScriptedModel
+
+T = TypeVar("T")
+
+REQUEST = PipelineRequest(message="Why is the sky blue?", message_id="m-1")
+
+
+class TopOfRange(random.Random):
+    """Jitter that always picks the top of its range, so backoff waits are exact."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+class Recorder:
+    """Collects events with the virtual time each arrived at."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, Event]] = []
+
+    async def drain(self, receive: trio.MemoryReceiveChannel[Event]) -> None:
+        async with receive:
+            async for event in receive:
+                self.events.append((trio.current_time(), event))
+
+    def of_type(self, kind: type[T]) -> list[T]:
+        return [event for _, event in self.events if isinstance(event, kind)]
+
+    def time_of(self, kind: type[object]) -> float:
+        (found,) = [at for at, event in self.events if isinstance(event, kind)]
+        return found
+
+    @property
+    def terminal(self) -> Event:
+        terminals = [e for _, e in self.events if isinstance(e, Done | Failed)]
+        assert len(terminals) == 1, f"expected exactly one terminal event, got {terminals}"
+        assert self.events[-1][1] is terminals[0], "the terminal event must be the last one"
+        return terminals[0]
+
+
+async def run(
+    the_ensemble: Ensemble,
+    model: ScriptedModel,
+    *,
+    request_timeout_s: float = 100.0,
+    retry_policy: RetryPolicy | None = None,
+) -> Recorder:
+    recorder = Recorder()
+    send, receive = trio.open_memory_channel[Event](1000)
+    policy = retry_policy or RetryPolicy(rng=TopOfRange())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(recorder.drain, receive)
+        await run_pipeline(
+            REQUEST, the_ensemble, model, send, request_timeout_s, retry_policy=policy
+        )
+    return recorder
