@@ -21,7 +21,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
-from ..errors import UpstreamBadResponse, UpstreamTimeout
+from ..errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .model import ChatRequest, Completion, CompletionStream, Usage
 from .upstream_errors import map_openai_error
 
@@ -61,6 +61,18 @@ def _usage(raw: Any) -> Usage | None:
     return Usage(prompt_tokens=raw.prompt_tokens or 0, completion_tokens=raw.completion_tokens or 0)
 
 
+def _mapped(exc: openai.OpenAIError | json.JSONDecodeError | httpx2.HTTPError) -> UpstreamError:
+    """The service error for anything the SDK or its HTTP client raises mid-call."""
+    if isinstance(exc, openai.OpenAIError):
+        return map_openai_error(exc)
+    if isinstance(exc, httpx2.TimeoutException):
+        return UpstreamTimeout()
+    if isinstance(exc, httpx2.TransportError):
+        # The connection broke (reset, cut mid-body): the next attempt may well work.
+        return UpstreamUnavailable()
+    return UpstreamBadResponse()
+
+
 class _OpenAIStream:
     def __init__(self, chunks: openai.AsyncStream[ChatCompletionChunk]) -> None:
         self._chunks = chunks
@@ -74,12 +86,8 @@ class _OpenAIStream:
                 for choice in chunk.choices:
                     if choice.delta.content:
                         yield _clean(choice.delta.content)
-        except openai.OpenAIError as exc:
-            raise map_openai_error(exc) from exc
-        except httpx2.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
-        except (json.JSONDecodeError, httpx2.HTTPError) as exc:
-            raise UpstreamBadResponse() from exc
+        except (openai.OpenAIError, json.JSONDecodeError, httpx2.HTTPError) as exc:
+            raise _mapped(exc) from exc
 
 
 class OpenAIChatModel:
@@ -113,8 +121,8 @@ class OpenAIChatModel:
             response = await self._client.chat.completions.create(
                 model=request.model, messages=_messages(request), **_options(request)
             )
-        except openai.OpenAIError as exc:
-            raise map_openai_error(exc) from exc
+        except (openai.OpenAIError, json.JSONDecodeError, httpx2.HTTPError) as exc:
+            raise _mapped(exc) from exc
         if not response.choices:
             raise UpstreamBadResponse()
         text = _clean(response.choices[0].message.content or "")
@@ -130,8 +138,8 @@ class OpenAIChatModel:
                 stream_options={"include_usage": True},
                 **_options(request),
             )
-        except openai.OpenAIError as exc:
-            raise map_openai_error(exc) from exc
+        except (openai.OpenAIError, json.JSONDecodeError, httpx2.HTTPError) as exc:
+            raise _mapped(exc) from exc
         async with chunks:
             yield _OpenAIStream(chunks)
 

@@ -166,12 +166,15 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage]) -> _Gathered:
     results_in, results_out = trio.open_memory_channel[AgentOutcome](len(ensemble.agents))
     straggler_scope = trio.CancelScope()
 
+    # Every start is reported before any agent runs, so no outcome can come before them.
+    for agent in ensemble.agents:
+        await events.send(AgentStarted(agent=agent.name))
+
     async def run_agents() -> None:
         with straggler_scope:
             async with trio.open_nursery() as agents_nursery:
                 async with results_in:
                     for agent in ensemble.agents:
-                        await events.send(AgentStarted(agent=agent.name))
                         agents_nursery.start_soon(
                             _ask_agent,
                             run,

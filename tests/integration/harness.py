@@ -102,20 +102,25 @@ async def running_service(
     env: Mapping[str, str] | None = None,
     model: ChatModel | None = None,
     agent_extra: Mapping[str, str] | None = None,
+    ensemble: str | None = None,
 ) -> AsyncIterator[RunningService]:
-    """The fake upstream (if any) and the service, each on its own free port."""
+    """The fake upstream (if any) and the service, each on its own free port.
+
+    `ensemble` replaces the generated ensemble file; `{upstream}` in it becomes the fake's
+    base URL, so a file can name providers that point at the fake.
+    """
     async with trio.open_nursery() as nursery:
         settings_env = {"HTTP_ADDR": "127.0.0.1:0", "USE_LLM_MOCK": "true"}
         if fake is not None:
             upstream_binds = await nursery.start(serve_fake_upstream, fake)
             ensemble_file = tmp_path / "ensemble.toml"
-            ensemble_file.write_text(
-                ensemble_toml(
+            if ensemble is None:
+                ensemble = ensemble_toml(
                     agents or {"alpha": "fake-a", "beta": "fake-b"},
                     summarizer_model,
                     **(agent_extra or {}),
                 )
-            )
+            ensemble_file.write_text(ensemble.replace("{upstream}", base_url(upstream_binds)))
             settings_env |= {
                 "USE_LLM_MOCK": "false",
                 "LLM_BASE_URL": base_url(upstream_binds),

@@ -55,9 +55,11 @@ async def run(
     *,
     request_timeout_s: float = 100.0,
     retry_policy: RetryPolicy | None = None,
+    events_buffer: int = 1000,
 ) -> Recorder:
+    """`events_buffer` 0 makes every event wait for the reader, as a slow client would."""
     recorder = Recorder()
-    send, receive = trio.open_memory_channel[Event](1000)
+    send, receive = trio.open_memory_channel[Event](events_buffer)
     policy = retry_policy or RetryPolicy(rng=TopOfRange())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recorder.drain, receive)

@@ -453,3 +453,19 @@ async def test_a_summary_failing_before_any_text_moves_to_the_fallback_without_a
     done = events.terminal
     assert isinstance(done, Done)
     assert done.models == {"a": "m", "sum": "backup"}
+
+
+async def test_with_no_grace_every_start_is_still_reported_before_any_outcome(
+    autojump_clock: MockClock,
+) -> None:
+    slow = [f"slow{i}" for i in range(15)]
+    model = ScriptedModel(
+        {"a": Script(), **{name: Script(delay_s=1) for name in slow}, "sum": Script()}
+    )
+    ensemble = build(agent("a"), *(agent(name) for name in slow), straggler_grace_ms=0)
+    events = await run(ensemble, model, events_buffer=0)
+
+    kinds = [type(e).__name__ for _, e in events.events]
+    assert kinds[:17] == ["AgentStarted"] * 16 + ["AgentCompleted"]
+    assert [e.agent for e in events.of_type(AgentFailed)] == slow
+    assert {c.caller for c in model.calls} == {"a", *slow, "sum"}
