@@ -3,6 +3,9 @@
 It is a raw ASGI 3 app served by Hypercorn's trio worker, so the service under test talks to it
 over real sockets exactly as it would talk to OpenAI, Ollama or vLLM. Every chat call is recorded
 (`FakeUpstream.calls`), including whether the client hung up before the answer was complete.
+It can inject every fault a provider shows: error statuses with `Retry-After`, stalls, bodies
+that are not JSON, streams cut off mid-answer and connections reset by the peer, each for a
+number of calls only (`Behaviour.fail_first`), so retries and fallbacks can be tested over HTTP.
 
 By hand:
 
@@ -14,8 +17,26 @@ By hand:
              "stream_options": {"include_usage": true},
              "messages": [{"role": "user", "content": "Hello there"}]}'
 
-The command line server knows `fake-fast`, `fake-slow`, `fake-stall` and `fake-error`; any other
-model name gets the default behaviour (tune it with `--first-token-delay` and `--token-delay`).
+The command line server knows these models; any other model name gets the default behaviour
+(tune it with `--first-token-delay` and `--token-delay`):
+
+    fake-fast       answers at once
+    fake-slow       0.5 s before the first token, 0.1 s between tokens
+    fake-stall      never answers
+    fake-error      500
+    fake-429        429 with `Retry-After: 1`
+    fake-401        401
+    fake-malformed  200 with a body (or first stream event) that is not JSON
+    fake-cut        streams 3 tokens, then drops the connection (non-streaming: no answer)
+    fake-reset      resets the TCP connection (RST) instead of answering
+    fake-flaky      500 on its first call, answers normally after that
+
+A request header picks a behaviour by name whatever the model is, so a client configured with
+real model names can still be sent into a fault:
+
+    curl -s http://127.0.0.1:9100/v1/chat/completions -H 'x-fake-behaviour: fake-429' \\
+        -H 'content-type: application/json' \\
+        -d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}'
 
 In a trio test:
 
@@ -30,10 +51,14 @@ In a trio test:
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import itertools
 import json
 import re
 import signal
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,16 +67,20 @@ from typing import Any, Literal
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import (
     ASGIReceiveCallable,
     ASGISendCallable,
     ASGISendEvent,
+    ConnectionState,
     HTTPScope,
     Scope,
 )
+from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
 
 __all__ = [
+    "BEHAVIOUR_HEADER",
     "SECRET_DETAIL_MARKER",
     "Behaviour",
     "CallRecord",
@@ -66,7 +95,14 @@ __all__ = [
 # Error bodies carry this marker so tests can assert the raw provider text never reaches users.
 SECRET_DETAIL_MARKER = "upstream-secret-detail"
 
-Outcome = Literal["open", "completed", "disconnected"]
+# A request header naming an entry of `FakeUpstream.behaviours`; it wins over the model name.
+BEHAVIOUR_HEADER = "x-fake-behaviour"
+
+# "completed": the fake sent its whole answer (or error); "reset" and "cut": it ended the call
+# on purpose; "disconnected": the client left first. A record is closed just before the last
+# bytes go out, because Hypercorn's send yields to the scheduler after writing them: the client
+# could otherwise read the whole answer while its record still says "open".
+Outcome = Literal["open", "completed", "disconnected", "reset", "cut"]
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
@@ -80,10 +116,13 @@ _ERROR_TYPES = {
     429: "rate_limit_error",
 }
 
+# SO_LINGER on with a zero timeout: close() then discards unsent data and sends a RST.
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
 
 @dataclass(frozen=True)
 class Behaviour:
-    """How the fake answers one model name.
+    """How the fake answers one model name (or one `x-fake-behaviour` header value).
 
     `reply` and `tokens` may both be given; the non-streaming answer is then `reply` and the
     stream is `tokens`. If only `tokens` is given, the non-streaming answer is their join; if
@@ -91,8 +130,26 @@ class Behaviour:
 
     Timing: `first_token_delay_s` passes before the response headers are sent (so the SDK's
     `create()` itself waits), `token_delay_s` between consecutive token chunks of a stream; a
-    non-streaming answer waits `first_token_delay_s + len(tokens) * token_delay_s`. `stall`
-    and a non-200 `status` apply to streaming and non-streaming calls alike.
+    non-streaming answer waits `first_token_delay_s + len(tokens) * token_delay_s`.
+
+    Faults, for streaming and non-streaming calls alike unless said otherwise; when several
+    are set the first in this list wins:
+
+    - `stall`: never answer.
+    - `reset`: after `first_token_delay_s`, abort the TCP connection with a RST, no response.
+      Needs `serve_fake_upstream` (a plain Hypercorn server gives the app no socket).
+    - `status` other than 200: after `first_token_delay_s`, an OpenAI-shaped error body, with
+      `retry_after` (if given) as the `Retry-After` header.
+    - `malformed`: 200, but a non-streaming body that is truncated JSON, or a stream whose
+      first `data:` event is truncated JSON (followed by `[DONE]`).
+    - `cut_after_tokens`: a stream sends at most this many token chunks, then the connection
+      closes without the final chunk or `[DONE]`; a non-streaming call waits as long as those
+      tokens would take and closes the connection without any response. Needs
+      `serve_fake_upstream` for non-streaming calls.
+
+    `fail_first`: if set, the fault hits only the first `fail_first` calls that selected this
+    behaviour (counted per key of `FakeUpstream.behaviours`, or together for the default);
+    later calls answer normally, with the same reply and delays.
     """
 
     reply: str | None = None
@@ -101,6 +158,31 @@ class Behaviour:
     token_delay_s: float = 0.0
     stall: bool = False
     status: int = 200
+    retry_after: str | None = None
+    malformed: bool = False
+    cut_after_tokens: int | None = None
+    reset: bool = False
+    fail_first: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.cut_after_tokens is not None and self.cut_after_tokens < 0:
+            raise ValueError("cut_after_tokens must be >= 0")
+        if self.fail_first is not None and self.fail_first < 0:
+            raise ValueError("fail_first must be >= 0")
+
+    def for_attempt(self, attempt: int) -> Behaviour:
+        """How the `attempt`-th call (from 1) that selected this behaviour is answered."""
+        if self.fail_first is None or attempt <= self.fail_first:
+            return self
+        return dataclasses.replace(
+            self,
+            stall=False,
+            reset=False,
+            status=200,
+            malformed=False,
+            cut_after_tokens=None,
+            fail_first=None,
+        )
 
 
 @dataclass
@@ -117,6 +199,8 @@ class CallRecord:
     outcome: Outcome = "open"
     # Lets tests wait for the end of a call without polling.
     ended: trio.Event = field(default_factory=trio.Event, repr=False, compare=False)
+    # The key of `FakeUpstream.behaviours` that chose the answer; "" for the default.
+    behaviour: str = ""
 
     def finish(self, outcome: Outcome, at: float | None = None) -> None:
         """Close the record once; later calls are ignored so the first verdict sticks."""
@@ -137,6 +221,52 @@ def base_url(binds: list[str]) -> str:
     return binds[0] + "/v1"
 
 
+_ConnectionKey = tuple[Any, Any]
+
+
+class _Connections:
+    """The server's open sockets, by the (client, server) addresses an ASGI scope carries.
+
+    Hypercorn gives an ASGI app no handle on its socket; this lets the app end the very
+    connection a request arrived on, the way a failing provider or proxy does.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[_ConnectionKey, trio.SocketStream] = {}
+
+    def add(self, stream: trio.SocketStream) -> _ConnectionKey | None:
+        sock = stream.socket
+        try:
+            # The same conversion Hypercorn applies to build `scope["client"]`/`["server"]`.
+            key = (
+                parse_socket_addr(sock.family, sock.getpeername()),
+                parse_socket_addr(sock.family, sock.getsockname()),
+            )
+        except OSError:
+            # The client already left; Hypercorn finds out by itself.
+            return None
+        self._streams[key] = stream
+        return key
+
+    def discard(self, key: _ConnectionKey | None) -> None:
+        if key is not None:
+            self._streams.pop(key, None)
+
+    async def close(self, scope: HTTPScope, *, reset: bool) -> None:
+        """Close the connection `scope` came on: a RST if `reset`, else a plain FIN."""
+        key = (scope["client"], scope["server"])
+        stream = self._streams.get(key)
+        if stream is None:
+            raise RuntimeError(
+                "dropping a connection needs the server from serve_fake_upstream "
+                f"(no socket known for {key})"
+            )
+        if reset:
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+        # Hypercorn's reader wakes with ClosedResourceError and tells the app "disconnect".
+        await stream.aclose()
+
+
 class FakeUpstream:
     """The ASGI app: answers chat completions per model name and records every call."""
 
@@ -152,12 +282,19 @@ class FakeUpstream:
         self._ids = itertools.count(1)
         # Replaced after every new call, so waiters wake once per arrival.
         self._call_arrived = trio.Event()
+        # Calls so far per behaviour key, for `Behaviour.fail_first`.
+        self._attempts: collections.Counter[str] = collections.Counter()
+        self._connections = _Connections()
 
     def open_calls(self) -> list[CallRecord]:
         return [call for call in self.calls if call.outcome == "open"]
 
     def calls_for(self, model: str) -> list[CallRecord]:
         return [call for call in self.calls if call.model == model]
+
+    def attempts(self, model: str) -> int:
+        """How many chat calls asked for `model` so far, whatever their outcome."""
+        return len(self.calls_for(model))
 
     async def wait_for_call(self, model: str | None = None) -> CallRecord:
         """The first call recorded (for `model`, if given), waiting until there is one."""
@@ -217,14 +354,27 @@ class FakeUpstream:
             return
 
         model: str = payload["model"]
+        headers = _headers(scope)
+        key = headers.get(BEHAVIOUR_HEADER)
+        if key is None:
+            key = model if model in self.behaviours else ""
+        elif key not in self.behaviours:
+            known = ", ".join(self.behaviours) or "none"
+            message = f"Unknown {BEHAVIOUR_HEADER} {key!r}; known behaviours: {known}."
+            await _send_json(send, 400, _error_payload(message, "invalid_request_error"))
+            return
+        self._attempts[key] += 1
+        behaviour = self.behaviours.get(key, self.default).for_attempt(self._attempts[key])
+
         stream_options = payload.get("stream_options")
         record = CallRecord(
             model=model,
             stream=payload.get("stream") is True,
             messages=payload["messages"],
             started_at=trio.current_time(),
-            headers=_headers(scope),
+            headers=headers,
             body=payload,
+            behaviour=key,
         )
         self.calls.append(record)
         self._call_arrived.set()
@@ -232,7 +382,6 @@ class FakeUpstream:
         include_usage = isinstance(stream_options, dict) and (
             stream_options.get("include_usage") is True
         )
-        behaviour = self.behaviour_for(model)
         disconnected_at: float | None = None
 
         async def watch_for_disconnect(response_scope: trio.CancelScope) -> None:
@@ -245,7 +394,7 @@ class FakeUpstream:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_for_disconnect, nursery.cancel_scope)
-                await self._respond(record, behaviour, include_usage, send)
+                await self._respond(scope, record, behaviour, include_usage, send)
                 nursery.cancel_scope.cancel()
         finally:
             # No-op after a completed response; otherwise the client left or we were cancelled.
@@ -253,6 +402,7 @@ class FakeUpstream:
 
     async def _respond(
         self,
+        scope: HTTPScope,
         record: CallRecord,
         behaviour: Behaviour,
         include_usage: bool,
@@ -261,57 +411,55 @@ class FakeUpstream:
         if behaviour.stall:
             await trio.sleep_forever()
         text, tokens = _answer(behaviour, record.model, record.messages)
-        usage = {
-            "prompt_tokens": _count_prompt_tokens(record.messages),
-            "completion_tokens": len(tokens),
-        }
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        completion_id = f"chatcmpl-fake-{next(self._ids):06d}"
-        created = int(time.time())
-
+        if behaviour.reset:
+            await trio.sleep(behaviour.first_token_delay_s)
+            # Mark first: the reset also reaches the disconnect watcher.
+            record.finish("reset")
+            await self._connections.close(scope, reset=True)
+            return
         if behaviour.status != 200:
             await trio.sleep(behaviour.first_token_delay_s)
             detail = f"{SECRET_DETAIL_MARKER}: {record.model} failed"
             error = _error_payload(detail, _ERROR_TYPES.get(behaviour.status, "server_error"))
-            await _send_json(send, behaviour.status, error)
+            extra_headers: list[tuple[bytes, bytes]] = []
+            if behaviour.retry_after is not None:
+                extra_headers.append((b"retry-after", behaviour.retry_after.encode("latin-1")))
             record.finish("completed")
+            await _send_json(send, behaviour.status, error, extra_headers=extra_headers)
             return
 
-        if not record.stream:
+        answer = _Answer(
+            completion_id=f"chatcmpl-fake-{next(self._ids):06d}",
+            created=int(time.time()),
+            model=record.model,
+            text=text,
+            tokens=tokens,
+            usage=_usage(record.messages, tokens),
+        )
+        if record.stream:
+            await self._stream_answer(record, behaviour, answer, include_usage, send)
+        elif behaviour.cut_after_tokens is not None:
+            generated = min(behaviour.cut_after_tokens, len(tokens))
+            await trio.sleep(behaviour.first_token_delay_s + generated * behaviour.token_delay_s)
+            record.finish("cut")
+            await self._connections.close(scope, reset=False)
+        else:
             await trio.sleep(behaviour.first_token_delay_s + len(tokens) * behaviour.token_delay_s)
-            completion = {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": record.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text, "refusal": None},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": usage,
-            }
-            await _send_json(send, 200, completion)
+            completion = answer.completion()
             record.finish("completed")
-            return
+            if behaviour.malformed:
+                await _send_raw_json(send, 200, _truncated(json.dumps(completion).encode()))
+            else:
+                await _send_json(send, 200, completion)
 
-        def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-            data = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": record.model,
-                "choices": choices,
-                **extra,
-            }
-            return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
-
-        def delta(content: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-            return {"index": 0, "delta": content, "logprobs": None, "finish_reason": finish_reason}
-
+    async def _stream_answer(
+        self,
+        record: CallRecord,
+        behaviour: Behaviour,
+        answer: _Answer,
+        include_usage: bool,
+        send: ASGISendCallable,
+    ) -> None:
         await trio.sleep(behaviour.first_token_delay_s)
         headers = [
             (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -321,19 +469,88 @@ class FakeUpstream:
             send, {"type": "http.response.start", "status": 200, "headers": headers}
         )
         # An empty reply still needs one chunk to carry the assistant role.
-        for index, token in enumerate(tokens or ("",)):
+        tokens = answer.tokens or ("",)
+        if behaviour.malformed:
+            first = answer.chunk([_delta({"role": "assistant", "content": tokens[0]})])
+            record.finish("completed")
+            await _send_body(send, _truncated(first) + b"\n\ndata: [DONE]\n\n", more_body=False)
+            return
+        if behaviour.cut_after_tokens is not None:
+            tokens = tokens[: behaviour.cut_after_tokens]
+        for index, token in enumerate(tokens):
             if index > 0:
                 await trio.sleep(behaviour.token_delay_s)
             content = {"role": "assistant", "content": token} if index == 0 else {"content": token}
-            await _send_body(send, chunk([delta(content)]), more_body=True)
-        tail = chunk([delta({}, "stop")])
+            await _send_body(send, answer.chunk([_delta(content)]), more_body=True)
+        if behaviour.cut_after_tokens is not None:
+            # Returning mid-body makes Hypercorn close the connection without the terminating
+            # chunk, which the client sees as an incomplete chunked read: a cut, not an end.
+            record.finish("cut")
+            return
+        tail = answer.chunk([_delta({}, "stop")])
         if include_usage:
-            tail += chunk([], usage=usage)
+            tail += answer.chunk([], usage=answer.usage)
         tail += b"data: [DONE]\n\n"
-        await _send_body(send, tail, more_body=False)
-        # Mark before any further checkpoint: the close we just caused also looks like a
-        # disconnect to the watcher, and the response is already complete.
         record.finish("completed")
+        await _send_body(send, tail, more_body=False)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One successful answer, in the two shapes the API sends it."""
+
+    completion_id: str
+    created: int
+    model: str
+    text: str
+    tokens: tuple[str, ...]
+    usage: dict[str, int]
+
+    def completion(self) -> dict[str, Any]:
+        return {
+            "id": self.completion_id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": self.usage,
+        }
+
+    def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        data = {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **extra,
+        }
+        return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _delta(content: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": content, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _usage(messages: list[Any], tokens: tuple[str, ...]) -> dict[str, int]:
+    prompt_tokens = _count_prompt_tokens(messages)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": len(tokens),
+        "total_tokens": prompt_tokens + len(tokens),
+    }
+
+
+def _truncated(data: bytes) -> bytes:
+    # Half of a JSON object is never valid JSON: the braces cannot balance.
+    return data[: len(data) // 2]
 
 
 def _answer(behaviour: Behaviour, model: str, messages: list[Any]) -> tuple[str, tuple[str, ...]]:
@@ -417,11 +634,27 @@ async def _send_body(send: ASGISendCallable, body: bytes, *, more_body: bool) ->
     await _send_shielded(send, {"type": "http.response.body", "body": body, "more_body": more_body})
 
 
-async def _send_json(send: ASGISendCallable, status: int, payload: dict[str, Any]) -> None:
-    body = json.dumps(payload).encode()
+async def _send_json(
+    send: ASGISendCallable,
+    status: int,
+    payload: dict[str, Any],
+    *,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    await _send_raw_json(send, status, json.dumps(payload).encode(), extra_headers=extra_headers)
+
+
+async def _send_raw_json(
+    send: ASGISendCallable,
+    status: int,
+    body: bytes,
+    *,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        *extra_headers,
     ]
     await _send_shielded(
         send, {"type": "http.response.start", "status": status, "headers": headers}
@@ -439,20 +672,64 @@ async def serve_fake_upstream(
 ) -> None:
     """Serve `fake` until cancelled (or `shutdown_trigger` returns).
 
-    `task_status.started` receives Hypercorn's bound URLs, e.g. ``["http://127.0.0.1:54321"]``;
+    `task_status.started` receives the bound URLs, e.g. ``["http://127.0.0.1:54321"]``;
     port 0 picks a free port.
+
+    This is `hypercorn.trio.serve` with the accept loop done here, so that the app can find
+    each request's socket (for `Behaviour.reset` and `cut_after_tokens`). The app's lifespan
+    is not run: the fake has nothing to start. Shutdown follows Hypercorn's: stop accepting,
+    close idle keep-alive connections, give calls in flight `graceful_timeout`.
     """
     config = Config()
     bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     config.bind = [f"{bind_host}:{port}"]
     config.accesslog = None
-    # Hypercorn's own "Running on" line would duplicate what callers print or ignore.
+    # Only problems (such as an app exception) should reach the log.
     config.loglevel = "WARNING"
     # Stalled calls never finish on their own; shutdown should not wait long for them.
     config.graceful_timeout = 0.5
-    await serve(
-        fake, config, shutdown_trigger=shutdown_trigger, task_status=task_status, mode="asgi"
-    )
+
+    app = wrap_app(fake, config.wsgi_max_body_size, "asgi")
+    context = WorkerContext(max_requests=None)
+    listeners: list[trio.SocketListener] = []
+    binds: list[str] = []
+    for sock in config.create_sockets().insecure_sockets:
+        sock.listen(config.backlog)
+        listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+        binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
+
+    async def serve_connection(stream: trio.SocketStream) -> None:
+        key = fake._connections.add(stream)
+        try:
+            # TCPServer handles plain streams too: its SSL handshake step falls through
+            # AttributeError, exactly as for the listeners hypercorn.trio.serve opens.
+            await TCPServer(app, config, context, ConnectionState({}), stream).run()  # type: ignore[arg-type]
+        finally:
+            fake._connections.discard(key)
+            # Hypercorn's own close is skipped when it is cancelled; this one is not, so a
+            # client learns at once that the server went away.
+            await trio.aclose_forcefully(stream)
+
+    async with trio.open_nursery() as connection_nursery:
+        try:
+            async with trio.open_nursery() as accept_nursery:
+                accept_nursery.start_soon(
+                    partial(
+                        trio.serve_listeners,
+                        serve_connection,
+                        listeners,
+                        handler_nursery=connection_nursery,
+                    )
+                )
+                task_status.started(binds)
+                if shutdown_trigger is not None:
+                    await shutdown_trigger()
+                    # serve_listeners closes the listening sockets as it unwinds.
+                    accept_nursery.cancel_scope.cancel()
+        finally:
+            # Idle keep-alive connections close when they see this; busy ones get the grace.
+            await context.terminated.set()
+            connection_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
 
 
 async def _wait_for_stop_signal() -> None:
@@ -470,6 +747,14 @@ def _cli_upstream(first_token_delay_s: float, token_delay_s: float) -> FakeUpstr
             "fake-slow": Behaviour(first_token_delay_s=0.5, token_delay_s=0.1),
             "fake-stall": Behaviour(stall=True),
             "fake-error": Behaviour(status=500),
+            "fake-429": Behaviour(status=429, retry_after="1"),
+            "fake-401": Behaviour(status=401),
+            "fake-malformed": Behaviour(malformed=True),
+            "fake-cut": Behaviour(
+                reply="This reply stops after three tokens and never ends.", cut_after_tokens=3
+            ),
+            "fake-reset": Behaviour(reset=True),
+            "fake-flaky": Behaviour(status=500, fail_first=1),
         },
         default=Behaviour(first_token_delay_s=first_token_delay_s, token_delay_s=token_delay_s),
     )
