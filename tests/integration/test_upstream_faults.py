@@ -114,8 +114,9 @@ async def test_a_5xx_is_retried_with_backoff_until_the_retries_run_out(tmp_path:
     assert len(calls) == 3
     gaps = [b.started_at - (a.ended_at or 0) for a, b in itertools.pairwise(calls)]
     # Jittered exponential backoff: 0.125-0.25 s, then 0.25-0.5 s.
-    assert 0.12 <= gaps[0] <= 0.35
-    assert 0.25 <= gaps[1] <= 0.6
+    # (Upper bounds leave room for a loaded machine; the unit tests pin them exactly.)
+    assert 0.12 <= gaps[0] <= 0.5
+    assert 0.25 <= gaps[1] <= 0.8
     assert events[-1].event == "done"
     assert events[-1].data["agents"] == {"succeeded": 1, "failed": 1, "cut": 0}
 
@@ -209,7 +210,7 @@ async def test_a_slow_agent_is_hedged_and_the_loser_is_cancelled_at_once(tmp_pat
     assert (completed["message"], completed["model"]) == ("Quick hedge.", "fake-quick")
     (slow,) = fake.calls_for("fake-slow")
     (quick,) = fake.calls_for("fake-quick")
-    assert quick.started_at - slow.started_at == pytest.approx(0.2, abs=0.1)
+    assert 0.2 <= quick.started_at - slow.started_at < 0.5
     assert slow.outcome == "disconnected"
     assert quick.ended_at is not None
     assert slow.ended_at is not None
