@@ -6,6 +6,7 @@ async with open_resources(settings) as resources:
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ class Resources:
     ensemble: Ensemble
     model: ChatModel
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+
+
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
 
 def default_provider(settings: Settings) -> Provider:
@@ -66,7 +70,16 @@ def check_ensemble_can_run(ensemble: Ensemble, settings: Settings) -> None:
         return
     for name, provider in ensemble.used_providers().items():
         variable = provider.api_key_env
-        if variable is None or settings.secret(variable):
+        if variable is None:
+            continue
+        key = settings.secret(variable)
+        if key and not _VISIBLE_ASCII.fullmatch(key):
+            # Never echo the value: it is a key, and it would be sent in a header.
+            raise SettingsError(
+                f"{variable}: the key holds characters an HTTP header cannot carry "
+                "(spaces, control characters or non-ASCII)"
+            )
+        if key:
             continue
         if variable == "LLM_KEY" and name == DEFAULT_PROVIDER:
             raise SettingsError(

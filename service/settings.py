@@ -85,10 +85,13 @@ class Settings(BaseModel):
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def secret(self, name: str) -> str:
-        """The value of environment variable `name` (from the environment or `.env`), or ""."""
+        """The value of environment variable `name` (from the environment or `.env`), or "".
+
+        Surrounding whitespace is dropped: a key read from a secret file often ends in a newline.
+        """
         if name == "LLM_KEY":
-            return self.llm_key.get_secret_value()
-        return self._environ.get(name, "")
+            return self.llm_key.get_secret_value().strip()
+        return self._environ.get(name, "").strip()
 
     @field_validator("http_addr", mode="before")
     @classmethod

@@ -14,7 +14,6 @@ exists, has a model, and every agent has a timeout, so `targets(member)` is all 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Annotated
 
 from pydantic import (
@@ -41,16 +40,23 @@ ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 BaseUrl = Annotated[str, AfterValidator(check_base_url)]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
-HeaderValue = Annotated[str, StringConstraints(pattern=r"^[^\r\n\x00]*$")]
+# Visible ASCII, with inner spaces: what every HTTP/1.1 client sends without complaint.
+HeaderValue = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$")]
+KEY_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
+FRAMING_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "host", "connection", "content-type"}
+)
 
 
 def _check_headers(headers: dict[str, str]) -> dict[str, str]:
     for name in headers:
-        if name.lower() in ("authorization", "proxy-authorization"):
+        if name.lower() in KEY_HEADERS:
             raise ValueError(
                 f"the header {name!r} would put a key in the file; "
                 "name the environment variable that holds the key with api_key_env instead"
             )
+        if name.lower() in FRAMING_HEADERS:
+            raise ValueError(f"the header {name!r} is set by the HTTP client and cannot be changed")
     return headers
 
 
@@ -237,17 +243,19 @@ class Ensemble(BaseModel):
             update={"agents": agents, "summarizer": summarizer, "providers": providers}
         )
 
-    @cached_property
-    def _endpoints(self) -> dict[str, Endpoint]:
-        return {name: provider.endpoint(name) for name, provider in self.providers.items()}
+    def _endpoint(self, provider: str) -> Endpoint | None:
+        if provider in self.providers:
+            return self.providers[provider].endpoint(provider)
+        if provider == DEFAULT_PROVIDER:
+            return None
+        raise KeyError(f"no provider named {provider!r}")
 
     def targets(self, member: Member) -> tuple[Target, ...]:
         """Where `member`'s calls go, in order: its own model, then each fallback."""
-        endpoints = self._endpoints
         provider = member.provider or DEFAULT_PROVIDER
-        primary = Target(endpoint=endpoints.get(provider), model=member.model or "")
+        primary = Target(endpoint=self._endpoint(provider), model=member.model or "")
         fallbacks = (
-            Target(endpoint=endpoints.get(fallback.provider or provider), model=fallback.model)
+            Target(endpoint=self._endpoint(fallback.provider or provider), model=fallback.model)
             for fallback in member.fallbacks
         )
         return (primary, *fallbacks)

@@ -7,6 +7,7 @@ public message of the mapped error.
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Mapping
 
@@ -47,23 +48,27 @@ def map_openai_error(exc: openai.OpenAIError) -> UpstreamError:
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
     """The wait a provider asked for: `retry-after-ms`, `Retry-After` seconds or an HTTP date.
 
-    None when there is no such header or it cannot be read.
+    None when there is no such header or it cannot be read (a NaN or infinity included).
     """
-    milliseconds = headers.get("retry-after-ms")
+    milliseconds = _finite(headers.get("retry-after-ms"))
     if milliseconds is not None:
-        try:
-            return max(float(milliseconds) / 1000, 0.0)
-        except ValueError:
-            pass
+        return max(milliseconds / 1000, 0.0)
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def _finite(text: str | None) -> float | None:
+    try:
+        number = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None

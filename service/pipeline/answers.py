@@ -45,11 +45,19 @@ class _Asking(MemberCalls):
                 continue
             return Answer(text=completion.text, usage=completion.usage, model=target.model)
 
-    async def first_answer(self, targets: Sequence[Target]) -> Answer:
-        async def on_target(index: int, last: bool) -> Answer:
-            return await self.on_target(targets[index], last=last)
 
-        return await self.in_order(targets, on_target)
+class _Untried:
+    """The targets no request has gone to yet, shared by the primary and the hedge, so that
+    neither sends to a model the other is already asking."""
+
+    def __init__(self, targets: Sequence[Target]) -> None:
+        self._targets = list(targets)
+
+    def take(self) -> Target | None:
+        return self._targets.pop(0) if self._targets else None
+
+    def empty(self) -> bool:
+        return not self._targets
 
 
 async def ask_agent(
@@ -61,52 +69,68 @@ async def ask_agent(
     attempts: Attempts,
     context: Mapping[str, object],
 ) -> Answer:
-    """The agent's answer. With `hedge_after_ms`, a second request starts if none came by then
-    (to the first fallback model, else the same one); the first answer wins and the other
-    request is cancelled at once."""
+    """The agent's answer from the first target that gives one, trying them in order.
+
+    With `hedge_after_ms`, a second request starts if no answer came by then: to the next
+    target not tried yet (the first fallback model), else to the model being asked. Both go
+    on to untried targets when theirs gives up; the first answer wins and the other request
+    is cancelled at once. Raises the last error when every request failed.
+    """
     asking = _Asking(agent, tuple(messages), model, policy, attempts, context)
-    if agent.hedge_after_ms is None:
-        return await asking.first_answer(targets)
-    hedge_after_s = agent.hedge_after_ms / 1000
-    hedge_targets = targets[1:] if len(targets) > 1 else targets
+    untried = _Untried(targets)
     winner: Answer | None = None
     errors: list[UpstreamError] = []
+    asking_now: list[Target] = []
 
     async with trio.open_nursery() as race:
         hedge_scope = trio.CancelScope()
         hedge_started = False
 
-        async def contest(chain: Sequence[Target]) -> None:
+        async def contest(first: Target) -> None:
             nonlocal winner
-            try:
-                answer = await asking.first_answer(chain)
-            except UpstreamError as error:
-                errors.append(error)
-                if not hedge_started:
-                    # Nothing left to race: the hedge would only repeat what just failed.
-                    hedge_scope.cancel()
+            target: Target | None = first
+            while target is not None:
+                asking_now.append(target)
+                try:
+                    answer = await asking.on_target(target, last=untried.empty())
+                except UpstreamError as error:
+                    errors.append(error)
+                    asking_now.remove(target)
+                    target = untried.take()
+                    continue
+                asking_now.remove(target)
+                if winner is None:
+                    winner = answer
+                race.cancel_scope.cancel()
                 return
-            if winner is None:
-                winner = answer
-            race.cancel_scope.cancel()
+            if not hedge_started:
+                # Nothing is left to race: a hedge would only repeat what just failed.
+                hedge_scope.cancel()
 
-        async def hedge() -> None:
+        async def hedge(after_s: float) -> None:
             nonlocal hedge_started
             with hedge_scope:
-                await trio.sleep(hedge_after_s)
+                await trio.sleep(after_s)
+                target = untried.take() or (asking_now[0] if asking_now else None)
+                if target is None:
+                    return
                 hedge_started = True
                 log.info(
                     "%s: no answer after %g ms, hedging on %s",
                     agent.name,
-                    agent.hedge_after_ms,
-                    hedge_targets[0].model,
+                    after_s * 1000,
+                    target.model,
                     extra=dict(context),
                 )
-                await contest(hedge_targets)
+                await contest(target)
 
-        race.start_soon(contest, targets)
-        race.start_soon(hedge)
+        first = untried.take()
+        if first is None:
+            raise AssertionError("an agent always has at least one target")
+        race.start_soon(contest, first)
+        if agent.hedge_after_ms is not None:
+            race.start_soon(hedge, agent.hedge_after_ms / 1000)
 
     if winner is not None:
         return winner
-    raise errors[0]
+    raise errors[-1]

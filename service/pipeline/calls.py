@@ -6,6 +6,7 @@ Agents (`answers.py`) and the summarizer (`summary.py`) build on these.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -39,14 +40,20 @@ def call_for(member: Member, target: Target, messages: tuple[ChatMessage, ...]) 
     )
 
 
+_CREDENTIAL = re.compile(r"(Bearer\s+|api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',]+", re.IGNORECASE)
+
+
 def cause_chain(error: BaseException) -> str:
-    """`UpstreamRateLimited <- RateLimitError: Error code: 429 ...`, for one log line."""
+    """`UpstreamRateLimited <- RateLimitError: Error code: 429 ...`, for one log line.
+
+    Anything that looks like a credential is masked: a client library may quote the request.
+    """
     parts = [type(error).__name__]
     cause = error.__cause__ or error.__context__
     while cause is not None and len(parts) < 5:
         parts.append(f"{type(cause).__name__}: {cause}")
         cause = cause.__cause__ or cause.__context__
-    return " <- ".join(parts)
+    return _CREDENTIAL.sub(r"\1***", " <- ".join(parts))
 
 
 def log_failed_attempt(

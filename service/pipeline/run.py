@@ -11,8 +11,9 @@ agent and the summarizer with it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -123,7 +124,7 @@ async def _ask_agent(
             error.__cause__ = exc
         else:
             outcome = AgentOutcome(agent.name, _ms_since(started), attempts.count, answer=answer)
-            await results.send(outcome)
+            _hand_over(results, outcome)
             return
         log.warning(
             "agent %s failed after %d attempt(s): %s",
@@ -133,17 +134,28 @@ async def _ask_agent(
             exc_info=error if error.__cause__ else None,
             extra=context,
         )
-        await results.send(
-            AgentOutcome(agent.name, _ms_since(started), attempts.count, error=error)
+        _hand_over(
+            results, AgentOutcome(agent.name, _ms_since(started), attempts.count, error=error)
         )
+
+
+def _hand_over(results: trio.MemorySendChannel[AgentOutcome], outcome: AgentOutcome) -> None:
+    """Pass an outcome on without a checkpoint, so a straggler deadline that fires now cannot
+    drop an answer already in hand (the channel holds one outcome per agent: never full)."""
+    with contextlib.suppress(trio.BrokenResourceError):
+        # Broken: the run is over (the client left); nobody needs the outcome.
+        results.send_nowait(outcome)
 
 
 @dataclass
 class _Gathered:
-    """The agents' outcomes in arrival order, and who was cut before answering."""
+    """The agents' progress, filled in as it happens so a deadline can report it too."""
 
-    outcomes: list[AgentOutcome]
-    cut: list[str]
+    started: list[str] = field(default_factory=list)
+    outcomes: list[AgentOutcome] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)
+    attempts: dict[str, Attempts] = field(default_factory=dict)
+    finished: bool = False
 
     def counts(self) -> AgentCounts:
         succeeded = sum(1 for o in self.outcomes if o.error is None)
@@ -151,16 +163,22 @@ class _Gathered:
             succeeded=succeeded, failed=len(self.outcomes) - succeeded, cut=len(self.cut)
         )
 
+    def unfinished(self) -> list[str]:
+        """Agents started that have neither an outcome nor been cut."""
+        ended = {o.agent for o in self.outcomes} | set(self.cut)
+        return [name for name in self.started if name not in ended]
 
-async def _gather_answers(run: _Run, usage: dict[str, Usage]) -> _Gathered:
+
+async def _gather_answers(run: _Run, usage: dict[str, Usage], gathered: _Gathered) -> None:
     """Run every agent concurrently and report each outcome (and its usage) as it arrives.
 
     Once `min_agents` have answered, the stragglers get `straggler_grace_ms` (if set) and are
     then cut; once the quorum can no longer be met, the rest are cut at once.
     """
     ensemble, events = run.ensemble, run.events
-    attempts = {agent.name: Attempts() for agent in ensemble.agents}
-    outcomes: list[AgentOutcome] = []
+    attempts = gathered.attempts
+    attempts |= {agent.name: Attempts() for agent in ensemble.agents}
+    outcomes = gathered.outcomes
     succeeded = failed = 0
     started = trio.current_time()
     results_in, results_out = trio.open_memory_channel[AgentOutcome](len(ensemble.agents))
@@ -169,6 +187,7 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage]) -> _Gathered:
     # Every start is reported before any agent runs, so no outcome can come before them.
     for agent in ensemble.agents:
         await events.send(AgentStarted(agent=agent.name))
+        gathered.started.append(agent.name)
 
     async def run_agents() -> None:
         with straggler_scope:
@@ -228,10 +247,14 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage]) -> _Gathered:
                         trio.current_time() + ensemble.straggler_grace_ms / 1000,
                     )
 
-    answered = {outcome.agent for outcome in outcomes}
-    cut = [agent.name for agent in ensemble.agents if agent.name not in answered]
-    for name in cut:
-        reason = cut_reason or AgentCut()
+    gathered.finished = True
+    await _report_cut(run, gathered, cut_reason or AgentCut(), started)
+
+
+async def _report_cut(run: _Run, gathered: _Gathered, reason: ServiceError, started: float) -> None:
+    """Report every agent still unfinished as failed with `reason`, and count it as cut."""
+    for name in gathered.unfinished():
+        gathered.cut.append(name)
         log.info(
             "agent %s cut after %g ms: %s",
             name,
@@ -239,18 +262,19 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage]) -> _Gathered:
             reason.public_message,
             extra=run.context(name),
         )
-        await events.send(
-            AgentFailed(agent=name, error=PublicError.of(reason), attempts=attempts[name].count)
+        attempts = gathered.attempts[name].count if name in gathered.attempts else 0
+        await run.events.send(
+            AgentFailed(agent=name, error=PublicError.of(reason), attempts=attempts)
         )
-    return _Gathered(outcomes=outcomes, cut=cut)
 
 
 async def _fan_out_and_summarize(
-    run: _Run, started: float, usage: dict[str, Usage]
+    run: _Run, started: float, usage: dict[str, Usage], gathered: _Gathered
 ) -> Done | Failed:
-    """Fills `usage` as calls finish, so a caller that cuts the run short still has it."""
+    """Fills `usage` and `gathered` as calls finish, so a caller that cuts the run short
+    still has them."""
     ensemble, events = run.ensemble, run.events
-    gathered = await _gather_answers(run, usage)
+    await _gather_answers(run, usage, gathered)
     counts = gathered.counts()
     by_agent = {outcome.agent: outcome for outcome in gathered.outcomes}
     agents_ms = {o.agent: o.elapsed_ms for o in gathered.outcomes}
@@ -260,7 +284,7 @@ async def _fan_out_and_summarize(
         if agent.name in by_agent and by_agent[agent.name].answer is not None
     ]
     missing = [agent.name for agent in ensemble.agents if agent.name not in dict(answers)]
-    if not answers and not gathered.cut:
+    if not answers and ensemble.min_agents == 1:
         error: ServiceError = NoAgentSucceeded()
         return Failed(source="agents", error=PublicError.of(error), usage=usage, agents=counts)
     if len(answers) < ensemble.min_agents:
@@ -349,16 +373,22 @@ async def run_pipeline(
         started = trio.current_time()
         terminal: Done | Failed | None = None
         usage: dict[str, Usage] = {}
+        gathered = _Gathered()
+        run = _Run(request, ensemble, model, retry_policy or RetryPolicy(), events)
         with trio.move_on_after(request_timeout_s):
-            run = _Run(request, ensemble, model, retry_policy or RetryPolicy(), events)
-            terminal = await _fan_out_and_summarize(run, started, usage)
+            terminal = await _fan_out_and_summarize(run, started, usage, gathered)
         if terminal is None:
             log.warning(
                 "request deadline of %g s exceeded",
                 request_timeout_s,
-                extra={"message_id": request.message_id},
+                extra=run.context(),
             )
+            deadline = DeadlineExceeded()
+            await _report_cut(run, gathered, deadline, started)
             terminal = Failed(
-                source="pipeline", error=PublicError.of(DeadlineExceeded()), usage=usage
+                source="pipeline",
+                error=PublicError.of(deadline),
+                usage=usage,
+                agents=gathered.counts() if gathered.started else None,
             )
         await events.send(terminal)

@@ -11,7 +11,7 @@ announced with `SummaryRestarted`, and the client drops what it had.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -41,6 +41,20 @@ class _BrokeMidStream(Exception):
 @dataclass(frozen=True)
 class _Streaming(MemberCalls):
     send_text: Callable[[str], Awaitable[None]]
+    events: trio.MemorySendChannel[Event]
+    # Why the summary is starting over, until the model that restarts it sends its first text.
+    pending_restart: list[PublicError] = field(default_factory=list)
+
+    async def forward(self, text: str, target: Target) -> None:
+        if self.pending_restart:
+            await self.events.send(
+                SummaryRestarted(
+                    summarizer=self.member.name,
+                    model=target.model,
+                    error=self.pending_restart.pop(),
+                )
+            )
+        await self.send_text(text)
 
     async def on_target(self, target: Target, index: int, *, last: bool) -> SummaryResult:
         retries_done = 0
@@ -50,7 +64,7 @@ class _Streaming(MemberCalls):
                 async with self.model.stream(self.call(target)) as stream:
                     async for text in stream:
                         forwarded = True
-                        await self.send_text(text)
+                        await self.forward(text, target)
                 if not forwarded:
                     raise UpstreamBadResponse(f"{self.member.name} returned an empty summary")
                 return SummaryResult(usage=stream.usage, model=target.model)
@@ -87,27 +101,23 @@ async def stream_summary(
     events: trio.MemorySendChannel[Event],
 ) -> SummaryResult:
     """Stream the summary through `send_text`; raise the `UpstreamError` that ended it."""
-    streaming = _Streaming(summarizer, messages, model, policy, attempts, context, send_text)
+    streaming = _Streaming(
+        summarizer, messages, model, policy, attempts, context, send_text, events
+    )
     start = 0
-    restarted = False
     while True:
         try:
             return await streaming.from_index(targets, start)
         except _BrokeMidStream as broke:
-            if restarted or broke.index + 1 >= len(targets):
+            if start > 0 or broke.index + 1 >= len(targets):
                 raise broke.error  # noqa: B904  # its own cause (the provider's error) is kept
-            restarted = True
             start = broke.index + 1
             log.warning(
-                "%s: the summary broke after it started; restarting once on %s",
+                "%s: the summary broke after it started; restarting once from %s",
                 summarizer.name,
                 targets[start].model,
                 extra=dict(context),
             )
-            await events.send(
-                SummaryRestarted(
-                    summarizer=summarizer.name,
-                    model=targets[start].model,
-                    error=PublicError.of(broke.error),
-                )
-            )
+            # Announced with the first text of the model that restarts it, so the event
+            # names the model whose text follows.
+            streaming.pending_restart.append(PublicError.of(broke.error))

@@ -87,6 +87,17 @@ def test_defaults_fill_model_and_timeout_but_keep_explicit_values() -> None:
             agent("a", 'headers = { Authorization = "Bearer sk-1" }\n') + SUMMARIZER,
             "name the environment variable that holds the key with api_key_env",
         ),
+        (
+            agent("a", 'headers = { x-api-key = "k-1" }\n') + SUMMARIZER,
+            "name the environment variable that holds the key with api_key_env",
+        ),
+        (
+            agent("a", 'headers = { Content-Length = "5" }\n') + SUMMARIZER,
+            "is set by the HTTP client and cannot be changed",
+        ),
+        (agent("a", 'headers = { X-Team = "équipe" }\n') + SUMMARIZER, "headers.X-Team"),
+        (agent("a", 'headers = { X-Team = " padded" }\n') + SUMMARIZER, "headers.X-Team"),
+        (agent("a", 'headers = { X-Team = "a\\tb" }\n') + SUMMARIZER, "headers.X-Team"),
         (agent("a", "temperature = 3\n") + SUMMARIZER, "agents[0].temperature: Input should be"),
         (agent("a", "max_tokens = 0\n") + SUMMARIZER, "agents[0].max_tokens: Input should be"),
         (agent("a", "hedge_after_ms = 0\n") + SUMMARIZER, "agents[0].hedge_after_ms"),
@@ -166,3 +177,18 @@ def test_quorum_settings_default_to_every_answer_and_no_grace() -> None:
         "min_agents = 2\nstraggler_grace_ms = 250\n" + agent("a") + agent("b") + SUMMARIZER
     )
     assert (ensemble.min_agents, ensemble.straggler_grace_ms) == (2, 250)
+
+
+def test_header_values_may_hold_inner_spaces() -> None:
+    ensemble = resolved(agent("a", 'headers = { X-Team = "red team" }\n') + SUMMARIZER)
+    assert ensemble.agents[0].headers == {"X-Team": "red team"}
+
+
+def test_targets_are_right_even_after_an_earlier_look_at_the_unresolved_file() -> None:
+    parsed = parse_ensemble(
+        agent("a", 'base_url = "http://127.0.0.1:8000/v1"\n') + SUMMARIZER, source="e.toml"
+    )
+    assert parsed.targets(parsed.summarizer)[0].endpoint is None
+    ensemble = parsed.with_defaults(model="m", agent_timeout_s=30, default_provider=DEFAULT)
+    assert ensemble.targets(ensemble.agents[0])[0].endpoint is not None
+    assert ensemble.targets(ensemble.summarizer)[0].endpoint is not None

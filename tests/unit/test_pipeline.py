@@ -5,6 +5,8 @@ Every test takes `autojump_clock`, so sleeps cost nothing and timings are exact.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import trio
 from trio.testing import MockClock
@@ -139,7 +141,7 @@ async def test_every_agent_failing_ends_with_an_error_and_no_summary_call(
     assert terminal.agents is not None
     assert terminal.agents.as_dict() == {"succeeded": 0, "failed": 2, "cut": 0}
     # `a` is retryable and retried twice (the default); nothing reaches the summarizer.
-    assert [c.caller for c in model.calls] == ["a", "b", "a", "a"]
+    assert Counter(c.caller for c in model.calls) == {"a": 3, "b": 1}
 
 
 async def test_an_empty_agent_answer_counts_as_a_failure(autojump_clock: MockClock) -> None:

@@ -232,13 +232,13 @@ async def test_an_answer_before_the_hedge_time_sends_no_second_request(
     assert len(model.calls_of("a")) == 1
 
 
-async def test_the_primary_failing_first_leaves_the_hedge_to_answer(
+async def test_the_primary_failing_first_leaves_the_hedge_to_answer_alone(
     autojump_clock: MockClock,
 ) -> None:
     model = ScriptedModel(
         {
             "a": Script(delay_s=5, error=UpstreamRejected()),
-            "a@backup": [Script(delay_s=4, text="hedge"), Script(delay_s=100)],
+            "a@backup": Script(delay_s=4, text="hedge"),
             "sum": Script(),
         }
     )
@@ -246,12 +246,32 @@ async def test_the_primary_failing_first_leaves_the_hedge_to_answer(
     the_agent = agent("a", hedge_after_ms=2000, fallback_models=("backup",))
     events = await run(build(the_agent), model)
 
-    # The primary's own fallback starts at 5 s; the hedge, started at 2 s, answers at 6 s.
-    assert starts(model, "a", start) == [("m", 0), ("backup", 2), ("backup", 5)]
+    # The hedge took the fallback at 2 s; the primary, failing at 5 s, finds nothing
+    # untried and leaves it be rather than asking the same model twice.
+    assert starts(model, "a", start) == [("m", 0), ("backup", 2)]
     (completed,) = events.of_type(AgentCompleted)
-    assert completed.text == "hedge"
-    assert model.calls_of("a")[2].outcome == "cancelled"
-    assert model.calls_of("a")[2].ended_at == start + 6
+    assert (completed.text, completed.attempts) == ("hedge", 2)
+    assert events.time_of(AgentCompleted) - start == 6
+
+
+async def test_a_hedge_after_the_primary_moved_on_asks_the_next_untried_model(
+    autojump_clock: MockClock,
+) -> None:
+    model = ScriptedModel(
+        {
+            "a": Script(delay_s=0.5, error=UpstreamRejected()),
+            "a@b1": Script(delay_s=10, text="b1"),
+            "a@b2": Script(delay_s=1, text="b2"),
+            "sum": Script(),
+        }
+    )
+    start = trio.current_time()
+    the_agent = agent("a", hedge_after_ms=2000, fallback_models=("b1", "b2"))
+    events = await run(build(the_agent), model)
+
+    assert starts(model, "a", start) == [("m", 0), ("b1", 0.5), ("b2", 2)]
+    assert events.of_type(AgentCompleted)[0].model == "b2"
+    assert model.calls_of("a")[1].outcome == "cancelled"
 
 
 # --- quorum and stragglers ---------------------------------------------------------------
@@ -469,3 +489,61 @@ async def test_with_no_grace_every_start_is_still_reported_before_any_outcome(
     assert kinds[:17] == ["AgentStarted"] * 16 + ["AgentCompleted"]
     assert [e.agent for e in events.of_type(AgentFailed)] == slow
     assert {c.caller for c in model.calls} == {"a", *slow, "sum"}
+
+
+async def test_with_every_agent_failing_a_quorum_above_one_is_quorum_not_met(
+    autojump_clock: MockClock,
+) -> None:
+    model = ScriptedModel(
+        {
+            "a": Script(error=UpstreamRejected()),
+            "b": Script(error=UpstreamRejected()),
+            "sum": Script(),
+        }
+    )
+    events = await run(build(agent("a"), agent("b"), min_agents=2), model)
+    terminal = events.terminal
+    assert isinstance(terminal, Failed)
+    assert terminal.error.code == "quorum_not_met"
+
+
+async def test_agents_still_running_at_the_request_deadline_are_reported_and_counted(
+    autojump_clock: MockClock,
+) -> None:
+    model = ScriptedModel({"a": Script(delay_s=1), "b": Script(delay_s=50), "sum": Script()})
+    start = trio.current_time()
+    events = await run(build(agent("a"), agent("b")), model, request_timeout_s=5)
+
+    (failed,) = events.of_type(AgentFailed)
+    assert (failed.agent, failed.error.code, failed.attempts) == ("b", "deadline_exceeded", 1)
+    terminal = events.terminal
+    assert isinstance(terminal, Failed)
+    assert terminal.error.code == "deadline_exceeded"
+    assert terminal.agents is not None
+    assert terminal.agents.as_dict() == {"succeeded": 1, "failed": 0, "cut": 1}
+    assert events.events[-1][0] - start == 5
+
+
+async def test_the_restart_event_names_the_model_whose_text_follows(
+    autojump_clock: MockClock,
+) -> None:
+    model = ScriptedModel(
+        {
+            "a": Script(),
+            "sum": Script(tokens=("x", "y"), error=UpstreamUnavailable(), error_after_tokens=1),
+            "sum@one": Script(error=UpstreamAuthFailed()),
+            "sum@two": Script(tokens=("z",)),
+        }
+    )
+    events = await run(build(agent("a"), summarizer={"fallback_models": ("one", "two")}), model)
+
+    (restarted,) = events.of_type(SummaryRestarted)
+    assert (restarted.model, restarted.error.code) == ("two", "upstream_unavailable")
+    kinds = [type(e).__name__ for _, e in events.events]
+    assert kinds[kinds.index("SummaryStarted") :] == [
+        "SummaryStarted",
+        "SummaryDelta",
+        "SummaryRestarted",
+        "SummaryDelta",
+        "Done",
+    ]

@@ -79,3 +79,22 @@ def test_the_mock_needs_no_keys_and_knows_its_fault_models(tmp_path: Path) -> No
     settings = settings_for(tmp_path, AGENT + 'model = "mock:explode"\n' + SUMMARIZER)
     with pytest.raises(EnsembleError, match="the mock knows no model 'mock:explode'"):
         load_configured_ensemble(settings)
+
+
+def test_a_key_with_a_trailing_newline_is_used_without_it(tmp_path: Path) -> None:
+    text = OPENAI + AGENT + 'provider = "openai"\n' + SUMMARIZER + 'provider = "openai"\n'
+    settings = settings_for(tmp_path, text, USE_LLM_MOCK="false", OPENAI_API_KEY="sk-1\n")
+    load_configured_ensemble(settings)
+    assert settings.secret("OPENAI_API_KEY") == "sk-1"
+
+
+@pytest.mark.parametrize("key", ["sk 1", "sk-é", "sk-1\x07"])
+def test_a_key_no_header_can_carry_stops_the_start_without_showing_it(
+    tmp_path: Path, key: str
+) -> None:
+    text = OPENAI + AGENT + 'provider = "openai"\n' + SUMMARIZER + 'provider = "openai"\n'
+    settings = settings_for(tmp_path, text, USE_LLM_MOCK="false", OPENAI_API_KEY=key)
+    with pytest.raises(SettingsError) as caught:
+        load_configured_ensemble(settings)
+    assert str(caught.value).startswith("OPENAI_API_KEY: ")
+    assert key not in str(caught.value)

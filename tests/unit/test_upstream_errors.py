@@ -66,6 +66,9 @@ def test_a_rate_limit_carries_the_wait_the_provider_asked_for() -> None:
         ({"retry-after": "-5"}, 0.0),
         ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
         ({"retry-after": "soon"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after-ms": "NaN", "retry-after": "inf"}, None),
+        ({"retry-after-ms": "inf", "retry-after": "2"}, 2.0),
         ({}, None),
     ],
 )
