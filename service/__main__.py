@@ -9,7 +9,7 @@ import trio
 
 from .ensemble import EnsembleError
 from .logs import configure_logging
-from .resources import load_configured_ensemble
+from .resources import load_configured_ensembles
 from .server import run_server
 from .settings import BindAddress, SettingsError, load_settings
 
@@ -29,7 +29,7 @@ def main() -> int:
     try:
         settings = load_settings()
         # Fail before binding the port: an invalid ensemble file must stop the start.
-        load_configured_ensemble(settings)
+        load_configured_ensembles(settings)
         check_can_listen(settings.http_addr)
     except (SettingsError, EnsembleError) as exc:
         print(f"error: {exc}", file=sys.stderr)

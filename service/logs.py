@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 # Fields the service attaches with `extra=`; they are shown whenever a record has them.
-CONTEXT_FIELDS = ("message_id", "conversation_id", "agent")
+CONTEXT_FIELDS = ("message_id", "conversation_id", "agent", "ensemble_version")
 
 
 class JsonFormatter(logging.Formatter):

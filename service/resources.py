@@ -10,10 +10,19 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
-from .ensemble import DEFAULT_PROVIDER, Ensemble, EnsembleError, Provider, load_ensemble
+from .ensemble import (
+    DEFAULT_PROVIDER,
+    Ensemble,
+    EnsembleError,
+    EnsembleStore,
+    LoadedEnsembles,
+    Provider,
+    load_ensembles,
+)
 from .lifecycle import Lifecycle
 from .llm import ChatModel, MockChatModel, ProviderRouter
 from .llm.mock import MOCK_FAULTS, mock_fault
@@ -24,7 +33,7 @@ from .urls import is_local_url, redact_url
 @dataclass
 class Resources:
     settings: Settings
-    ensemble: Ensemble
+    ensembles: EnsembleStore
     model: ChatModel
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
@@ -93,18 +102,28 @@ def check_ensemble_can_run(ensemble: Ensemble, settings: Settings) -> None:
         )
 
 
-def load_configured_ensemble(settings: Settings) -> Ensemble:
-    """The ensemble file with the settings' defaults filled in, checked against the settings.
+def load_configured_ensembles(settings: Settings) -> LoadedEnsembles:
+    """ENSEMBLE_FILE's ensembles with the settings' defaults filled in, checked against them.
 
-    Raises EnsembleError or SettingsError.
+    Raises EnsembleError, or SettingsError for a key the settings lack.
     """
-    ensemble = load_ensemble(settings.ensemble_file).with_defaults(
-        model=settings.llm_model,
-        agent_timeout_s=settings.agent_timeout_s,
-        default_provider=default_provider(settings),
-    )
-    check_ensemble_can_run(ensemble, settings)
-    return ensemble
+    loaded = load_ensembles(settings.ensemble_file)
+
+    def configure(name: str, ensemble: Ensemble) -> Ensemble:
+        configured = ensemble.with_defaults(
+            model=settings.llm_model,
+            agent_timeout_s=settings.agent_timeout_s,
+            default_provider=default_provider(settings),
+        )
+        check_ensemble_can_run(configured, settings)
+        return configured
+
+    return loaded.map(configure)
+
+
+def load_configured_ensemble(settings: Settings) -> Ensemble:
+    """The default ensemble, configured and checked (see `load_configured_ensembles`)."""
+    return load_configured_ensembles(settings).pick(None)[1]
 
 
 @asynccontextmanager
@@ -112,10 +131,10 @@ async def open_resources(
     settings: Settings, *, model: ChatModel | None = None
 ) -> AsyncIterator[Resources]:
     """Load the ensemble and open the LLM client; close the client on the way out."""
-    ensemble = load_configured_ensemble(settings)
+    ensembles = EnsembleStore(partial(load_configured_ensembles, settings))
     model = model or build_model(settings)
     try:
-        yield Resources(settings=settings, ensemble=ensemble, model=model)
+        yield Resources(settings=settings, ensembles=ensembles, model=model)
     finally:
         # Closing sockets must finish even when the server is being cancelled.
         with trio.CancelScope(shield=True), trio.move_on_after(5):

@@ -1,4 +1,5 @@
-"""Run the app on Hypercorn's trio worker, with graceful shutdown on SIGTERM / SIGINT.
+"""Run the app on Hypercorn's trio worker: graceful shutdown on SIGTERM / SIGINT, ensemble
+reload on SIGHUP and whenever its files change.
 
 trio.run(run_server, settings)                                    # python -m service
 binds = await nursery.start(serve_app, resources, shutdown_event)  # tests: bound URLs
@@ -62,6 +63,8 @@ async def serve_app(
 
     async with trio.open_nursery() as shutdown_nursery:
         shutdown_nursery.start_soon(end_grace_when_due)
+        if settings.ensemble_reload_s > 0:
+            shutdown_nursery.start_soon(resources.ensembles.watch, settings.ensemble_reload_s)
         await serve(
             create_app(resources),
             hypercorn_config(settings),
@@ -82,6 +85,12 @@ async def _signals_to_shutdown(shutdown: trio.Event, lifecycle_end_grace: trio.E
                 lifecycle_end_grace.set()
 
 
+async def _reload_on_sighup(resources: Resources) -> None:
+    with trio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            await resources.ensembles.reload("SIGHUP")
+
+
 async def _hard_stop_when_overdue(shutdown: trio.Event, settings: Settings) -> None:
     await shutdown.wait()
     await trio.sleep(settings.shutdown_grace_s + FLUSH_MARGIN_S + HARD_STOP_AFTER_S)
@@ -96,6 +105,7 @@ async def run_server(settings: Settings) -> None:
     async with open_resources(settings) as resources, trio.open_nursery() as signal_nursery:
         signal_nursery.start_soon(_signals_to_shutdown, shutdown, hurry)
         signal_nursery.start_soon(_hard_stop_when_overdue, shutdown, settings)
+        signal_nursery.start_soon(_reload_on_sighup, resources)
 
         async def end_grace_on_hurry() -> None:
             await hurry.wait()

@@ -73,6 +73,9 @@ class Settings(BaseModel):
     llm_base_url: str = "https://api.openai.com/v1"
     llm_model: str = Field(default="gpt-4o-mini", min_length=1)
     ensemble_file: Path = DEFAULT_ENSEMBLE_FILE
+    # How often the ensemble files are checked for changes; 0 turns watching off (SIGHUP
+    # still reloads).
+    ensemble_reload_s: Annotated[float, Field(ge=0)] = 1.0
     agent_timeout_s: PositiveSeconds = 30.0
     request_timeout_s: PositiveSeconds = 120.0
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 10.0
@@ -111,8 +114,8 @@ class Settings(BaseModel):
     @field_validator("ensemble_file")
     @classmethod
     def _check_ensemble_file(cls, value: Path) -> Path:
-        if not value.is_file():
-            raise ValueError(f"no such file: {value}")
+        if not value.is_file() and not value.is_dir():
+            raise ValueError(f"no such file or directory: {value}")
         return value
 
 

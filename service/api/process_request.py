@@ -27,6 +27,7 @@ class ProcessBody(BaseModel):
     message: str
     message_id: Id
     conversation_id: Id | None = None
+    ensemble: Id | None = None
 
 
 def _first_problem(exc: ValidationError) -> InvalidRequest:
@@ -58,7 +59,7 @@ def parse_process_request(raw: bytes, *, max_message_chars: int) -> PipelineRequ
         body = ProcessBody.model_validate(data)
     except ValidationError as exc:
         raise _first_problem(exc) from exc
-    for name in ("message", "message_id", "conversation_id"):
+    for name in ("message", "message_id", "conversation_id", "ensemble"):
         if not _is_utf8(getattr(body, name)):
             raise InvalidRequest(f"{name}: must be valid Unicode text", field=name)
     if not body.message.strip():
@@ -68,5 +69,8 @@ def parse_process_request(raw: bytes, *, max_message_chars: int) -> PipelineRequ
             f"message: must be at most {max_message_chars} characters", field="message"
         )
     return PipelineRequest(
-        message=body.message, message_id=body.message_id, conversation_id=body.conversation_id
+        message=body.message,
+        message_id=body.message_id,
+        conversation_id=body.conversation_id,
+        ensemble=body.ensemble,
     )

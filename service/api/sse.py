@@ -46,15 +46,26 @@ def describe(event: Event) -> tuple[str, str, str, dict[str, Any]]:
         case AgentFailed(agent=agent, error=error, attempts=attempts):
             extras = {"error": _error(error), "attempts": attempts}
             return "agent.failed", f"Failed {agent}", agent, extras
-        case SummaryStarted(summarizer=name, agents=agents, missing=missing):
+        case SummaryStarted(
+            summarizer=name, agents=agents, missing=missing, ensemble_version=version
+        ):
             extras = {"agents": list(agents), "missing": list(missing)}
+            if version:
+                extras["ensemble_version"] = version
             return "summary.started", f"Combining via {name}", name, extras
         case SummaryDelta(summarizer=name, text=text):
             return "summary.delta", "Streaming", name, {"message": text}
         case SummaryRestarted(summarizer=name, model=model, error=error):
             extras = {"model": model, "error": _error(error), "discard": True}
             return "summary.restarted", f"Restarting the summary on {model}", name, extras
-        case Done(summarizer=name, usage=usage, timings=timings, agents=agents, models=models):
+        case Done(
+            summarizer=name,
+            usage=usage,
+            timings=timings,
+            agents=agents,
+            models=models,
+            ensemble_version=version,
+        ):
             extras = {
                 "final": True,
                 "agents": agents.as_dict(),
@@ -66,6 +77,8 @@ def describe(event: Event) -> tuple[str, str, str, dict[str, Any]]:
                     "total_ms": timings.total_ms,
                 },
             }
+            if version:
+                extras["ensemble_version"] = version
             return "done", "Completed", name, extras
         case Failed(source=source, error=error, usage=usage, agents=agents):
             extras = {

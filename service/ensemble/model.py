@@ -14,7 +14,8 @@ exists, has a model, and every agent has a timeout, so `targets(member)` is all 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -22,11 +23,20 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from ..llm import Endpoint
 from ..urls import check_base_url
+from .templates import (
+    AGENT_VARIABLES,
+    DEFAULT_AGENT_PROMPT,
+    DEFAULT_SUMMARY_PROMPT,
+    SUMMARIZER_VARIABLES,
+    check_template,
+)
 
 MAX_AGENTS = 16
 MAX_FALLBACKS = 4
@@ -111,6 +121,9 @@ class Member(BaseModel):
 
     name: Name
     system_prompt: Prompt
+    system_prompt_file: str | None = None
+    prompt: Prompt | None = None
+    prompt_file: str | None = None
     model: ModelName | None = None
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     provider: Name | None = None
@@ -123,6 +136,27 @@ class Member(BaseModel):
         tuple[ModelName | Fallback, ...], Field(max_length=MAX_FALLBACKS)
     ] = ()
     retries: Annotated[int, Field(ge=0, le=5)] = 2
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_prompt_files(cls, data: Any, info: ValidationInfo) -> Any:
+        """Put the text of `system_prompt_file` / `prompt_file` in place of the path's field.
+
+        Paths are relative to the ensemble file (`base_dir` in the validation context); each
+        file read is added to the context's `files`, so a reload can watch it.
+        """
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        context = info.context if isinstance(info.context, dict) else {}
+        for text_key in ("system_prompt", "prompt"):
+            file_key = f"{text_key}_file"
+            if file_key not in data:
+                continue
+            if text_key in data:
+                raise ValueError(f"give {text_key} or {file_key}, not both")
+            data[text_key] = read_prompt_file(str(data[file_key]), context)
+        return data
 
     @model_validator(mode="after")
     def _one_way_to_name_the_server(self) -> Member:
@@ -143,9 +177,45 @@ class Member(BaseModel):
 class Agent(Member):
     hedge_after_ms: Annotated[float, Field(gt=0)] | None = None
 
+    @field_validator("system_prompt", "prompt")
+    @classmethod
+    def _template_renders(cls, source: str | None) -> str | None:
+        if source is not None:
+            check_template(source, AGENT_VARIABLES)
+        return source
+
+    @property
+    def user_prompt(self) -> str:
+        return self.prompt or DEFAULT_AGENT_PROMPT
+
 
 class Summarizer(Member):
-    pass
+    @field_validator("system_prompt", "prompt")
+    @classmethod
+    def _template_renders(cls, source: str | None) -> str | None:
+        if source is not None:
+            check_template(source, SUMMARIZER_VARIABLES)
+        return source
+
+    @property
+    def user_prompt(self) -> str:
+        return self.prompt or DEFAULT_SUMMARY_PROMPT
+
+
+def read_prompt_file(path_text: str, context: dict[str, Any]) -> str:
+    """The text of a prompt file, found relative to the context's `base_dir`."""
+    path = Path(path_text)
+    if not path.is_absolute():
+        path = Path(context.get("base_dir", ".")) / path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"cannot read the prompt file {path}: {reason}") from exc
+    files = context.get("files")
+    if isinstance(files, dict):
+        files[path] = text
+    return text
 
 
 def _inline_provider_name(member: Member) -> str:
@@ -158,6 +228,7 @@ class Ensemble(BaseModel):
 
     providers: dict[Name, Provider] = Field(default_factory=dict)
     min_agents: Annotated[int, Field(ge=1)] = 1
+    max_answer_chars: Annotated[int, Field(ge=100)] = 12_000
     straggler_grace_ms: Annotated[float, Field(ge=0)] | None = None
     agents: Annotated[tuple[Agent, ...], Field(min_length=1, max_length=MAX_AGENTS)]
     summarizer: Summarizer

@@ -54,6 +54,7 @@ class SummaryStarted:
     summarizer: str
     agents: tuple[str, ...]
     missing: tuple[str, ...]
+    ensemble_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class Done:
     timings: Timings
     agents: AgentCounts = AgentCounts()
     models: Mapping[str, str] = field(default_factory=dict)
+    ensemble_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,22 +1,41 @@
-"""The messages sent to each agent and to the summarizer.
+"""The messages sent to each agent and to the summarizer, rendered from the ensemble's templates.
 
-Answers reach the summarizer wrapped in `<answer from="NAME">` tags: models keep tagged
-sources apart reliably, and the mock LLM uses the same tags to show what it combined.
+By default answers reach the summarizer wrapped in `<answer from="NAME">` tags: models keep
+tagged sources apart reliably, and the mock LLM uses the same tags to show what it combined.
+An answer longer than the ensemble's `max_answer_chars` is cut to it first, so one verbose
+agent cannot crowd the others out of the summarizer's context.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from ..ensemble import Agent, Summarizer
+from ..ensemble.templates import AnswerView, render
 from ..llm import ChatMessage
+
+TRUNCATION_MARK = "\n[... {} more characters cut]"
+
+
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
 
 
 def agent_messages(agent: Agent, question: str) -> tuple[ChatMessage, ...]:
+    values = {"message": question, "agent": agent.name, "date": today()}
     return (
-        ChatMessage(role="system", content=agent.system_prompt),
-        ChatMessage(role="user", content=question),
+        ChatMessage(role="system", content=render(agent.system_prompt, **values)),
+        ChatMessage(role="user", content=render(agent.user_prompt, **values)),
     )
+
+
+def answer_view(name: str, text: str, budget: int) -> AnswerView:
+    """The answer as a template sees it: cut to `budget` characters, with a note if it was."""
+    if len(text) <= budget:
+        return AnswerView(name=name, text=text)
+    cut = text[:budget] + TRUNCATION_MARK.format(len(text) - budget)
+    return AnswerView(name=name, text=cut, truncated=True)
 
 
 def summary_messages(
@@ -24,14 +43,19 @@ def summary_messages(
     question: str,
     answers: Sequence[tuple[str, str]],
     missing: Sequence[str],
+    *,
+    max_answer_chars: int,
 ) -> tuple[ChatMessage, ...]:
     """`answers` are (agent name, answer text) pairs in the order the agents are listed."""
-    parts = [f"The user asked:\n<question>\n{question}\n</question>"]
-    parts.append(f"Answers from {len(answers)} agent(s):")
-    parts.extend(f'<answer from="{name}">\n{text}\n</answer>' for name, text in answers)
-    if missing:
-        parts.append(f"No answer arrived from: {', '.join(missing)}. Combine the answers above.")
+    views = [answer_view(name, text, max_answer_chars) for name, text in answers]
+    values = {
+        "message": question,
+        "summarizer": summarizer.name,
+        "date": today(),
+        "answers": views,
+        "missing": list(missing),
+    }
     return (
-        ChatMessage(role="system", content=summarizer.system_prompt),
-        ChatMessage(role="user", content="\n\n".join(parts)),
+        ChatMessage(role="system", content=render(summarizer.system_prompt, **values)),
+        ChatMessage(role="user", content=render(summarizer.user_prompt, **values)),
     )

@@ -55,6 +55,8 @@ class PipelineRequest:
     message: str
     message_id: str
     conversation_id: str | None = None
+    # The ensemble the client asked for; None for the default.
+    ensemble: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +83,12 @@ class _Run:
     model: ChatModel
     policy: RetryPolicy
     events: trio.MemorySendChannel[Event]
+    version: str = ""
 
     def context(self, member: str | None = None) -> dict[str, object]:
         context: dict[str, object] = {"message_id": self.request.message_id}
+        if self.version:
+            context["ensemble_version"] = self.version
         if self.request.conversation_id is not None:
             context["conversation_id"] = self.request.conversation_id
         if member is not None:
@@ -300,10 +305,17 @@ async def _fan_out_and_summarize(
             summarizer=summarizer.name,
             agents=tuple(name for name, _ in answers),
             missing=tuple(missing),
+            ensemble_version=run.version,
         )
     )
     texts = [(name, answer.text) for name, answer in answers if answer is not None]
-    messages = summary_messages(summarizer, run.request.message, texts, missing)
+    messages = summary_messages(
+        summarizer,
+        run.request.message,
+        texts,
+        missing,
+        max_answer_chars=ensemble.max_answer_chars,
+    )
     first_token_ms: float | None = None
 
     async def send_text(text: str) -> None:
@@ -352,7 +364,12 @@ async def _fan_out_and_summarize(
         agents_ms=agents_ms, first_token_ms=first_token_ms, total_ms=_ms_since(started)
     )
     return Done(
-        summarizer=summarizer.name, usage=usage, timings=timings, agents=counts, models=models
+        summarizer=summarizer.name,
+        usage=usage,
+        timings=timings,
+        agents=counts,
+        models=models,
+        ensemble_version=run.version,
     )
 
 
@@ -364,9 +381,11 @@ async def run_pipeline(
     request_timeout_s: float,
     *,
     retry_policy: RetryPolicy | None = None,
+    ensemble_version: str = "",
 ) -> None:
     """Send every event of one run to `events`, ending with exactly one `Done` or `Failed`.
 
+    `ensemble_version` names the loaded version `ensemble` came from, for events and logs.
     Closes `events` when it returns. Cancellation (a client that hung up) propagates.
     """
     async with events:
@@ -374,7 +393,9 @@ async def run_pipeline(
         terminal: Done | Failed | None = None
         usage: dict[str, Usage] = {}
         gathered = _Gathered()
-        run = _Run(request, ensemble, model, retry_policy or RetryPolicy(), events)
+        run = _Run(
+            request, ensemble, model, retry_policy or RetryPolicy(), events, ensemble_version
+        )
         with trio.move_on_after(request_timeout_s):
             terminal = await _fan_out_and_summarize(run, started, usage, gathered)
         if terminal is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,7 @@ def test_defaults_fill_model_and_timeout_but_keep_explicit_values() -> None:
 def test_an_invalid_file_names_the_file_the_field_and_the_problem(text: str, says: str) -> None:
     with pytest.raises(EnsembleError) as caught:
         parse_ensemble(text, source="e.toml")
-    assert str(caught.value).startswith("e.toml: ")
+    assert re.match(r"e\.toml(:\d+)?: ", str(caught.value))
     assert says in str(caught.value)
 
 
