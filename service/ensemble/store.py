@@ -62,6 +62,8 @@ class EnsembleStore:
         self.problem: LoadProblem | None = None
         self._lock = trio.Lock()
         self._seen = self._fingerprint()
+        # Set (and replaced) at every swap, so waiters wake once per new version.
+        self._swapped = trio.Event()
 
     def _fingerprint(self) -> Fingerprint:
         return fingerprint(self.current.source, list(self.current.files))
@@ -89,6 +91,8 @@ class EnsembleStore:
                 log.info("ensemble reload (%s): version %s unchanged", reason, loaded.version)
                 return False
             previous, self.current = self.current, loaded
+            self._swapped.set()
+            self._swapped = trio.Event()
             # Files the new version reads (a new prompt file) are watched from now on.
             self._seen = await trio.to_thread.run_sync(self._fingerprint)
             log.info(
@@ -99,6 +103,11 @@ class EnsembleStore:
                 extra={"ensemble_version": loaded.version},
             )
             return True
+
+    async def next_version(self) -> LoadedEnsembles:
+        """Wait for the next version to be swapped in, and return it."""
+        await self._swapped.wait()
+        return self.current
 
     async def watch(self, interval_s: float) -> None:
         """Reload whenever a watched file changes; checks every `interval_s` seconds."""

@@ -33,24 +33,21 @@ The user asked:
 </question>
 
 Answers from {{ answers | length }} agent(s):
-{% for answer in answers %}
+{%- for answer in answers %}
 
 <answer from="{{ answer.name }}">
 {{ answer.text }}
 </answer>
-{% endfor %}
-{% if missing %}
+{%- endfor %}
+{%- if missing %}
 
 No answer arrived from: {{ missing | join(", ") }}. Combine the answers above.
-{% endif %}"""
+{%- endif %}"""
 
 # Operators write these templates, but a sandbox costs nothing and keeps a prompt a prompt.
+# Jinja's own whitespace rules (trim with `{%-` and `-%}`), as its documentation describes.
 _ENVIRONMENT = SandboxedEnvironment(
-    undefined=StrictUndefined,
-    autoescape=False,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=False,
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
 )
 
 
@@ -81,18 +78,21 @@ def _compiled(source: str) -> Template:
 def check_template(source: str, variables: frozenset[str]) -> None:
     """Raise ValueError, naming the line, if `source` would not render with `variables`."""
     try:
-        parsed = _ENVIRONMENT.parse(source)
+        # Finding the variables compiles the template, which also checks its filters.
+        declared = meta.find_undeclared_variables(_ENVIRONMENT.parse(source))
     except TemplateSyntaxError as exc:
         raise ValueError(f"template line {exc.lineno}: {exc.message}") from exc
-    unknown = sorted(meta.find_undeclared_variables(parsed) - variables)
+    unknown = sorted(declared - variables)
     if unknown:
         known = ", ".join(sorted(variables))
         names = ", ".join(repr(name) for name in unknown)
         plural = "s" if len(unknown) > 1 else ""
         raise ValueError(f"unknown variable{plural} {names} (known: {known})")
-    # Attributes (`answer.nmae`) and filters are only found by rendering once.
+    # Filters are only found when compiling, attributes (`answer.nmae`) when rendering.
     try:
         _compiled(source).render({name: _SAMPLES[name] for name in variables})
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"template line {exc.lineno}: {exc.message}") from exc
     except (UndefinedError, TypeError, ValueError) as exc:
         raise ValueError(f"the template does not render: {exc}") from exc
 

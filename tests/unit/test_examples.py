@@ -14,7 +14,7 @@ from service.settings import load_settings
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
 README_BLOCKS = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
-KEYS = {"OPENAI_API_KEY": "sk-test", "VLLM_API_KEY": "test"}
+KEYS = {"OPENAI_API_KEY": "sk-test", "VLLM_API_KEY": "test", "LLM_KEY": "sk-test"}
 
 
 def test_there_are_examples_for_openai_ollama_and_vllm() -> None:
@@ -24,7 +24,9 @@ def test_there_are_examples_for_openai_ollama_and_vllm() -> None:
 
 @pytest.mark.parametrize("block", README_BLOCKS)
 def test_each_ensemble_in_the_readme_is_valid(block: str) -> None:
-    ensemble = parse_ensemble(block, source="README.md")
+    # Prompt files named in the README are the ones in examples/.
+    context = {"base_dir": ROOT / "examples", "files": {}}
+    ensemble = parse_ensemble(block, source="README.md", context=context)
     assert ensemble.agents
 
 
