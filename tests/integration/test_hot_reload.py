@@ -133,7 +133,8 @@ async def test_a_request_picks_its_ensemble_by_name(tmp_path: Path) -> None:
             default = await read_events(response)
         unknown = await service.client.post("/api/process", json=body("m-6", ensemble="poetry"))
 
-    assert [e.data["source"] for e in code if e.event == "agent.completed"] == [
+    # Answers arrive in whatever order the agents finish.
+    assert sorted(e.data["source"] for e in code if e.event == "agent.completed") == [
         "coder",
         "reviewer",
     ]
