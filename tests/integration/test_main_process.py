@@ -1,4 +1,5 @@
-"""`python -m service` as a user runs it: the README's curl, SIGTERM, and start-up errors."""
+"""`python -m service` as a user runs it: the README's curl, SIGTERM, start-up errors, and
+reloading the ensemble file (SIGHUP, edits)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import trio
 
-from tests.integration.harness import SseEvent
+from tests.integration.harness import SseEvent, read_events
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNING_ON = re.compile(rb"Running on (http://[\d.]+:\d+)")
@@ -172,3 +175,173 @@ async def test_an_address_already_in_use_stops_the_start_with_one_line(tmp_path:
     assert code == 2
     assert stderr.strip().count("\n") == 0
     assert stderr.startswith(f"error: HTTP_ADDR='127.0.0.1:{port}': cannot listen there")
+
+
+ONE_AGENT = """\
+[[agents]]
+name = "a"
+system_prompt = "You are a."
+
+[summarizer]
+name = "s"
+system_prompt = "Combine."
+"""
+
+TWO_AGENTS = """\
+[[agents]]
+name = "a"
+system_prompt = "You are a."
+
+[[agents]]
+name = "b"
+system_prompt = "You are b."
+
+[summarizer]
+name = "s"
+system_prompt = "Combine."
+"""
+
+# Line 4 sets the agent's timeout to a value the loader refuses.
+BROKEN_TIMEOUT = """\
+[[agents]]
+name = "a"
+system_prompt = "You are a."
+timeout_s = -1
+
+[summarizer]
+name = "s"
+system_prompt = "Combine."
+"""
+
+FAST_MOCK = {"MOCK_FIRST_TOKEN_MS": "0", "MOCK_TOKEN_MS": "0"}
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write `path` the way an editor saving atomically does: the poller never sees half."""
+    draft = path.with_name(path.name + ".draft")
+    draft.write_text(text)
+    os.replace(draft, path)
+
+
+async def admin_ensemble(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/admin/ensemble")
+    assert response.status_code == 200, response.text
+    state: dict[str, Any] = response.json()
+    return state
+
+
+def agent_names(state: dict[str, Any]) -> list[str]:
+    return [agent["name"] for agent in state["ensembles"]["default"]["agents"]]
+
+
+async def wait_for_ensemble(
+    client: httpx.AsyncClient, what: str, check: Any, *, timeout_s: float = 5
+) -> dict[str, Any]:
+    """Poll GET /admin/ensemble until `check(state)`; fail with the last state after a while."""
+    state: dict[str, Any] = {}
+    with trio.move_on_after(timeout_s):
+        while True:
+            state = await admin_ensemble(client)
+            if check(state):
+                return state
+            await trio.sleep(0.05)
+    raise AssertionError(f"not within {timeout_s} s: {what}; /admin/ensemble said {state}")
+
+
+async def process_events(client: httpx.AsyncClient, message_id: str) -> list[SseEvent]:
+    body = {"message": "Explain gravity like I am 5", "message_id": message_id}
+    with trio.fail_after(10):
+        async with client.stream("POST", "/api/process", json=body) as response:
+            assert response.status_code == 200
+            return await read_events(response)
+
+
+async def read_stderr_until(process: trio.Process, needle: str, *, timeout_s: float = 5) -> str:
+    """What the service wrote to stderr since it started listening, up to `needle` (if seen)."""
+    assert process.stderr is not None
+    log = b""
+    with trio.move_on_after(timeout_s):
+        while needle.encode() not in log:
+            chunk = await process.stderr.receive_some()
+            if not chunk:
+                break
+            log += chunk
+    return log.decode(errors="replace")
+
+
+async def test_sighup_reloads_the_ensemble_file(tmp_path: Path) -> None:
+    ensemble = tmp_path / "ensemble.toml"
+    ensemble.write_text(ONE_AGENT)
+    env = {"ENSEMBLE_FILE": str(ensemble), "ENSEMBLE_RELOAD_S": "0", **FAST_MOCK}
+    async with python_m_service(tmp_path, **env) as (process, url):
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            before = await admin_ensemble(client)
+            assert agent_names(before) == ["a"]
+            assert before["problem"] is None
+
+            ensemble.write_text(TWO_AGENTS)
+            # Polling is off: the edit alone changes nothing.
+            with trio.move_on_after(0.5):
+                while True:
+                    assert (await admin_ensemble(client))["version"] == before["version"]
+                    await trio.sleep(0.05)
+
+            process.send_signal(signal.SIGHUP)
+            after = await wait_for_ensemble(
+                client,
+                "a new version with agent b after SIGHUP",
+                lambda state: (
+                    state["version"] != before["version"] and agent_names(state) == ["a", "b"]
+                ),
+            )
+            assert after["problem"] is None
+
+            events = await process_events(client, "after-sighup")
+            assert process.returncode is None  # SIGHUP reloads; it does not end the service
+
+    assert events[-1].event == "done"
+    assert events[-1].data["ensemble_version"] == after["version"]
+    started = next(e for e in events if e.event == "summary.started")
+    assert started.data["ensemble_version"] == after["version"]
+    completed = {e.data["source"] for e in events if e.event == "agent.completed"}
+    assert completed == {"a", "b"}
+
+
+async def test_a_broken_edit_keeps_the_running_version_and_says_why(tmp_path: Path) -> None:
+    ensemble = tmp_path / "ensemble.toml"
+    ensemble.write_text(ONE_AGENT)
+    env = {"ENSEMBLE_FILE": str(ensemble), "ENSEMBLE_RELOAD_S": "0.2", **FAST_MOCK}
+    async with python_m_service(tmp_path, **env) as (process, url):
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            before = await admin_ensemble(client)
+            assert before["problem"] is None
+
+            replace_file(ensemble, BROKEN_TIMEOUT)
+            refused = await wait_for_ensemble(
+                client, "a problem after the broken edit", lambda state: state["problem"]
+            )
+            problem = refused["problem"]["message"]
+            assert problem.startswith(f"{ensemble}:4: agents[0].timeout_s: "), problem
+            assert refused["version"] == before["version"]
+            assert agent_names(refused) == ["a"]
+
+            events = await process_events(client, "while-broken")
+            assert events[-1].event == "done"
+            assert events[-1].data["ensemble_version"] == before["version"]
+
+            stderr = await read_stderr_until(process, "refused")
+            refusals = [ln for ln in stderr.splitlines() if "refused" in ln]
+            assert refusals, f"no refusal logged; stderr was:\n{stderr}"
+            assert " ERROR " in refusals[0]
+            assert (
+                f"ensemble reload (file changed) refused; still using version "
+                f"{before['version']}: {problem}"
+            ) in refusals[0]
+
+            replace_file(ensemble, TWO_AGENTS)
+            fixed = await wait_for_ensemble(
+                client,
+                "the problem cleared and a new version after the fix",
+                lambda state: state["problem"] is None and state["version"] != before["version"],
+            )
+            assert agent_names(fixed) == ["a", "b"]
