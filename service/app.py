@@ -12,6 +12,7 @@ from .api import error_response, http_exception_response, routes
 from .api.connection import ShieldedSendHTTPConnection
 from .errors import ServiceError
 from .resources import Resources
+from .telemetry.access_log import AccessLog
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -41,4 +42,5 @@ def create_app(resources: Resources) -> QuartTrio:
         log.exception("unhandled error", exc_info=error)
         return error_response(ServiceError())
 
+    app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
     return app

@@ -11,8 +11,38 @@ import logging
 import sys
 from typing import Any
 
+from opentelemetry import trace
+
+from .telemetry.access_log import current_request_id
+
 # Fields the service attaches with `extra=`; they are shown whenever a record has them.
-CONTEXT_FIELDS = ("message_id", "conversation_id", "agent", "ensemble_version")
+CONTEXT_FIELDS = (
+    "request_id",
+    "trace_id",
+    "message_id",
+    "conversation_id",
+    "agent",
+    "ensemble_version",
+)
+# Access-log fields, shown in JSON lines (the text line already says them).
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "outcome", "disconnected")
+
+
+class RequestContext(logging.Filter):
+    """Adds the request id and the trace id of whatever request the logging task serves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            request_id = current_request_id()
+            if request_id is not None:
+                record.request_id = request_id
+        if getattr(record, "trace_id", None) is None:
+            span_context = trace.get_current_span().get_span_context()
+            if span_context.is_valid:
+                record.trace_id = format(span_context.trace_id, "032x")
+            elif hasattr(record, "trace_id"):
+                del record.trace_id
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,7 +53,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in CONTEXT_FIELDS:
+        for name in (*CONTEXT_FIELDS, *ACCESS_FIELDS):
             if hasattr(record, name):
                 line[name] = getattr(record, name)
         if record.exc_info:
@@ -49,6 +79,7 @@ class TextFormatter(logging.Formatter):
 def configure_logging(*, level: str, production: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if production else TextFormatter())
+    handler.addFilter(RequestContext())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

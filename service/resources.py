@@ -27,6 +27,7 @@ from .lifecycle import Lifecycle
 from .llm import ChatModel, MockChatModel, ProviderRouter
 from .llm.mock import MOCK_FAULTS, mock_fault
 from .settings import Settings, SettingsError
+from .telemetry.tracing import setup_tracing
 from .urls import is_local_url, redact_url
 
 
@@ -132,6 +133,9 @@ async def open_resources(
 ) -> AsyncIterator[Resources]:
     """Load the ensemble and open the LLM client; close the client on the way out."""
     ensembles = EnsembleStore(partial(load_configured_ensembles, settings))
+    setup_tracing(
+        settings.otel_exporter_otlp_traces_endpoint or settings.otel_exporter_otlp_endpoint
+    )
     model = model or build_model(settings)
     try:
         yield Resources(settings=settings, ensembles=ensembles, model=model)

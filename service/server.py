@@ -18,6 +18,7 @@ from hypercorn.trio import serve
 from .app import create_app
 from .resources import Resources, open_resources
 from .settings import Settings
+from .telemetry.tracing import shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -114,4 +115,6 @@ async def run_server(settings: Settings) -> None:
         signal_nursery.start_soon(end_grace_on_hurry)
         await serve_app(resources, shutdown)
         signal_nursery.cancel_scope.cancel()
+    # Spans still batched go out now (a blocking flush, bounded by the exporter's timeout).
+    shutdown_tracing()
     log.info("stopped")

@@ -13,11 +13,14 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import trio
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from quart.wrappers.response import ResponseBody
 
 from ..errors import ServiceError, ShuttingDown
 from ..lifecycle import Lifecycle
 from ..pipeline import TERMINAL_EVENTS, Event, Failed, PublicError
+from ..telemetry.stream import StreamTelemetry
 from .sse import KEEPALIVE, SseEncoder
 
 log = logging.getLogger(__name__)
@@ -37,8 +40,10 @@ class EventStreamBody(ResponseBody):
         lifecycle: Lifecycle,
         keepalive_s: float,
         log_context: dict[str, str],
+        telemetry: StreamTelemetry | None = None,
     ) -> None:
         self._produce = produce
+        self._telemetry = telemetry
         self._encoder = encoder
         self._lifecycle = lifecycle
         self._keepalive_s = keepalive_s
@@ -63,7 +68,11 @@ class EventStreamBody(ResponseBody):
         self._cancel_scope.cancel()
         if self._events is not None:
             self._events.close()
-        return await self._nursery_manager.__aexit__(exc_type, exc_value, traceback)
+        try:
+            return await self._nursery_manager.__aexit__(exc_type, exc_value, traceback)
+        finally:
+            if self._telemetry is not None:
+                self._telemetry.finish(disconnected=not self._finished)
 
     def __aiter__(self) -> EventStreamBody:
         return self
@@ -77,11 +86,16 @@ class EventStreamBody(ResponseBody):
             except trio.EndOfChannel:
                 raise StopAsyncIteration from None
             self._finished = isinstance(event, TERMINAL_EVENTS)
+            if self._telemetry is not None:
+                self._telemetry.observe(event)
             return self._encoder.encode(event)
         return KEEPALIVE
 
     async def _run(self, events: trio.MemorySendChannel[Event]) -> None:
         """Run the producer; make sure the stream ends with `done` or `error` whatever happens."""
+        if self._telemetry is not None:
+            # This task and every task it starts (agents, summary) see the request span.
+            otel_context.attach(trace.set_span_in_context(self._telemetry.span))
         async with events:
             shutdown_scope = trio.CancelScope()
             self._lifecycle.track(shutdown_scope)

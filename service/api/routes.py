@@ -5,17 +5,25 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from quart import Blueprint, Response, current_app, request
 
 from ..ensemble import UnknownEnsemble
 from ..errors import InvalidRequest, ShuttingDown, UnsupportedMediaType
 from ..pipeline import run_pipeline
 from ..resources import Resources
+from ..telemetry.access_log import CURRENT_REQUEST
+from ..telemetry.metrics import render_metrics
+from ..telemetry.stream import StreamTelemetry
+from ..telemetry.tracing import context_from_headers, trace_id_of, tracer
 from .event_stream import EventStreamBody
 from .process_request import parse_process_request
 from .sse import HEADERS, SseEncoder
 
 routes = Blueprint("routes", __name__)
+
+# The trace this request's spans belong to, for finding it in a tracing backend.
+TRACE_ID_HEADER = "X-Trace-Id"
 
 
 def _resources() -> Resources:
@@ -45,7 +53,33 @@ async def process() -> Response:
             f"ensemble: no ensemble named {exc.name!r} (one of: {known})", field="ensemble"
         ) from exc
 
-    log_context = {"message_id": pipeline_request.message_id, "ensemble_version": loaded.version}
+    span = tracer.start_span(
+        "POST /api/process",
+        context=context_from_headers({k.lower(): v for k, v in request.headers.items()}),
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.request.method": "POST",
+            "http.route": "/api/process",
+            "fanout.message_id": pipeline_request.message_id,
+            "fanout.ensemble": pipeline_request.ensemble or loaded.default,
+            "fanout.ensemble_version": loaded.version,
+        },
+    )
+    telemetry = StreamTelemetry(
+        span,
+        primary_models={member.name: member.model or "" for member in ensemble.members},
+    )
+    trace_id = trace_id_of(span)
+    access = CURRENT_REQUEST.get()
+    if access is not None:
+        access.trace_id = trace_id
+        telemetry.access = access
+
+    log_context = {
+        "message_id": pipeline_request.message_id,
+        "ensemble_version": loaded.version,
+        "trace_id": trace_id,
+    }
     if pipeline_request.conversation_id is not None:
         log_context["conversation_id"] = pipeline_request.conversation_id
     body = EventStreamBody(
@@ -64,8 +98,10 @@ async def process() -> Response:
         lifecycle=resources.lifecycle,
         keepalive_s=settings.sse_keepalive_s,
         log_context=log_context,
+        telemetry=telemetry,
     )
-    response = Response(body, status=200, headers=HEADERS, content_type="text/event-stream")
+    headers = {**HEADERS, TRACE_ID_HEADER: trace_id}
+    response = Response(body, status=200, headers=headers, content_type="text/event-stream")
     # Quart would cut the stream at RESPONSE_TIMEOUT; the pipeline keeps its own deadline.
     response.timeout = None
     return response
@@ -98,6 +134,12 @@ async def admin_ensemble() -> dict[str, Any]:
             None if problem is None else {"message": problem.message, "at": problem.at.isoformat()}
         ),
     }
+
+
+@routes.get("/metrics")
+async def metrics() -> Response:
+    body, content_type = render_metrics()
+    return Response(body, status=200, content_type=content_type)
 
 
 @routes.get("/healthz")

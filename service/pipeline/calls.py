@@ -14,6 +14,7 @@ from typing import TypeVar
 from ..ensemble import Member, Target
 from ..errors import UpstreamError
 from ..llm import ChatMessage, ChatModel, ChatRequest
+from ..telemetry.tracing import traceparent_headers
 from .retry import RetryPolicy
 
 T = TypeVar("T")
@@ -36,7 +37,8 @@ def call_for(member: Member, target: Target, messages: tuple[ChatMessage, ...]) 
         endpoint=target.endpoint,
         temperature=member.temperature,
         max_tokens=member.max_tokens,
-        headers=tuple(sorted(member.headers.items())),
+        # The member's span (current here) becomes the parent of the provider's own trace.
+        headers=(*sorted(member.headers.items()), *traceparent_headers()),
     )
 
 

@@ -38,6 +38,7 @@ class AgentCompleted:
     text: str
     model: str = ""
     attempts: int = 1
+    elapsed_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class AgentFailed:
     agent: str
     error: PublicError
     attempts: int = 1
+    elapsed_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

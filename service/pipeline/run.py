@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 
 import trio
+from opentelemetry.trace import Span
 
 from ..ensemble import Agent, Ensemble
 from ..errors import (
@@ -28,6 +29,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..llm import ChatModel, Usage
+from ..telemetry.tracing import end_span, member_span, record_answer
 from .answers import Answer, ask_agent
 from .calls import Attempts
 from .events import (
@@ -84,6 +86,8 @@ class _Run:
     policy: RetryPolicy
     events: trio.MemorySendChannel[Event]
     version: str = ""
+    # Cancels the agents still running when the summary starts without them.
+    cutting: trio.CancelScope = field(default_factory=trio.CancelScope)
 
     def context(self, member: str | None = None) -> dict[str, object]:
         context: dict[str, object] = {"message_id": self.request.message_id}
@@ -104,9 +108,21 @@ async def _ask_agent(
 ) -> None:
     """Ask one agent; failures become an outcome here so the sibling agents keep running."""
     async with results:
-        started = trio.current_time()
-        context = run.context(agent.name)
-        error: ServiceError
+        with member_span("agent", agent.name, agent.model or "", run.version) as span:
+            await _ask_agent_in_span(run, agent, attempts, results, span)
+
+
+async def _ask_agent_in_span(
+    run: _Run,
+    agent: Agent,
+    attempts: Attempts,
+    results: trio.MemorySendChannel[AgentOutcome],
+    span: Span,
+) -> None:
+    started = trio.current_time()
+    context = run.context(agent.name)
+    error: ServiceError
+    try:
         try:
             with trio.fail_after(agent.timeout_s or float("inf")):
                 answer = await ask_agent(
@@ -118,30 +134,36 @@ async def _ask_agent(
                     attempts,
                     context,
                 )
-        except trio.TooSlowError:
-            error = UpstreamTimeout(f"{agent.name} did not answer within {agent.timeout_s:g} s")
-        except UpstreamError as exc:
-            error = exc
-        except Exception as exc:
-            # A bug in one model adapter must not take the other agents down with it.
-            log.exception("agent %s crashed", agent.name, extra=context)
-            error = ServiceError()
-            error.__cause__ = exc
-        else:
-            outcome = AgentOutcome(agent.name, _ms_since(started), attempts.count, answer=answer)
-            _hand_over(results, outcome)
-            return
-        log.warning(
-            "agent %s failed after %d attempt(s): %s",
-            agent.name,
-            attempts.count,
-            error.code,
-            exc_info=error if error.__cause__ else None,
-            extra=context,
-        )
-        _hand_over(
-            results, AgentOutcome(agent.name, _ms_since(started), attempts.count, error=error)
-        )
+        finally:
+            span.set_attribute("fanout.retries", max(attempts.count - 1, 0))
+    except trio.Cancelled:
+        if run.cutting.cancel_called:
+            end_span(span, "cut")
+        raise
+    except trio.TooSlowError:
+        error = UpstreamTimeout(f"{agent.name} did not answer within {agent.timeout_s:g} s")
+    except UpstreamError as exc:
+        error = exc
+    except Exception as exc:
+        # A bug in one model adapter must not take the other agents down with it.
+        log.exception("agent %s crashed", agent.name, extra=context)
+        error = ServiceError()
+        error.__cause__ = exc
+    else:
+        record_answer(span, answer.model, answer.usage)
+        outcome = AgentOutcome(agent.name, _ms_since(started), attempts.count, answer=answer)
+        _hand_over(results, outcome)
+        return
+    log.warning(
+        "agent %s failed after %d attempt(s): %s",
+        agent.name,
+        attempts.count,
+        error.code,
+        exc_info=error if error.__cause__ else None,
+        extra=context,
+    )
+    end_span(span, "failed", error.code)
+    _hand_over(results, AgentOutcome(agent.name, _ms_since(started), attempts.count, error=error))
 
 
 def _hand_over(results: trio.MemorySendChannel[AgentOutcome], outcome: AgentOutcome) -> None:
@@ -187,7 +209,7 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage], gathered: _Gathere
     succeeded = failed = 0
     started = trio.current_time()
     results_in, results_out = trio.open_memory_channel[AgentOutcome](len(ensemble.agents))
-    straggler_scope = trio.CancelScope()
+    straggler_scope = run.cutting
 
     # Every start is reported before any agent runs, so no outcome can come before them.
     for agent in ensemble.agents:
@@ -224,6 +246,7 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage], gathered: _Gathere
                             text=outcome.answer.text,
                             model=outcome.answer.model,
                             attempts=outcome.attempts,
+                            elapsed_ms=outcome.elapsed_ms,
                         )
                     )
                 else:
@@ -234,6 +257,7 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage], gathered: _Gathere
                             agent=outcome.agent,
                             error=PublicError.of(error),
                             attempts=outcome.attempts,
+                            elapsed_ms=outcome.elapsed_ms,
                         )
                     )
                 waiting = len(ensemble.agents) - succeeded - failed
@@ -269,7 +293,12 @@ async def _report_cut(run: _Run, gathered: _Gathered, reason: ServiceError, star
         )
         attempts = gathered.attempts[name].count if name in gathered.attempts else 0
         await run.events.send(
-            AgentFailed(agent=name, error=PublicError.of(reason), attempts=attempts)
+            AgentFailed(
+                agent=name,
+                error=PublicError.of(reason),
+                attempts=attempts,
+                elapsed_ms=_ms_since(started),
+            )
         )
 
 
@@ -318,32 +347,41 @@ async def _fan_out_and_summarize(
     )
     first_token_ms: float | None = None
 
-    async def send_text(text: str) -> None:
-        nonlocal first_token_ms
-        if first_token_ms is None:
-            first_token_ms = _ms_since(started)
-        await events.send(SummaryDelta(summarizer=summarizer.name, text=text))
-
     context = run.context(summarizer.name)
     attempts = Attempts()
     failure: ServiceError | None = None
-    try:
-        with trio.fail_after(summarizer.timeout_s or float("inf")):
-            result = await stream_summary(
-                summarizer,
-                ensemble.targets(summarizer),
-                messages,
-                run.model,
-                run.policy,
-                attempts,
-                context,
-                send_text,
-                events,
-            )
-    except trio.TooSlowError:
-        failure = UpstreamTimeout(f"{summarizer.name} did not finish within its timeout")
-    except UpstreamError as exc:
-        failure = exc
+    with member_span("summarizer", summarizer.name, summarizer.model or "", run.version) as span:
+
+        async def send_text(text: str) -> None:
+            nonlocal first_token_ms
+            if first_token_ms is None:
+                first_token_ms = _ms_since(started)
+                span.add_event("gen_ai.first_token", {"fanout.first_token_ms": first_token_ms})
+            await events.send(SummaryDelta(summarizer=summarizer.name, text=text))
+
+        try:
+            with trio.fail_after(summarizer.timeout_s or float("inf")):
+                result = await stream_summary(
+                    summarizer,
+                    ensemble.targets(summarizer),
+                    messages,
+                    run.model,
+                    run.policy,
+                    attempts,
+                    context,
+                    send_text,
+                    events,
+                )
+        except trio.TooSlowError:
+            failure = UpstreamTimeout(f"{summarizer.name} did not finish within its timeout")
+        except UpstreamError as exc:
+            failure = exc
+        finally:
+            span.set_attribute("fanout.retries", max(attempts.count - 1, 0))
+        if failure is not None:
+            end_span(span, "failed", failure.code)
+        else:
+            record_answer(span, result.model, result.usage)
     if failure is not None:
         log.warning(
             "summarizer %s failed after %d attempt(s): %s",

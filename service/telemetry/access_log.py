@@ -1,0 +1,109 @@
+"""One access-log line per request, written when the response has ended (for a stream, when
+its last event went out or its client left), and the request counter.
+
+It is ASGI middleware around the app. Each request gets an id (a sane incoming X-Request-Id,
+or a new one), returned in the X-Request-Id header and attached to every log line written
+while the request runs:
+
+    app.asgi_app = AccessLog(app.asgi_app)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from hypercorn.typing import ASGIReceiveEvent, ASGISendEvent
+
+from .metrics import METRICS
+
+log = logging.getLogger("service.access")
+
+REQUEST_ID_HEADER = b"x-request-id"
+_SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+KNOWN_ROUTES = frozenset({"/api/process", "/admin/ensemble", "/metrics", "/healthz", "/readyz"})
+
+
+@dataclass
+class RequestRecord:
+    """What the access line needs, filled in by whoever knows it while the request runs."""
+
+    request_id: str
+    outcome: str = ""
+    trace_id: str = ""
+
+
+CURRENT_REQUEST: ContextVar[RequestRecord | None] = ContextVar("current_request", default=None)
+
+
+def current_request_id() -> str | None:
+    record = CURRENT_REQUEST.get()
+    return record.request_id if record is not None else None
+
+
+class AccessLog:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
+        request_id = incoming.decode() if _SANE_ID.match(incoming) else secrets.token_hex(8)
+        record = RequestRecord(request_id=request_id)
+        CURRENT_REQUEST.set(record)
+        started = trio.current_time()
+        status = 0
+        disconnected = False
+        completed = False
+
+        async def receive_watching() -> ASGIReceiveEvent:
+            nonlocal disconnected
+            message: ASGIReceiveEvent = await receive()
+            if message["type"] == "http.disconnect" and not completed:
+                disconnected = True
+            return message
+
+        async def send_with_id(message: ASGISendEvent) -> None:
+            nonlocal status, completed
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                completed = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive_watching, send_with_id)
+        finally:
+            path = scope["path"]
+            route = path if path in KNOWN_ROUTES else "other"
+            METRICS.requests.labels(route=route, status=str(status or 0)).inc()
+            duration_ms = round((trio.current_time() - started) * 1000, 1)
+            outcome = record.outcome or ("disconnected" if disconnected else "complete")
+            log.info(
+                "%s %s %d %.1fms outcome=%s disconnected=%s",
+                scope["method"],
+                path,
+                status,
+                duration_ms,
+                outcome,
+                str(disconnected or outcome == "disconnected").lower(),
+                extra={
+                    "method": scope["method"],
+                    "path": path,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                    "outcome": outcome,
+                    "disconnected": disconnected or outcome == "disconnected",
+                    "trace_id": record.trace_id or None,
+                },
+            )

@@ -1,0 +1,94 @@
+"""Prometheus metrics, served at GET /metrics; several worker processes share them when
+PROMETHEUS_MULTIPROC_DIR names a directory (prometheus_client's multiprocess mode).
+
+    METRICS.requests.labels(route="/api/process", status="200").inc()
+    body, content_type = render_metrics()
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+# LLM calls take seconds, not milliseconds: buckets from 50 ms to 2 minutes.
+SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    requests: Counter
+    streams_in_flight: Gauge
+    request_seconds: Histogram
+    first_token_seconds: Histogram
+    agent_seconds: Histogram
+    agent_outcomes: Counter
+    upstream_tokens: Counter
+    client_disconnects: Counter
+    cancelled_calls: Counter
+    retries: Counter
+    fallbacks: Counter
+    summary_restarts: Counter
+
+
+def _metrics() -> Metrics:
+    return Metrics(
+        requests=Counter(
+            "fanout_http_requests", "HTTP requests by route and status", ["route", "status"]
+        ),
+        streams_in_flight=Gauge(
+            "fanout_streams_in_flight", "Event streams open now", multiprocess_mode="livesum"
+        ),
+        request_seconds=Histogram(
+            "fanout_request_seconds", "A fan-out from request to its last event", buckets=SECONDS
+        ),
+        first_token_seconds=Histogram(
+            "fanout_first_token_seconds",
+            "From the request to the first summary token",
+            buckets=SECONDS,
+        ),
+        agent_seconds=Histogram(
+            "fanout_agent_seconds", "One agent's time, retries included", ["agent"], buckets=SECONDS
+        ),
+        agent_outcomes=Counter(
+            "fanout_agent_outcomes",
+            "Agent outcomes: ok, failed or cut, with the error code as reason",
+            ["agent", "outcome", "reason"],
+        ),
+        upstream_tokens=Counter(
+            "fanout_upstream_tokens", "Tokens the providers reported", ["model", "kind"]
+        ),
+        client_disconnects=Counter(
+            "fanout_client_disconnects", "Streams whose client left before the end"
+        ),
+        cancelled_calls=Counter(
+            "fanout_upstream_calls_cancelled", "Upstream calls cancelled because the client left"
+        ),
+        retries=Counter("fanout_retries", "Calls sent again after a retryable failure", ["agent"]),
+        fallbacks=Counter("fanout_fallbacks", "Answers that came from a fallback model", ["agent"]),
+        summary_restarts=Counter(
+            "fanout_summary_restarts", "Summaries restarted on a fallback model after a break"
+        ),
+    )
+
+
+METRICS = _metrics()
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition text, merged across worker processes in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,122 @@
+"""OpenTelemetry traces: a span per request, per agent call and for the summary.
+
+Spans follow the GenAI semantic conventions (`gen_ai.*`) plus the service's own `fanout.*`
+attributes. Export uses OTLP over HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or the traces one)
+is set, configured by the standard OTEL_* variables; otherwise spans are made but not sent.
+
+    setup_tracing(settings)
+    with member_span("agent", agent.name, model) as span:
+        ...                      # calls made here carry a traceparent whose parent is span
+    headers = traceparent_headers()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import trio
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from ..llm import Usage
+
+SERVICE_NAME = "llm-fanout"
+tracer = trace.get_tracer("service")
+
+_provider: TracerProvider | None = None
+
+
+def setup_tracing(otlp_endpoint: str | None) -> TracerProvider:
+    """Install the tracer provider once; export over OTLP/HTTP when an endpoint is set."""
+    global _provider
+    if _provider is None:
+        _provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+        trace.set_tracer_provider(_provider)
+    if otlp_endpoint and not getattr(_provider, "_fanout_exporting", False):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        # The exporter reads the other OTEL_EXPORTER_OTLP_* variables (headers, timeout).
+        _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        _provider._fanout_exporting = True  # type: ignore[attr-defined]
+    return _provider
+
+
+def shutdown_tracing() -> None:
+    if _provider is not None:
+        _provider.shutdown()
+
+
+def context_from_headers(headers: Mapping[str, str]) -> otel_context.Context:
+    """The context an incoming W3C `traceparent` names (an empty one when it has none)."""
+    return propagate.extract(dict(headers))
+
+
+def traceparent_headers() -> tuple[tuple[str, str], ...]:
+    """Headers that make the current span the parent of an outgoing call."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return tuple(sorted(carrier.items()))
+
+
+def trace_id_of(span: Span) -> str:
+    return format(span.get_span_context().trace_id, "032x")
+
+
+def end_span(span: Span, outcome: str, error_code: str | None = None) -> None:
+    span.set_attribute("fanout.outcome", outcome)
+    if outcome == "cancelled":
+        span.set_status(Status(StatusCode.ERROR, "cancelled"))
+    elif error_code is not None:
+        span.set_attribute("error.type", error_code)
+        span.set_status(Status(StatusCode.ERROR, error_code))
+    span.end()
+
+
+@contextmanager
+def member_span(role: str, name: str, model: str, version: str) -> Iterator[Span]:
+    """A span for one agent's or the summarizer's calls, current while the block runs.
+
+    A block left by cancellation ends the span as `cancelled` unless an outcome was set.
+    """
+    span = tracer.start_span(
+        f"chat {model}",
+        kind=SpanKind.CLIENT,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": model,
+            "fanout.role": role,
+            "fanout.agent": name,
+            "fanout.ensemble_version": version,
+        },
+    )
+    try:
+        with trace.use_span(span, end_on_exit=False, record_exception=False):
+            yield span
+    except trio.Cancelled:
+        if span.is_recording() and not _has_outcome(span):
+            end_span(span, "cancelled")
+        raise
+    finally:
+        if span.is_recording():
+            if not _has_outcome(span):
+                span.set_attribute("fanout.outcome", "ok")
+            span.end()
+
+
+def record_answer(span: Span, model: str, usage: Usage | None) -> None:
+    """The model that answered and the tokens it reported, on a member's span."""
+    span.set_attribute("gen_ai.response.model", model)
+    if usage is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+
+
+def _has_outcome(span: Span) -> bool:
+    attributes = getattr(span, "attributes", None) or {}
+    return "fanout.outcome" in attributes
