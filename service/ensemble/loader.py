@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .locate import line_of
-from .model import Ensemble
+from .model import Ensemble, read_text_file
 
 DEFAULT_ENSEMBLE = "default"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -117,8 +117,8 @@ def _toml(text: str, source: str) -> dict[str, Any]:
 
 def _read(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        return read_text_file(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise EnsembleError(f"{path}: cannot read the {what}: {exc}") from exc
 
 
@@ -150,8 +150,11 @@ def _parse_named(
     for name, table in tables.items():
         if not _NAME.match(name):
             raise EnsembleError(f"{source}: ensembles.{name}: not a valid ensemble name")
-        if isinstance(table, dict) and isinstance(shared, dict):
-            table = {**table, "providers": {**shared, **table.get("providers", {})}}
+        own = table.get("providers", {}) if isinstance(table, dict) else {}
+        if not isinstance(shared, dict) or not isinstance(own, dict):
+            raise EnsembleError(f"{source}: providers: expected [providers.NAME] tables")
+        if isinstance(table, dict):
+            table = {**table, "providers": {**shared, **own}}
         ensembles[name] = _validate(
             table, text=text, source=source, prefix=("ensembles", name), context=context
         )
@@ -175,11 +178,35 @@ def _version(files: Mapping[Path, str], root: Path) -> str:
 def load_ensembles(path: Path) -> LoadedEnsembles:
     """Every ensemble at `path` (a file or a directory). Raises EnsembleError."""
     files: dict[Path, str] = {}
+    try:
+        return _load_ensembles(path, files)
+    except EnsembleError as exc:
+        # What the failed load read or tried to: a reload watches these for the fix.
+        exc.files = list(files)  # type: ignore[attr-defined]
+        raise
+    except (TypeError, AttributeError, RecursionError) as exc:
+        # A value of an unexpected type the checks above did not foresee.
+        error = EnsembleError(f"{path}: the file cannot be used: {exc}")
+        error.files = list(files)  # type: ignore[attr-defined]
+        raise error from exc
+
+
+def ensemble_files(directory: Path) -> list[Path]:
+    """The ensemble files of a directory: regular `*.toml` files, not hidden ones (editors'
+    lock and backup files start with a dot)."""
+    return sorted(
+        file
+        for file in directory.glob("*.toml")
+        if not file.name.startswith(".") and file.is_file()
+    )
+
+
+def _load_ensembles(path: Path, files: dict[Path, str]) -> LoadedEnsembles:
     ensembles: dict[str, Ensemble] = {}
     default: str | None = None
     if path.is_dir():
         root = path
-        for file in sorted(path.glob("*.toml")):
+        for file in ensemble_files(path):
             if not _NAME.match(file.stem):
                 raise EnsembleError(f"{file}: the file name is not a valid ensemble name")
             text = files[file] = _read(file, "ensemble file")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     AfterValidator,
@@ -118,6 +118,7 @@ class Member(BaseModel):
     """One LLM role in the ensemble. Unset `model` and `timeout_s` fall back to the settings."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    template_variables: ClassVar[frozenset[str]] = AGENT_VARIABLES
 
     name: Name
     system_prompt: Prompt
@@ -155,7 +156,13 @@ class Member(BaseModel):
                 continue
             if text_key in data:
                 raise ValueError(f"give {text_key} or {file_key}, not both")
-            data[text_key] = read_prompt_file(str(data[file_key]), context)
+            path_text = str(data[file_key])
+            text = read_prompt_file(path_text, context)
+            try:
+                check_template(text, cls.template_variables)
+            except ValueError as exc:
+                raise ValueError(f"{file_key} {path_text}: {exc}") from exc
+            data[text_key] = text
         return data
 
     @model_validator(mode="after")
@@ -190,6 +197,8 @@ class Agent(Member):
 
 
 class Summarizer(Member):
+    template_variables: ClassVar[frozenset[str]] = SUMMARIZER_VARIABLES
+
     @field_validator("system_prompt", "prompt")
     @classmethod
     def _template_renders(cls, source: str | None) -> str | None:
@@ -202,17 +211,33 @@ class Summarizer(Member):
         return self.prompt or DEFAULT_SUMMARY_PROMPT
 
 
+MAX_FILE_BYTES = 1 << 20
+
+
+def read_text_file(path: Path) -> str:
+    """A regular UTF-8 file of at most 1 MiB: never a FIFO or a device that blocks a read."""
+    if not path.is_file():
+        raise ValueError("not a regular file" if path.exists() else "no such file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+    return path.read_text(encoding="utf-8")
+
+
 def read_prompt_file(path_text: str, context: dict[str, Any]) -> str:
-    """The text of a prompt file, found relative to the context's `base_dir`."""
+    """The text of a prompt file, found relative to the context's `base_dir`, checked as a
+    template here so that an error in it names the file."""
     path = Path(path_text)
     if not path.is_absolute():
         path = Path(context.get("base_dir", ".")) / path
+    files = context.get("files")
+    if isinstance(files, dict):
+        # Recorded before reading: a reload watches a file a refused edit names but lacks.
+        files.setdefault(path, "")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_text_file(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ValueError(f"cannot read the prompt file {path}: {reason}") from exc
-    files = context.get("files")
     if isinstance(files, dict):
         files[path] = text
     return text

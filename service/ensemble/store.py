@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import trio
 
-from .loader import EnsembleError, LoadedEnsembles
+from .loader import EnsembleError, LoadedEnsembles, ensemble_files
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,15 @@ class LoadProblem:
     at: datetime
 
 
-def fingerprint(source: Path, files: list[Path]) -> Fingerprint:
+def fingerprint(source: Path, files: Iterable[Path]) -> Fingerprint:
+    """Never raises: a file that cannot be looked at counts as changed when that changes."""
     paths = set(files)
-    if source.is_dir():
-        # A file added to the directory is a new ensemble.
-        paths |= set(source.glob("*.toml"))
+    try:
+        if os.path.isdir(source):
+            # A file added to the directory is a new ensemble.
+            paths |= set(ensemble_files(source))
+    except OSError:
+        paths.add(source)
     seen = []
     for path in sorted(paths):
         try:
@@ -61,40 +65,47 @@ class EnsembleStore:
         self.current = load()
         self.problem: LoadProblem | None = None
         self._lock = trio.Lock()
-        self._seen = self._fingerprint()
+        self._watched: set[Path] = set(self.current.files)
+        self._seen = fingerprint(self.current.source, self._watched)
         # Set (and replaced) at every swap, so waiters wake once per new version.
         self._swapped = trio.Event()
 
-    def _fingerprint(self) -> Fingerprint:
-        return fingerprint(self.current.source, list(self.current.files))
+    async def _fingerprint(self) -> Fingerprint:
+        watched = set(self._watched)
+        return await trio.to_thread.run_sync(fingerprint, self.current.source, watched)
 
     async def reload(self, reason: str) -> bool:
-        """Load the files again; swap them in if they load. True when a new version is in use."""
+        """Load the files again; swap them in if they load. True when a new version is in use.
+
+        Never raises (but for cancellation): whatever goes wrong, the running version stays.
+        """
         async with self._lock:
-            self._seen = await trio.to_thread.run_sync(self._fingerprint)
+            before = await self._fingerprint()
             try:
-                loaded = await trio.to_thread.run_sync(self._load)
+                # A load stuck on a file (a hung network mount) must not hold up shutdown.
+                loaded = await trio.to_thread.run_sync(self._load, abandon_on_cancel=True)
             except Exception as exc:
-                # Whatever went wrong, the running version keeps serving.
-                self.problem = LoadProblem(message=str(exc), at=datetime.now(UTC))
-                log.error(
-                    "ensemble reload (%s) refused; still using version %s: %s",
-                    reason,
-                    self.current.version,
-                    exc,
-                    exc_info=None if isinstance(exc, EnsembleError) else exc,
-                    extra={"ensemble_version": self.current.version},
-                )
+                self._refused(reason, exc)
+                # Watch what the refused edit tried to read, too (a prompt file not yet
+                # written), so writing it retries the load.
+                self._watched |= set(getattr(exc, "files", ()))
+                self._seen = await self._fingerprint()
                 return False
             self.problem = None
+            self._watched = set(loaded.files)
+            after = await self._fingerprint()
+            common = {entry[0] for entry in before} & {entry[0] for entry in after}
+            if [e for e in before if e[0] in common] != [e for e in after if e[0] in common]:
+                # A file changed while it was being read: look again at the next poll.
+                self._seen = ()
+            else:
+                self._seen = after
             if loaded.version == self.current.version:
                 log.info("ensemble reload (%s): version %s unchanged", reason, loaded.version)
                 return False
             previous, self.current = self.current, loaded
             self._swapped.set()
             self._swapped = trio.Event()
-            # Files the new version reads (a new prompt file) are watched from now on.
-            self._seen = await trio.to_thread.run_sync(self._fingerprint)
             log.info(
                 "ensemble reload (%s): version %s replaces %s",
                 reason,
@@ -103,6 +114,17 @@ class EnsembleStore:
                 extra={"ensemble_version": loaded.version},
             )
             return True
+
+    def _refused(self, reason: str, exc: Exception) -> None:
+        self.problem = LoadProblem(message=str(exc), at=datetime.now(UTC))
+        log.error(
+            "ensemble reload (%s) refused; still using version %s: %s",
+            reason,
+            self.current.version,
+            exc,
+            exc_info=None if isinstance(exc, EnsembleError) else exc,
+            extra={"ensemble_version": self.current.version},
+        )
 
     async def next_version(self) -> LoadedEnsembles:
         """Wait for the next version to be swapped in, and return it."""
@@ -113,6 +135,5 @@ class EnsembleStore:
         """Reload whenever a watched file changes; checks every `interval_s` seconds."""
         while True:
             await trio.sleep(interval_s)
-            now = await trio.to_thread.run_sync(self._fingerprint)
-            if now != self._seen:
+            if await self._fingerprint() != self._seen:
                 await self.reload("file changed")

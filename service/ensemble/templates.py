@@ -14,13 +14,12 @@ ISO format). The summarizer sees `message`, `summarizer`, `date`, `answers` (eac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 AGENT_VARIABLES = frozenset({"message", "agent", "date"})
 SUMMARIZER_VARIABLES = frozenset({"message", "summarizer", "date", "answers", "missing"})
@@ -44,9 +43,10 @@ Answers from {{ answers | length }} agent(s):
 No answer arrived from: {{ missing | join(", ") }}. Combine the answers above.
 {%- endif %}"""
 
-# Operators write these templates, but a sandbox costs nothing and keeps a prompt a prompt.
+# Operators write these templates, but a sandbox costs nothing and keeps a prompt a prompt;
+# an immutable one keeps a template from changing the values other templates see.
 # Jinja's own whitespace rules (trim with `{%-` and `-%}`), as its documentation describes.
-_ENVIRONMENT = SandboxedEnvironment(
+_ENVIRONMENT = ImmutableSandboxedEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
 )
 
@@ -60,14 +60,23 @@ class AnswerView:
     truncated: bool = False
 
 
-_SAMPLES: Mapping[str, Any] = {
-    "message": "What is the question?",
-    "agent": "agent",
-    "summarizer": "summarizer",
-    "date": "2000-01-01",
-    "answers": [AnswerView("a", "An answer."), AnswerView("b", "Another.", truncated=True)],
-    "missing": ["c"],
-}
+class TemplateFailed(Exception):
+    """A checked template still failed with a request's values (a path the checks missed)."""
+
+
+def _samples() -> list[dict[str, Any]]:
+    """Values to render a template with at load: fresh each time, and covering the shapes
+    a request can bring (one answer or several, nothing missing or some)."""
+    common = {"message": "What is the question?", "agent": "agent", "summarizer": "s"}
+    common["date"] = "2000-01-01"
+    one = [AnswerView("a", "An answer.")]
+    several = [AnswerView("a", "An answer."), AnswerView("b", "Another.", truncated=True)]
+    return [
+        {**common, "answers": several, "missing": ["c"]},
+        {**common, "answers": one, "missing": []},
+        {**common, "answers": several, "missing": []},
+        {**common, "answers": one, "missing": ["b", "c"]},
+    ]
 
 
 @lru_cache(maxsize=512)
@@ -75,11 +84,24 @@ def _compiled(source: str) -> Template:
     return _ENVIRONMENT.from_string(source)
 
 
+def _unknown_names(parsed: nodes.Template) -> str | None:
+    """An unknown filter or test anywhere in the template, even in a branch not taken."""
+    for node in parsed.find_all((nodes.Filter, nodes.Test)):
+        known = _ENVIRONMENT.filters if isinstance(node, nodes.Filter) else _ENVIRONMENT.tests
+        if node.name not in known:
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            return f"template line {node.lineno}: no {kind} named {node.name!r}"
+    return None
+
+
 def check_template(source: str, variables: frozenset[str]) -> None:
     """Raise ValueError, naming the line, if `source` would not render with `variables`."""
     try:
-        # Finding the variables compiles the template, which also checks its filters.
-        declared = meta.find_undeclared_variables(_ENVIRONMENT.parse(source))
+        parsed = _ENVIRONMENT.parse(source)
+        unknown_name = _unknown_names(parsed)
+        if unknown_name is not None:
+            raise ValueError(unknown_name)
+        declared = meta.find_undeclared_variables(parsed)
     except TemplateSyntaxError as exc:
         raise ValueError(f"template line {exc.lineno}: {exc.message}") from exc
     unknown = sorted(declared - variables)
@@ -88,15 +110,19 @@ def check_template(source: str, variables: frozenset[str]) -> None:
         names = ", ".join(repr(name) for name in unknown)
         plural = "s" if len(unknown) > 1 else ""
         raise ValueError(f"unknown variable{plural} {names} (known: {known})")
-    # Filters are only found when compiling, attributes (`answer.nmae`) when rendering.
-    try:
-        _compiled(source).render({name: _SAMPLES[name] for name in variables})
-    except TemplateSyntaxError as exc:
-        raise ValueError(f"template line {exc.lineno}: {exc.message}") from exc
-    except (UndefinedError, TypeError, ValueError) as exc:
-        raise ValueError(f"the template does not render: {exc}") from exc
+    # Attributes (`answer.nmae`) and indexes are only found by rendering.
+    for sample in _samples():
+        try:
+            _compiled(source).render({name: sample[name] for name in variables})
+        except TemplateSyntaxError as exc:
+            raise ValueError(f"template line {exc.lineno}: {exc.message}") from exc
+        except Exception as exc:
+            raise ValueError(f"the template does not render: {exc}") from exc
 
 
 def render(source: str, **values: Any) -> str:
-    """`source` rendered with `values`; the template was checked when it was loaded."""
-    return _compiled(source).render(values).strip()
+    """`source` rendered with `values`; raises TemplateFailed if it still fails."""
+    try:
+        return _compiled(source).render(values).strip()
+    except Exception as exc:
+        raise TemplateFailed(f"a prompt template failed: {exc}") from exc

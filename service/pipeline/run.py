@@ -19,6 +19,7 @@ import trio
 from opentelemetry.trace import Span
 
 from ..ensemble import Agent, Ensemble
+from ..ensemble.templates import TemplateFailed
 from ..errors import (
     AgentCut,
     DeadlineExceeded,
@@ -338,13 +339,22 @@ async def _fan_out_and_summarize(
         )
     )
     texts = [(name, answer.text) for name, answer in answers if answer is not None]
-    messages = summary_messages(
-        summarizer,
-        run.request.message,
-        texts,
-        missing,
-        max_answer_chars=ensemble.max_answer_chars,
-    )
+    try:
+        messages = summary_messages(
+            summarizer,
+            run.request.message,
+            texts,
+            missing,
+            max_answer_chars=ensemble.max_answer_chars,
+        )
+    except TemplateFailed as exc:
+        log.error("%s", exc, exc_info=exc, extra=run.context(summarizer.name))
+        return Failed(
+            source=summarizer.name,
+            error=PublicError.of(ServiceError()),
+            usage=usage,
+            agents=counts,
+        )
     first_token_ms: float | None = None
 
     context = run.context(summarizer.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,32 @@ def test_the_version_follows_the_content_not_the_time(tmp_path: Path) -> None:
     assert again.loaded_at >= first.loaded_at
     path.write_text(single("a", "b"))
     assert load_ensembles(path).version != first.version
+
+
+def test_hidden_and_non_regular_files_in_a_directory_are_not_ensembles(tmp_path: Path) -> None:
+    (tmp_path / "default.toml").write_text(single("a"))
+    (tmp_path / ".#default.toml").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "._default.toml").write_text("\x00\x01 resource fork")
+    (tmp_path / "sub.toml").mkdir()
+    assert list(load_ensembles(tmp_path).ensembles) == ["default"]
+
+
+def test_a_template_error_in_a_prompt_file_names_that_file(tmp_path: Path) -> None:
+    (tmp_path / "p.md").write_text("Hello\n{{ mesage }}")
+    path = tmp_path / "e.toml"
+    path.write_text(
+        '[[agents]]\nname = "a"\nsystem_prompt_file = "p.md"\n' + SUMMARIZER.format(prefix="")
+    )
+    with pytest.raises(EnsembleError) as caught:
+        load_ensembles(path)
+    assert "system_prompt_file p.md: unknown variable 'mesage'" in str(caught.value)
+
+
+def test_a_prompt_file_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.md")
+    path = tmp_path / "e.toml"
+    path.write_text(
+        '[[agents]]\nname = "a"\nsystem_prompt_file = "pipe.md"\n' + SUMMARIZER.format(prefix="")
+    )
+    with pytest.raises(EnsembleError, match="not a regular file"):
+        load_ensembles(path)

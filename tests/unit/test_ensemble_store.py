@@ -117,3 +117,48 @@ async def test_the_watcher_follows_prompt_files_too(tmp_path: Path) -> None:
 def test_the_first_load_failing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(EnsembleError):
         store_for(tmp_path / "e.toml", BROKEN)
+
+
+async def test_a_refused_edit_naming_a_missing_prompt_file_is_retried_when_it_appears(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "e.toml"
+    store = store_for(path, ONE)
+    first = store.current.version
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.watch, 0.05)
+        rewrite(path, ONE.replace('system_prompt = "You are a."', 'system_prompt_file = "a.md"'))
+        with trio.fail_after(2):
+            while store.problem is None:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        assert "cannot read the prompt file" in store.problem.message
+        (tmp_path / "a.md").write_text("You are a, from a file.")
+        with trio.fail_after(2):
+            new = await store.next_version()
+        nursery.cancel_scope.cancel()
+    assert new.version != first
+    assert store.problem is None
+
+
+async def test_a_file_system_error_never_stops_the_watcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "e.toml"
+    store = store_for(path, ONE)
+    real_isdir = os.path.isdir
+
+    def denied(candidate: object) -> bool:
+        if candidate == path:
+            raise PermissionError(13, "Permission denied")
+        return real_isdir(candidate)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os.path, "isdir", denied)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.watch, 0.02)
+        await trio.sleep(0.1)
+        monkeypatch.setattr(os.path, "isdir", real_isdir)
+        rewrite(path, TWO)
+        with trio.fail_after(2):
+            new = await store.next_version()
+        nursery.cancel_scope.cancel()
+    assert [a.name for a in new.pick(None)[1].agents] == ["a", "b"]

@@ -10,6 +10,7 @@ from service.ensemble import Agent, EnsembleError, Summarizer, parse_ensemble
 from service.ensemble.templates import (
     AGENT_VARIABLES,
     SUMMARIZER_VARIABLES,
+    TemplateFailed,
     check_template,
     render,
 )
@@ -27,7 +28,16 @@ from service.pipeline.prompt import agent_messages, summary_messages
             AGENT_VARIABLES,
             "template line 2: Unexpected end of template",
         ),
-        ("{{ message | nosuchfilter }}", AGENT_VARIABLES, "template line 1: No filter named"),
+        ("{{ message | nosuchfilter }}", AGENT_VARIABLES, "template line 1: no filter named"),
+        (
+            "{% if agent == 'poet' %}\n{{ message | uper }}{% endif %}",
+            AGENT_VARIABLES,
+            "template line 2: no filter named 'uper'",
+        ),
+        ("{{ answers[1].text }}", SUMMARIZER_VARIABLES, "does not render"),
+        ("{{ missing | first }}", SUMMARIZER_VARIABLES, "does not render"),
+        ("{{ 1 // 0 }}", AGENT_VARIABLES, "does not render"),
+        ("{{ answers.clear() or '' }}", SUMMARIZER_VARIABLES, "does not render"),
         (
             "{% for a in answers %}{{ a.nmae }}{% endfor %}",
             SUMMARIZER_VARIABLES,
@@ -106,3 +116,17 @@ def test_the_default_summary_prompt_tags_each_answer() -> None:
 
 def test_render_strips_the_edges_a_multi_line_toml_string_leaves() -> None:
     assert render("\n  Hello {{ message }}\n\n", message="you") == "Hello you"
+
+
+def test_a_refused_template_cannot_change_what_later_checks_see() -> None:
+    with pytest.raises(ValueError, match="does not render"):
+        check_template("{{ answers.clear() or '' }}", SUMMARIZER_VARIABLES)
+    check_template("{{ answers[0].name }}", SUMMARIZER_VARIABLES)
+
+
+def test_a_template_that_fails_at_request_time_fails_that_summary_only() -> None:
+    summarizer = Summarizer.model_construct(
+        name="s", system_prompt="Combine.", prompt="{{ answers[3].text }}"
+    )
+    with pytest.raises(TemplateFailed):
+        summary_messages(summarizer, "Q?", [("a", "A.")], [], max_answer_chars=100)
