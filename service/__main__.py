@@ -12,6 +12,7 @@ from .logs import configure_logging
 from .resources import load_configured_ensembles
 from .server import run_server
 from .settings import BindAddress, SettingsError, load_settings
+from .telemetry.metrics import prepare_multiprocess_dir
 
 
 def check_can_listen(address: BindAddress) -> None:
@@ -35,6 +36,7 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(level=settings.log_level, production=settings.production)
+    prepare_multiprocess_dir()
     trio.run(run_server, settings)
     return 0
 

@@ -18,6 +18,7 @@ from hypercorn.trio import serve
 from .app import create_app
 from .resources import Resources, open_resources
 from .settings import Settings
+from .telemetry.metrics import worker_exiting
 from .telemetry.tracing import shutdown_tracing
 
 log = logging.getLogger(__name__)
@@ -117,4 +118,5 @@ async def run_server(settings: Settings) -> None:
         signal_nursery.cancel_scope.cancel()
     # Spans still batched go out now (a blocking flush, bounded by the exporter's timeout).
     shutdown_tracing()
+    worker_exiting()
     log.info("stopped")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -85,9 +86,36 @@ def _metrics() -> Metrics:
 METRICS = _metrics()
 
 
+def multiprocess_dir() -> Path | None:
+    """Where worker processes keep their metrics, when prometheus_client's multiprocess mode
+    is on (it reads PROMETHEUS_MULTIPROC_DIR from the real environment itself)."""
+    value = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(value) if value else None
+
+
+def prepare_multiprocess_dir() -> None:
+    """At start: the directory exists and holds nothing from processes of an earlier run
+    (their files would be counted again). This process's own files (`*_PID.db`, made when
+    its metrics were defined) stay."""
+    directory = multiprocess_dir()
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    own = f"_{os.getpid()}.db"
+    for stale in directory.glob("*.db"):
+        if not stale.name.endswith(own):
+            stale.unlink()
+
+
+def worker_exiting() -> None:
+    """A worker's live gauges (streams in flight) stop counting when it exits."""
+    if multiprocess_dir() is not None:
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
 def render_metrics() -> tuple[bytes, str]:
     """The exposition text, merged across worker processes in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if multiprocess_dir() is not None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST

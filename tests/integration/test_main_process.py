@@ -345,3 +345,31 @@ async def test_a_broken_edit_keeps_the_running_version_and_says_why(tmp_path: Pa
                 lambda state: state["problem"] is None and state["version"] != before["version"],
             )
             assert agent_names(fixed) == ["a", "b"]
+
+
+async def test_metrics_in_multiprocess_mode_are_kept_in_the_shared_directory(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    (shared / "counter_99999.db").write_bytes(b"stale file of an earlier run")
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+        "MOCK_FIRST_TOKEN_MS": "0",
+        "MOCK_TOKEN_MS": "0",
+    }
+    async with python_m_service(tmp_path, **env) as (process, url):
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            body = {"message": "Hi", "message_id": "m-metrics"}
+            async with client.stream("POST", "/api/process", json=body) as response:
+                assert (await read_events(response))[-1].event == "done"
+            text = (await client.get("/metrics")).text
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            await process.wait()
+
+    assert 'fanout_http_requests_total{route="/api/process",status="200"} 1.0' in text
+    assert "fanout_streams_in_flight 0.0" in text
+    files = {path.name for path in shared.glob("*.db")}
+    assert "counter_99999.db" not in files
+    assert any(name.startswith("counter_") for name in files)
