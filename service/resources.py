@@ -133,9 +133,11 @@ async def open_resources(
 ) -> AsyncIterator[Resources]:
     """Load the ensemble and open the LLM client; close the client on the way out."""
     ensembles = EnsembleStore(partial(load_configured_ensembles, settings))
-    setup_tracing(
-        settings.otel_exporter_otlp_traces_endpoint or settings.otel_exporter_otlp_endpoint
-    )
+    traces_endpoint = settings.otel_exporter_otlp_traces_endpoint
+    if traces_endpoint is None and settings.otel_exporter_otlp_endpoint:
+        # The base endpoint names the collector; traces go to its standard path.
+        traces_endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+    setup_tracing(traces_endpoint)
     model = model or build_model(settings)
     try:
         yield Resources(settings=settings, ensembles=ensembles, model=model)

@@ -53,6 +53,8 @@ class EventStreamBody(ResponseBody):
         self._events: trio.MemoryReceiveChannel[Event] | None = None
 
     async def __aenter__(self) -> EventStreamBody:
+        if self._telemetry is not None:
+            self._telemetry.start()
         nursery = await self._nursery_manager.__aenter__()
         send, self._events = trio.open_memory_channel[Event](EVENT_BUFFER)
         nursery.start_soon(self._run, send, name="pipeline")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import trio
 from opentelemetry.trace import SpanKind
 from quart import Blueprint, Response, current_app, request
 
@@ -138,7 +139,8 @@ async def admin_ensemble() -> dict[str, Any]:
 
 @routes.get("/metrics")
 async def metrics() -> Response:
-    body, content_type = render_metrics()
+    # In multiprocess mode this reads every worker's files: not on the event loop.
+    body, content_type = await trio.to_thread.run_sync(render_metrics)
     return Response(body, status=200, content_type=content_type)
 
 

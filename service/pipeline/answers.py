@@ -16,7 +16,7 @@ import trio
 from ..ensemble import Agent, Target
 from ..errors import UpstreamBadResponse, UpstreamError
 from ..llm import ChatMessage, ChatModel, Usage
-from .calls import Attempts, MemberCalls, log
+from .calls import Attempts, MemberCalls, counted_if_cancelled, log
 from .retry import RetryPolicy
 
 
@@ -33,7 +33,8 @@ class _Asking(MemberCalls):
         retries_done = 0
         while True:
             try:
-                completion = await self.model.complete(self.call(target))
+                with counted_if_cancelled():
+                    completion = await self.model.complete(self.call(target))
                 if not completion.text.strip():
                     raise UpstreamBadResponse(f"{self.member.name} returned an empty answer")
             except UpstreamError as error:

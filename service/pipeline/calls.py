@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 from ..ensemble import Member, Target
 from ..errors import UpstreamError
 from ..llm import ChatMessage, ChatModel, ChatRequest
-from ..telemetry.tracing import traceparent_headers
+from ..telemetry.metrics import METRICS
+from ..telemetry.tracing import only_cancelled, traceparent_headers
 from .retry import RetryPolicy
 
 T = TypeVar("T")
@@ -24,9 +26,11 @@ log = logging.getLogger("service.pipeline")
 
 @dataclass
 class Attempts:
-    """Calls sent for one member so far; read after the member was cut, too."""
+    """Calls sent for one member so far (`retries` of them repeats of a failed call); read
+    after the member was cut, too."""
 
     count: int = 0
+    retries: int = 0
 
 
 def call_for(member: Member, target: Target, messages: tuple[ChatMessage, ...]) -> ChatRequest:
@@ -78,6 +82,18 @@ def log_failed_attempt(
     )
 
 
+@contextmanager
+def counted_if_cancelled() -> Iterator[None]:
+    """Count an upstream call that is cancelled in flight (client gone, straggler cut, hedge
+    lost, deadline): its connection is closed, so the provider stops working on it."""
+    try:
+        yield
+    except BaseException as exc:
+        if only_cancelled(exc):
+            METRICS.cancelled_calls.inc()
+        raise
+
+
 @dataclass(frozen=True)
 class MemberCalls:
     """The calls one member makes for one run, whatever they are (complete or stream)."""
@@ -101,6 +117,7 @@ class MemberCalls:
             error, retries_done=retries_done, retries=self.member.retries
         )
         if delay is not None:
+            self.attempts.retries += 1
             step = f"retrying in {delay:.2f} s"
         else:
             step = "giving up" if last else "trying the next fallback model"

@@ -38,6 +38,7 @@ class AgentCompleted:
     text: str
     model: str = ""
     attempts: int = 1
+    retries: int = 0
     elapsed_ms: float = 0.0
 
 
@@ -48,6 +49,7 @@ class AgentFailed:
     agent: str
     error: PublicError
     attempts: int = 1
+    retries: int = 0
     elapsed_ms: float = 0.0
 
 

@@ -30,7 +30,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..llm import ChatModel, Usage
-from ..telemetry.tracing import end_span, member_span, record_answer
+from ..telemetry.tracing import end_span, member_span, only_cancelled, record_answer
 from .answers import Answer, ask_agent
 from .calls import Attempts
 from .events import (
@@ -68,7 +68,7 @@ class AgentOutcome:
 
     agent: str
     elapsed_ms: float
-    attempts: int
+    attempts: Attempts
     answer: Answer | None = None
     error: ServiceError | None = None
 
@@ -136,23 +136,17 @@ async def _ask_agent_in_span(
                     context,
                 )
         finally:
-            span.set_attribute("fanout.retries", max(attempts.count - 1, 0))
-    except trio.Cancelled:
-        if run.cutting.cancel_called:
+            span.set_attribute("fanout.retries", attempts.retries)
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and run.cutting.cancel_called and only_cancelled(exc):
             end_span(span, "cut")
-        raise
-    except trio.TooSlowError:
-        error = UpstreamTimeout(f"{agent.name} did not answer within {agent.timeout_s:g} s")
-    except UpstreamError as exc:
-        error = exc
-    except Exception as exc:
-        # A bug in one model adapter must not take the other agents down with it.
-        log.exception("agent %s crashed", agent.name, extra=context)
-        error = ServiceError()
-        error.__cause__ = exc
+            raise
+        if not isinstance(exc, Exception):
+            raise
+        error = _agent_error(agent, exc, context)
     else:
         record_answer(span, answer.model, answer.usage)
-        outcome = AgentOutcome(agent.name, _ms_since(started), attempts.count, answer=answer)
+        outcome = AgentOutcome(agent.name, _ms_since(started), attempts, answer=answer)
         _hand_over(results, outcome)
         return
     log.warning(
@@ -164,7 +158,20 @@ async def _ask_agent_in_span(
         extra=context,
     )
     end_span(span, "failed", error.code)
-    _hand_over(results, AgentOutcome(agent.name, _ms_since(started), attempts.count, error=error))
+    _hand_over(results, AgentOutcome(agent.name, _ms_since(started), attempts, error=error))
+
+
+def _agent_error(agent: Agent, exc: Exception, context: dict[str, object]) -> ServiceError:
+    """What an agent's failure is reported as."""
+    if isinstance(exc, trio.TooSlowError):
+        return UpstreamTimeout(f"{agent.name} did not answer within {agent.timeout_s:g} s")
+    if isinstance(exc, UpstreamError):
+        return exc
+    # A bug in one model adapter must not take the other agents down with it.
+    log.exception("agent %s crashed", agent.name, exc_info=exc, extra=context)
+    error = ServiceError()
+    error.__cause__ = exc
+    return error
 
 
 def _hand_over(results: trio.MemorySendChannel[AgentOutcome], outcome: AgentOutcome) -> None:
@@ -246,7 +253,8 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage], gathered: _Gathere
                             agent=outcome.agent,
                             text=outcome.answer.text,
                             model=outcome.answer.model,
-                            attempts=outcome.attempts,
+                            attempts=outcome.attempts.count,
+                            retries=outcome.attempts.retries,
                             elapsed_ms=outcome.elapsed_ms,
                         )
                     )
@@ -257,7 +265,8 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage], gathered: _Gathere
                         AgentFailed(
                             agent=outcome.agent,
                             error=PublicError.of(error),
-                            attempts=outcome.attempts,
+                            attempts=outcome.attempts.count,
+                            retries=outcome.attempts.retries,
                             elapsed_ms=outcome.elapsed_ms,
                         )
                     )
@@ -292,12 +301,13 @@ async def _report_cut(run: _Run, gathered: _Gathered, reason: ServiceError, star
             reason.public_message,
             extra=run.context(name),
         )
-        attempts = gathered.attempts[name].count if name in gathered.attempts else 0
+        attempts = gathered.attempts.get(name) or Attempts()
         await run.events.send(
             AgentFailed(
                 agent=name,
                 error=PublicError.of(reason),
-                attempts=attempts,
+                attempts=attempts.count,
+                retries=attempts.retries,
                 elapsed_ms=_ms_since(started),
             )
         )
@@ -387,7 +397,7 @@ async def _fan_out_and_summarize(
         except UpstreamError as exc:
             failure = exc
         finally:
-            span.set_attribute("fanout.retries", max(attempts.count - 1, 0))
+            span.set_attribute("fanout.retries", attempts.retries)
         if failure is not None:
             end_span(span, "failed", failure.code)
         else:

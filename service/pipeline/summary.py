@@ -18,7 +18,7 @@ import trio
 from ..ensemble import Summarizer, Target
 from ..errors import UpstreamBadResponse, UpstreamError
 from ..llm import ChatMessage, ChatModel, Usage
-from .calls import Attempts, MemberCalls, log, log_failed_attempt
+from .calls import Attempts, MemberCalls, counted_if_cancelled, log, log_failed_attempt
 from .events import Event, PublicError, SummaryRestarted
 from .retry import RetryPolicy
 
@@ -61,10 +61,11 @@ class _Streaming(MemberCalls):
         while True:
             forwarded = False
             try:
-                async with self.model.stream(self.call(target)) as stream:
-                    async for text in stream:
-                        forwarded = True
-                        await self.forward(text, target)
+                with counted_if_cancelled():
+                    async with self.model.stream(self.call(target)) as stream:
+                        async for text in stream:
+                            forwarded = True
+                            await self.forward(text, target)
                 if not forwarded:
                     raise UpstreamBadResponse(f"{self.member.name} returned an empty summary")
                 return SummaryResult(usage=stream.usage, model=target.model)

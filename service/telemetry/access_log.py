@@ -55,7 +55,7 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
-        request_id = incoming.decode() if _SANE_ID.match(incoming) else secrets.token_hex(8)
+        request_id = incoming.decode() if _SANE_ID.fullmatch(incoming) else secrets.token_hex(8)
         record = RequestRecord(request_id=request_id)
         CURRENT_REQUEST.set(record)
         started = trio.current_time()
@@ -79,20 +79,32 @@ class AccessLog:
                 message = {**message, "headers": headers}
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 completed = True
+                # Counted before the last bytes go out: a client that reads /metrics next
+                # must find its request there.
+                count_request()
             await send(message)
+
+        counted = False
+        path = scope["path"]
+
+        def count_request() -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                route = path if path in KNOWN_ROUTES else "other"
+                METRICS.requests.labels(route=route, status=str(status or 0)).inc()
 
         try:
             await self.app(scope, receive_watching, send_with_id)
         finally:
-            path = scope["path"]
-            route = path if path in KNOWN_ROUTES else "other"
-            METRICS.requests.labels(route=route, status=str(status or 0)).inc()
+            count_request()
             duration_ms = round((trio.current_time() - started) * 1000, 1)
             outcome = record.outcome or ("disconnected" if disconnected else "complete")
             log.info(
                 "%s %s %d %.1fms outcome=%s disconnected=%s",
                 scope["method"],
-                path,
+                # Decoded from %-escapes: escape control characters so no one forges a line.
+                path.encode("unicode_escape").decode("ascii"),
                 status,
                 duration_ms,
                 outcome,

@@ -73,7 +73,8 @@ def _metrics() -> Metrics:
             "fanout_client_disconnects", "Streams whose client left before the end"
         ),
         cancelled_calls=Counter(
-            "fanout_upstream_calls_cancelled", "Upstream calls cancelled because the client left"
+            "fanout_upstream_calls_cancelled",
+            "Upstream calls cancelled in flight: client gone, straggler cut, hedge lost, deadline",
         ),
         retries=Counter("fanout_retries", "Calls sent again after a retryable failure", ["agent"]),
         fallbacks=Counter("fanout_fallbacks", "Answers that came from a fallback model", ["agent"]),

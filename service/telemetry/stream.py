@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import trio
 from opentelemetry.trace import Span
 
+from ..llm import Usage
 from ..pipeline import (
     AgentCompleted,
     AgentFailed,
@@ -46,31 +47,39 @@ class StreamTelemetry:
         self._metrics = metrics
         self._started = trio.current_time()
         self._running: set[str] = set()
+        # The model that answered, per agent, as the answers arrive.
+        self._models: dict[str, str] = {}
         self._summarizing = False
         self._first_token_seen = False
         self.outcome = "open"
         # The request's access-log record, told the stream's outcome when it ends.
         self.access: RequestRecord | None = None
-        metrics.streams_in_flight.inc()
+        self._open = False
+
+    def start(self) -> None:
+        """The stream's body was entered: from here until `finish` it is in flight."""
+        self._open = True
+        self._metrics.streams_in_flight.inc()
 
     def observe(self, event: Event) -> None:
         m = self._metrics
         match event:
             case AgentStarted(agent=agent):
                 self._running.add(agent)
-            case AgentCompleted(agent=agent, model=model, attempts=attempts, elapsed_ms=ms):
+            case AgentCompleted(agent=agent, model=model, retries=retries, elapsed_ms=ms):
                 self._running.discard(agent)
+                self._models[agent] = model
                 m.agent_outcomes.labels(agent=agent, outcome="ok", reason="").inc()
                 m.agent_seconds.labels(agent=agent).observe(ms / 1000)
-                self._count_retries(agent, attempts)
+                self._count_retries(agent, retries)
                 if model and model != self._primary_models.get(agent, model):
                     m.fallbacks.labels(agent=agent).inc()
-            case AgentFailed(agent=agent, error=error, attempts=attempts, elapsed_ms=ms):
+            case AgentFailed(agent=agent, error=error, retries=retries, elapsed_ms=ms):
                 self._running.discard(agent)
                 outcome = "cut" if error.code in CUT_CODES else "failed"
                 m.agent_outcomes.labels(agent=agent, outcome=outcome, reason=error.code).inc()
                 m.agent_seconds.labels(agent=agent).observe(ms / 1000)
-                self._count_retries(agent, attempts)
+                self._count_retries(agent, retries)
             case SummaryStarted():
                 self._summarizing = True
             case SummaryDelta() if not self._first_token_seen:
@@ -80,27 +89,33 @@ class StreamTelemetry:
                 m.summary_restarts.inc()
             case Done(usage=usage, models=models):
                 self._summarizing = False
-                for caller, used in usage.items():
-                    model = models.get(caller, "unknown")
-                    m.upstream_tokens.labels(model=model, kind="prompt").inc(used.prompt_tokens)
-                    m.upstream_tokens.labels(model=model, kind="completion").inc(
-                        used.completion_tokens
-                    )
+                self._count_tokens(usage, {**self._models, **models})
                 self.outcome = "done"
-            case Failed(error=error):
+            case Failed(error=error, usage=usage):
                 self._summarizing = False
+                # Tokens of the calls that finished were billed all the same.
+                self._count_tokens(usage, self._models)
                 self.outcome = error.code
             case _:
                 pass
 
-    def _count_retries(self, agent: str, attempts: int) -> None:
-        if attempts > 1:
-            self._metrics.retries.labels(agent=agent).inc(attempts - 1)
+    def _count_retries(self, agent: str, retries: int) -> None:
+        if retries:
+            self._metrics.retries.labels(agent=agent).inc(retries)
+
+    def _count_tokens(self, usage: Mapping[str, Usage], models: Mapping[str, str]) -> None:
+        for caller, used in usage.items():
+            model = models.get(caller) or self._primary_models.get(caller) or "unknown"
+            tokens = self._metrics.upstream_tokens
+            tokens.labels(model=model, kind="prompt").inc(used.prompt_tokens)
+            tokens.labels(model=model, kind="completion").inc(used.completion_tokens)
 
     def finish(self, *, disconnected: bool) -> None:
         """Close the books on this stream: once, when its response ends."""
         m = self._metrics
-        m.streams_in_flight.dec()
+        if self._open:
+            m.streams_in_flight.dec()
+            self._open = False
         m.request_seconds.observe(trio.current_time() - self._started)
         if self.access is not None:
             self.access.outcome = (
@@ -109,7 +124,6 @@ class StreamTelemetry:
         if disconnected and self.outcome == "open":
             self.outcome = "disconnected"
             m.client_disconnects.inc()
-            m.cancelled_calls.inc(len(self._running) + (1 if self._summarizing else 0))
             end_span(self.span, "cancelled")
         elif self.outcome == "done":
             end_span(self.span, "ok")

@@ -40,8 +40,10 @@ def setup_tracing(otlp_endpoint: str | None) -> TracerProvider:
     if otlp_endpoint and not getattr(_provider, "_fanout_exporting", False):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        # The exporter reads the other OTEL_EXPORTER_OTLP_* variables (headers, timeout).
-        _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        # Given explicitly: the setting may come from .env, which the exporter never reads.
+        # It reads the other OTEL_EXPORTER_OTLP_* variables (headers, timeout) itself.
+        exporter = OTLPSpanExporter(endpoint=otlp_endpoint)
+        _provider.add_span_processor(BatchSpanProcessor(exporter))
         _provider._fanout_exporting = True  # type: ignore[attr-defined]
     return _provider
 
@@ -57,10 +59,13 @@ def context_from_headers(headers: Mapping[str, str]) -> otel_context.Context:
 
 
 def traceparent_headers() -> tuple[tuple[str, str], ...]:
-    """Headers that make the current span the parent of an outgoing call."""
+    """Headers that make the current span the parent of an outgoing call.
+
+    Only `traceparent`: a client's `tracestate` is not passed on to providers.
+    """
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
-    return tuple(sorted(carrier.items()))
+    return tuple((k, v) for k, v in sorted(carrier.items()) if k == "traceparent")
 
 
 def trace_id_of(span: Span) -> str:
@@ -69,7 +74,7 @@ def trace_id_of(span: Span) -> str:
 
 def end_span(span: Span, outcome: str, error_code: str | None = None) -> None:
     span.set_attribute("fanout.outcome", outcome)
-    if outcome == "cancelled":
+    if outcome in ("cancelled", "cut"):
         span.set_status(Status(StatusCode.ERROR, "cancelled"))
     elif error_code is not None:
         span.set_attribute("error.type", error_code)
@@ -98,15 +103,24 @@ def member_span(role: str, name: str, model: str, version: str) -> Iterator[Span
     try:
         with trace.use_span(span, end_on_exit=False, record_exception=False):
             yield span
-    except trio.Cancelled:
+    except BaseException as exc:
         if span.is_recording() and not _has_outcome(span):
-            end_span(span, "cancelled")
+            # A nursery inside reports cancellation as a group of Cancelled.
+            end_span(span, "cancelled" if only_cancelled(exc) else "failed", "internal_error")
         raise
     finally:
         if span.is_recording():
             if not _has_outcome(span):
                 span.set_attribute("fanout.outcome", "ok")
             span.end()
+
+
+def only_cancelled(exc: BaseException) -> bool:
+    """True for trio.Cancelled, and for a group holding nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(trio.Cancelled)
+        return rest is None
+    return isinstance(exc, trio.Cancelled)
 
 
 def record_answer(span: Span, model: str, usage: Usage | None) -> None:

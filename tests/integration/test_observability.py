@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -273,3 +274,78 @@ async def test_log_lines_are_json_with_ids_and_one_access_line_per_request(
         if line["level"] == "info":
             assert "sky blue" not in line["message"]
             assert "Rayleigh" not in line["message"]
+
+
+def ensemble_text(agents: dict[str, str], extra: str = "", **top: str) -> str:
+    lines = [f"{key} = {value}" for key, value in top.items()]
+    for name, model in agents.items():
+        lines += ["[[agents]]", f'name = "{name}"', f'model = "{model}"', 'system_prompt = "p"']
+        if extra and name in extra:
+            lines.append(extra.split(":", 1)[1])
+    lines += ["[summarizer]", 'name = "combine"', 'model = "fake-summary"', 'system_prompt = "c"']
+    return "\n".join(lines) + "\n"
+
+
+async def test_cut_and_abandoned_agents_end_their_spans_as_such(tmp_path: Path) -> None:
+    fake = upstream()
+    fake.behaviours["fake-stall"] = Behaviour(stall=True)
+    text = ensemble_text({"alpha": "fake-a", "stuck": "fake-stall"}, straggler_grace_ms="100")
+    async with running_service(tmp_path, fake, ensemble=text) as service:
+        async with service.client.stream("POST", "/api/process", json=BODY) as response:
+            await read_events(response)
+        await wait_for_spans(4)
+        cut = spans_by_name()["stuck"]
+        EXPORTER.clear()
+
+        # A client that leaves while both agents still work: both spans end cancelled.
+        text_all_stalled = {"alpha": "fake-stall", "beta": "fake-stall"}
+        (tmp_path / "ensemble.toml").write_text(ensemble_text(text_all_stalled))
+        await service.resources.ensembles.reload("test")
+        async with service.client.stream("POST", "/api/process", json=BODY) as response:
+            stream = aiter(iter_events(response))
+            assert (await anext(stream)).event == "agent.started"
+        await wait_for_spans(3)
+
+    assert cut.attributes["fanout.outcome"] == "cut"
+    assert cut.status.status_code == StatusCode.ERROR
+    spans = spans_by_name()
+    for name in ("alpha", "beta", "POST /api/process"):
+        assert spans[name].attributes["fanout.outcome"] == "cancelled"
+
+
+async def test_tokens_of_a_failed_run_and_fallbacks_are_counted_apart_from_retries(
+    tmp_path: Path,
+) -> None:
+    fake = upstream()
+    text = ensemble_text(
+        {"alpha": "fake-a", "denied": "fake-denied"},
+        extra='denied:fallback_models = ["fake-b"]',
+        min_agents="3",
+    ).replace("min_agents = 3", "min_agents = 2")
+    # `down` fails after `alpha` answered, so the run fails with an answer in hand.
+    fake.behaviours["fake-denied-late"] = Behaviour(status=401, first_token_delay_s=0.3)
+    quorum = ensemble_text({"alpha": "fake-a", "down": "fake-denied-late"}, min_agents="2")
+    async with running_service(tmp_path, fake, ensemble=text) as service:
+        before = await metrics_of(service)
+        async with service.client.stream("POST", "/api/process", json=BODY) as response:
+            events = await read_events(response)
+        middle = await metrics_of(service)
+        (tmp_path / "ensemble.toml").write_text(quorum)
+        await service.resources.ensembles.reload("test")
+        async with service.client.stream("POST", "/api/process", json=BODY) as response:
+            failed = await read_events(response)
+        after = await metrics_of(service)
+
+    def delta(first: dict[Any, float], second: dict[Any, float], name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return second.get(key, 0.0) - first.get(key, 0.0)
+
+    assert events[-1].event == "done"
+    # The 401 is not retried; the fallback answers: one fallback, no retry.
+    assert delta(before, middle, "fanout_fallbacks_total", agent="denied") == 1
+    assert delta(before, middle, "fanout_retries_total", agent="denied") == 0
+    assert failed[-1].data["error"]["code"] == "quorum_not_met"
+    # The answer that arrived was billed, though the run failed.
+    assert (
+        delta(middle, after, "fanout_upstream_tokens_total", model="fake-a", kind="completion") > 0
+    )

@@ -89,7 +89,7 @@ async def test_the_watcher_reloads_an_edited_file_within_its_interval(tmp_path: 
         nursery.start_soon(store.watch, 0.05)
         await trio.sleep(0.1)
         rewrite(path, TWO)
-        with trio.fail_after(2):
+        with trio.fail_after(10):
             new = await store.next_version()
         nursery.cancel_scope.cancel()
     assert new.version != first
@@ -107,7 +107,7 @@ async def test_the_watcher_follows_prompt_files_too(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(store.watch, 0.05)
         rewrite(prompt, "You are a, and brief.")
-        with trio.fail_after(2):
+        with trio.fail_after(10):
             new = await store.next_version()
         nursery.cancel_scope.cancel()
     assert new.version != first
@@ -128,12 +128,12 @@ async def test_a_refused_edit_naming_a_missing_prompt_file_is_retried_when_it_ap
     async with trio.open_nursery() as nursery:
         nursery.start_soon(store.watch, 0.05)
         rewrite(path, ONE.replace('system_prompt = "You are a."', 'system_prompt_file = "a.md"'))
-        with trio.fail_after(2):
+        with trio.fail_after(10):
             while store.problem is None:  # noqa: ASYNC110
                 await trio.sleep(0.01)
         assert "cannot read the prompt file" in store.problem.message
         (tmp_path / "a.md").write_text("You are a, from a file.")
-        with trio.fail_after(2):
+        with trio.fail_after(10):
             new = await store.next_version()
         nursery.cancel_scope.cancel()
     assert new.version != first
@@ -158,7 +158,7 @@ async def test_a_file_system_error_never_stops_the_watcher(
         await trio.sleep(0.1)
         monkeypatch.setattr(os.path, "isdir", real_isdir)
         rewrite(path, TWO)
-        with trio.fail_after(2):
+        with trio.fail_after(10):
             new = await store.next_version()
         nursery.cancel_scope.cancel()
     assert [a.name for a in new.pick(None)[1].agents] == ["a", "b"]
