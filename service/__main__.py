@@ -1,4 +1,7 @@
-"""python -m service: read settings, check the ensemble, serve until SIGTERM / SIGINT."""
+"""python -m service: read settings, check the ensemble, serve until SIGTERM / SIGINT.
+
+WORKERS=1 serves in this process; WORKERS=n supervises n worker processes (workers.py).
+"""
 
 from __future__ import annotations
 
@@ -10,33 +13,34 @@ import trio
 from .ensemble import EnsembleError
 from .logs import configure_logging
 from .resources import load_configured_ensembles
-from .server import run_server
-from .settings import BindAddress, SettingsError, load_settings
+from .settings import SettingsError, load_settings
 from .telemetry.metrics import prepare_multiprocess_dir
-
-
-def check_can_listen(address: BindAddress) -> None:
-    """Raise SettingsError, in one line, when HTTP_ADDR cannot be listened on."""
-    try:
-        with socket.create_server((address.host, address.port), reuse_port=False):
-            pass
-    except OSError as exc:
-        raise SettingsError(
-            f"HTTP_ADDR='{address.for_hypercorn()}': cannot listen there: {exc.strerror or exc}"
-        ) from exc
+from .workers import Supervisor, open_listener
 
 
 def main() -> int:
+    listener: socket.socket | None = None
     try:
         settings = load_settings()
         # Fail before binding the port: an invalid ensemble file must stop the start.
         load_configured_ensembles(settings)
-        check_can_listen(settings.http_addr)
+        if settings.workers > 1:
+            # Bound once, here: every worker accepts on it, and HTTP_ADDR=host:0 still works.
+            listener = open_listener(settings.http_addr)
+        elif settings.fanout_listen_fd is None:  # a worker's port is its parent's
+            open_listener(settings.http_addr).close()
     except (SettingsError, EnsembleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(level=settings.log_level, production=settings.production)
-    prepare_multiprocess_dir()
+    if settings.fanout_listen_fd is None:
+        # Not in a worker: it would delete the metrics files of the workers started before it.
+        prepare_multiprocess_dir()
+    if listener is not None:
+        return trio.run(Supervisor(settings, listener).run)
+    # Imported here: the parent of WORKERS > 1 never runs the app itself.
+    from .server import run_server
+
     trio.run(run_server, settings)
     return 0
 

@@ -1,5 +1,6 @@
 """Run the app on Hypercorn's trio worker: graceful shutdown on SIGTERM / SIGINT, ensemble
-reload on SIGHUP and whenever its files change.
+reload on SIGHUP and whenever its files change. As one of WORKERS processes it accepts on the
+socket its parent bound and tells the parent when it serves.
 
 trio.run(run_server, settings)                                    # python -m service
 binds = await nursery.start(serve_app, resources, shutdown_event)  # tests: bound URLs
@@ -32,7 +33,11 @@ HARD_STOP_AFTER_S = 3.0
 
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
-    config.bind = [settings.http_addr.for_hypercorn()]
+    if settings.fanout_listen_fd is not None:
+        # A worker of WORKERS > 1: accept on the socket its parent bound, shared by all.
+        config.bind = [f"fd://{settings.fanout_listen_fd}"]
+    else:
+        config.bind = [settings.http_addr.for_hypercorn()]
     config.graceful_timeout = settings.shutdown_grace_s + FLUSH_MARGIN_S
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
@@ -101,6 +106,21 @@ async def _hard_stop_when_overdue(shutdown: trio.Event, settings: Settings) -> N
     os._exit(0)
 
 
+async def _stay_with_parent(parent_fd: int, shutdown: trio.Event) -> None:
+    """In a worker of WORKERS > 1, once serving: tell the parent, then shut down if the
+    parent dies (its end of the socket pair closes), so no orphan keeps the port."""
+    async with trio.lowlevel.FdStream(parent_fd) as parent:
+        try:
+            await parent.send_all(b"ready\n")
+            while await parent.receive_some():  # the parent never writes; b"" means it is gone
+                pass
+        except trio.BrokenResourceError:
+            pass
+    if not shutdown.is_set():
+        log.warning("the parent process is gone; shutting down")
+        shutdown.set()
+
+
 async def run_server(settings: Settings) -> None:
     shutdown = trio.Event()
     hurry = trio.Event()
@@ -114,7 +134,10 @@ async def run_server(settings: Settings) -> None:
             resources.lifecycle.end_grace()
 
         signal_nursery.start_soon(end_grace_on_hurry)
-        await serve_app(resources, shutdown)
+        async with trio.open_nursery() as server_nursery:
+            await server_nursery.start(serve_app, resources, shutdown)
+            if settings.fanout_parent_fd is not None:
+                signal_nursery.start_soon(_stay_with_parent, settings.fanout_parent_fd, shutdown)
         signal_nursery.cancel_scope.cancel()
     # Spans still batched go out now (a blocking flush, bounded by the exporter's timeout).
     shutdown_tracing()

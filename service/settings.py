@@ -86,6 +86,12 @@ class Settings(BaseModel):
     otel_exporter_otlp_traces_endpoint: str | None = None
     mock_first_token_ms: Annotated[float, Field(ge=0)] = 250.0
     mock_token_ms: Annotated[float, Field(ge=0)] = 25.0
+    # Worker processes sharing one listening port; 1 serves in this process.
+    workers: Annotated[int, Field(ge=1, le=256)] = 1
+    # Internal, not for operators: with WORKERS > 1 the parent starts each worker with the
+    # listening socket it bound and one end of a socket pair to itself (see __main__).
+    fanout_listen_fd: int | None = None
+    fanout_parent_fd: int | None = None
 
     # The whole environment, for the API keys an ensemble names by variable (`api_key_env`).
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)

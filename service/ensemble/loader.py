@@ -182,12 +182,12 @@ def load_ensembles(path: Path) -> LoadedEnsembles:
         return _load_ensembles(path, files)
     except EnsembleError as exc:
         # What the failed load read or tried to: a reload watches these for the fix.
-        exc.files = list(files)  # type: ignore[attr-defined]
+        exc.files = dict(files)  # type: ignore[attr-defined]
         raise
     except (TypeError, AttributeError, RecursionError) as exc:
         # A value of an unexpected type the checks above did not foresee.
         error = EnsembleError(f"{path}: the file cannot be used: {exc}")
-        error.files = list(files)  # type: ignore[attr-defined]
+        error.files = dict(files)  # type: ignore[attr-defined]
         raise error from exc
 
 

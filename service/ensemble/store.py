@@ -85,11 +85,18 @@ class EnsembleStore:
                 # A load stuck on a file (a hung network mount) must not hold up shutdown.
                 loaded = await trio.to_thread.run_sync(self._load, abandon_on_cancel=True)
             except Exception as exc:
-                self._refused(reason, exc)
                 # Watch what the refused edit tried to read, too (a prompt file not yet
-                # written), so writing it retries the load.
-                self._watched |= set(getattr(exc, "files", ()))
-                self._seen = await self._fingerprint()
+                # written), so writing it retries the load. A file it found missing is
+                # remembered as missing, whatever has appeared since.
+                attempted: dict[Path, str] = getattr(exc, "files", {})
+                self._watched |= set(attempted)
+                missing = {str(path) for path, text in attempted.items() if not text}
+                seen = await self._fingerprint()
+                self._seen = tuple(
+                    (entry[0], -1, -1, -1) if entry[0] in missing else entry for entry in seen
+                )
+                # Published last: whoever reacts to the problem acts after the snapshot.
+                self._refused(reason, exc)
                 return False
             self.problem = None
             self._watched = set(loaded.files)

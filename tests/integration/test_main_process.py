@@ -1,5 +1,5 @@
-"""`python -m service` as a user runs it: the README's curl, SIGTERM, start-up errors, and
-reloading the ensemble file (SIGHUP, edits)."""
+"""`python -m service` as a user runs it: the README's curl, SIGTERM, start-up errors,
+reloading the ensemble file (SIGHUP, edits), and WORKERS processes sharing one port."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from tests.integration.harness import SseEvent, read_events
@@ -34,8 +35,11 @@ def service_env(**overrides: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def python_m_service(cwd: Path, **env: str) -> AsyncIterator[tuple[trio.Process, str]]:
-    """Start `python -m service` on a free port; yield the process and its URL."""
+async def python_m_service(
+    cwd: Path, *, ready_line: bytes = b"", **env: str
+) -> AsyncIterator[tuple[trio.Process, str]]:
+    """Start `python -m service` on a free port; yield the process and its URL once it has
+    logged where it listens (and `ready_line`, when given)."""
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "service"],
         cwd=cwd,
@@ -46,7 +50,7 @@ async def python_m_service(cwd: Path, **env: str) -> AsyncIterator[tuple[trio.Pr
     log = b""
     try:
         with trio.fail_after(15):
-            while not (match := RUNNING_ON.search(log)):
+            while not ((match := RUNNING_ON.search(log)) and ready_line in log):
                 chunk = await process.stderr.receive_some()
                 assert chunk, f"the service exited before listening:\n{log.decode()}"
                 log += chunk
@@ -373,3 +377,149 @@ async def test_metrics_in_multiprocess_mode_are_kept_in_the_shared_directory(
     files = {path.name for path in shared.glob("*.db")}
     assert "counter_99999.db" not in files
     assert any(name.startswith("counter_") for name in files)
+
+
+# With WORKERS=n the parent logs this once every worker serves.
+TWO_WORKERS_READY = b"with 2 workers"
+
+
+def child_pids(parent_pid: int) -> set[int]:
+    """The running child processes of `parent_pid`, read from /proc (Linux)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rpartition(")")[2].split()[:2]
+        except OSError:
+            continue  # it exited while we looked
+        if int(ppid) == parent_pid and state != "Z":
+            children.add(int(stat.parent.name))
+    return children
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def pids_that_served(metrics_dir: Path) -> set[int]:
+    """The processes that counted at least one HTTP request in their multiprocess files."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    served = set()
+    for path in metrics_dir.glob("counter_*.db"):
+        values = MmapedDict.read_all_values_from_file(str(path))
+        if any('"fanout_http_requests_total"' in key and count > 0 for key, count, *_ in values):
+            served.add(int(path.stem.removeprefix("counter_")))
+    return served
+
+
+async def get_on_a_new_connection(url: str) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_two_workers_share_the_port_and_both_serve(tmp_path: Path) -> None:
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    env = {"WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(shared), **FAST_MOCK}
+    async with python_m_service(tmp_path, ready_line=TWO_WORKERS_READY, **env) as (process, url):
+        workers = child_pids(process.pid)
+        assert len(workers) == 2
+        # The kernel gives each new connection to whichever worker accepts first: a few
+        # rounds of connections reach both.
+        sent = 0
+        with trio.fail_after(10):
+            while pids_that_served(shared) != workers:
+                async with trio.open_nursery() as nursery:
+                    for _ in range(4):
+                        nursery.start_soon(get_on_a_new_connection, url)
+                sent += 4
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            events = await process_events(client, "m-workers")
+            metrics = (await client.get("/metrics")).text
+
+    assert events[-1].event == "done"
+    # /metrics on either worker adds up what every worker counted.
+    assert f'fanout_http_requests_total{{route="/healthz",status="200"}} {sent}.0' in metrics
+    assert 'fanout_http_requests_total{route="/api/process",status="200"} 1.0' in metrics
+
+
+async def test_sigterm_to_the_parent_drains_every_worker_and_exits_zero(tmp_path: Path) -> None:
+    # Agents that take a minute: the stream is certainly open when SIGTERM arrives.
+    env = {"WORKERS": "2", "MOCK_FIRST_TOKEN_MS": "60000", "SHUTDOWN_GRACE_S": "0.5"}
+    async with python_m_service(tmp_path, ready_line=TWO_WORKERS_READY, **env) as (process, url):
+        workers = child_pids(process.pid)
+        assert len(workers) == 2
+        curl = await trio.lowlevel.open_process(
+            ["bash", "-c", readme_curl(url)], stdout=subprocess.PIPE
+        )
+        assert curl.stdout is not None
+        output = b""
+        with trio.fail_after(10):
+            while b"agent.started" not in output:
+                output += await curl.stdout.receive_some()
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(5):
+            while chunk := await curl.stdout.receive_some():
+                output += chunk
+            await curl.wait()
+            exit_code = await process.wait()
+
+    assert exit_code == 0
+    events = parse_sse(output.decode())
+    assert events[-1].event == "error"
+    assert events[-1].data["error"]["code"] == "shutting_down"
+    assert not [pid for pid in workers if is_running(pid)]
+
+
+@pytest.mark.parametrize("workers", ["0", "abc"])
+async def test_a_bad_workers_value_stops_the_start_with_one_line(
+    tmp_path: Path, workers: str
+) -> None:
+    code, stderr = await start_and_fail(tmp_path, WORKERS=workers)
+    assert code == 2
+    assert stderr.strip().count("\n") == 0
+    assert stderr.startswith(f"error: WORKERS='{workers}': ")
+
+
+async def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    env = {"WORKERS": "2", **FAST_MOCK}
+    async with python_m_service(tmp_path, ready_line=TWO_WORKERS_READY, **env) as (process, url):
+        victim = min(child_pids(process.pid))
+        os.kill(victim, signal.SIGKILL)
+        replaced = f"(pid {victim}) exited unexpectedly with code -9; starting a new one"
+        stderr = await read_stderr_until(process, replaced, timeout_s=5)
+        assert replaced in stderr
+        if "Running on" not in stderr.partition(replaced)[2]:
+            stderr += await read_stderr_until(process, "Running on", timeout_s=10)
+        assert "Running on" in stderr.partition(replaced)[2]  # the new worker serves
+        workers = child_pids(process.pid)
+        assert len(workers) == 2
+        assert victim not in workers
+
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            events = await process_events(client, "after-a-crash")
+        assert events[-1].event == "done"
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(5):
+            assert await process.wait() == 0
+
+
+async def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    async with python_m_service(tmp_path, ready_line=TWO_WORKERS_READY, WORKERS="2") as (
+        process,
+        _url,
+    ):
+        workers = child_pids(process.pid)
+        assert len(workers) == 2
+        process.kill()
+        with trio.fail_after(5):
+            await process.wait()
+        for _ in range(100):  # 5 s
+            if not (running := [pid for pid in workers if is_running(pid)]):
+                break
+            await trio.sleep(0.05)
+    assert not running, "workers outlived their parent"

@@ -323,7 +323,7 @@ async def test_tokens_of_a_failed_run_and_fallbacks_are_counted_apart_from_retri
         min_agents="3",
     ).replace("min_agents = 3", "min_agents = 2")
     # `down` fails after `alpha` answered, so the run fails with an answer in hand.
-    fake.behaviours["fake-denied-late"] = Behaviour(status=401, first_token_delay_s=0.3)
+    fake.behaviours["fake-denied-late"] = Behaviour(status=401, first_token_delay_s=1.0)
     quorum = ensemble_text({"alpha": "fake-a", "down": "fake-denied-late"}, min_agents="2")
     async with running_service(tmp_path, fake, ensemble=text) as service:
         before = await metrics_of(service)
