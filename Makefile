@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint format test-coverage test-coverage-detailed \
-	test-coverage-visualize service-build service-up service-logs service-down clean
+	test-coverage-visualize bench service-build service-up service-logs service-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-26s %s\n", $$1, $$2}'
@@ -45,6 +45,14 @@ test-coverage-detailed: $(INSTALLED) ## tests with a per-file coverage table and
 test-coverage-visualize: $(INSTALLED) ## HTML coverage report in htmlcov/, opened when a browser exists
 	$(BIN)/python -m pytest --cov --cov-report=html $(PYTEST_ARGS)
 	@$(BIN)/python scripts/open_report.py htmlcov/index.html
+
+BENCHED := $(VENV)/.bench-installed
+$(BENCHED): $(INSTALLED) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: $(BENCHED) ## run the benchmarks; tables here, JSON and plots in docs/benchmarks/
+	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
 
 service-build: ## build the Docker image
 	docker compose build

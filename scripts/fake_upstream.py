@@ -797,8 +797,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="SECONDS",
         help="delay between streamed tokens, for models without a built-in behaviour",
     )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help='add a model, e.g. \'slow={"first_token_delay_s": 0.2, "reply": "Hi"}\' '
+        "(the JSON holds Behaviour fields; tokens as a list)",
+    )
     args = parser.parse_args(argv)
     fake = _cli_upstream(args.first_token_delay, args.token_delay)
+    for spec in args.model:
+        name, _, fields = spec.partition("=")
+        try:
+            values = json.loads(fields)
+            if isinstance(values.get("tokens"), list):
+                values["tokens"] = tuple(values["tokens"])
+            fake.behaviours[name] = Behaviour(**values)
+        except (ValueError, TypeError, AttributeError) as exc:
+            parser.error(f"--model {spec!r}: {exc}")
     try:
         trio.run(_serve_cli, fake, args.host, args.port)
     except* KeyboardInterrupt:

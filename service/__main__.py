@@ -26,9 +26,9 @@ def main() -> int:
         load_configured_ensembles(settings)
         if settings.workers > 1:
             # Bound once, here: every worker accepts on it, and HTTP_ADDR=host:0 still works.
-            listener = open_listener(settings.http_addr)
+            listener = open_listener(settings.http_addr, settings.listen_backlog)
         elif settings.fanout_listen_fd is None:  # a worker's port is its parent's
-            open_listener(settings.http_addr).close()
+            open_listener(settings.http_addr, settings.listen_backlog).close()
     except (SettingsError, EnsembleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ def hypercorn_config(settings: Settings) -> Config:
         config.bind = [f"fd://{settings.fanout_listen_fd}"]
     else:
         config.bind = [settings.http_addr.for_hypercorn()]
+    config.backlog = settings.listen_backlog
     config.graceful_timeout = settings.shutdown_grace_s + FLUSH_MARGIN_S
     config.errorlog = logging.getLogger("hypercorn.error")
     return config

@@ -81,6 +81,9 @@ class Settings(BaseModel):
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 10.0
     max_message_chars: Annotated[int, Field(ge=1)] = 32_000
     sse_keepalive_s: PositiveSeconds = 15.0
+    # Connections the kernel holds for us before we accept them. Hypercorn's 100 resets
+    # clients in a burst (500 at once); the kernel caps it at net.core.somaxconn.
+    listen_backlog: Annotated[int, Field(ge=1, le=65535)] = 4096
     # Traces go out over OTLP/HTTP when either is set; the SDK reads the other OTEL_* variables.
     otel_exporter_otlp_endpoint: str | None = None
     otel_exporter_otlp_traces_endpoint: str | None = None

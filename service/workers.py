@@ -2,7 +2,7 @@
 service` again) that accept on that one socket. It forwards SIGTERM / SIGINT / SIGHUP to
 them and replaces a worker that dies after it started serving.
 
-    listener = open_listener(settings.http_addr)
+    listener = open_listener(settings.http_addr, settings.listen_backlog)
     exit_code = trio.run(Supervisor(settings, listener).run)
 """
 
@@ -32,14 +32,14 @@ KILL_AFTER_GRACE_S = 15.0
 STOPPED_AS_ASKED = (0, -signal.SIGTERM, -signal.SIGINT)
 
 
-def open_listener(address: BindAddress) -> socket.socket:
+def open_listener(address: BindAddress, backlog: int) -> socket.socket:
     """A listening socket on HTTP_ADDR, made the way Hypercorn makes its own; SettingsError,
     in one line, when HTTP_ADDR cannot be listened on."""
     config = Config()
     config.bind = [address.for_hypercorn()]
     try:
         [listener] = config.create_sockets().insecure_sockets
-        listener.listen(config.backlog)
+        listener.listen(backlog)
     except OSError as exc:
         raise SettingsError(
             f"HTTP_ADDR='{address.for_hypercorn()}': cannot listen there: {exc.strerror or exc}"

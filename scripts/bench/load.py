@@ -1,0 +1,168 @@
+"""The load generator: clients that post fan-out requests and time each stream.
+
+Python, on trio and httpx, checked against its own CPU use: a run reports how busy the
+generator itself was, so a saturated generator is seen, not mistaken for the service.
+"""
+
+from __future__ import annotations
+
+import itertools
+import resource
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import httpx2
+import trio
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class Timing:
+    """One request, in seconds from the moment it was sent."""
+
+    total: float
+    first_token: float | None
+    outcome: str
+
+
+@dataclass
+class LoadResult:
+    timings: list[Timing] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    generator_cpu_s: float = 0.0
+
+    @property
+    def generator_busy(self) -> float:
+        """The share of one core the generator used: near 1.0, it is the bottleneck."""
+        return self.generator_cpu_s / self.wall_s if self.wall_s else 0.0
+
+
+def client(url: str, connections: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(600, connect=60), limits=limits)
+
+
+async def one_request(http: httpx.AsyncClient, message: str | None = None) -> Timing:
+    number = next(_ids)
+    body = {"message": message or f"Bench question {number}?", "message_id": f"bench-{number}"}
+    started = trio.current_time()
+    first_token: float | None = None
+    outcome = "incomplete"
+    async with http.stream("POST", "/api/process", json=body) as response:
+        if response.status_code != 200:
+            return Timing(trio.current_time() - started, None, f"http {response.status_code}")
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+                if kind == "summary.delta" and first_token is None:
+                    first_token = trio.current_time() - started
+                elif kind in ("done", "error"):
+                    outcome = kind
+    return Timing(trio.current_time() - started, first_token, outcome)
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def closed_loop(
+    url: str, clients: int, *, requests_each: int | None = None, duration_s: float | None = None
+) -> LoadResult:
+    """`clients` concurrent clients, each sending its next request when the last ended."""
+    result = LoadResult()
+    cpu_before, started = _cpu(), trio.current_time()
+    deadline = started + duration_s if duration_s else float("inf")
+
+    async with client(url, clients) as http:
+
+        async def run_client() -> None:
+            sent = 0
+            while trio.current_time() < deadline and (
+                requests_each is None or sent < requests_each
+            ):
+                sent += 1
+                try:
+                    timing = await one_request(http)
+                except httpx.HTTPError as exc:
+                    result.errors.append(type(exc).__name__)
+                    continue
+                if timing.outcome != "done":
+                    result.errors.append(timing.outcome)
+                result.timings.append(timing)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(clients):
+                nursery.start_soon(run_client)
+    result.wall_s = trio.current_time() - started
+    result.generator_cpu_s = _cpu() - cpu_before
+    return result
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def floor_pipeline(
+    upstream: Any, agents: int, agent_model: str, summary_model: str
+) -> Timing:
+    """The same calls the service makes for one request, made straight to the upstream with
+    the same SDK: the agents at once, then the streamed summary. The floor to compare with."""
+    started = trio.current_time()
+    messages = [{"role": "user", "content": f"Bench question {next(_ids)}?"}]
+
+    async def ask() -> None:
+        await upstream.chat.completions.create(model=agent_model, messages=messages)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(agents):
+            nursery.start_soon(ask)
+    first_token: float | None = None
+    stream = await upstream.chat.completions.create(
+        model=summary_model, messages=messages, stream=True
+    )
+    async with stream:
+        async for _ in stream:
+            if first_token is None:
+                first_token = trio.current_time() - started
+    return Timing(trio.current_time() - started, first_token, "done")
+
+
+async def floor_loop(
+    base_url: str, clients: int, requests_each: int, agent_model: str, summary_model: str
+) -> LoadResult:
+    import openai
+
+    result = LoadResult()
+    cpu_before, started = _cpu(), trio.current_time()
+    upstream = openai.AsyncOpenAI(
+        base_url=base_url,
+        api_key="bench",
+        # A pooled connection the fake closed as idle is retried, as the service retries it.
+        max_retries=2,
+        http_client=openai.DefaultAsyncHttpxClient(
+            http2=False,
+            limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=1000),
+        ),
+    )
+    try:
+
+        async def run_client() -> None:
+            for _ in range(requests_each):
+                result.timings.append(await floor_pipeline(upstream, 2, agent_model, summary_model))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(clients):
+                nursery.start_soon(run_client)
+    finally:
+        await upstream.close()
+    result.wall_s = trio.current_time() - started
+    result.generator_cpu_s = _cpu() - cpu_before
+    return result

@@ -1,0 +1,118 @@
+"""Tables on stdout and PNG plots for the benchmark results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def print_tables(results: dict[str, Any]) -> None:
+    print(f"\n{results['machine']}, {results['when']}")
+    for name, data in results.items():
+        if isinstance(data, dict) and "failed" in data:
+            print(f"\n{name}: FAILED: {data['failed']}")
+    results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "failed" in v)}
+    if "overhead" in results:
+        data = results["overhead"]
+        print("\n1. Overhead: the service's percentile minus the floor's (the same calls made")
+        print("   straight to the fake at the same concurrency), in ms")
+        print(
+            f"{'clients':>8} {'reqs':>6} {'err':>4} | {'total p50':>9} {'p90':>7} {'p99':>7} "
+            f"| {'first p50':>9} {'p90':>7} {'p99':>7} | {'gen busy':>8}"
+        )
+        for row in data["rows"]:
+            t, f = row["overhead_total_ms"], row["overhead_first_token_ms"]
+            print(
+                f"{row['clients']:>8} {row['requests']:>6} {row['errors']:>4} | "
+                f"{t['p50']:>9} {t['p90']:>7} {t['p99']:>7} | "
+                f"{f['p50']:>9} {f['p90']:>7} {f['p99']:>7} | {row['generator_busy']:>8}"
+            )
+    if "saturation" in results:
+        print("\n2. Saturation (zero upstream latency, 32 clients)")
+        print(
+            f"{'workers':>8} {'pipelines/s':>12} {'cpu ms/pipeline':>16} {'errors':>7} "
+            f"{'fake busy':>10} {'gen busy':>9}"
+        )
+        for row in results["saturation"]["rows"]:
+            print(
+                f"{row['workers']:>8} {row['pipelines_per_s']:>12} "
+                f"{row['service_cpu_ms_per_pipeline']:>16} {row['errors']:>7} "
+                f"{row['fake_cpu_busy']:>10} {row['generator_busy']:>9}"
+            )
+    if "streams" in results:
+        print("\n3. Open streams (agents stalled)")
+        print(f"{'streams':>8} {'open':>6} {'errors':>7} {'rss MiB':>8} {'KiB/stream':>11}")
+        for row in results["streams"]["rows"]:
+            print(
+                f"{row['streams']:>8} {row['open']:>6} {row['errors']:>7} "
+                f"{row['rss_open_mib']:>8} {row['kib_per_stream']:>11}"
+            )
+    if "storm" in results:
+        data = results["storm"]
+        delay = data["close_to_upstream_close_ms"]
+        print(f"\n4. Disconnect storm ({data['clients']} clients hang up at once)")
+        print(
+            f"client close -> upstream close: p50 {delay['p50']} ms, p99 {delay['p99']} ms, "
+            f"max {delay['max']} ms; upstream calls open 1 s later: "
+            f"{data['upstream_calls_open_after_1s']}"
+        )
+    if "peer" in results:
+        print(f"\n5. Peer: {results['peer'].get('skipped', results['peer'])}")
+
+
+def plot(results: dict[str, Any], out: Path) -> list[Path]:
+    results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "failed" in v)}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if "overhead" in results:
+        rows = results["overhead"]["rows"]
+        clients = [row["clients"] for row in rows]
+        figure, axis = plt.subplots(figsize=(6, 4))
+        for key, style in (("p50", "o-"), ("p90", "s--"), ("p99", "^:")):
+            axis.plot(
+                clients, [r["overhead_total_ms"][key] for r in rows], style, label=f"total {key}"
+            )
+        axis.plot(
+            clients,
+            [r["overhead_first_token_ms"]["p50"] for r in rows],
+            "x-",
+            label="first token p50",
+        )
+        axis.set_xscale("log")
+        axis.set_yscale("symlog", linthresh=10)
+        axis.set_xlabel("concurrent clients")
+        axis.set_ylabel("ms above the upstream's critical path")
+        axis.set_title("Overhead of the service")
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+        written.append(_save(figure, out / "overhead.png"))
+    if "streams" in results:
+        rows = results["streams"]["rows"]
+        figure, axis = plt.subplots(figsize=(6, 4))
+        axis.plot([r["streams"] for r in rows], [r["kib_per_stream"] for r in rows], "o-")
+        axis.axhline(64, color="red", linestyle="--", label="target: 64 KiB")
+        axis.set_xlabel("open streams")
+        axis.set_ylabel("resident memory per stream (KiB)")
+        axis.set_title("Memory per open stream")
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+        written.append(_save(figure, out / "open-streams.png"))
+    if "saturation" in results:
+        rows = results["saturation"]["rows"]
+        figure, axis = plt.subplots(figsize=(5, 4))
+        axis.bar([str(r["workers"]) for r in rows], [r["pipelines_per_s"] for r in rows])
+        axis.set_xlabel("workers")
+        axis.set_ylabel("pipelines per second (3 upstream calls each)")
+        axis.set_title("Saturation, zero upstream latency")
+        written.append(_save(figure, out / "saturation.png"))
+    return written
+
+
+def _save(figure: Any, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    return path

@@ -1,0 +1,263 @@
+"""The benchmark scenarios. Each returns a JSON-ready dict; `__main__` prints and plots them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from scripts.fake_upstream import Behaviour, FakeUpstream, serve_fake_upstream
+
+from .load import Timing, client, closed_loop, floor_loop, one_request, percentile
+from .processes import ensemble_file, fake_upstream, service_env, started
+
+# Scenario 1's upstream: agents answer in 200 ms; the summary's first token comes 50 ms
+# after the call, then 19 more tokens 10 ms apart.
+AGENT_S = 0.2
+SUMMARY_FIRST_S = 0.05
+SUMMARY_GAP_S = 0.01
+SUMMARY_TOKENS = 20
+CRITICAL_PATH_S = AGENT_S + SUMMARY_FIRST_S + (SUMMARY_TOKENS - 1) * SUMMARY_GAP_S
+FIRST_TOKEN_PATH_S = AGENT_S + SUMMARY_FIRST_S
+
+MODELS: dict[str, dict[str, Any]] = {
+    "bench-agent": {"reply": "A short answer.", "first_token_delay_s": AGENT_S},
+    "bench-summary": {
+        "tokens": [f"t{i} " for i in range(SUMMARY_TOKENS)],
+        "first_token_delay_s": SUMMARY_FIRST_S,
+        "token_delay_s": SUMMARY_GAP_S,
+    },
+    "bench-agent-0": {"reply": "A short answer."},
+    "bench-summary-0": {"tokens": [f"t{i} " for i in range(SUMMARY_TOKENS)]},
+    "bench-stall": {"stall": True},
+}
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    return {
+        f"p{int(share * 100)}": round(percentile(values, share) * 1000, 2)
+        for share in (0.5, 0.9, 0.99)
+    }
+
+
+async def overhead(work: Path, client_counts: list[int], requests: int) -> dict[str, Any]:
+    """Scenario 1: what the service adds to the upstream's own latency, by concurrency.
+
+    The floor is the same calls made straight to the fake at the same concurrency; the
+    overhead is the service's percentile minus the floor's.
+    """
+    rows = []
+    async with started(fake_upstream(MODELS, work), {}, work / "fake-1.log") as fake:
+        ensemble = ensemble_file(work / "overhead.toml", 2, "bench-agent", "bench-summary")
+        env = service_env(fake.url, ensemble)
+        async with started(_service_argv(), env, work / "service-1.log") as service:
+            await closed_loop(service.url, 2, requests_each=2)  # warm up connections
+            for clients in client_counts:
+                # Enough samples for a p99 at low concurrency, a bounded run at high.
+                each = requests if clients == 1 else max(10, 5 * requests // clients)
+                floor = await floor_loop(
+                    f"{fake.url}/v1", clients, each, "bench-agent", "bench-summary"
+                )
+                result = await closed_loop(service.url, clients, requests_each=each)
+                rows.append(
+                    {
+                        "clients": clients,
+                        "requests": len(result.timings),
+                        "errors": len(result.errors),
+                        "service_total_ms": _ms([t.total for t in result.timings]),
+                        "floor_total_ms": _ms([t.total for t in floor.timings]),
+                        "service_first_token_ms": _ms(_firsts(result.timings)),
+                        "floor_first_token_ms": _ms(_firsts(floor.timings)),
+                        "overhead_total_ms": _minus(result.timings, floor.timings, total=True),
+                        "overhead_first_token_ms": _minus(
+                            result.timings, floor.timings, total=False
+                        ),
+                        "generator_busy": round(result.generator_busy, 2),
+                    }
+                )
+    return {"nominal_critical_path_ms": round(CRITICAL_PATH_S * 1000, 1), "rows": rows}
+
+
+def _firsts(timings: list[Timing]) -> list[float]:
+    return [t.first_token for t in timings if t.first_token is not None]
+
+
+def _minus(service: list[Timing], floor: list[Timing], *, total: bool) -> dict[str, float]:
+    def pick(timings: list[Timing]) -> list[float]:
+        return [t.total for t in timings] if total else _firsts(timings)
+
+    return {
+        f"p{int(share * 100)}": round(
+            (percentile(pick(service), share) - percentile(pick(floor), share)) * 1000, 2
+        )
+        for share in (0.5, 0.9, 0.99)
+    }
+
+
+async def saturation(work: Path, workers: list[int], duration_s: float) -> dict[str, Any]:
+    """Scenario 2: pipelines per second with zero upstream latency, and CPU per pipeline."""
+    rows = []
+    async with started(fake_upstream(MODELS, work), {}, work / "fake-2.log") as fake:
+        ensemble = ensemble_file(work / "zero.toml", 2, "bench-agent-0", "bench-summary-0")
+        for count in workers:
+            env = service_env(fake.url, ensemble, WORKERS=str(count))
+            async with started(_service_argv(), env, work / f"service-2-{count}.log") as service:
+                await closed_loop(service.url, 4, requests_each=5)
+                cpu_before, fake_cpu_before = service.cpu_seconds(), fake.cpu_seconds()
+                result = await closed_loop(service.url, 32, duration_s=duration_s)
+                cpu = service.cpu_seconds() - cpu_before
+                done = len(result.timings) - len(result.errors)
+                rows.append(
+                    {
+                        "workers": count,
+                        "pipelines": done,
+                        "errors": len(result.errors),
+                        "pipelines_per_s": round(done / result.wall_s, 1),
+                        "service_cpu_ms_per_pipeline": round(cpu / max(done, 1) * 1000, 2),
+                        "fake_cpu_busy": round(
+                            (fake.cpu_seconds() - fake_cpu_before) / result.wall_s, 2
+                        ),
+                        "generator_busy": round(result.generator_busy, 2),
+                    }
+                )
+    return {"upstream_calls_per_pipeline": 3, "rows": rows}
+
+
+async def open_streams(work: Path, counts: list[int]) -> dict[str, Any]:
+    """Scenario 3: N streams held open by stalled agents: errors and memory per stream."""
+    rows = []
+    async with started(fake_upstream(MODELS, work), {}, work / "fake-3.log") as fake:
+        ensemble = ensemble_file(work / "stall.toml", 2, "bench-stall", "bench-summary-0")
+        env = service_env(fake.url, ensemble, SSE_KEEPALIVE_S="600")
+        async with started(_service_argv(), env, work / "service-3.log") as service:
+            for count in counts:
+                rows.append(await _hold_streams(service.url, service, count))
+    return {"rows": rows}
+
+
+async def _hold_streams(url: str, service: Any, count: int) -> dict[str, Any]:
+    errors: list[str] = []
+    opened = 0
+    all_open = trio.Event()
+    await trio.sleep(0.5)
+    rss_before = service.rss_bytes()
+    async with client(url, count) as http:
+        async with trio.open_nursery() as nursery:
+
+            async def hold(number: int) -> None:
+                nonlocal opened
+                body = {"message": f"Hold {number}", "message_id": f"hold-{number}"}
+                try:
+                    async with http.stream("POST", "/api/process", json=body) as response:
+                        if response.status_code != 200:
+                            errors.append(f"http {response.status_code}")
+                            return
+                        started_agents = 0
+                        async for line in response.aiter_lines():
+                            if line == "event: agent.started":
+                                started_agents += 1
+                                if started_agents == 2:
+                                    opened += 1
+                                    if opened == count - len(errors):
+                                        all_open.set()
+                except httpx.HTTPError as exc:
+                    errors.append(type(exc).__name__)
+                    if opened == count - len(errors):
+                        all_open.set()
+
+            for number in range(count):
+                nursery.start_soon(hold, number)
+            with trio.move_on_after(120):
+                await all_open.wait()
+            await trio.sleep(1)
+            rss_open = service.rss_bytes()
+            nursery.cancel_scope.cancel()
+    await trio.sleep(1)
+    return {
+        "streams": count,
+        "open": opened,
+        "errors": len(errors),
+        "rss_before_mib": round(rss_before / 2**20, 1),
+        "rss_open_mib": round(rss_open / 2**20, 1),
+        "kib_per_stream": round((rss_open - rss_before) / max(opened, 1) / 1024, 1),
+    }
+
+
+async def disconnect_storm(work: Path, count: int) -> dict[str, Any]:
+    """Scenario 4: `count` clients hang up at once; how soon each upstream call is closed.
+
+    The fake upstream runs in this process, so its clock is the clients' clock.
+    """
+    fake = FakeUpstream({"bench-stall": Behaviour(stall=True)})
+    async with trio.open_nursery() as fake_nursery:
+        binds = await fake_nursery.start(serve_fake_upstream, fake)
+        ensemble = ensemble_file(work / "storm.toml", 2, "bench-stall", "bench-stall")
+        env = service_env(binds[0], ensemble)
+        async with started(_service_argv(), env, work / "service-4.log") as service:
+            async with client(service.url, count) as http:
+                closed_at = 0.0
+                async with trio.open_nursery() as clients:
+                    for number in range(count):
+                        clients.start_soon(_stream_forever, http, f"storm {number}")
+                    with trio.fail_after(120):
+                        while len(fake.open_calls()) < 2 * count:  # noqa: ASYNC110
+                            await trio.sleep(0.05)
+                    closed_at = trio.current_time()
+                    clients.cancel_scope.cancel()
+                await trio.sleep(1)
+                still_open = len(fake.open_calls())
+        fake_nursery.cancel_scope.cancel()
+    per_request: dict[str, float] = {}
+    for call in fake.calls:
+        if call.ended_at is None:
+            continue
+        message = str(call.messages[-1].get("content", ""))
+        per_request[message] = max(per_request.get(message, 0.0), call.ended_at - closed_at)
+    delays = list(per_request.values())
+    return {
+        "clients": count,
+        "close_to_upstream_close_ms": {
+            **_ms(delays),
+            "max": round(max(delays, default=float("nan")) * 1000, 2),
+        },
+        "upstream_calls_open_after_1s": still_open,
+    }
+
+
+async def _stream_forever(http: httpx.AsyncClient, message: str) -> None:
+    body = {"message": message, "message_id": message.replace(" ", "-")}
+    try:
+        async with http.stream("POST", "/api/process", json=body) as response:
+            async for _ in response.aiter_lines():
+                pass
+    except httpx.HTTPError:
+        # Counted by its absence: the scenario waits for every upstream call to open.
+        pass
+
+
+async def peer_async() -> dict[str, Any]:
+    return peer()
+
+
+def peer() -> dict[str, Any]:
+    """Scenario 5: LiteLLM proxy on the same machine, when it is installed."""
+    if shutil.which("litellm") is None:
+        return {
+            "skipped": "LiteLLM proxy is not installed (pip install 'litellm[proxy]'); "
+            "no peer comparison in this run"
+        }
+    return {"skipped": "LiteLLM is installed but its scenario is not written yet"}
+
+
+def _service_argv() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "service"]
+
+
+async def quick_check(url: str) -> None:
+    async with client(url, 1) as http:
+        await one_request(http)
