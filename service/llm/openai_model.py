@@ -19,18 +19,39 @@ from typing import Any
 
 import httpx2
 import openai
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from ..errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .model import ChatRequest, Completion, CompletionStream, Usage
 from .upstream_errors import map_openai_error
 
+_CHAT_PATH = "/chat/completions"
 # Ollama and vLLM accept any key; the SDK refuses to start without one.
 _PLACEHOLDER_KEY = "unused"
 
 
-def _messages(request: ChatRequest) -> list[ChatCompletionMessageParam]:
-    return [{"role": m.role, "content": m.content} for m in request.messages]  # type: ignore[misc]
+def _body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The request body, as plain JSON-ready data: the SDK sends it as it is.
+
+    Going through `client.post` rather than `chat.completions.create` keeps the SDK's
+    transport, auth, headers and error mapping, but skips its per-call walk of every
+    parameter against its TypedDict annotations (a third of the service's CPU in a profile).
+    """
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+    }
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _options(request: ChatRequest) -> openai.RequestOptions:
+    return {"headers": dict(request.headers)} if request.headers else {}
 
 
 def _clean(text: str) -> str:
@@ -43,22 +64,22 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
-def _options(request: ChatRequest) -> dict[str, Any]:
-    """The optional parameters of one call; unset ones are left out, not sent as null."""
-    options: dict[str, Any] = {}
-    if request.temperature is not None:
-        options["temperature"] = request.temperature
-    if request.max_tokens is not None:
-        options["max_tokens"] = request.max_tokens
-    if request.headers:
-        options["extra_headers"] = dict(request.headers)
-    return options
-
-
 def _usage(raw: Any) -> Usage | None:
-    if raw is None:
+    if not isinstance(raw, dict):
         return None
-    return Usage(prompt_tokens=raw.prompt_tokens or 0, completion_tokens=raw.completion_tokens or 0)
+    return Usage(
+        prompt_tokens=int(raw.get("prompt_tokens") or 0),
+        completion_tokens=int(raw.get("completion_tokens") or 0),
+    )
+
+
+def _text_of(choices: Any, key: str) -> str | None:
+    """`choices[0][key]["content"]` of a response or chunk, or None where it is absent."""
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    part = choices[0].get(key)
+    content = part.get("content") if isinstance(part, dict) else None
+    return content if isinstance(content, str) else None
 
 
 def _mapped(exc: openai.OpenAIError | json.JSONDecodeError | httpx2.HTTPError) -> UpstreamError:
@@ -74,18 +95,21 @@ def _mapped(exc: openai.OpenAIError | json.JSONDecodeError | httpx2.HTTPError) -
 
 
 class _OpenAIStream:
-    def __init__(self, chunks: openai.AsyncStream[ChatCompletionChunk]) -> None:
+    def __init__(self, chunks: openai.AsyncStream[object]) -> None:
         self._chunks = chunks
         self.usage: Usage | None = None
 
     async def __aiter__(self) -> AsyncIterator[str]:
         try:
             async for chunk in self._chunks:
-                if chunk.usage is not None:
-                    self.usage = _usage(chunk.usage)
-                for choice in chunk.choices:
-                    if choice.delta.content:
-                        yield _clean(choice.delta.content)
+                # Each chunk stays the dict it was decoded to: no model per token.
+                if not isinstance(chunk, dict):
+                    raise UpstreamBadResponse()
+                if chunk.get("usage") is not None:
+                    self.usage = _usage(chunk["usage"])
+                text = _text_of(chunk.get("choices"), "delta")
+                if text:
+                    yield _clean(text)
         except (openai.OpenAIError, json.JSONDecodeError, httpx2.HTTPError) as exc:
             raise _mapped(exc) from exc
 
@@ -118,25 +142,31 @@ class OpenAIChatModel:
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
-            response = await self._client.chat.completions.create(
-                model=request.model, messages=_messages(request), **_options(request)
+            response = await self._client.post(
+                _CHAT_PATH,
+                body=_body(request, stream=False),
+                options=_options(request),
+                cast_to=object,
             )
         except (openai.OpenAIError, json.JSONDecodeError, httpx2.HTTPError) as exc:
             raise _mapped(exc) from exc
-        if not response.choices:
+        if not isinstance(response, dict):
             raise UpstreamBadResponse()
-        text = _clean(response.choices[0].message.content or "")
-        return Completion(text=text, usage=_usage(response.usage))
+        text = _text_of(response.get("choices"), "message")
+        if text is None and not isinstance(response.get("choices"), list):
+            raise UpstreamBadResponse()
+        return Completion(text=_clean(text or ""), usage=_usage(response.get("usage")))
 
     @asynccontextmanager
     async def stream(self, request: ChatRequest) -> AsyncIterator[CompletionStream]:
         try:
-            chunks = await self._client.chat.completions.create(
-                model=request.model,
-                messages=_messages(request),
+            chunks = await self._client.post(
+                _CHAT_PATH,
+                body=_body(request, stream=True),
+                options=_options(request),
+                cast_to=object,
                 stream=True,
-                stream_options={"include_usage": True},
-                **_options(request),
+                stream_cls=openai.AsyncStream[object],
             )
         except (openai.OpenAIError, json.JSONDecodeError, httpx2.HTTPError) as exc:
             raise _mapped(exc) from exc
