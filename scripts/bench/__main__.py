@@ -40,7 +40,7 @@ async def run(only: tuple[str, ...], quick: bool) -> dict[str, Any]:
                 work, [200, 500] if quick else [500, 1000, 2000, 5000]
             ),
             "storm": lambda: scenarios.disconnect_storm(work, 100 if quick else 500),
-            "peer": scenarios.peer_async,
+            "peer": lambda: scenarios.peer(work, 3 if quick else 10),
         }
         for name in only:
             print(f"running {name} ...", flush=True)

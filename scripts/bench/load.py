@@ -166,3 +166,50 @@ async def floor_loop(
     result.wall_s = trio.current_time() - started
     result.generator_cpu_s = _cpu() - cpu_before
     return result
+
+
+async def sdk_stream_loop(base_url: str, clients: int, duration_s: float, model: str) -> LoadResult:
+    """Single streamed chat completions through the openai SDK, `clients` at a time: what a
+    gateway that forwards one call per request is asked to do."""
+    import openai
+
+    result = LoadResult()
+    cpu_before, started = _cpu(), trio.current_time()
+    deadline = started + duration_s
+    upstream = openai.AsyncOpenAI(
+        base_url=base_url,
+        api_key="bench",
+        max_retries=2,
+        http_client=openai.DefaultAsyncHttpxClient(
+            http2=False,
+            limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=1000),
+        ),
+    )
+    messages = [{"role": "user", "content": "Bench question?"}]
+    try:
+
+        async def run_client() -> None:
+            while trio.current_time() < deadline:
+                begun = trio.current_time()
+                try:
+                    stream = await upstream.chat.completions.create(
+                        model=model,
+                        messages=messages,
+                        stream=True,  # type: ignore[arg-type]
+                    )
+                    async with stream:
+                        async for _ in stream:
+                            pass
+                except openai.OpenAIError as exc:
+                    result.errors.append(type(exc).__name__)
+                    continue
+                result.timings.append(Timing(trio.current_time() - begun, None, "done"))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(clients):
+                nursery.start_soon(run_client)
+    finally:
+        await upstream.close()
+    result.wall_s = trio.current_time() - started
+    result.generator_cpu_s = _cpu() - cpu_before
+    return result

@@ -77,7 +77,13 @@ def rss_bytes(pid: int) -> int:
 
 
 @asynccontextmanager
-async def started(argv: list[str], env: Mapping[str, str], log: Path) -> AsyncIterator[Running]:
+async def started(
+    argv: list[str],
+    env: Mapping[str, str],
+    log: Path,
+    ready: re.Pattern[bytes] = RUNNING_ON,
+    startup_s: float = 60,
+) -> AsyncIterator[Running]:
     """Start `argv` with its output in `log`; wait for the URL it prints; stop it after.
 
     The output goes straight to a file, so reading it costs the benchmark nothing.
@@ -92,8 +98,8 @@ async def started(argv: list[str], env: Mapping[str, str], log: Path) -> AsyncIt
             preexec_fn=_more_files,
         )
         try:
-            with trio.fail_after(20):
-                while not (match := RUNNING_ON.search(await trio.Path(log).read_bytes())):
+            with trio.fail_after(startup_s):
+                while not (match := ready.search(await trio.Path(log).read_bytes())):
                     if process.poll() is not None:
                         output = await trio.Path(log).read_text()
                         raise RuntimeError(f"{argv} exited:\n{output}")

@@ -57,7 +57,18 @@ def print_tables(results: dict[str, Any]) -> None:
             f"{data['upstream_calls_open_after_1s']}"
         )
     if "peer" in results:
-        print(f"\n5. Peer: {results['peer'].get('skipped', results['peer'])}")
+        peer = results["peer"]
+        if "skipped" in peer:
+            print(f"\n5. Peer: {peer['skipped']}")
+        else:
+            print("\n5. Peer (zero upstream latency, 32 clients)")
+            print(f"{'system':<26} {'calls/req':>9} {'req/s':>8} {'cpu ms/req':>11} {'errors':>7}")
+            for row in peer["rows"]:
+                print(
+                    f"{row['system']:<26} {row['upstream_calls_per_request']:>9} "
+                    f"{row['requests_per_s']:>8} {row['cpu_ms_per_request']:>11} "
+                    f"{row['errors']:>7}"
+                )
 
 
 def plot(results: dict[str, Any], out: Path) -> list[Path]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,15 @@ import trio
 
 from scripts.fake_upstream import Behaviour, FakeUpstream, serve_fake_upstream
 
-from .load import Timing, client, closed_loop, floor_loop, one_request, percentile
+from .load import (
+    Timing,
+    client,
+    closed_loop,
+    floor_loop,
+    one_request,
+    percentile,
+    sdk_stream_loop,
+)
 from .processes import ensemble_file, fake_upstream, service_env, started
 
 # Scenario 1's upstream: agents answer in 200 ms; the summary's first token comes 50 ms
@@ -238,18 +248,103 @@ async def _stream_forever(http: httpx.AsyncClient, message: str) -> None:
         pass
 
 
-async def peer_async() -> dict[str, Any]:
-    return peer()
+LITELLM_READY = re.compile(rb"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
 
-def peer() -> dict[str, Any]:
-    """Scenario 5: LiteLLM proxy on the same machine, when it is installed."""
-    if shutil.which("litellm") is None:
+def litellm_binary() -> str | None:
+    """LITELLM_BIN, or `litellm` on PATH: the peer is optional and never installed here."""
+    return os.environ.get("LITELLM_BIN") or shutil.which("litellm")
+
+
+async def peer(work: Path, duration_s: float) -> dict[str, Any]:
+    """Scenario 5: LiteLLM proxy forwarding single streamed calls to the same fake, beside
+    this service (a one-agent ensemble, and the usual three-call pipeline), with the fake
+    called directly as the floor. Zero upstream latency, 32 clients, same machine and run."""
+    binary = litellm_binary()
+    if binary is None:
         return {
-            "skipped": "LiteLLM proxy is not installed (pip install 'litellm[proxy]'); "
-            "no peer comparison in this run"
+            "skipped": "LiteLLM proxy is not installed (pip install 'litellm[proxy]', or set "
+            "LITELLM_BIN); no peer comparison in this run"
         }
-    return {"skipped": "LiteLLM is installed but its scenario is not written yet"}
+    rows = []
+    async with started(fake_upstream(MODELS, work), {}, work / "fake-5.log") as fake:
+        rows.append(
+            await _streams_per_s(
+                "fake upstream, direct", 1, fake, None, duration_s, f"{fake.url}/v1"
+            )
+        )
+        config = work / "litellm.yaml"
+        config.write_text(
+            "model_list:\n"
+            "  - model_name: bench-summary-0\n"
+            "    litellm_params:\n"
+            "      model: openai/bench-summary-0\n"
+            f"      api_base: {fake.url}/v1\n"
+            "      api_key: bench\n"
+        )
+        port = _free_port()
+        argv = [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+        # A local benchmark: no master key, no database, no telemetry of its own.
+        litellm_env = {
+            "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+            "LITELLM_TELEMETRY": "False",
+        }
+        # LiteLLM takes most of a minute to import and start on this kind of machine.
+        async with started(
+            argv, litellm_env, work / "litellm.log", LITELLM_READY, startup_s=240
+        ) as litellm:
+            await sdk_stream_loop(f"{litellm.url}/v1", 4, 2, "bench-summary-0")
+            rows.append(
+                await _streams_per_s(
+                    "LiteLLM proxy", 1, fake, litellm, duration_s, f"{litellm.url}/v1"
+                )
+            )
+        for agents, label in ((1, "this service, 1 agent"), (2, "this service, 2 agents")):
+            ensemble = ensemble_file(
+                work / f"peer-{agents}.toml", agents, "bench-agent-0", "bench-summary-0"
+            )
+            env = service_env(fake.url, ensemble)
+            async with started(_service_argv(), env, work / f"service-5-{agents}.log") as svc:
+                await closed_loop(svc.url, 4, requests_each=5)
+                cpu_before = svc.cpu_seconds()
+                result = await closed_loop(svc.url, 32, duration_s=duration_s)
+                done = len(result.timings) - len(result.errors)
+                rows.append(
+                    {
+                        "system": label,
+                        "upstream_calls_per_request": agents + 1,
+                        "requests_per_s": round(done / result.wall_s, 1),
+                        "cpu_ms_per_request": round(
+                            (svc.cpu_seconds() - cpu_before) / max(done, 1) * 1000, 2
+                        ),
+                        "errors": len(result.errors),
+                    }
+                )
+    return {"rows": rows}
+
+
+async def _streams_per_s(
+    label: str, calls: int, fake: Any, proxy: Any, duration_s: float, base_url: str
+) -> dict[str, Any]:
+    measured = proxy or fake
+    cpu_before = measured.cpu_seconds()
+    result = await sdk_stream_loop(base_url, 32, duration_s, "bench-summary-0")
+    done = len(result.timings)
+    return {
+        "system": label,
+        "upstream_calls_per_request": calls,
+        "requests_per_s": round(done / result.wall_s, 1),
+        "cpu_ms_per_request": round((measured.cpu_seconds() - cpu_before) / max(done, 1) * 1000, 2),
+        "errors": len(result.errors),
+    }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _service_argv() -> list[str]:
