@@ -135,14 +135,11 @@ async def floor_pipeline(
     return Timing(trio.current_time() - started, first_token, "done")
 
 
-async def floor_loop(
-    base_url: str, clients: int, requests_each: int, agent_model: str, summary_model: str
-) -> LoadResult:
+def sdk_client(base_url: str) -> Any:
+    """The openai SDK as a client of the fake (or a peer) calls it, without the service."""
     import openai
 
-    result = LoadResult()
-    cpu_before, started = _cpu(), trio.current_time()
-    upstream = openai.AsyncOpenAI(
+    return openai.AsyncOpenAI(
         base_url=base_url,
         api_key="bench",
         # A pooled connection the fake closed as idle is retried, as the service retries it.
@@ -152,6 +149,15 @@ async def floor_loop(
             limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=1000),
         ),
     )
+
+
+async def floor_loop(
+    base_url: str, clients: int, requests_each: int, agent_model: str, summary_model: str
+) -> LoadResult:
+
+    result = LoadResult()
+    cpu_before, started = _cpu(), trio.current_time()
+    upstream = sdk_client(base_url)
     try:
 
         async def run_client() -> None:
@@ -176,15 +182,7 @@ async def sdk_stream_loop(base_url: str, clients: int, duration_s: float, model:
     result = LoadResult()
     cpu_before, started = _cpu(), trio.current_time()
     deadline = started + duration_s
-    upstream = openai.AsyncOpenAI(
-        base_url=base_url,
-        api_key="bench",
-        max_retries=2,
-        http_client=openai.DefaultAsyncHttpxClient(
-            http2=False,
-            limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=1000),
-        ),
-    )
+    upstream = sdk_client(base_url)
     messages = [{"role": "user", "content": "Bench question?"}]
     try:
 
