@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
 
 from ..ensemble import Member, Target
 from ..errors import UpstreamError
@@ -18,8 +17,6 @@ from ..llm import ChatMessage, ChatModel, ChatRequest
 from ..telemetry.metrics import METRICS
 from ..telemetry.tracing import only_cancelled, traceparent_headers
 from .retry import RetryPolicy
-
-T = TypeVar("T")
 
 log = logging.getLogger("service.pipeline")
 
@@ -123,20 +120,3 @@ class MemberCalls:
             step = "giving up" if last else "trying the next fallback model"
         log_failed_attempt(error, target, self.attempts.count, step, self.context)
         return delay
-
-    async def in_order(
-        self,
-        targets: Sequence[Target],
-        on_target: Callable[[int, bool], Awaitable[T]],
-        start: int = 0,
-    ) -> T:
-        """`on_target(index, last)` for each target from `start` until one returns; the last
-        target's error is raised when all fail."""
-        for index in range(start, len(targets)):
-            last = index == len(targets) - 1
-            try:
-                return await on_target(index, last)
-            except UpstreamError:
-                if last:
-                    raise
-        raise AssertionError("a member always has at least one target")

@@ -84,10 +84,14 @@ class _Streaming(MemberCalls):
     async def from_index(self, targets: Sequence[Target], start: int) -> SummaryResult:
         """The first target from `start` on that streams a summary."""
 
-        async def on_target(index: int, last: bool) -> SummaryResult:
-            return await self.on_target(targets[index], index, last=last)
-
-        return await self.in_order(targets, on_target, start)
+        for index in range(start, len(targets)):
+            last = index == len(targets) - 1
+            try:
+                return await self.on_target(targets[index], index, last=last)
+            except UpstreamError:
+                if last:
+                    raise
+        raise AssertionError("a summarizer always has at least one target")
 
 
 async def stream_summary(

@@ -19,13 +19,11 @@ from ..llm import Usage
 from ..pipeline import (
     AgentCompleted,
     AgentFailed,
-    AgentStarted,
     Done,
     Event,
     Failed,
     SummaryDelta,
     SummaryRestarted,
-    SummaryStarted,
 )
 from .access_log import RequestRecord
 from .metrics import METRICS, Metrics
@@ -46,10 +44,8 @@ class StreamTelemetry:
         self._primary_models = primary_models
         self._metrics = metrics
         self._started = trio.current_time()
-        self._running: set[str] = set()
         # The model that answered, per agent, as the answers arrive.
         self._models: dict[str, str] = {}
-        self._summarizing = False
         self._first_token_seen = False
         self.outcome = "open"
         # The request's access-log record, told the stream's outcome when it ends.
@@ -64,10 +60,7 @@ class StreamTelemetry:
     def observe(self, event: Event) -> None:
         m = self._metrics
         match event:
-            case AgentStarted(agent=agent):
-                self._running.add(agent)
             case AgentCompleted(agent=agent, model=model, retries=retries, elapsed_ms=ms):
-                self._running.discard(agent)
                 self._models[agent] = model
                 m.agent_outcomes.labels(agent=agent, outcome="ok", reason="").inc()
                 m.agent_seconds.labels(agent=agent).observe(ms / 1000)
@@ -75,24 +68,19 @@ class StreamTelemetry:
                 if model and model != self._primary_models.get(agent, model):
                     m.fallbacks.labels(agent=agent).inc()
             case AgentFailed(agent=agent, error=error, retries=retries, elapsed_ms=ms):
-                self._running.discard(agent)
                 outcome = "cut" if error.code in CUT_CODES else "failed"
                 m.agent_outcomes.labels(agent=agent, outcome=outcome, reason=error.code).inc()
                 m.agent_seconds.labels(agent=agent).observe(ms / 1000)
                 self._count_retries(agent, retries)
-            case SummaryStarted():
-                self._summarizing = True
             case SummaryDelta() if not self._first_token_seen:
                 self._first_token_seen = True
                 m.first_token_seconds.observe(trio.current_time() - self._started)
             case SummaryRestarted():
                 m.summary_restarts.inc()
             case Done(usage=usage, models=models):
-                self._summarizing = False
                 self._count_tokens(usage, {**self._models, **models})
                 self.outcome = "done"
             case Failed(error=error, usage=usage):
-                self._summarizing = False
                 # Tokens of the calls that finished were billed all the same.
                 self._count_tokens(usage, self._models)
                 self.outcome = error.code
