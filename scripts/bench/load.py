@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import resource
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,13 +74,10 @@ async def closed_loop(
     url: str, clients: int, *, requests_each: int | None = None, duration_s: float | None = None
 ) -> LoadResult:
     """`clients` concurrent clients, each sending its next request when the last ended."""
-    result = LoadResult()
-    cpu_before, started = _cpu(), trio.current_time()
-    deadline = started + duration_s if duration_s else float("inf")
-
+    deadline = trio.current_time() + duration_s if duration_s else float("inf")
     async with client(url, clients) as http:
 
-        async def run_client() -> None:
+        async def run_client(result: LoadResult) -> None:
             sent = 0
             while trio.current_time() < deadline and (
                 requests_each is None or sent < requests_each
@@ -94,9 +92,16 @@ async def closed_loop(
                     result.errors.append(timing.outcome)
                 result.timings.append(timing)
 
-        async with trio.open_nursery() as nursery:
-            for _ in range(clients):
-                nursery.start_soon(run_client)
+        return await measured(clients, run_client)
+
+
+async def measured(clients: int, run_client: Callable[[LoadResult], Awaitable[None]]) -> LoadResult:
+    """Run `clients` copies of `run_client` at once, timing the run and the generator's CPU."""
+    result = LoadResult()
+    cpu_before, started = _cpu(), trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(clients):
+            nursery.start_soon(run_client, result)
     result.wall_s = trio.current_time() - started
     result.generator_cpu_s = _cpu() - cpu_before
     return result
@@ -154,24 +159,16 @@ def sdk_client(base_url: str) -> Any:
 async def floor_loop(
     base_url: str, clients: int, requests_each: int, agent_model: str, summary_model: str
 ) -> LoadResult:
-
-    result = LoadResult()
-    cpu_before, started = _cpu(), trio.current_time()
     upstream = sdk_client(base_url)
     try:
 
-        async def run_client() -> None:
+        async def run_client(result: LoadResult) -> None:
             for _ in range(requests_each):
                 result.timings.append(await floor_pipeline(upstream, 2, agent_model, summary_model))
 
-        async with trio.open_nursery() as nursery:
-            for _ in range(clients):
-                nursery.start_soon(run_client)
+        return await measured(clients, run_client)
     finally:
         await upstream.close()
-    result.wall_s = trio.current_time() - started
-    result.generator_cpu_s = _cpu() - cpu_before
-    return result
 
 
 async def sdk_stream_loop(base_url: str, clients: int, duration_s: float, model: str) -> LoadResult:
@@ -179,14 +176,12 @@ async def sdk_stream_loop(base_url: str, clients: int, duration_s: float, model:
     gateway that forwards one call per request is asked to do."""
     import openai
 
-    result = LoadResult()
-    cpu_before, started = _cpu(), trio.current_time()
-    deadline = started + duration_s
+    deadline = trio.current_time() + duration_s
     upstream = sdk_client(base_url)
     messages = [{"role": "user", "content": "Bench question?"}]
     try:
 
-        async def run_client() -> None:
+        async def run_client(result: LoadResult) -> None:
             while trio.current_time() < deadline:
                 begun = trio.current_time()
                 try:
@@ -203,11 +198,6 @@ async def sdk_stream_loop(base_url: str, clients: int, duration_s: float, model:
                     continue
                 result.timings.append(Timing(trio.current_time() - begun, None, "done"))
 
-        async with trio.open_nursery() as nursery:
-            for _ in range(clients):
-                nursery.start_soon(run_client)
+        return await measured(clients, run_client)
     finally:
         await upstream.close()
-    result.wall_s = trio.current_time() - started
-    result.generator_cpu_s = _cpu() - cpu_before
-    return result
