@@ -201,6 +201,8 @@ class CallRecord:
     ended: trio.Event = field(default_factory=trio.Event, repr=False, compare=False)
     # The key of `FakeUpstream.behaviours` that chose the answer; "" for the default.
     behaviour: str = ""
+    # The caller's (host, port): calls with the same one came on the same connection.
+    client: tuple[str, int] | None = None
 
     def finish(self, outcome: Outcome, at: float | None = None) -> None:
         """Close the record once; later calls are ignored so the first verdict sticks."""
@@ -375,6 +377,7 @@ class FakeUpstream:
             headers=headers,
             body=payload,
             behaviour=key,
+            client=scope.get("client"),
         )
         self.calls.append(record)
         self._call_arrived.set()

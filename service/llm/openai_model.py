@@ -22,6 +22,7 @@ import openai
 
 from ..errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .model import ChatRequest, Completion, CompletionStream, Usage
+from .pool import PooledTransport
 from .upstream_errors import map_openai_error
 
 _CHAT_PATH = "/chat/completions"
@@ -123,13 +124,17 @@ class OpenAIChatModel:
         timeout_s: float,
         max_connections: int = 1000,
         headers: Mapping[str, str] | None = None,
+        name: str = "default",
     ) -> None:
+        limits = httpx2.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
         self._http = openai.DefaultAsyncHttpxClient(
             http2=False,
             timeout=httpx2.Timeout(timeout_s, connect=10.0),
-            limits=httpx2.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            # `limits` still sizes the pools of proxies taken from the environment.
+            limits=limits,
+            transport=PooledTransport(name=name, max_connections=max_connections),
         )
         # Retries belong to the pipeline, which knows each agent's deadline.
         self._client = openai.AsyncOpenAI(

@@ -39,6 +39,7 @@ class ProviderRouter:
                 timeout_s=self._timeout_s,
                 max_connections=endpoint.max_connections,
                 headers=dict(endpoint.headers),
+                name=endpoint.name,
             )
             self._clients[endpoint] = client
         return client
