@@ -54,7 +54,7 @@ def print_tables(results: dict[str, Any]) -> None:
         print(
             f"client close -> upstream close: p50 {delay['p50']} ms, p99 {delay['p99']} ms, "
             f"max {delay['max']} ms; upstream calls open 1 s later: "
-            f"{data['upstream_calls_open_after_1s']}"
+            f"{data['upstream_calls_open_after_1s']}; service CPU {data.get('service_cpu_ms')} ms"
         )
     if "peer" in results:
         peer = results["peer"]

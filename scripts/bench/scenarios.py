@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
-
-from scripts.fake_upstream import Behaviour, FakeUpstream, serve_fake_upstream
 
 from .load import (
     Timing,
@@ -199,33 +200,40 @@ async def _hold_streams(url: str, service: Any, count: int) -> dict[str, Any]:
 async def disconnect_storm(work: Path, count: int) -> dict[str, Any]:
     """Scenario 4: `count` clients hang up at once; how soon each upstream call is closed.
 
-    The fake upstream runs in this process, so its clock is the clients' clock.
+    Both ends are lean so that they measure the service, not themselves: the clients are
+    plain sockets closed in one tight loop, and the upstream (`stall_server`) is one epoll
+    loop in its own process that notes each close on the machine-wide monotonic clock.
     """
-    fake = FakeUpstream({"bench-stall": Behaviour(stall=True)})
-    async with trio.open_nursery() as fake_nursery:
-        binds = await fake_nursery.start(serve_fake_upstream, fake)
+    upstream_argv = [sys.executable, "-m", "scripts.bench.stall_server"]
+    async with started(upstream_argv, {}, work / "stall-4.log") as upstream:
         ensemble = ensemble_file(work / "storm.toml", 2, "bench-stall", "bench-stall")
-        env = service_env(binds[0], ensemble)
+        env = service_env(upstream.url, ensemble, SSE_KEEPALIVE_S="600")
         async with started(_service_argv(), env, work / "service-4.log") as service:
-            async with client(service.url, count) as http:
-                closed_at = 0.0
-                async with trio.open_nursery() as clients:
-                    for number in range(count):
-                        clients.start_soon(_stream_forever, http, f"storm {number}")
-                    with trio.fail_after(120):
-                        while len(fake.open_calls()) < 2 * count:  # noqa: ASYNC110
-                            await trio.sleep(0.05)
-                    closed_at = trio.current_time()
-                    clients.cancel_scope.cancel()
-                await trio.sleep(1)
-                still_open = len(fake.open_calls())
-        fake_nursery.cancel_scope.cancel()
+            host, port = service.url.removeprefix("http://").rsplit(":", 1)
+            closed_at: dict[str, float] = {}
+            async with trio.open_nursery() as readers:
+                streams = []
+                for number in range(count):
+                    stream = await trio.open_tcp_stream(host, int(port))
+                    await stream.send_all(_process_request(f"storm {number}"))
+                    streams.append(stream)
+                    readers.start_soon(_drain, stream)
+                with trio.fail_after(120):
+                    # Another process to ask: polling is the only way.
+                    while (await _status(upstream.url))["open"] < 2 * count:  # noqa: ASYNC110
+                        await trio.sleep(0.1)
+                cpu_before = service.cpu_seconds()
+                for number, stream in enumerate(streams):
+                    closed_at[f"storm {number}"] = time.monotonic()
+                    stream.socket.close()
+            await trio.sleep(1)
+            storm_cpu_s = service.cpu_seconds() - cpu_before
+            status = await _status(upstream.url)
     per_request: dict[str, float] = {}
-    for call in fake.calls:
-        if call.ended_at is None:
-            continue
-        message = str(call.messages[-1].get("content", ""))
-        per_request[message] = max(per_request.get(message, 0.0), call.ended_at - closed_at)
+    for message, upstream_closed_at in status["closed"]:
+        if message in closed_at:
+            delay = upstream_closed_at - closed_at[message]
+            per_request[message] = max(per_request.get(message, 0.0), delay)
     delays = list(per_request.values())
     return {
         "clients": count,
@@ -233,19 +241,39 @@ async def disconnect_storm(work: Path, count: int) -> dict[str, Any]:
             **_ms(delays),
             "max": round(max(delays, default=float("nan")) * 1000, 2),
         },
-        "upstream_calls_open_after_1s": still_open,
+        "upstream_calls_open_after_1s": status["open"],
+        "service_cpu_ms": round(storm_cpu_s * 1000, 1),
     }
 
 
-async def _stream_forever(http: httpx.AsyncClient, message: str) -> None:
-    body = {"message": message, "message_id": message.replace(" ", "-")}
+def _process_request(message: str) -> bytes:
+    body = json.dumps({"message": message, "message_id": message.replace(" ", "-")}).encode()
+    head = (
+        "POST /api/process HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _drain(stream: trio.SocketStream) -> None:
+    """Read what the service sends, so a close is a FIN rather than a reset."""
     try:
-        async with http.stream("POST", "/api/process", json=body) as response:
-            async for _ in response.aiter_lines():
-                pass
-    except httpx.HTTPError:
-        # Counted by its absence: the scenario waits for every upstream call to open.
+        while await stream.receive_some(65536):
+            pass
+    except (trio.ClosedResourceError, trio.BrokenResourceError):
         pass
+
+
+async def _status(url: str) -> dict[str, Any]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    async with await trio.open_tcp_stream(host, int(port)) as stream:
+        await stream.send_all(b"GET /status HTTP/1.1\r\nhost: bench\r\n\r\n")
+        response = bytearray()
+        while chunk := await stream.receive_some(65536):
+            response += chunk
+    _, _, body = bytes(response).partition(b"\r\n\r\n")
+    status: dict[str, Any] = json.loads(body)
+    return status
 
 
 LITELLM_READY = re.compile(rb"Uvicorn running on (http://127\.0\.0\.1:\d+)")
@@ -348,8 +376,6 @@ def _free_port() -> int:
 
 
 def _service_argv() -> list[str]:
-    import sys
-
     return [sys.executable, "-m", "service"]
 
 
