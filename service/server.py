@@ -17,6 +17,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from .app import create_app
+from .gc_tuning import tune_for_serving
 from .resources import Resources, open_resources
 from .settings import Settings
 from .telemetry.metrics import worker_exiting
@@ -126,6 +127,7 @@ async def run_server(settings: Settings) -> None:
     shutdown = trio.Event()
     hurry = trio.Event()
     async with open_resources(settings) as resources, trio.open_nursery() as signal_nursery:
+        tune_for_serving()
         signal_nursery.start_soon(_signals_to_shutdown, shutdown, hurry)
         signal_nursery.start_soon(_hard_stop_when_overdue, shutdown, settings)
         signal_nursery.start_soon(_reload_on_sighup, resources)
