@@ -9,7 +9,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .api import error_response, http_exception_response, routes
-from .api.connection import ShieldedSendHTTPConnection
+from .api.connection import StreamingHTTPConnection
 from .errors import ServiceError
 from .resources import Resources
 from .telemetry.access_log import AccessLog
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class FanoutApp(QuartTrio):
-    asgi_http_class = ShieldedSendHTTPConnection
+    asgi_http_class = StreamingHTTPConnection
 
 
 def create_app(resources: Resources) -> QuartTrio:

@@ -1,24 +1,44 @@
-"""The ASGI HTTP connection, with every send to the server shielded from cancellation.
+"""The ASGI HTTP connection: Quart-Trio's, with two changes for a streaming server.
 
-Hypercorn delivers `http.disconnect` from inside the final `send` of a response, and
-Quart-Trio answers it by cancelling the task that is making that very send. The cancel
-then lands in Hypercorn's own connection bookkeeping (closing the socket while draining,
-arming the keep-alive timer otherwise), which is left undone: during a shutdown the
-connection stays open until Hypercorn's graceful timeout. Hypercorn already shields the
-socket write itself, so shielding the whole send costs no responsiveness.
+Every send to the server is shielded from cancellation. Hypercorn delivers
+`http.disconnect` from inside the final `send` of a response, and Quart-Trio answers it by
+cancelling the task that is making that very send. The cancel then lands in Hypercorn's own
+connection bookkeeping (closing the socket while draining, arming the keep-alive timer
+otherwise), which is left undone: during a shutdown the connection stays open until
+Hypercorn's graceful timeout. Hypercorn already shields the socket write itself, so
+shielding the whole send costs no responsiveness.
+
+A client that hangs up has its upstream calls closed at once. Quart-Trio cancels the
+request's tasks, and each would close its upstream connection only after it has run and
+unwound; when hundreds of clients leave together, the last upstream close waited behind
+all of their work. The connection knows the request's calls (`RequestCalls`) and closes
+their sockets right after the cancel, in the same step.
 """
 
 from __future__ import annotations
 
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent
+from quart.wrappers import Request
 from quart_trio.asgi import TrioASGIHTTPConnection
 
+from ..llm.pool import REQUEST_CALLS, RequestCalls
 
-class ShieldedSendHTTPConnection(TrioASGIHTTPConnection):
+
+class StreamingHTTPConnection(TrioASGIHTTPConnection):
     async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         async def shielded_send(message: ASGISendEvent) -> None:
             with trio.CancelScope(shield=True):
                 await send(message)
 
+        # Set in this task's context, so every task the request starts inherits it.
+        self._upstream_calls = RequestCalls()
+        REQUEST_CALLS.set(self._upstream_calls)
         await super().__call__(receive, shielded_send)
+
+    async def handle_messages(  # type: ignore[override]
+        self, nursery: trio.Nursery, request: Request, receive: ASGIReceiveCallable
+    ) -> None:
+        # Returns only on `http.disconnect`, having just cancelled the request's tasks.
+        await super().handle_messages(nursery, request, receive)
+        self._upstream_calls.close_all()

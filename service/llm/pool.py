@@ -11,6 +11,13 @@ pushed back, and only the connection about to be reused is probed:
 
 The connections themselves (HTTP/1.1, TLS, timeouts) are httpcore2's, and so is the mapping
 of their errors onto httpx2's, which the SDK understands.
+
+A client request's calls can be closed all at once, the moment its client hangs up:
+
+    calls = RequestCalls()
+    REQUEST_CALLS.set(calls)        # in the request's task: its child tasks inherit it
+    ...
+    calls.close_all()               # once the request's tasks are cancelled
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import nullcontext
+from contextvars import ContextVar
 from typing import Any
 
 import httpcore2
@@ -33,6 +41,68 @@ KEEPALIVE_S = 5.0
 # A full pool makes calls wait; the warning saying so is repeated at most this often.
 _FULL_WARNING_EVERY_S = 10.0
 
+
+class _SocketKeeper(httpcore2.AsyncNetworkBackend):
+    """The network backend of one connection: trio's, keeping hold of the socket it opens."""
+
+    def __init__(self, backend: httpcore2.AsyncNetworkBackend) -> None:
+        self._backend = backend
+        self._stream: httpcore2.AsyncNetworkStream | None = None
+        self.aborted = False
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore2's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        self._stream = await self._backend.connect_tcp(
+            host,
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+        return self._stream
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+    def abort(self) -> None:
+        """Close the socket now, from any task, without waiting for the one using it."""
+        self.aborted = True
+        if self._stream is not None:
+            self._stream.get_extra_info("socket").close()
+
+
+class RequestCalls:
+    """The upstream connections one client request is using right now.
+
+    When its client hangs up, the request's tasks are cancelled, but each closes its
+    upstream connection only once it has run and unwound; with hundreds of clients leaving
+    at once, every upstream close would wait behind all of that work. `close_all` closes
+    the sockets at once instead (the tasks, already cancelled, then find them closed).
+    """
+
+    def __init__(self) -> None:
+        self._busy: set[_SocketKeeper] = set()
+
+    def add(self, keeper: _SocketKeeper) -> None:
+        self._busy.add(keeper)
+
+    def discard(self, keeper: _SocketKeeper) -> None:
+        self._busy.discard(keeper)
+
+    def close_all(self) -> None:
+        busy, self._busy = self._busy, set()
+        for keeper in busy:
+            keeper.abort()
+
+
+# The calls of the client request this task serves; None outside a request.
+REQUEST_CALLS: ContextVar[RequestCalls | None] = ContextVar("request_calls", default=None)
 
 _OriginKey = tuple[bytes, bytes, int]
 
@@ -58,7 +128,8 @@ class FlatConnectionPool:
         self._max_connections = max_connections
         self._ssl_context = ssl_context
         self._keepalive_s = keepalive_s
-        self._open: set[httpcore2.AsyncHTTPConnection] = set()
+        self._backend = httpcore2.TrioBackend()
+        self._open: dict[httpcore2.AsyncHTTPConnection, _SocketKeeper] = {}
         # Per origin, oldest first: (when it stops being worth keeping, connection).
         self._idle: dict[_OriginKey, deque[tuple[float, httpcore2.AsyncHTTPConnection]]] = {}
         self._freed = trio.Event()
@@ -77,15 +148,21 @@ class FlatConnectionPool:
         timeouts = request.extensions.get("timeout", {})
         origin = request.url.origin
         connection = await self._acquire(origin, timeouts.get("pool"))
+        keeper = self._open[connection]
+        calls = REQUEST_CALLS.get()
+        if calls is not None:
+            calls.add(keeper)
         try:
             response = await connection.handle_async_request(request)
         except BaseException:
+            if calls is not None:
+                calls.discard(keeper)
             await self._forget(connection)
             raise
         return httpcore2.Response(
             status=response.status,
             headers=response.headers,
-            content=_ReleasingStream(response.stream, self, origin, connection),
+            content=_ReleasingStream(response.stream, self, origin, connection, keeper, calls),
             extensions=response.extensions,
         )
 
@@ -97,7 +174,7 @@ class FlatConnectionPool:
 
     async def aclose(self) -> None:
         self._closed = True
-        connections, self._open, self._idle = list(self._open), set(), {}
+        connections, self._open, self._idle = list(self._open), {}, {}
         with trio.CancelScope(shield=True):
             for connection in connections:
                 await connection.aclose()
@@ -116,12 +193,14 @@ class FlatConnectionPool:
                     if connection is None and (
                         len(self._open) < self._max_connections or await self._evict_one()
                     ):
+                        keeper = _SocketKeeper(self._backend)
                         connection = httpcore2.AsyncHTTPConnection(
                             origin=origin,
                             ssl_context=self._ssl_context,
                             keepalive_expiry=self._keepalive_s,
+                            network_backend=keeper,
                         )
-                        self._open.add(connection)
+                        self._open[connection] = keeper
                     if connection is not None:
                         return connection
                     self._warn_full()
@@ -159,7 +238,8 @@ class FlatConnectionPool:
         self, origin: httpcore2.Origin, connection: httpcore2.AsyncHTTPConnection
     ) -> None:
         """A call is over: keep its connection for the next one if it can carry one."""
-        if self._closed or connection not in self._open or not connection.is_idle():
+        keeper = self._open.get(connection)
+        if self._closed or keeper is None or keeper.aborted or not connection.is_idle():
             await self._forget(connection)
             return
         now = time.monotonic()
@@ -173,7 +253,7 @@ class FlatConnectionPool:
         self._wake_waiters()
 
     async def _forget(self, connection: httpcore2.AsyncHTTPConnection) -> None:
-        self._open.discard(connection)
+        self._open.pop(connection, None)
         with trio.CancelScope(shield=True):
             await connection.aclose()
         self._wake_waiters()
@@ -203,11 +283,15 @@ class _ReleasingStream:
         pool: FlatConnectionPool,
         origin: httpcore2.Origin,
         connection: httpcore2.AsyncHTTPConnection,
+        keeper: _SocketKeeper,
+        calls: RequestCalls | None,
     ) -> None:
         self._stream = stream
         self._pool = pool
         self._origin = origin
         self._connection = connection
+        self._keeper = keeper
+        self._calls = calls
         self._released = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -217,6 +301,8 @@ class _ReleasingStream:
         if self._released:
             return
         self._released = True
+        if self._calls is not None:
+            self._calls.discard(self._keeper)
         with trio.CancelScope(shield=True):
             await self._stream.aclose()
             await self._pool._release(self._origin, self._connection)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ import trio
 from scripts.fake_upstream import Behaviour, FakeUpstream, base_url, serve_fake_upstream
 from service.llm import ChatMessage, ChatRequest
 from service.llm.openai_model import OpenAIChatModel
-from service.llm.pool import FlatConnectionPool, PooledTransport
+from service.llm.pool import REQUEST_CALLS, FlatConnectionPool, PooledTransport, RequestCalls
 
 # How long a call that should be waiting is given to show it is not.
 SETTLE_S = 0.3
@@ -185,3 +186,54 @@ async def test_the_sdk_model_goes_through_the_pool() -> None:
         assert len(upstream.calls) == 4
         assert len({call.client for call in upstream.calls}) == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_closing_a_requests_calls_closes_their_sockets_before_their_tasks_run() -> None:
+    upstream = fake()
+    async with pooled_client(upstream, max_connections=10) as (client, pool):
+        calls = RequestCalls()
+        failures: list[BaseException] = []
+
+        async def call_for_the_request() -> None:
+            REQUEST_CALLS.set(calls)
+            try:
+                await post(client, "stall")
+            except httpx2.TransportError as exc:
+                failures.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call_for_the_request)
+            stalled = await upstream.wait_for_call("stall")
+            calls.close_all()
+            # The upstream sees the close although the calling task has not run since.
+            with trio.fail_after(1):
+                await stalled.ended.wait()
+            assert stalled.outcome == "disconnected"
+        assert len(failures) == 1
+        assert pool.open_connections == 0
+        # The closed connection is never handed out again.
+        await post(client)
+        assert upstream.calls[-1].client != stalled.client
+
+
+async def test_close_all_closes_only_the_calls_of_its_own_request() -> None:
+    upstream = fake()
+    async with pooled_client(upstream, max_connections=10) as (client, _):
+        leaving, staying = RequestCalls(), RequestCalls()
+
+        async def call_for(calls: RequestCalls, model: str) -> None:
+            REQUEST_CALLS.set(calls)
+            with contextlib.suppress(httpx2.TransportError):
+                await post(client, model)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call_for, leaving, "stall")
+            nursery.start_soon(call_for, staying, "held")
+            left = await upstream.wait_for_call("stall")
+            stayed = await upstream.wait_for_call("held")
+            leaving.close_all()
+            with trio.fail_after(1):
+                await left.ended.wait()
+            await trio.sleep(SETTLE_S)
+            assert stayed.outcome == "open"
+            nursery.cancel_scope.cancel()
