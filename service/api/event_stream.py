@@ -87,11 +87,23 @@ class EventStreamBody(ResponseBody):
                 event = await self._events.receive()
             except trio.EndOfChannel:
                 raise StopAsyncIteration from None
-            self._finished = isinstance(event, TERMINAL_EVENTS)
-            if self._telemetry is not None:
-                self._telemetry.observe(event)
-            return self._encoder.encode(event)
+            chunks = [self._encoded(event)]
+            # Events already waiting (a burst of tokens) leave in the same write: a socket
+            # send per event was a quarter of the service's CPU at saturation.
+            while not self._finished:
+                try:
+                    event = self._events.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                chunks.append(self._encoded(event))
+            return b"".join(chunks)
         return KEEPALIVE
+
+    def _encoded(self, event: Event) -> bytes:
+        self._finished = isinstance(event, TERMINAL_EVENTS)
+        if self._telemetry is not None:
+            self._telemetry.observe(event)
+        return self._encoder.encode(event)
 
     async def _run(self, events: trio.MemorySendChannel[Event]) -> None:
         """Run the producer; make sure the stream ends with `done` or `error` whatever happens."""

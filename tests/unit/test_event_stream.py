@@ -60,6 +60,21 @@ async def test_idle_streams_get_a_keepalive_comment_every_interval(
     assert event_type(chunks[-1][1]) == "done"
 
 
+async def test_events_already_waiting_leave_in_one_write(autojump_clock: MockClock) -> None:
+    async def bursty(events: trio.MemorySendChannel[Event]) -> None:
+        async with events:
+            for name in ("a", "b", "c"):
+                events.send_nowait(AgentStarted(agent=name))
+            await trio.sleep(1)
+            await events.send(DONE)
+
+    chunks = await read_all(body(bursty))
+    assert len(chunks) == 2
+    burst = chunks[0][1].decode().split("\n\n")
+    assert [part.split("\n")[1] for part in burst if part] == ["event: agent.started"] * 3
+    assert event_type(chunks[1][1]) == "done"
+
+
 async def test_nothing_is_sent_after_the_terminal_event(autojump_clock: MockClock) -> None:
     async def chatty(events: trio.MemorySendChannel[Event]) -> None:
         async with events:
