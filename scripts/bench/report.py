@@ -45,7 +45,8 @@ def print_tables(results: dict[str, Any]) -> None:
         for row in results["streams"]["rows"]:
             print(
                 f"{row['streams']:>8} {row['open']:>6} {row['errors']:>7} "
-                f"{row['rss_open_mib']:>8} {row['kib_per_stream']:>11}"
+                f"{row['rss_open_mib']:>8} {row['kib_per_stream']:>11}  "
+                + ", ".join(f"{kind} x{n}" for kind, n in row.get("error_kinds", {}).items())
             )
     if "storm" in results:
         data = results["storm"]

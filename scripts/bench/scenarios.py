@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
@@ -191,6 +192,7 @@ async def _hold_streams(url: str, service: Any, count: int) -> dict[str, Any]:
         "streams": count,
         "open": opened,
         "errors": len(errors),
+        "error_kinds": dict(collections.Counter(errors)),
         "rss_before_mib": round(rss_before / 2**20, 1),
         "rss_open_mib": round(rss_open / 2**20, 1),
         "kib_per_stream": round((rss_open - rss_before) / max(opened, 1) / 1024, 1),
