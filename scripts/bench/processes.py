@@ -123,16 +123,32 @@ def fake_upstream(models: Mapping[str, Mapping[str, object]], log: Path) -> list
     return argv
 
 
-def ensemble_file(path: Path, agents: int, agent_model: str, summary_model: str) -> Path:
+def ensemble_file(
+    path: Path,
+    agents: int,
+    agent_model: str,
+    summary_model: str,
+    *,
+    upstream: str | None = None,
+    max_connections: int | None = None,
+) -> Path:
+    """An ensemble of `agents` agents and a summarizer. With `upstream`, every member uses
+    a provider at that URL with a pool of `max_connections` (else LLM_BASE_URL's)."""
+    provider = 'provider = "upstream"\n' if upstream else ""
     parts = [
         f'[[agents]]\nname = "agent-{i}"\nmodel = "{agent_model}"\nretries = 0\n'
-        f'timeout_s = 3600\nsystem_prompt = "You are agent {i}."\n'
+        f'timeout_s = 3600\nsystem_prompt = "You are agent {i}."\n{provider}'
         for i in range(agents)
     ]
     parts.append(
         f'[summarizer]\nname = "combine"\nmodel = "{summary_model}"\nretries = 0\n'
-        'system_prompt = "Combine."\n'
+        f'system_prompt = "Combine."\n{provider}'
     )
+    if upstream:
+        parts.append(
+            f'[providers.upstream]\nbase_url = "{upstream}/v1"\n'
+            f"max_connections = {max_connections or 1000}\n"
+        )
     path.write_text("\n".join(parts))
     return path
 

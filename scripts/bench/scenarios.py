@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 from .load import (
@@ -139,55 +138,61 @@ async def saturation(work: Path, workers: list[int], duration_s: float) -> dict[
 
 
 async def open_streams(work: Path, counts: list[int]) -> dict[str, Any]:
-    """Scenario 3: N streams held open by stalled agents: errors and memory per stream."""
+    """Scenario 3: N streams held open by stalled agents: errors and memory per stream.
+
+    A stream counts as open once the upstream (`stall_server`) holds both of its agents'
+    calls: a call still waiting for a pooled connection is not open. The clients are plain
+    sockets, so that opening thousands costs the generator little.
+    """
     rows = []
-    async with started(fake_upstream(MODELS, work), {}, work / "fake-3.log") as fake:
-        ensemble = ensemble_file(work / "stall.toml", 2, "bench-stall", "bench-summary-0")
-        env = service_env(fake.url, ensemble, SSE_KEEPALIVE_S="600")
+    upstream_argv = [sys.executable, "-m", "scripts.bench.stall_server"]
+    async with started(upstream_argv, {}, work / "stall-3.log") as upstream:
+        ensemble = ensemble_file(
+            work / "stall.toml",
+            2,
+            "bench-stall",
+            "bench-stall",
+            upstream=upstream.url,
+            max_connections=2 * max(counts),
+        )
+        env = service_env(upstream.url, ensemble, SSE_KEEPALIVE_S="600")
         async with started(_service_argv(), env, work / "service-3.log") as service:
             for count in counts:
-                rows.append(await _hold_streams(service.url, service, count))
+                rows.append(await _hold_streams(service, upstream.url, count))
     return {"rows": rows}
 
 
-async def _hold_streams(url: str, service: Any, count: int) -> dict[str, Any]:
+async def _hold_streams(service: Any, upstream_url: str, count: int) -> dict[str, Any]:
     errors: list[str] = []
-    opened = 0
-    all_open = trio.Event()
     await trio.sleep(0.5)
     rss_before = service.rss_bytes()
-    async with client(url, count) as http:
-        async with trio.open_nursery() as nursery:
+    calls_before = (await _status(upstream_url))["open"]
+    opened = 0
+    async with trio.open_nursery() as nursery:
 
-            async def hold(number: int) -> None:
-                nonlocal opened
-                body = {"message": f"Hold {number}", "message_id": f"hold-{number}"}
-                try:
-                    async with http.stream("POST", "/api/process", json=body) as response:
-                        if response.status_code != 200:
-                            errors.append(f"http {response.status_code}")
-                            return
-                        started_agents = 0
-                        async for line in response.aiter_lines():
-                            if line == "event: agent.started":
-                                started_agents += 1
-                                if started_agents == 2:
-                                    opened += 1
-                                    if opened == count - len(errors):
-                                        all_open.set()
-                except httpx.HTTPError as exc:
-                    errors.append(type(exc).__name__)
-                    if opened == count - len(errors):
-                        all_open.set()
+        async def hold(number: int) -> None:
+            try:
+                stream = await _open_stream(service.url, f"hold {number}")
+            except (OSError, trio.BrokenResourceError, ValueError) as exc:
+                # A refused stream's status line, or what broke the connection.
+                errors.append(str(exc) if isinstance(exc, ValueError) else type(exc).__name__)
+                return
+            await _drain(stream)
 
-            for number in range(count):
-                nursery.start_soon(hold, number)
-            with trio.move_on_after(120):
-                await all_open.wait()
-            await trio.sleep(1)
-            rss_open = service.rss_bytes()
-            nursery.cancel_scope.cancel()
-    await trio.sleep(1)
+        for number in range(count):
+            nursery.start_soon(hold, number)
+        with trio.move_on_after(120):
+            # Another process to ask: polling is the only way.
+            while True:
+                calls = (await _status(upstream_url))["open"] - calls_before
+                if calls >= 2 * (count - len(errors)):
+                    break
+                await trio.sleep(0.2)
+        await trio.sleep(1)
+        opened = ((await _status(upstream_url))["open"] - calls_before) // 2
+        rss_open = service.rss_bytes()
+        nursery.cancel_scope.cancel()
+    await trio.sleep(2)
     return {
         "streams": count,
         "open": opened,
@@ -199,6 +204,23 @@ async def _hold_streams(url: str, service: Any, count: int) -> dict[str, Any]:
     }
 
 
+async def _open_stream(url: str, message: str) -> trio.SocketStream:
+    """A client that posted `message` and got the stream's 200; ValueError for another."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    await stream.send_all(_process_request(message))
+    head = bytearray()
+    while b"\r\n" not in head:
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            raise trio.BrokenResourceError("closed before the response")
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 200"):
+        await stream.aclose()
+        raise ValueError(bytes(head.split(b"\r\n", 1)[0]).decode("latin-1"))
+    return stream
+
+
 async def disconnect_storm(work: Path, count: int) -> dict[str, Any]:
     """Scenario 4: `count` clients hang up at once; how soon each upstream call is closed.
 
@@ -208,7 +230,14 @@ async def disconnect_storm(work: Path, count: int) -> dict[str, Any]:
     """
     upstream_argv = [sys.executable, "-m", "scripts.bench.stall_server"]
     async with started(upstream_argv, {}, work / "stall-4.log") as upstream:
-        ensemble = ensemble_file(work / "storm.toml", 2, "bench-stall", "bench-stall")
+        ensemble = ensemble_file(
+            work / "storm.toml",
+            2,
+            "bench-stall",
+            "bench-stall",
+            upstream=upstream.url,
+            max_connections=2 * count,
+        )
         env = service_env(upstream.url, ensemble, SSE_KEEPALIVE_S="600")
         async with started(_service_argv(), env, work / "service-4.log") as service:
             host, port = service.url.removeprefix("http://").rsplit(":", 1)
