@@ -42,8 +42,48 @@ KEEPALIVE_S = 5.0
 _FULL_WARNING_EVERY_S = 10.0
 
 
+class CoalescedWrites(httpcore2.AsyncNetworkStream):
+    """A connection's stream whose writes wait for its next read and go out as one.
+
+    httpcore2 writes a request's head and body separately: two or three socket sends per
+    call, each waking the server for a fragment. A client reads only once its request is
+    all written, so holding writes until then changes nothing but the number of sends.
+    """
+
+    def __init__(self, stream: httpcore2.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._pending: list[bytes] = []
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        if buffer:
+            self._pending.append(buffer)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        if self._pending:
+            pending, self._pending = b"".join(self._pending), []
+            await self._stream.write(pending, timeout)
+        return await self._stream.read(max_bytes, timeout)
+
+    async def aclose(self) -> None:
+        self._pending = []
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore2.AsyncNetworkStream:
+        tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        return CoalescedWrites(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
 class _SocketKeeper(httpcore2.AsyncNetworkBackend):
-    """The network backend of one connection: trio's, keeping hold of the socket it opens."""
+    """The network backend of one connection: trio's, keeping hold of the socket it opens
+    and coalescing its writes."""
 
     def __init__(self, backend: httpcore2.AsyncNetworkBackend) -> None:
         self._backend = backend
@@ -58,12 +98,14 @@ class _SocketKeeper(httpcore2.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore2.AsyncNetworkStream:
-        self._stream = await self._backend.connect_tcp(
-            host,
-            port,
-            timeout=timeout,
-            local_address=local_address,
-            socket_options=socket_options,
+        self._stream = CoalescedWrites(
+            await self._backend.connect_tcp(
+                host,
+                port,
+                timeout=timeout,
+                local_address=local_address,
+                socket_options=socket_options,
+            )
         )
         return self._stream
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpcore2
 import httpx2
 import pytest
 import trio
@@ -14,7 +15,13 @@ import trio
 from scripts.fake_upstream import Behaviour, FakeUpstream, base_url, serve_fake_upstream
 from service.llm import ChatMessage, ChatRequest
 from service.llm.openai_model import OpenAIChatModel
-from service.llm.pool import REQUEST_CALLS, FlatConnectionPool, PooledTransport, RequestCalls
+from service.llm.pool import (
+    REQUEST_CALLS,
+    CoalescedWrites,
+    FlatConnectionPool,
+    PooledTransport,
+    RequestCalls,
+)
 
 # How long a call that should be waiting is given to show it is not.
 SETTLE_S = 0.3
@@ -237,3 +244,39 @@ async def test_close_all_closes_only_the_calls_of_its_own_request() -> None:
             await trio.sleep(SETTLE_S)
             assert stayed.outcome == "open"
             nursery.cancel_scope.cancel()
+
+
+class RecordingStream(httpcore2.AsyncNetworkStream):
+    """Stands in for a socket: records what is written, answers reads with `reply`."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+        self._reply = reply
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        self.writes.append(buffer)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        reply, self._reply = self._reply, b""
+        return reply
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_a_request_written_in_parts_leaves_in_one_send_before_the_first_read() -> None:
+    socket = RecordingStream(reply=b"HTTP/1.1 200 OK\r\n")
+    stream = CoalescedWrites(socket)
+    await stream.write(b"POST /v1/chat/completions HTTP/1.1\r\n\r\n")
+    await stream.write(b"")
+    await stream.write(b'{"model": "m"}')
+    assert socket.writes == []
+    assert await stream.read(4096) == b"HTTP/1.1 200 OK\r\n"
+    assert socket.writes == [b'POST /v1/chat/completions HTTP/1.1\r\n\r\n{"model": "m"}']
+    await stream.read(4096)
+    assert len(socket.writes) == 1
+    await stream.write(b"never sent")
+    await stream.aclose()
+    assert socket.closed
+    assert len(socket.writes) == 1
