@@ -2,7 +2,9 @@
 
 Spans follow the GenAI semantic conventions (`gen_ai.*`) plus the service's own `fanout.*`
 attributes. Export uses OTLP over HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or the traces one)
-is set, configured by the standard OTEL_* variables; otherwise spans are made but not sent.
+is set, configured by the standard OTEL_* variables. Without an exporter (or any other span
+processor) spans are not recorded at all, but still carry ids: X-Trace-Id and the
+`traceparent` sent upstream stay valid.
 
     setup_tracing(settings)
     with member_span("agent", agent.name, model) as span:
@@ -12,21 +14,71 @@ is set, configured by the standard OTEL_* variables; otherwise spans are made bu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import trio
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import Attributes
 
 from ..llm import Usage
 
 SERVICE_NAME = "llm-fanout"
 tracer = trace.get_tracer("service")
+
+
+class _RecordWhenConsumed(Sampler):
+    """Spans are sampled as their parent says (or always, without one), but only once a
+    span processor takes them: recording spans no one reads was 9 KB per open stream."""
+
+    def __init__(self) -> None:
+        self.consumed = False
+        self._sampler = ParentBased(ALWAYS_ON)
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        if not self.consumed:
+            return SamplingResult(Decision.DROP)
+        return self._sampler.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return "ParentBased{root:AlwaysOnSampler} once spans are consumed"
+
+
+class _Provider(TracerProvider):
+    def __init__(self) -> None:
+        self._sampler_until_consumed = _RecordWhenConsumed()
+        super().__init__(
+            sampler=self._sampler_until_consumed,
+            resource=Resource.create({"service.name": SERVICE_NAME}),
+        )
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        self._sampler_until_consumed.consumed = True
+
 
 _provider: TracerProvider | None = None
 
@@ -35,7 +87,7 @@ def setup_tracing(otlp_endpoint: str | None) -> TracerProvider:
     """Install the tracer provider once; export over OTLP/HTTP when an endpoint is set."""
     global _provider
     if _provider is None:
-        _provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+        _provider = _Provider()
         trace.set_tracer_provider(_provider)
     if otlp_endpoint and not getattr(_provider, "_fanout_exporting", False):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
