@@ -79,6 +79,10 @@ async def ask_agent(
     """
     asking = _Asking(agent, tuple(messages), model, policy, attempts, context)
     untried = _Untried(targets)
+    if agent.hedge_after_ms is None:
+        # Nothing to race: ask in this task. A race nursery and a task per stalled agent
+        # were a tenth of an open stream's memory.
+        return await _in_order(asking, untried)
     winner: Answer | None = None
     errors: list[UpstreamError] = []
     asking_now: list[Target] = []
@@ -129,9 +133,22 @@ async def ask_agent(
         if first is None:
             raise AssertionError("an agent always has at least one target")
         race.start_soon(contest, first)
-        if agent.hedge_after_ms is not None:
-            race.start_soon(hedge, agent.hedge_after_ms / 1000)
+        race.start_soon(hedge, agent.hedge_after_ms / 1000)
 
     if winner is not None:
         return winner
     raise errors[-1]
+
+
+async def _in_order(asking: _Asking, untried: _Untried) -> Answer:
+    """The answer of the first target that gives one; the last error if none does."""
+    target = untried.take()
+    if target is None:
+        raise AssertionError("an agent always has at least one target")
+    while True:
+        try:
+            return await asking.on_target(target, last=untried.empty())
+        except UpstreamError:
+            target = untried.take()
+            if target is None:
+                raise
