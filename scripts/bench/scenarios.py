@@ -137,12 +137,18 @@ async def saturation(work: Path, workers: list[int], duration_s: float) -> dict[
     return {"upstream_calls_per_pipeline": 3, "rows": rows}
 
 
+# Streams opened and closed in a fresh service before it is measured (pools, caches).
+WARM_UP_STREAMS = 100
+
+
 async def open_streams(work: Path, counts: list[int]) -> dict[str, Any]:
     """Scenario 3: N streams held open by stalled agents: errors and memory per stream.
 
     A stream counts as open once the upstream (`stall_server`) holds both of its agents'
     calls: a call still waiting for a pooled connection is not open. The clients are plain
-    sockets, so that opening thousands costs the generator little.
+    sockets, so that opening thousands costs the generator little. Each N gets a fresh
+    service, warmed up by a few streams: a process keeps the memory it once used, so in one
+    process each row would only show what the streams added beyond the row before.
     """
     rows = []
     upstream_argv = [sys.executable, "-m", "scripts.bench.stall_server"]
@@ -156,10 +162,12 @@ async def open_streams(work: Path, counts: list[int]) -> dict[str, Any]:
             max_connections=2 * max(counts),
         )
         env = service_env(upstream.url, ensemble, SSE_KEEPALIVE_S="600")
-        async with started(_service_argv(), env, work / "service-3.log") as service:
-            for count in counts:
+        for count in counts:
+            log = work / f"service-3-{count}.log"
+            async with started(_service_argv(), env, log) as service:
+                await _hold_streams(service, upstream.url, WARM_UP_STREAMS)
                 rows.append(await _hold_streams(service, upstream.url, count))
-    return {"rows": rows}
+    return {"warm_up_streams": WARM_UP_STREAMS, "rows": rows}
 
 
 async def _hold_streams(service: Any, upstream_url: str, count: int) -> dict[str, Any]:
