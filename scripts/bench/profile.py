@@ -16,8 +16,8 @@ from pathlib import Path
 import trio
 
 from .load import closed_loop
-from .processes import ensemble_file, fake_upstream, service_env, started
-from .scenarios import MODELS
+from .processes import ensemble_file, service_env, started
+from .scenarios import INSTANT_UPSTREAM
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "profile.txt"
 
@@ -26,7 +26,7 @@ async def profile(seconds: float) -> str:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory(prefix="profile-") as scratch:
         work = Path(scratch)
-        async with started(fake_upstream(MODELS, work), {}, work / "fake.log") as fake:
+        async with started(INSTANT_UPSTREAM, {}, work / "instant.log") as fake:
             ensemble = ensemble_file(work / "zero.toml", 2, "bench-agent-0", "bench-summary-0")
             env = service_env(fake.url, ensemble)
             async with started([sys.executable, "-m", "service"], env, work / "svc.log") as svc:

@@ -111,7 +111,7 @@ def _minus(service: list[Timing], floor: list[Timing], *, total: bool) -> dict[s
 async def saturation(work: Path, workers: list[int], duration_s: float) -> dict[str, Any]:
     """Scenario 2: pipelines per second with zero upstream latency, and CPU per pipeline."""
     rows = []
-    async with started(fake_upstream(MODELS, work), {}, work / "fake-2.log") as fake:
+    async with started(INSTANT_UPSTREAM, {}, work / "instant-2.log") as fake:
         ensemble = ensemble_file(work / "zero.toml", 2, "bench-agent-0", "bench-summary-0")
         for count in workers:
             env = service_env(fake.url, ensemble, WORKERS=str(count))
@@ -136,6 +136,10 @@ async def saturation(work: Path, workers: list[int], duration_s: float) -> dict[
                 )
     return {"upstream_calls_per_pipeline": 3, "rows": rows}
 
+
+# The zero-latency scenarios' upstream: canned answers from one epoll loop, so that the CPU
+# goes to the systems measured (the fake upstream cost about 2 ms per call).
+INSTANT_UPSTREAM = [sys.executable, "-m", "scripts.bench.instant_upstream"]
 
 # Streams opened and closed in a fresh service before it is measured (pools, caches).
 WARM_UP_STREAMS = 100
@@ -334,10 +338,10 @@ async def peer(work: Path, duration_s: float) -> dict[str, Any]:
             "LITELLM_BIN); no peer comparison in this run"
         }
     rows = []
-    async with started(fake_upstream(MODELS, work), {}, work / "fake-5.log") as fake:
+    async with started(INSTANT_UPSTREAM, {}, work / "instant-5.log") as fake:
         rows.append(
             await _streams_per_s(
-                "fake upstream, direct", 1, fake, None, duration_s, f"{fake.url}/v1"
+                "upstream, called directly", 1, fake, None, duration_s, f"{fake.url}/v1"
             )
         )
         config = work / "litellm.yaml"
