@@ -11,23 +11,14 @@ the usage chunk when asked for it, then `[DONE]`.
 
 from __future__ import annotations
 
-import argparse
 import json
-import selectors
-import signal
 import socket
 from typing import Any
 
+from .epoll_server import EpollServer, response, serve_main
+
 REPLY = "A short answer."
 TOKENS = [f"t{i} " for i in range(20)]
-_HEAD_END = b"\r\n\r\n"
-
-
-def _response(status: str, content_type: str, body: bytes) -> bytes:
-    head = (
-        f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
 
 
 def completion(model: str) -> bytes:
@@ -45,7 +36,7 @@ def completion(model: str) -> bytes:
         ],
         "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14},
     }
-    return _response("200 OK", "application/json", json.dumps(body).encode())
+    return response("200 OK", "application/json", json.dumps(body).encode())
 
 
 def stream(model: str, include_usage: bool) -> bytes:
@@ -71,69 +62,17 @@ def stream(model: str, include_usage: bool) -> bytes:
         usage = {"prompt_tokens": 10, "completion_tokens": len(TOKENS), "total_tokens": 30}
         events.append(chunk([], usage=usage))
     events.append("data: [DONE]\n\n")
-    return _response("200 OK", "text/event-stream", "".join(events).encode())
+    return response("200 OK", "text/event-stream", "".join(events).encode())
 
 
-class InstantUpstream:
+class InstantUpstream(EpollServer):
     def __init__(self, listener: socket.socket) -> None:
-        self._listener = listener
-        self._selector = selectors.EpollSelector()
-        self._selector.register(listener, selectors.EVENT_READ, None)
+        super().__init__(listener)
         self._answers: dict[tuple[str, bool, bool], bytes] = {}
-        self.running = True
 
-    def serve(self) -> None:
-        while self.running:
-            for key, _ in self._selector.select(timeout=0.2):
-                if key.data is None:
-                    self._accept()
-                else:
-                    self._read(key.fileobj, key.data)  # type: ignore[arg-type]
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self._listener.accept()
-            except BlockingIOError:
-                return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._selector.register(sock, selectors.EVENT_READ, bytearray())
-
-    def _read(self, sock: socket.socket, buffer: bytearray) -> None:
-        try:
-            data = sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._selector.unregister(sock)
-            sock.close()
-            return
-        buffer += data
-        replies = []
-        while (head_end := buffer.find(_HEAD_END)) >= 0:
-            head = bytes(buffer[:head_end]).decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            start = head_end + len(_HEAD_END)
-            if len(buffer) < start + length:
-                break
-            body = bytes(buffer[start : start + length])
-            del buffer[: start + length]
-            replies.append(self._answer(head, body))
-        if replies:
-            sock.setblocking(True)
-            sock.sendall(b"".join(replies))
-            sock.setblocking(False)
-
-    def _answer(self, head: str, body: bytes) -> bytes:
+    def answer(self, sock: socket.socket, head: str, body: bytes) -> bytes | None:
         if not head.startswith("POST ") or "/chat/completions " not in head.split("\r\n")[0]:
-            return _response("404 Not Found", "application/json", b'{"error": "not found"}')
+            return response("404 Not Found", "application/json", b'{"error": "not found"}')
         request = json.loads(body)
         model = str(request.get("model"))
         streamed = request.get("stream") is True
@@ -147,22 +86,5 @@ class InstantUpstream:
         return answer
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m scripts.bench.instant_upstream")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    listener = socket.create_server(("127.0.0.1", args.port), backlog=4096)
-    listener.setblocking(False)
-    server = InstantUpstream(listener)
-
-    def stop(*_: object) -> None:
-        server.running = False
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print(f"answering on http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
-    server.serve()
-
-
 if __name__ == "__main__":
-    main()
+    serve_main(InstantUpstream, "python -m scripts.bench.instant_upstream", "answering on")

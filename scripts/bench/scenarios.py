@@ -157,14 +157,7 @@ async def open_streams(work: Path, counts: list[int]) -> dict[str, Any]:
     rows = []
     upstream_argv = [sys.executable, "-m", "scripts.bench.stall_server"]
     async with started(upstream_argv, {}, work / "stall-3.log") as upstream:
-        ensemble = ensemble_file(
-            work / "stall.toml",
-            2,
-            "bench-stall",
-            "bench-stall",
-            upstream=upstream.url,
-            max_connections=2 * max(counts),
-        )
+        ensemble = _stalling_ensemble(work / "stall.toml", upstream.url, 2 * max(counts))
         env = service_env(upstream.url, ensemble, SSE_KEEPALIVE_S="600")
         for count in counts:
             log = work / f"service-3-{count}.log"
@@ -172,6 +165,13 @@ async def open_streams(work: Path, counts: list[int]) -> dict[str, Any]:
                 await _hold_streams(service, upstream.url, WARM_UP_STREAMS)
                 rows.append(await _hold_streams(service, upstream.url, count))
     return {"warm_up_streams": WARM_UP_STREAMS, "rows": rows}
+
+
+def _stalling_ensemble(path: Path, upstream: str, max_connections: int) -> Path:
+    """Two agents on the stall server, with a pool that has room for every call."""
+    return ensemble_file(
+        path, 2, "bench-stall", "bench-stall", upstream=upstream, max_connections=max_connections
+    )
 
 
 async def _hold_streams(service: Any, upstream_url: str, count: int) -> dict[str, Any]:
@@ -242,14 +242,7 @@ async def disconnect_storm(work: Path, count: int) -> dict[str, Any]:
     """
     upstream_argv = [sys.executable, "-m", "scripts.bench.stall_server"]
     async with started(upstream_argv, {}, work / "stall-4.log") as upstream:
-        ensemble = ensemble_file(
-            work / "storm.toml",
-            2,
-            "bench-stall",
-            "bench-stall",
-            upstream=upstream.url,
-            max_connections=2 * count,
-        )
+        ensemble = _stalling_ensemble(work / "storm.toml", upstream.url, 2 * count)
         env = service_env(upstream.url, ensemble, SSE_KEEPALIVE_S="600")
         async with started(_service_argv(), env, work / "service-4.log") as service:
             host, port = service.url.removeprefix("http://").rsplit(":", 1)
