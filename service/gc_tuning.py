@@ -7,8 +7,7 @@ quarter. With 500 open streams those full collections took 0.1-0.4 s each, and t
 back every time more streams opened: every client of the process waited that long.
 
 Reference counting frees almost everything this service allocates (a saturation run of
-1000 pipelines left no cyclic garbage at all), so the collector can run
-far less often:
+1000 pipelines left no cyclic garbage at all), so the collector can run far less often:
 
     tune_for_serving()      # once, after start-up and before serving
 """

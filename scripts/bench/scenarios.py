@@ -218,8 +218,7 @@ async def _hold_streams(service: Any, upstream_url: str, count: int) -> dict[str
 
 async def _open_stream(url: str, message: str) -> trio.SocketStream:
     """A client that posted `message` and got the stream's 200; ValueError for another."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
+    stream = await trio.open_tcp_stream(*_host_port(url))
     await stream.send_all(_process_request(message))
     head = bytearray()
     while b"\r\n" not in head:
@@ -245,13 +244,11 @@ async def disconnect_storm(work: Path, count: int) -> dict[str, Any]:
         ensemble = _stalling_ensemble(work / "storm.toml", upstream.url, 2 * count)
         env = service_env(upstream.url, ensemble, SSE_KEEPALIVE_S="600")
         async with started(_service_argv(), env, work / "service-4.log") as service:
-            host, port = service.url.removeprefix("http://").rsplit(":", 1)
             closed_at: dict[str, float] = {}
             async with trio.open_nursery() as readers:
                 streams = []
                 for number in range(count):
-                    stream = await trio.open_tcp_stream(host, int(port))
-                    await stream.send_all(_process_request(f"storm {number}"))
+                    stream = await _open_stream(service.url, f"storm {number}")
                     streams.append(stream)
                     readers.start_soon(_drain, stream)
                 with trio.fail_after(120):
@@ -282,6 +279,11 @@ async def disconnect_storm(work: Path, count: int) -> dict[str, Any]:
     }
 
 
+def _host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
 def _process_request(message: str) -> bytes:
     body = json.dumps({"message": message, "message_id": message.replace(" ", "-")}).encode()
     head = (
@@ -301,8 +303,7 @@ async def _drain(stream: trio.SocketStream) -> None:
 
 
 async def _status(url: str) -> dict[str, Any]:
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    async with await trio.open_tcp_stream(host, int(port)) as stream:
+    async with await trio.open_tcp_stream(*_host_port(url)) as stream:
         await stream.send_all(b"GET /status HTTP/1.1\r\nhost: bench\r\n\r\n")
         response = bytearray()
         while chunk := await stream.receive_some(65536):

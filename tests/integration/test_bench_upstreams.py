@@ -13,6 +13,7 @@ from scripts.bench.processes import started
 from scripts.bench.scenarios import _open_stream, _process_request, _status
 from service.llm import ChatMessage, ChatRequest
 from service.llm.openai_model import OpenAIChatModel
+from tests.integration.harness import host_port
 
 QUESTION = (ChatMessage("user", "hello there"),)
 
@@ -35,10 +36,9 @@ async def test_the_instant_upstream_answers_the_sdk_plainly_and_streamed(tmp_pat
 async def test_the_stall_server_holds_calls_and_notes_when_each_closes(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "scripts.bench.stall_server"]
     async with started(argv, {}, tmp_path / "stall.log") as upstream:
-        host, port = upstream.url.removeprefix("http://").rsplit(":", 1)
         chat = b'{"model": "m", "messages": [{"role": "user", "content": "storm 7"}]}'
         head = f"POST /v1/chat/completions HTTP/1.1\r\ncontent-length: {len(chat)}\r\n\r\n"
-        stream = await trio.open_tcp_stream(host, int(port))
+        stream = await trio.open_tcp_stream(*host_port(upstream.url))
         await stream.send_all(head.encode() + chat)
         with trio.fail_after(5):
             while (await _status(upstream.url))["open"] != 1:  # noqa: ASYNC110
