@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from typing import Any
 
@@ -61,19 +62,44 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+# Characters that would end a log line or steer a terminal, in text a client chose.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(value: object) -> str:
+    """`str(value)` with each control character written as its escape: `\\n`, `\\x1b`."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], str(value))
+
+
 class TextFormatter(logging.Formatter):
+    """One line per record, whatever its values hold: a message id with a newline in it
+    cannot write a line of its own. A traceback follows on lines that start with `  | `."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
         context = " ".join(
-            f"{name}={getattr(record, name)}" for name in CONTEXT_FIELDS if hasattr(record, name)
+            f"{name}={escape_controls(getattr(record, name))}"
+            for name in CONTEXT_FIELDS
+            if hasattr(record, name)
         )
-        if not context:
-            return text
-        head, newline, rest = text.partition("\n")
-        return f"{head} [{context}]{newline}{rest}"
+        return f"{line} [{context}]" if context else line
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.getMessage())
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        details = []
+        if record.exc_info:
+            details.append(self.formatException(record.exc_info))
+        if record.stack_info:
+            details.append(self.formatStack(record.stack_info))
+        for detail in details:
+            text += "".join(f"\n  | {line}" for line in detail.splitlines())
+        return text
 
 
 def configure_logging(*, level: str, production: bool) -> None:
