@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from .api import error_response, http_exception_response, routes
 from .api.connection import StreamingHTTPConnection
+from .api.raw_path import KeepEncodedSlashes
 from .errors import ServiceError
 from .resources import Resources
 from .telemetry.access_log import AccessLog
@@ -21,6 +22,16 @@ log = logging.getLogger(__name__)
 
 class FanoutApp(QuartTrio):
     asgi_http_class = StreamingHTTPConnection
+
+    async def make_default_options_response(self) -> Response:
+        """OPTIONS on a route: 204 with the methods it allows, and no body or body type."""
+        response = await super().make_default_options_response()
+        response.status_code = 204
+        response.headers["Allow"] = ", ".join(sorted(response.headers["Allow"].split(", ")))
+        # RFC 9110 8.3 and 8.6: a 204 has no body, so neither its type nor its length.
+        del response.headers["Content-Type"]
+        del response.headers["Content-Length"]
+        return response
 
 
 def create_app(resources: Resources) -> QuartTrio:
@@ -42,5 +53,5 @@ def create_app(resources: Resources) -> QuartTrio:
         log.exception("unhandled error", exc_info=error)
         return error_response(ServiceError())
 
-    app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
+    app.asgi_app = KeepEncodedSlashes(AccessLog(app.asgi_app))  # type: ignore[method-assign]
     return app

@@ -53,6 +53,9 @@ def parse_process_request(raw: bytes, *, max_message_chars: int) -> PipelineRequ
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise InvalidRequest("the body is nested too deeply") from exc
+    except ValueError as exc:
+        # An integer literal longer than Python's digit limit (sys.get_int_max_str_digits).
+        raise InvalidRequest("the body holds a number with too many digits") from exc
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object")
     try:
