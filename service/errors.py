@@ -13,7 +13,7 @@ private detail for the logs only.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class ServiceError(Exception):
@@ -27,6 +27,11 @@ class ServiceError(Exception):
         self.public_message = public_message or self.default_message
         self.field = field
         super().__init__(self.public_message)
+
+
+def error_body(error: ServiceError) -> dict[str, Any]:
+    """The one error envelope: `{"error": {"code": ..., "message": ..., "field": ...}}`."""
+    return {"error": {"code": error.code, "message": error.public_message, "field": error.field}}
 
 
 # --- request layer -----------------------------------------------------------------------
@@ -66,6 +71,25 @@ class MethodNotAllowed(RequestError):
     code = "method_not_allowed"
     status = 405
     default_message = "method not allowed on this route"
+
+
+class MalformedRequest(RequestError):
+    """Refused by the HTTP/1.1 parser, before any route saw it; the connection is closed."""
+
+    default_message = "the request is not valid HTTP/1.1"
+
+
+class HeadersTooLarge(RequestError):
+    code = "headers_too_large"
+    status = 431
+    default_message = "the request line or headers are too large"
+
+
+class TransferCodingNotSupported(RequestError):
+    # RFC 9112 6.1: an unknown transfer coding is answered 501, so the status is not ours.
+    code = "transfer_coding_not_supported"
+    status = 501
+    default_message = "only the chunked transfer coding is supported"
 
 
 # --- upstream layer (mapped once, at the llm/ boundary) ------------------------------------

@@ -13,10 +13,10 @@ import os
 import signal
 
 import trio
-from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from .app import create_app
+from .connections import ServiceConfig, use_guarded_connections
 from .gc_tuning import tune_for_serving
 from .resources import Resources, open_resources
 from .settings import Settings
@@ -28,12 +28,12 @@ log = logging.getLogger(__name__)
 # Time after the grace period for the final `error` events to reach the clients.
 FLUSH_MARGIN_S = 2.0
 # After this much more, a connection that still has not closed (a client that stopped
-# reading, so Hypercorn's uncancellable socket write never returns) no longer holds the exit.
+# reading: its writes are bounded by SEND_TIMEOUT_S, longer than this) no longer holds the exit.
 HARD_STOP_AFTER_S = 3.0
 
 
-def hypercorn_config(settings: Settings) -> Config:
-    config = Config()
+def hypercorn_config(settings: Settings) -> ServiceConfig:
+    config = ServiceConfig()
     if settings.fanout_listen_fd is not None:
         # A worker of WORKERS > 1: accept on the socket its parent bound, shared by all.
         config.bind = [f"fd://{settings.fanout_listen_fd}"]
@@ -42,6 +42,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config.backlog = settings.listen_backlog
     config.graceful_timeout = settings.shutdown_grace_s + FLUSH_MARGIN_S
     config.errorlog = logging.getLogger("hypercorn.error")
+    config.send_timeout_s = settings.send_timeout_s
     return config
 
 
@@ -74,6 +75,7 @@ async def serve_app(
         shutdown_nursery.start_soon(end_grace_when_due)
         if settings.ensemble_reload_s > 0:
             shutdown_nursery.start_soon(resources.ensembles.watch, settings.ensemble_reload_s)
+        use_guarded_connections()
         await serve(
             create_app(resources),
             hypercorn_config(settings),

@@ -81,6 +81,9 @@ class Settings(BaseModel):
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 10.0
     max_message_chars: Annotated[int, Field(ge=1)] = 32_000
     sse_keepalive_s: PositiveSeconds = 15.0
+    # A write to a client that makes no progress for this long (it stopped reading) closes
+    # its connection.
+    send_timeout_s: PositiveSeconds = 30.0
     # Connections the kernel holds for us before we accept them. Hypercorn's 100 resets
     # clients in a burst (500 at once); the kernel caps it at net.core.somaxconn.
     listen_backlog: Annotated[int, Field(ge=1, le=65535)] = 4096

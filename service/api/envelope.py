@@ -1,9 +1,8 @@
-"""The one error envelope: `{"error": {"code": ..., "message": ..., "field": ...}}`."""
+"""The error envelope (`errors.error_body`) as an HTTP response: the app's errors, Werkzeug's."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from quart import Response
 from werkzeug.exceptions import HTTPException
@@ -15,6 +14,7 @@ from ..errors import (
     PayloadTooLarge,
     ServiceError,
     UnsupportedMediaType,
+    error_body,
 )
 
 _BY_STATUS: dict[int, type[ServiceError]] = {
@@ -23,10 +23,6 @@ _BY_STATUS: dict[int, type[ServiceError]] = {
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
 }
-
-
-def error_body(error: ServiceError) -> dict[str, Any]:
-    return {"error": {"code": error.code, "message": error.public_message, "field": error.field}}
 
 
 def error_response(

@@ -9,6 +9,7 @@ with it the nursery, every agent and the summarizer.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
@@ -17,6 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from quart.wrappers.response import ResponseBody
 
+from ..connections.record import current_connection
 from ..errors import ServiceError, ShuttingDown
 from ..lifecycle import Lifecycle
 from ..pipeline import TERMINAL_EVENTS, Event, Failed, PublicError
@@ -27,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # Room for a burst of summary tokens while the client's socket drains.
 EVENT_BUFFER = 32
+# After the stream's deadline, the time its last event has to reach a client whose socket
+# is full; then the connection is closed (a client that stopped reading holds nothing).
+FINAL_WRITE_S = 2.0
 
 Producer = Callable[[trio.MemorySendChannel[Event]], Awaitable[None]]
 
@@ -39,6 +44,7 @@ class EventStreamBody(ResponseBody):
         encoder: SseEncoder,
         lifecycle: Lifecycle,
         keepalive_s: float,
+        deadline_s: float,
         log_context: dict[str, str],
         telemetry: StreamTelemetry | None = None,
     ) -> None:
@@ -47,6 +53,7 @@ class EventStreamBody(ResponseBody):
         self._encoder = encoder
         self._lifecycle = lifecycle
         self._keepalive_s = keepalive_s
+        self._deadline_s = deadline_s
         self._log_context = log_context
         self._finished = False
         self._nursery_manager = trio.open_nursery()
@@ -55,6 +62,9 @@ class EventStreamBody(ResponseBody):
     async def __aenter__(self) -> EventStreamBody:
         if self._telemetry is not None:
             self._telemetry.start()
+        connection = current_connection()
+        if connection is not None:
+            connection.write_deadline = trio.current_time() + self._deadline_s + FINAL_WRITE_S
         nursery = await self._nursery_manager.__aenter__()
         send, self._events = trio.open_memory_channel[Event](EVENT_BUFFER)
         nursery.start_soon(self._run, send, name="pipeline")
@@ -73,6 +83,9 @@ class EventStreamBody(ResponseBody):
         try:
             return await self._nursery_manager.__aexit__(exc_type, exc_value, traceback)
         finally:
+            connection = current_connection()
+            if connection is not None:
+                connection.write_deadline = math.inf
             if self._telemetry is not None:
                 self._telemetry.finish(disconnected=not self._finished)
 

@@ -98,6 +98,7 @@ async def process() -> Response:
         ),
         lifecycle=resources.lifecycle,
         keepalive_s=settings.sse_keepalive_s,
+        deadline_s=settings.request_timeout_s,
         log_context=log_context,
         telemetry=telemetry,
     )

@@ -20,6 +20,7 @@ from typing import Any
 import trio
 from hypercorn.typing import ASGIReceiveEvent, ASGISendEvent
 
+from ..connections.record import current_connection
 from .metrics import METRICS
 
 log = logging.getLogger("service.access")
@@ -58,6 +59,10 @@ class AccessLog:
         request_id = incoming.decode() if _SANE_ID.fullmatch(incoming) else secrets.token_hex(8)
         record = RequestRecord(request_id=request_id)
         CURRENT_REQUEST.set(record)
+        connection = current_connection()
+        if connection is not None:
+            # Named when the connection itself fails or is closed on a stuck reader.
+            connection.request_id = request_id
         started = trio.current_time()
         status = 0
         disconnected = False

@@ -30,6 +30,7 @@ SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 class Metrics:
     requests: Counter
     streams_in_flight: Gauge
+    connections_open: Gauge
     request_seconds: Histogram
     first_token_seconds: Histogram
     agent_seconds: Histogram
@@ -49,6 +50,9 @@ def _metrics() -> Metrics:
         ),
         streams_in_flight=Gauge(
             "fanout_streams_in_flight", "Event streams open now", multiprocess_mode="livesum"
+        ),
+        connections_open=Gauge(
+            "fanout_connections_open", "Client connections open now", multiprocess_mode="livesum"
         ),
         request_seconds=Histogram(
             "fanout_request_seconds", "A fan-out from request to its last event", buckets=SECONDS

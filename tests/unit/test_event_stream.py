@@ -22,6 +22,7 @@ def body(produce, lifecycle: Lifecycle | None = None) -> EventStreamBody:  # typ
         encoder=SseEncoder(message_id="m", conversation_id=None),
         lifecycle=lifecycle or Lifecycle(),
         keepalive_s=15,
+        deadline_s=120,
         log_context={"message_id": "m"},
     )
 
