@@ -56,6 +56,7 @@ async def run(
     request_timeout_s: float = 100.0,
     retry_policy: RetryPolicy | None = None,
     events_buffer: int = 1000,
+    request: PipelineRequest = REQUEST,
 ) -> Recorder:
     """`events_buffer` 0 makes every event wait for the reader, as a slow client would."""
     recorder = Recorder()
@@ -64,6 +65,6 @@ async def run(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recorder.drain, receive)
         await run_pipeline(
-            REQUEST, the_ensemble, model, send, request_timeout_s, retry_policy=policy
+            request, the_ensemble, model, send, request_timeout_s, retry_policy=policy
         )
     return recorder
