@@ -192,7 +192,6 @@ class _Gathered:
     outcomes: list[AgentOutcome] = field(default_factory=list)
     cut: list[str] = field(default_factory=list)
     attempts: dict[str, Attempts] = field(default_factory=dict)
-    finished: bool = False
 
     def counts(self) -> AgentCounts:
         succeeded = sum(1 for o in self.outcomes if o.error is None)
@@ -288,7 +287,6 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage], gathered: _Gathere
                         trio.current_time() + ensemble.straggler_grace_ms / 1000,
                     )
 
-    gathered.finished = True
     await _report_cut(run, gathered, cut_reason or AgentCut(), started)
 
 
