@@ -1,6 +1,6 @@
 """The orchestration, free of HTTP: a request and an ensemble in, typed events out."""
 
-from .events import (
+from ..events import (
     TERMINAL_EVENTS,
     AgentCompleted,
     AgentCounts,

@@ -29,11 +29,7 @@ from ..errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from ..llm import ChatModel, Usage
-from ..telemetry.tracing import end_span, member_span, only_cancelled, record_answer
-from .answers import Answer, ask_agent
-from .calls import Attempts
-from .events import (
+from ..events import (
     AgentCompleted,
     AgentCounts,
     AgentFailed,
@@ -46,6 +42,10 @@ from .events import (
     SummaryStarted,
     Timings,
 )
+from ..llm import ChatModel, Usage
+from ..telemetry.tracing import end_span, member_span, only_cancelled, record_answer
+from .answers import Answer, ask_agent
+from .calls import Attempts
 from .prompt import agent_messages, summary_messages
 from .retry import RetryPolicy
 from .summary import stream_summary

@@ -17,9 +17,9 @@ import trio
 
 from ..ensemble import Summarizer, Target
 from ..errors import UpstreamBadResponse, UpstreamError
+from ..events import Event, PublicError, SummaryRestarted
 from ..llm import ChatMessage, ChatModel, Usage
 from .calls import Attempts, MemberCalls, counted_if_cancelled, log, log_failed_attempt
-from .events import Event, PublicError, SummaryRestarted
 from .retry import RetryPolicy
 
 
