@@ -1,7 +1,7 @@
 """One fan-out: every agent at once, then the summarizer streams, reported as events.
 
     send, receive = trio.open_memory_channel[Event](16)
-    nursery.start_soon(run_pipeline, request, ensemble, model, send, 120.0)
+    nursery.start_soon(run_pipeline, RunContext(request, ensemble, model, 120.0), send)
     async for event in receive:
         ...
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import trio
 from opentelemetry.trace import Span
 
-from ..ensemble import Agent, Ensemble
+from ..ensemble import Agent
 from ..ensemble.templates import TemplateFailed
 from ..errors import (
     AgentCut,
@@ -42,26 +42,15 @@ from ..events import (
     SummaryStarted,
     Timings,
 )
-from ..llm import ChatModel, Usage
+from ..llm import Usage
 from ..telemetry.tracing import end_span, member_span, only_cancelled, record_answer
 from .answers import Answer, ask_agent
 from .calls import Attempts
-from .prompt import agent_messages, summary_messages
-from .retry import RetryPolicy
+from .context import RunContext
+from .prompt import summary_messages
 from .summary import stream_summary
 
 log = logging.getLogger(__name__)
-# Shared by every run that brings none: its random generator alone was 2.5 KB per stream.
-_DEFAULT_RETRY_POLICY = RetryPolicy()
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineRequest:
-    message: str
-    message_id: str
-    conversation_id: str | None = None
-    # The ensemble the client asked for; None for the default.
-    ensemble: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,68 +68,39 @@ def _ms_since(start: float) -> float:
     return round((trio.current_time() - start) * 1000, 1)
 
 
-@dataclass(frozen=True)
-class _Run:
-    """One pipeline run's fixed inputs."""
-
-    request: PipelineRequest
-    ensemble: Ensemble
-    model: ChatModel
-    policy: RetryPolicy
-    events: trio.MemorySendChannel[Event]
-    version: str = ""
-    # Cancels the agents still running when the summary starts without them.
-    cutting: trio.CancelScope = field(default_factory=trio.CancelScope)
-
-    def context(self, member: str | None = None) -> dict[str, object]:
-        context: dict[str, object] = {"message_id": self.request.message_id}
-        if self.version:
-            context["ensemble_version"] = self.version
-        if self.request.conversation_id is not None:
-            context["conversation_id"] = self.request.conversation_id
-        if member is not None:
-            context["agent"] = member
-        return context
-
-
 async def _ask_agent(
-    run: _Run,
+    run: RunContext,
     agent: Agent,
     attempts: Attempts,
     results: trio.MemorySendChannel[AgentOutcome],
+    cutting: trio.CancelScope,
 ) -> None:
-    """Ask one agent; failures become an outcome here so the sibling agents keep running."""
+    """Ask one agent; failures become an outcome here so the sibling agents keep running.
+    `cutting` is the scope that cuts the agents still running when the summary starts."""
     async with results:
-        with member_span("agent", agent.name, agent.model or "", run.version) as span:
-            await _ask_agent_in_span(run, agent, attempts, results, span)
+        with member_span("agent", agent.name, agent.model or "", run.ensemble_version) as span:
+            await _ask_agent_in_span(run, agent, attempts, results, cutting, span)
 
 
 async def _ask_agent_in_span(
-    run: _Run,
+    run: RunContext,
     agent: Agent,
     attempts: Attempts,
     results: trio.MemorySendChannel[AgentOutcome],
+    cutting: trio.CancelScope,
     span: Span,
 ) -> None:
     started = trio.current_time()
-    context = run.context(agent.name)
+    context = run.log_context(agent.name)
     error: ServiceError
     try:
         try:
             with trio.fail_after(agent.timeout_s or float("inf")):
-                answer = await ask_agent(
-                    agent,
-                    run.ensemble.targets(agent),
-                    agent_messages(agent, run.request.message),
-                    run.model,
-                    run.policy,
-                    attempts,
-                    context,
-                )
+                answer = await ask_agent(run, agent, attempts)
         finally:
             span.set_attribute("fanout.retries", attempts.retries)
     except BaseException as exc:
-        if not isinstance(exc, Exception) and run.cutting.cancel_called and only_cancelled(exc):
+        if not isinstance(exc, Exception) and cutting.cancel_called and only_cancelled(exc):
             end_span(span, "cut")
             raise
         if not isinstance(exc, Exception):
@@ -205,20 +165,26 @@ class _Gathered:
         return [name for name in self.started if name not in ended]
 
 
-async def _gather_answers(run: _Run, usage: dict[str, Usage], gathered: _Gathered) -> None:
+async def _gather_answers(
+    run: RunContext,
+    events: trio.MemorySendChannel[Event],
+    usage: dict[str, Usage],
+    gathered: _Gathered,
+) -> None:
     """Run every agent concurrently and report each outcome (and its usage) as it arrives.
 
     Once `min_agents` have answered, the stragglers get `straggler_grace_ms` (if set) and are
     then cut; once the quorum can no longer be met, the rest are cut at once.
     """
-    ensemble, events = run.ensemble, run.events
+    ensemble = run.ensemble
     attempts = gathered.attempts
     attempts |= {agent.name: Attempts() for agent in ensemble.agents}
     outcomes = gathered.outcomes
     succeeded = failed = 0
     started = trio.current_time()
     results_in, results_out = trio.open_memory_channel[AgentOutcome](len(ensemble.agents))
-    straggler_scope = run.cutting
+    # Cancels the agents still running when the summary starts without them.
+    straggler_scope = trio.CancelScope()
 
     # Every start is reported before any agent runs, so no outcome can come before them.
     for agent in ensemble.agents:
@@ -236,6 +202,7 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage], gathered: _Gathere
                             agent,
                             attempts[agent.name],
                             results_in.clone(),
+                            straggler_scope,
                             name=agent.name,
                         )
 
@@ -287,10 +254,16 @@ async def _gather_answers(run: _Run, usage: dict[str, Usage], gathered: _Gathere
                         trio.current_time() + ensemble.straggler_grace_ms / 1000,
                     )
 
-    await _report_cut(run, gathered, cut_reason or AgentCut(), started)
+    await _report_cut(run, events, gathered, cut_reason or AgentCut(), started)
 
 
-async def _report_cut(run: _Run, gathered: _Gathered, reason: ServiceError, started: float) -> None:
+async def _report_cut(
+    run: RunContext,
+    events: trio.MemorySendChannel[Event],
+    gathered: _Gathered,
+    reason: ServiceError,
+    started: float,
+) -> None:
     """Report every agent still unfinished as failed with `reason`, and count it as cut."""
     for name in gathered.unfinished():
         gathered.cut.append(name)
@@ -299,10 +272,10 @@ async def _report_cut(run: _Run, gathered: _Gathered, reason: ServiceError, star
             name,
             _ms_since(started),
             reason.public_message,
-            extra=run.context(name),
+            extra=run.log_context(name),
         )
         attempts = gathered.attempts.get(name) or Attempts()
-        await run.events.send(
+        await events.send(
             AgentFailed(
                 agent=name,
                 error=PublicError.of(reason),
@@ -314,12 +287,16 @@ async def _report_cut(run: _Run, gathered: _Gathered, reason: ServiceError, star
 
 
 async def _fan_out_and_summarize(
-    run: _Run, started: float, usage: dict[str, Usage], gathered: _Gathered
+    run: RunContext,
+    events: trio.MemorySendChannel[Event],
+    started: float,
+    usage: dict[str, Usage],
+    gathered: _Gathered,
 ) -> Done | Failed:
     """Fills `usage` and `gathered` as calls finish, so a caller that cuts the run short
     still has them."""
-    ensemble, events = run.ensemble, run.events
-    await _gather_answers(run, usage, gathered)
+    ensemble = run.ensemble
+    await _gather_answers(run, events, usage, gathered)
     counts = gathered.counts()
     by_agent = {outcome.agent: outcome for outcome in gathered.outcomes}
     agents_ms = {o.agent: o.elapsed_ms for o in gathered.outcomes}
@@ -336,7 +313,7 @@ async def _fan_out_and_summarize(
         error = QuorumNotMet(
             f"only {len(answers)} of the {ensemble.min_agents} agents needed produced an answer"
         )
-        log.warning("quorum not met: %s", error.public_message, extra=run.context())
+        log.warning("quorum not met: %s", error.public_message, extra=run.log_context())
         return Failed(source="agents", error=PublicError.of(error), usage=usage, agents=counts)
 
     summarizer = ensemble.summarizer
@@ -345,7 +322,7 @@ async def _fan_out_and_summarize(
             summarizer=summarizer.name,
             agents=tuple(name for name, _ in answers),
             missing=tuple(missing),
-            ensemble_version=run.version,
+            ensemble_version=run.ensemble_version,
         )
     )
     texts = [(name, answer.text) for name, answer in answers if answer is not None]
@@ -358,7 +335,7 @@ async def _fan_out_and_summarize(
             max_answer_chars=ensemble.max_answer_chars,
         )
     except TemplateFailed as exc:
-        log.error("%s", exc, exc_info=exc, extra=run.context(summarizer.name))
+        log.error("%s", exc, exc_info=exc, extra=run.log_context(summarizer.name))
         return Failed(
             source=summarizer.name,
             error=PublicError.of(ServiceError()),
@@ -367,10 +344,12 @@ async def _fan_out_and_summarize(
         )
     first_token_ms: float | None = None
 
-    context = run.context(summarizer.name)
+    context = run.log_context(summarizer.name)
     attempts = Attempts()
     failure: ServiceError | None = None
-    with member_span("summarizer", summarizer.name, summarizer.model or "", run.version) as span:
+    with member_span(
+        "summarizer", summarizer.name, summarizer.model or "", run.ensemble_version
+    ) as span:
 
         async def send_text(text: str) -> None:
             nonlocal first_token_ms
@@ -382,15 +361,7 @@ async def _fan_out_and_summarize(
         try:
             with trio.fail_after(summarizer.timeout_s or float("inf")):
                 result = await stream_summary(
-                    summarizer,
-                    ensemble.targets(summarizer),
-                    messages,
-                    run.model,
-                    run.policy,
-                    attempts,
-                    context,
-                    send_text,
-                    events,
+                    run, messages, attempts, send_text=send_text, events=events
                 )
         except trio.TooSlowError:
             failure = UpstreamTimeout(f"{summarizer.name} did not finish within its timeout")
@@ -427,23 +398,13 @@ async def _fan_out_and_summarize(
         timings=timings,
         agents=counts,
         models=models,
-        ensemble_version=run.version,
+        ensemble_version=run.ensemble_version,
     )
 
 
-async def run_pipeline(
-    request: PipelineRequest,
-    ensemble: Ensemble,
-    model: ChatModel,
-    events: trio.MemorySendChannel[Event],
-    request_timeout_s: float,
-    *,
-    retry_policy: RetryPolicy | None = None,
-    ensemble_version: str = "",
-) -> None:
+async def run_pipeline(run: RunContext, events: trio.MemorySendChannel[Event]) -> None:
     """Send every event of one run to `events`, ending with exactly one `Done` or `Failed`.
 
-    `ensemble_version` names the loaded version `ensemble` came from, for events and logs.
     Closes `events` when it returns. Cancellation (a client that hung up) propagates.
     """
     async with events:
@@ -451,24 +412,16 @@ async def run_pipeline(
         terminal: Done | Failed | None = None
         usage: dict[str, Usage] = {}
         gathered = _Gathered()
-        run = _Run(
-            request,
-            ensemble,
-            model,
-            retry_policy or _DEFAULT_RETRY_POLICY,
-            events,
-            ensemble_version,
-        )
-        with trio.move_on_after(request_timeout_s):
-            terminal = await _fan_out_and_summarize(run, started, usage, gathered)
+        with trio.move_on_after(run.request_timeout_s):
+            terminal = await _fan_out_and_summarize(run, events, started, usage, gathered)
         if terminal is None:
             log.warning(
                 "request deadline of %g s exceeded",
-                request_timeout_s,
-                extra=run.context(),
+                run.request_timeout_s,
+                extra=run.log_context(),
             )
             deadline = DeadlineExceeded()
-            await _report_cut(run, gathered, deadline, started)
+            await _report_cut(run, events, gathered, deadline, started)
             terminal = Failed(
                 source="pipeline",
                 error=PublicError.of(deadline),

@@ -8,7 +8,15 @@ from typing import TypeVar
 import trio
 
 from service.ensemble import Ensemble
-from service.pipeline import Done, Event, Failed, PipelineRequest, RetryPolicy, run_pipeline
+from service.pipeline import (
+    Done,
+    Event,
+    Failed,
+    PipelineRequest,
+    RetryPolicy,
+    RunContext,
+    run_pipeline,
+)
 from tests.fake_models import ScriptedModel
 
 T = TypeVar("T")
@@ -64,7 +72,12 @@ async def run(
     policy = retry_policy or RetryPolicy(rng=TopOfRange())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recorder.drain, receive)
-        await run_pipeline(
-            request, the_ensemble, model, send, request_timeout_s, retry_policy=policy
+        run = RunContext(
+            request=request,
+            ensemble=the_ensemble,
+            model=model,
+            request_timeout_s=request_timeout_s,
+            retry_policy=policy,
         )
+        await run_pipeline(run, send)
     return recorder

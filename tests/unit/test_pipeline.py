@@ -22,6 +22,7 @@ from service.pipeline import (
     Event,
     Failed,
     PipelineRequest,
+    RunContext,
     SummaryDelta,
     SummaryStarted,
     run_pipeline,
@@ -236,7 +237,8 @@ async def test_cancelling_the_run_cancels_every_call_in_flight_at_that_instant(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recorder.drain, receive)
         with trio.move_on_after(hang_up_at):
-            await run_pipeline(REQUEST, ensemble(("a", 9), ("b", 9)), model, send, 100)
+            run_context = RunContext(REQUEST, ensemble(("a", 9), ("b", 9)), model, 100)
+            await run_pipeline(run_context, send)
 
     cancelled = [c for c in model.calls if c.outcome == "cancelled"]
     assert cancelled, "something must have been in flight"
