@@ -112,7 +112,6 @@ async def _ask_agent_in_span(
     span: Span,
 ) -> None:
     started = trio.current_time()
-    context = run.log_context(agent.name)
     error: ServiceError
     try:
         try:
@@ -126,6 +125,8 @@ async def _ask_agent_in_span(
             raise
         if not isinstance(exc, Exception):
             raise
+        # Built here, not for the agent's whole life: ask_agent holds its own meanwhile.
+        context = run.log_context(agent.name)
         error = _agent_error(agent, exc, context)
     else:
         record_answer(span, answer.model, answer.usage)

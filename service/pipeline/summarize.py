@@ -76,7 +76,6 @@ async def summarize(
         )
     first_token_ms: float | None = None
 
-    context = run.log_context(summarizer.name)
     attempts = Attempts()
     failure: ServiceError | None = None
     with member_span(
@@ -112,7 +111,7 @@ async def summarize(
             attempts.count,
             failure.code,
             exc_info=failure if failure.__cause__ else None,
-            extra=context,
+            extra=run.log_context(summarizer.name),
         )
         return Failed(
             source=summarizer.name, error=PublicError.of(failure), usage=usage, agents=counts
