@@ -28,7 +28,8 @@ class Script:
 
     delay_s: float = 0.0  # before the answer (non-streaming) or the first token (streaming)
     text: str = "answer"
-    tokens: tuple[str, ...] = ()  # streamed pieces; default: `text` as one piece
+    # Streamed pieces; None: `text` as one piece; () streams nothing at all.
+    tokens: tuple[str, ...] | None = None
     token_delay_s: float = 0.0
     error: ServiceError | None = None  # raised after delay_s
     error_after_tokens: int | None = None  # streaming: raise `error` after this many tokens
@@ -113,7 +114,8 @@ class ScriptedModel:
     async def stream(self, request: ChatRequest) -> AsyncIterator[CompletionStream]:
         script, call = self._start(request)
         try:
-            yield _Stream(script.tokens or (script.text,), script, call)
+            tokens = (script.text,) if script.tokens is None else script.tokens
+            yield _Stream(tokens, script, call)
         except trio.Cancelled:
             self._end(call, "cancelled")
             raise

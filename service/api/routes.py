@@ -11,7 +11,7 @@ from quart import Blueprint, Response, current_app, request
 
 from ..ensemble import UnknownEnsemble
 from ..errors import InvalidRequest, ShuttingDown, UnsupportedMediaType
-from ..pipeline import run_pipeline
+from ..pipeline import RunContext, run_pipeline
 from ..resources import Resources
 from ..telemetry.access_log import CURRENT_REQUEST
 from ..telemetry.metrics import render_metrics
@@ -83,15 +83,15 @@ async def process() -> Response:
     }
     if pipeline_request.conversation_id is not None:
         log_context["conversation_id"] = pipeline_request.conversation_id
+    run = RunContext(
+        request=pipeline_request,
+        ensemble=ensemble,
+        model=resources.model,
+        request_timeout_s=settings.request_timeout_s,
+        ensemble_version=loaded.version,
+    )
     body = EventStreamBody(
-        partial(
-            run_pipeline,
-            pipeline_request,
-            ensemble,
-            resources.model,
-            request_timeout_s=settings.request_timeout_s,
-            ensemble_version=loaded.version,
-        ),
+        partial(run_pipeline, run),
         encoder=SseEncoder(
             message_id=pipeline_request.message_id,
             conversation_id=pipeline_request.conversation_id,

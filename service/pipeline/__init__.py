@@ -1,6 +1,6 @@
-"""The orchestration, free of HTTP: a request and an ensemble in, typed events out."""
+"""The orchestration, free of HTTP: a run context in, typed events out."""
 
-from .events import (
+from ..events import (
     TERMINAL_EVENTS,
     AgentCompleted,
     AgentCounts,
@@ -15,8 +15,9 @@ from .events import (
     SummaryStarted,
     Timings,
 )
+from .context import PipelineRequest, RunContext, Turn
 from .retry import RetryPolicy
-from .run import PipelineRequest, run_pipeline
+from .run import run_pipeline
 
 __all__ = [
     "TERMINAL_EVENTS",
@@ -30,9 +31,11 @@ __all__ = [
     "PipelineRequest",
     "PublicError",
     "RetryPolicy",
+    "RunContext",
     "SummaryDelta",
     "SummaryRestarted",
     "SummaryStarted",
     "Timings",
+    "Turn",
     "run_pipeline",
 ]

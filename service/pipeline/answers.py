@@ -1,23 +1,23 @@
 """One agent's answer despite a misbehaving upstream: retries, then fallbacks, maybe a hedge.
 
-    answer = await ask_agent(agent, ensemble.targets(agent), messages, model, policy,
-                             Attempts(), {"message_id": "m-1", "agent": agent.name})
+    answer = await ask_agent(run, run.ensemble.agents[0], Attempts())
 
 Raises the last `UpstreamError` when every target failed; the caller owns the deadline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
 
 from ..ensemble import Agent, Target
 from ..errors import UpstreamBadResponse, UpstreamError
-from ..llm import ChatMessage, ChatModel, Usage
+from ..llm import Usage
 from .calls import Attempts, MemberCalls, counted_if_cancelled, log
-from .retry import RetryPolicy
+from .context import RunContext
+from .prompt import agent_messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,24 +61,19 @@ class _Untried:
         return not self._targets
 
 
-async def ask_agent(
-    agent: Agent,
-    targets: Sequence[Target],
-    messages: tuple[ChatMessage, ...],
-    model: ChatModel,
-    policy: RetryPolicy,
-    attempts: Attempts,
-    context: Mapping[str, object],
-) -> Answer:
-    """The agent's answer from the first target that gives one, trying them in order.
+async def ask_agent(run: RunContext, agent: Agent, attempts: Attempts) -> Answer:
+    """The agent's answer from the first of its targets that gives one, trying them in order.
 
     With `hedge_after_ms`, a second request starts if no answer came by then: to the next
     target not tried yet (the first fallback model), else to the model being asked. Both go
     on to untried targets when theirs gives up; the first answer wins and the other request
-    is cancelled at once. Raises the last error when every request failed.
+    is cancelled at once. Raises the last error when every request failed. `attempts` counts
+    every request sent, and can be read after the agent was cut.
     """
-    asking = _Asking(agent, tuple(messages), model, policy, attempts, context)
-    untried = _Untried(targets)
+    context = run.log_context(agent.name)
+    messages = agent_messages(agent, run.request.message)
+    asking = _Asking(run, agent, messages, attempts, context)
+    untried = _Untried(run.ensemble.targets(agent))
     if agent.hedge_after_ms is None:
         # Nothing to race: ask in this task. A race nursery and a task per stalled agent
         # were a tenth of an open stream's memory.

@@ -16,7 +16,7 @@ from ..errors import UpstreamError
 from ..llm import ChatMessage, ChatModel, ChatRequest
 from ..telemetry.metrics import METRICS
 from ..telemetry.tracing import only_cancelled, traceparent_headers
-from .retry import RetryPolicy
+from .context import RunContext
 
 log = logging.getLogger("service.pipeline")
 
@@ -95,12 +95,15 @@ def counted_if_cancelled() -> Iterator[None]:
 class MemberCalls:
     """The calls one member makes for one run, whatever they are (complete or stream)."""
 
+    run: RunContext
     member: Member
     messages: tuple[ChatMessage, ...]
-    model: ChatModel
-    policy: RetryPolicy
     attempts: Attempts
     context: Mapping[str, object]
+
+    @property
+    def model(self) -> ChatModel:
+        return self.run.model
 
     def call(self, target: Target) -> ChatRequest:
         self.attempts.count += 1
@@ -110,7 +113,7 @@ class MemberCalls:
         self, error: UpstreamError, target: Target, *, retries_done: int, last: bool
     ) -> float | None:
         """Log the failed attempt; the wait before retrying it, or None to move on."""
-        delay = self.policy.delay_before_retry(
+        delay = self.run.retry_policy.delay_before_retry(
             error, retries_done=retries_done, retries=self.member.retries
         )
         if delay is not None:

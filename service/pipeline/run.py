@@ -1,480 +1,73 @@
 """One fan-out: every agent at once, then the summarizer streams, reported as events.
 
     send, receive = trio.open_memory_channel[Event](16)
-    nursery.start_soon(run_pipeline, request, ensemble, model, send, 120.0)
+    nursery.start_soon(run_pipeline, RunContext(request, ensemble, model, 120.0), send)
     async for event in receive:
         ...
 
 The run owns its nursery; whoever cancels the run (a client that hung up) cancels every
-agent and the summarizer with it.
+agent and the summarizer with it. Its phases are `gather.py` (the agents, the quorum, the
+stragglers) and `summarize.py` (the summary and the terminal event); this module puts them
+in order under the request's deadline.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from dataclasses import dataclass, field
 
 import trio
-from opentelemetry.trace import Span
 
-from ..ensemble import Agent, Ensemble
-from ..ensemble.templates import TemplateFailed
-from ..errors import (
-    AgentCut,
-    DeadlineExceeded,
-    NoAgentSucceeded,
-    QuorumNotMet,
-    ServiceError,
-    UpstreamError,
-    UpstreamTimeout,
-)
-from ..llm import ChatModel, Usage
-from ..telemetry.tracing import end_span, member_span, only_cancelled, record_answer
-from .answers import Answer, ask_agent
-from .calls import Attempts
-from .events import (
-    AgentCompleted,
-    AgentCounts,
-    AgentFailed,
-    AgentStarted,
-    Done,
-    Event,
-    Failed,
-    PublicError,
-    SummaryDelta,
-    SummaryStarted,
-    Timings,
-)
-from .prompt import agent_messages, summary_messages
-from .retry import RetryPolicy
-from .summary import stream_summary
+from ..errors import DeadlineExceeded
+from ..events import Done, Event, Failed, PublicError
+from .context import RunContext
+from .gather import Gathered, gather_answers, quorum_shortfall, report_cut
+from .summarize import summarize
 
 log = logging.getLogger(__name__)
-# Shared by every run that brings none: its random generator alone was 2.5 KB per stream.
-_DEFAULT_RETRY_POLICY = RetryPolicy()
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineRequest:
-    message: str
-    message_id: str
-    conversation_id: str | None = None
-    # The ensemble the client asked for; None for the default.
-    ensemble: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AgentOutcome:
-    """What one agent task hands back over the results channel."""
-
-    agent: str
-    elapsed_ms: float
-    attempts: Attempts
-    answer: Answer | None = None
-    error: ServiceError | None = None
-
-
-def _ms_since(start: float) -> float:
-    return round((trio.current_time() - start) * 1000, 1)
-
-
-@dataclass(frozen=True)
-class _Run:
-    """One pipeline run's fixed inputs."""
-
-    request: PipelineRequest
-    ensemble: Ensemble
-    model: ChatModel
-    policy: RetryPolicy
-    events: trio.MemorySendChannel[Event]
-    version: str = ""
-    # Cancels the agents still running when the summary starts without them.
-    cutting: trio.CancelScope = field(default_factory=trio.CancelScope)
-
-    def context(self, member: str | None = None) -> dict[str, object]:
-        context: dict[str, object] = {"message_id": self.request.message_id}
-        if self.version:
-            context["ensemble_version"] = self.version
-        if self.request.conversation_id is not None:
-            context["conversation_id"] = self.request.conversation_id
-        if member is not None:
-            context["agent"] = member
-        return context
-
-
-async def _ask_agent(
-    run: _Run,
-    agent: Agent,
-    attempts: Attempts,
-    results: trio.MemorySendChannel[AgentOutcome],
-) -> None:
-    """Ask one agent; failures become an outcome here so the sibling agents keep running."""
-    async with results:
-        with member_span("agent", agent.name, agent.model or "", run.version) as span:
-            await _ask_agent_in_span(run, agent, attempts, results, span)
-
-
-async def _ask_agent_in_span(
-    run: _Run,
-    agent: Agent,
-    attempts: Attempts,
-    results: trio.MemorySendChannel[AgentOutcome],
-    span: Span,
-) -> None:
-    started = trio.current_time()
-    context = run.context(agent.name)
-    error: ServiceError
-    try:
-        try:
-            with trio.fail_after(agent.timeout_s or float("inf")):
-                answer = await ask_agent(
-                    agent,
-                    run.ensemble.targets(agent),
-                    agent_messages(agent, run.request.message),
-                    run.model,
-                    run.policy,
-                    attempts,
-                    context,
-                )
-        finally:
-            span.set_attribute("fanout.retries", attempts.retries)
-    except BaseException as exc:
-        if not isinstance(exc, Exception) and run.cutting.cancel_called and only_cancelled(exc):
-            end_span(span, "cut")
-            raise
-        if not isinstance(exc, Exception):
-            raise
-        error = _agent_error(agent, exc, context)
-    else:
-        record_answer(span, answer.model, answer.usage)
-        outcome = AgentOutcome(agent.name, _ms_since(started), attempts, answer=answer)
-        _hand_over(results, outcome)
-        return
-    log.warning(
-        "agent %s failed after %d attempt(s): %s",
-        agent.name,
-        attempts.count,
-        error.code,
-        exc_info=error if error.__cause__ else None,
-        extra=context,
-    )
-    end_span(span, "failed", error.code)
-    _hand_over(results, AgentOutcome(agent.name, _ms_since(started), attempts, error=error))
-
-
-def _agent_error(agent: Agent, exc: Exception, context: dict[str, object]) -> ServiceError:
-    """What an agent's failure is reported as."""
-    if isinstance(exc, trio.TooSlowError):
-        return UpstreamTimeout(f"{agent.name} did not answer within {agent.timeout_s:g} s")
-    if isinstance(exc, UpstreamError):
-        return exc
-    # A bug in one model adapter must not take the other agents down with it.
-    log.exception("agent %s crashed", agent.name, exc_info=exc, extra=context)
-    error = ServiceError()
-    error.__cause__ = exc
-    return error
-
-
-def _hand_over(results: trio.MemorySendChannel[AgentOutcome], outcome: AgentOutcome) -> None:
-    """Pass an outcome on without a checkpoint, so a straggler deadline that fires now cannot
-    drop an answer already in hand (the channel holds one outcome per agent: never full)."""
-    with contextlib.suppress(trio.BrokenResourceError):
-        # Broken: the run is over (the client left); nobody needs the outcome.
-        results.send_nowait(outcome)
-
-
-@dataclass
-class _Gathered:
-    """The agents' progress, filled in as it happens so a deadline can report it too."""
-
-    started: list[str] = field(default_factory=list)
-    outcomes: list[AgentOutcome] = field(default_factory=list)
-    cut: list[str] = field(default_factory=list)
-    attempts: dict[str, Attempts] = field(default_factory=dict)
-    finished: bool = False
-
-    def counts(self) -> AgentCounts:
-        succeeded = sum(1 for o in self.outcomes if o.error is None)
-        return AgentCounts(
-            succeeded=succeeded, failed=len(self.outcomes) - succeeded, cut=len(self.cut)
-        )
-
-    def unfinished(self) -> list[str]:
-        """Agents started that have neither an outcome nor been cut."""
-        ended = {o.agent for o in self.outcomes} | set(self.cut)
-        return [name for name in self.started if name not in ended]
-
-
-async def _gather_answers(run: _Run, usage: dict[str, Usage], gathered: _Gathered) -> None:
-    """Run every agent concurrently and report each outcome (and its usage) as it arrives.
-
-    Once `min_agents` have answered, the stragglers get `straggler_grace_ms` (if set) and are
-    then cut; once the quorum can no longer be met, the rest are cut at once.
-    """
-    ensemble, events = run.ensemble, run.events
-    attempts = gathered.attempts
-    attempts |= {agent.name: Attempts() for agent in ensemble.agents}
-    outcomes = gathered.outcomes
-    succeeded = failed = 0
-    started = trio.current_time()
-    results_in, results_out = trio.open_memory_channel[AgentOutcome](len(ensemble.agents))
-    straggler_scope = run.cutting
-
-    # Every start is reported before any agent runs, so no outcome can come before them.
-    for agent in ensemble.agents:
-        await events.send(AgentStarted(agent=agent.name))
-        gathered.started.append(agent.name)
-
-    async def run_agents() -> None:
-        with straggler_scope:
-            async with trio.open_nursery() as agents_nursery:
-                async with results_in:
-                    for agent in ensemble.agents:
-                        agents_nursery.start_soon(
-                            _ask_agent,
-                            run,
-                            agent,
-                            attempts[agent.name],
-                            results_in.clone(),
-                            name=agent.name,
-                        )
-
-    cut_reason: AgentCut | None = None
-    async with trio.open_nursery() as gather_nursery:
-        gather_nursery.start_soon(run_agents)
-        async with results_out:
-            async for outcome in results_out:
-                outcomes.append(outcome)
-                if outcome.answer is not None and outcome.answer.usage is not None:
-                    usage[outcome.agent] = outcome.answer.usage
-                if outcome.answer is not None:
-                    succeeded += 1
-                    await events.send(
-                        AgentCompleted(
-                            agent=outcome.agent,
-                            text=outcome.answer.text,
-                            model=outcome.answer.model,
-                            attempts=outcome.attempts.count,
-                            retries=outcome.attempts.retries,
-                            elapsed_ms=outcome.elapsed_ms,
-                        )
-                    )
-                else:
-                    failed += 1
-                    error = outcome.error or ServiceError()
-                    await events.send(
-                        AgentFailed(
-                            agent=outcome.agent,
-                            error=PublicError.of(error),
-                            attempts=outcome.attempts.count,
-                            retries=outcome.attempts.retries,
-                            elapsed_ms=outcome.elapsed_ms,
-                        )
-                    )
-                waiting = len(ensemble.agents) - succeeded - failed
-                if waiting and len(ensemble.agents) - failed < ensemble.min_agents:
-                    cut_reason = AgentCut("stopped: too few agents can answer to reach the quorum")
-                    straggler_scope.cancel()
-                elif (
-                    waiting
-                    and succeeded >= ensemble.min_agents
-                    and ensemble.straggler_grace_ms is not None
-                    and cut_reason is None
-                ):
-                    cut_reason = AgentCut()
-                    straggler_scope.deadline = min(
-                        straggler_scope.deadline,
-                        trio.current_time() + ensemble.straggler_grace_ms / 1000,
-                    )
-
-    gathered.finished = True
-    await _report_cut(run, gathered, cut_reason or AgentCut(), started)
-
-
-async def _report_cut(run: _Run, gathered: _Gathered, reason: ServiceError, started: float) -> None:
-    """Report every agent still unfinished as failed with `reason`, and count it as cut."""
-    for name in gathered.unfinished():
-        gathered.cut.append(name)
-        log.info(
-            "agent %s cut after %g ms: %s",
-            name,
-            _ms_since(started),
-            reason.public_message,
-            extra=run.context(name),
-        )
-        attempts = gathered.attempts.get(name) or Attempts()
-        await run.events.send(
-            AgentFailed(
-                agent=name,
-                error=PublicError.of(reason),
-                attempts=attempts.count,
-                retries=attempts.retries,
-                elapsed_ms=_ms_since(started),
-            )
-        )
 
 
 async def _fan_out_and_summarize(
-    run: _Run, started: float, usage: dict[str, Usage], gathered: _Gathered
-) -> Done | Failed:
-    """Fills `usage` and `gathered` as calls finish, so a caller that cuts the run short
-    still has them."""
-    ensemble, events = run.ensemble, run.events
-    await _gather_answers(run, usage, gathered)
-    counts = gathered.counts()
-    by_agent = {outcome.agent: outcome for outcome in gathered.outcomes}
-    agents_ms = {o.agent: o.elapsed_ms for o in gathered.outcomes}
-    answers = [
-        (agent.name, by_agent[agent.name].answer)
-        for agent in ensemble.agents
-        if agent.name in by_agent and by_agent[agent.name].answer is not None
-    ]
-    missing = [agent.name for agent in ensemble.agents if agent.name not in dict(answers)]
-    if not answers and ensemble.min_agents == 1:
-        error: ServiceError = NoAgentSucceeded()
-        return Failed(source="agents", error=PublicError.of(error), usage=usage, agents=counts)
-    if len(answers) < ensemble.min_agents:
-        error = QuorumNotMet(
-            f"only {len(answers)} of the {ensemble.min_agents} agents needed produced an answer"
-        )
-        log.warning("quorum not met: %s", error.public_message, extra=run.context())
-        return Failed(source="agents", error=PublicError.of(error), usage=usage, agents=counts)
-
-    summarizer = ensemble.summarizer
-    await events.send(
-        SummaryStarted(
-            summarizer=summarizer.name,
-            agents=tuple(name for name, _ in answers),
-            missing=tuple(missing),
-            ensemble_version=run.version,
-        )
-    )
-    texts = [(name, answer.text) for name, answer in answers if answer is not None]
-    try:
-        messages = summary_messages(
-            summarizer,
-            run.request.message,
-            texts,
-            missing,
-            max_answer_chars=ensemble.max_answer_chars,
-        )
-    except TemplateFailed as exc:
-        log.error("%s", exc, exc_info=exc, extra=run.context(summarizer.name))
-        return Failed(
-            source=summarizer.name,
-            error=PublicError.of(ServiceError()),
-            usage=usage,
-            agents=counts,
-        )
-    first_token_ms: float | None = None
-
-    context = run.context(summarizer.name)
-    attempts = Attempts()
-    failure: ServiceError | None = None
-    with member_span("summarizer", summarizer.name, summarizer.model or "", run.version) as span:
-
-        async def send_text(text: str) -> None:
-            nonlocal first_token_ms
-            if first_token_ms is None:
-                first_token_ms = _ms_since(started)
-                span.add_event("gen_ai.first_token", {"fanout.first_token_ms": first_token_ms})
-            await events.send(SummaryDelta(summarizer=summarizer.name, text=text))
-
-        try:
-            with trio.fail_after(summarizer.timeout_s or float("inf")):
-                result = await stream_summary(
-                    summarizer,
-                    ensemble.targets(summarizer),
-                    messages,
-                    run.model,
-                    run.policy,
-                    attempts,
-                    context,
-                    send_text,
-                    events,
-                )
-        except trio.TooSlowError:
-            failure = UpstreamTimeout(f"{summarizer.name} did not finish within its timeout")
-        except UpstreamError as exc:
-            failure = exc
-        finally:
-            span.set_attribute("fanout.retries", attempts.retries)
-        if failure is not None:
-            end_span(span, "failed", failure.code)
-        else:
-            record_answer(span, result.model, result.usage)
-    if failure is not None:
-        log.warning(
-            "summarizer %s failed after %d attempt(s): %s",
-            summarizer.name,
-            attempts.count,
-            failure.code,
-            exc_info=failure if failure.__cause__ else None,
-            extra=context,
-        )
-        return Failed(
-            source=summarizer.name, error=PublicError.of(failure), usage=usage, agents=counts
-        )
-    if result.usage is not None:
-        usage[summarizer.name] = result.usage
-    models = {name: answer.model for name, answer in answers if answer is not None}
-    models[summarizer.name] = result.model
-    timings = Timings(
-        agents_ms=agents_ms, first_token_ms=first_token_ms, total_ms=_ms_since(started)
-    )
-    return Done(
-        summarizer=summarizer.name,
-        usage=usage,
-        timings=timings,
-        agents=counts,
-        models=models,
-        ensemble_version=run.version,
-    )
-
-
-async def run_pipeline(
-    request: PipelineRequest,
-    ensemble: Ensemble,
-    model: ChatModel,
+    run: RunContext,
     events: trio.MemorySendChannel[Event],
-    request_timeout_s: float,
-    *,
-    retry_policy: RetryPolicy | None = None,
-    ensemble_version: str = "",
-) -> None:
+    started: float,
+    gathered: Gathered,
+) -> Done | Failed:
+    """Fills `gathered` as calls finish, so a caller that cuts the run short still has it."""
+    await gather_answers(run, events, gathered)
+    shortfall = quorum_shortfall(run, gathered)
+    if shortfall is not None:
+        return Failed(
+            source="agents",
+            error=PublicError.of(shortfall),
+            usage=gathered.usage,
+            agents=gathered.counts(),
+        )
+    return await summarize(run, events, gathered, started)
+
+
+async def run_pipeline(run: RunContext, events: trio.MemorySendChannel[Event]) -> None:
     """Send every event of one run to `events`, ending with exactly one `Done` or `Failed`.
 
-    `ensemble_version` names the loaded version `ensemble` came from, for events and logs.
     Closes `events` when it returns. Cancellation (a client that hung up) propagates.
     """
     async with events:
         started = trio.current_time()
         terminal: Done | Failed | None = None
-        usage: dict[str, Usage] = {}
-        gathered = _Gathered()
-        run = _Run(
-            request,
-            ensemble,
-            model,
-            retry_policy or _DEFAULT_RETRY_POLICY,
-            events,
-            ensemble_version,
-        )
-        with trio.move_on_after(request_timeout_s):
-            terminal = await _fan_out_and_summarize(run, started, usage, gathered)
+        gathered = Gathered()
+        with trio.move_on_after(run.request_timeout_s):
+            terminal = await _fan_out_and_summarize(run, events, started, gathered)
         if terminal is None:
             log.warning(
                 "request deadline of %g s exceeded",
-                request_timeout_s,
-                extra=run.context(),
+                run.request_timeout_s,
+                extra=run.log_context(),
             )
             deadline = DeadlineExceeded()
-            await _report_cut(run, gathered, deadline, started)
+            await report_cut(run, events, gathered, deadline, started)
             terminal = Failed(
                 source="pipeline",
                 error=PublicError.of(deadline),
-                usage=usage,
+                usage=gathered.usage,
                 agents=gathered.counts() if gathered.started else None,
             )
         await events.send(terminal)

@@ -4,23 +4,22 @@ token, and at most one restart on the next fallback model if the stream breaks a
 Text that reached the client is never silently continued by another model: a restart is
 announced with `SummaryRestarted`, and the client drops what it had.
 
-    result = await stream_summary(summarizer, ensemble.targets(summarizer), messages, model,
-                                  policy, attempts, context, send_text, events)
+    result = await stream_summary(run, messages, attempts, send_text=send_text, events=events)
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
 
-from ..ensemble import Summarizer, Target
+from ..ensemble import Target
 from ..errors import UpstreamBadResponse, UpstreamError
-from ..llm import ChatMessage, ChatModel, Usage
+from ..events import Event, PublicError, SummaryRestarted
+from ..llm import ChatMessage, Usage
 from .calls import Attempts, MemberCalls, counted_if_cancelled, log, log_failed_attempt
-from .events import Event, PublicError, SummaryRestarted
-from .retry import RetryPolicy
+from .context import RunContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,19 +94,20 @@ class _Streaming(MemberCalls):
 
 
 async def stream_summary(
-    summarizer: Summarizer,
-    targets: Sequence[Target],
+    run: RunContext,
     messages: tuple[ChatMessage, ...],
-    model: ChatModel,
-    policy: RetryPolicy,
     attempts: Attempts,
-    context: Mapping[str, object],
+    *,
     send_text: Callable[[str], Awaitable[None]],
     events: trio.MemorySendChannel[Event],
 ) -> SummaryResult:
-    """Stream the summary through `send_text`; raise the `UpstreamError` that ended it."""
+    """Stream the ensemble's summary of `messages` through `send_text` (a restart is announced
+    on `events`); raise the `UpstreamError` that ended it. `attempts` counts every request."""
+    summarizer = run.ensemble.summarizer
+    targets = run.ensemble.targets(summarizer)
+    context = run.log_context(summarizer.name)
     streaming = _Streaming(
-        summarizer, messages, model, policy, attempts, context, send_text, events
+        run, summarizer, messages, attempts, context, send_text=send_text, events=events
     )
     start = 0
     while True:

@@ -15,8 +15,7 @@ from collections.abc import Mapping
 import trio
 from opentelemetry.trace import Span
 
-from ..llm import Usage
-from ..pipeline import (
+from ..events import (
     AgentCompleted,
     AgentFailed,
     Done,
@@ -25,6 +24,7 @@ from ..pipeline import (
     SummaryDelta,
     SummaryRestarted,
 )
+from ..llm import Usage
 from .access_log import RequestRecord
 from .metrics import METRICS, Metrics
 from .tracing import end_span

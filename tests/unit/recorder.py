@@ -8,7 +8,15 @@ from typing import TypeVar
 import trio
 
 from service.ensemble import Ensemble
-from service.pipeline import Done, Event, Failed, PipelineRequest, RetryPolicy, run_pipeline
+from service.pipeline import (
+    Done,
+    Event,
+    Failed,
+    PipelineRequest,
+    RetryPolicy,
+    RunContext,
+    run_pipeline,
+)
 from tests.fake_models import ScriptedModel
 
 T = TypeVar("T")
@@ -56,6 +64,7 @@ async def run(
     request_timeout_s: float = 100.0,
     retry_policy: RetryPolicy | None = None,
     events_buffer: int = 1000,
+    request: PipelineRequest = REQUEST,
 ) -> Recorder:
     """`events_buffer` 0 makes every event wait for the reader, as a slow client would."""
     recorder = Recorder()
@@ -63,7 +72,12 @@ async def run(
     policy = retry_policy or RetryPolicy(rng=TopOfRange())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recorder.drain, receive)
-        await run_pipeline(
-            REQUEST, the_ensemble, model, send, request_timeout_s, retry_policy=policy
+        run = RunContext(
+            request=request,
+            ensemble=the_ensemble,
+            model=model,
+            request_timeout_s=request_timeout_s,
+            retry_policy=policy,
         )
+        await run_pipeline(run, send)
     return recorder

@@ -193,3 +193,43 @@ def test_targets_are_right_even_after_an_earlier_look_at_the_unresolved_file() -
     ensemble = parsed.with_defaults(model="m", agent_timeout_s=30, default_provider=DEFAULT)
     assert ensemble.targets(ensemble.agents[0])[0].endpoint is not None
     assert ensemble.targets(ensemble.summarizer)[0].endpoint is not None
+
+
+@pytest.mark.parametrize(("length", "accepted"), [(200, True), (201, False)])
+def test_a_model_name_may_be_up_to_200_characters(length: int, accepted: bool) -> None:
+    name = "m" * length
+    fallback = f'fallback_models = ["{name}"]\n'
+    for keys in (f'model = "{name}"\n', fallback):
+        text = agent("a", keys) + SUMMARIZER
+        if accepted:
+            ensemble = resolved(text)
+            assert name in [t.model for t in ensemble.targets(ensemble.agents[0])]
+        else:
+            with pytest.raises(EnsembleError, match="at most 200 characters"):
+                parse_ensemble(text, source="e.toml")
+
+
+def test_a_providers_connection_pool_holds_1000_unless_set() -> None:
+    text = (
+        '[providers.big]\nbase_url = "http://big/v1"\n'
+        '[providers.small]\nbase_url = "http://small/v1"\nmax_connections = 5\n'
+        + agent("a", 'provider = "big"\n')
+        + agent("b", 'provider = "small"\n')
+        + SUMMARIZER
+    )
+    ensemble = resolved(text)
+    pools = [ensemble.targets(a)[0].endpoint.max_connections for a in ensemble.agents]
+    assert pools == [1000, 5]
+
+
+@pytest.mark.parametrize(
+    ("size", "accepted"), [(1, True), (100_000, True), (0, False), (100_001, False)]
+)
+def test_max_connections_is_between_1_and_100000(size: int, accepted: bool) -> None:
+    text = f'[providers.p]\nbase_url = "http://p/v1"\nmax_connections = {size}\n'
+    text += agent("a", 'provider = "p"\n') + SUMMARIZER
+    if accepted:
+        assert resolved(text).providers["p"].max_connections == size
+    else:
+        with pytest.raises(EnsembleError, match=r"providers\.p\.max_connections"):
+            parse_ensemble(text, source="e.toml")

@@ -174,3 +174,17 @@ def test_a_prompt_file_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> 
     )
     with pytest.raises(EnsembleError, match="not a regular file"):
         load_ensembles(path)
+
+
+@pytest.mark.parametrize(("size", "accepted"), [(1 << 20, True), ((1 << 20) + 1, False)])
+def test_a_prompt_file_may_be_up_to_1_mib(tmp_path: Path, size: int, accepted: bool) -> None:
+    (tmp_path / "p.md").write_text("x" * size)
+    path = tmp_path / "e.toml"
+    path.write_text(
+        '[[agents]]\nname = "a"\nsystem_prompt_file = "p.md"\n' + SUMMARIZER.format(prefix="")
+    )
+    if accepted:
+        assert len(load_ensembles(path).pick(None)[1].agents[0].system_prompt) == size
+    else:
+        with pytest.raises(EnsembleError, match=f"larger than {1 << 20} bytes"):
+            load_ensembles(path)

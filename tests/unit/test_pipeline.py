@@ -5,6 +5,7 @@ Every test takes `autojump_clock`, so sleeps cost nothing and timings are exact.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import pytest
@@ -12,7 +13,7 @@ import trio
 from trio.testing import MockClock
 
 from service.ensemble import Agent, Ensemble, Summarizer
-from service.errors import UpstreamRateLimited, UpstreamUnavailable
+from service.errors import UpstreamRateLimited, UpstreamRejected, UpstreamUnavailable
 from service.pipeline import (
     AgentCompleted,
     AgentFailed,
@@ -20,6 +21,8 @@ from service.pipeline import (
     Done,
     Event,
     Failed,
+    PipelineRequest,
+    RunContext,
     SummaryDelta,
     SummaryStarted,
     run_pipeline,
@@ -234,7 +237,8 @@ async def test_cancelling_the_run_cancels_every_call_in_flight_at_that_instant(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recorder.drain, receive)
         with trio.move_on_after(hang_up_at):
-            await run_pipeline(REQUEST, ensemble(("a", 9), ("b", 9)), model, send, 100)
+            run_context = RunContext(REQUEST, ensemble(("a", 9), ("b", 9)), model, 100)
+            await run_pipeline(run_context, send)
 
     cancelled = [c for c in model.calls if c.outcome == "cancelled"]
     assert cancelled, "something must have been in flight"
@@ -274,3 +278,47 @@ async def test_a_deadline_error_still_reports_the_usage_of_finished_calls(
     assert isinstance(terminal, Failed)
     assert terminal.error.code == "deadline_exceeded"
     assert set(terminal.usage) == {"a"}
+
+
+async def test_a_summary_template_failing_at_request_time_fails_the_summary_only(
+    autojump_clock: MockClock,
+) -> None:
+    # Checked at load, but a path the checks missed (here: an answer that is not there).
+    summarizer = Summarizer.model_construct(
+        name="sum", system_prompt="Combine.", prompt="{{ answers[3].text }}", model="m"
+    )
+    the_ensemble = Ensemble(
+        agents=(Agent(name="a", system_prompt="You are a.", model="m", timeout_s=9),),
+        summarizer=summarizer,
+    )
+    model = ScriptedModel({"a": Script(), "sum": Script()})
+    events = await run(the_ensemble, model)
+
+    terminal = events.terminal
+    assert isinstance(terminal, Failed)
+    assert (terminal.source, terminal.error.code) == ("sum", "internal_error")
+    assert "answers" not in terminal.error.message
+    assert set(terminal.usage) == {"a"}
+    assert not model.calls_of("sum")
+
+
+async def test_the_conversation_id_is_in_every_log_line_of_the_run(
+    autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="service.pipeline")
+    model = ScriptedModel(
+        {
+            "a": Script(),
+            "b": Script(error=UpstreamRejected()),
+            "sum": Script(error=UpstreamRejected()),
+        }
+    )
+    request = PipelineRequest(message="Why?", message_id="m-7", conversation_id="c-7")
+    await run(ensemble(("a", 9), ("b", 9)), model, request=request)
+
+    run_lines = [record for record in caplog.records if hasattr(record, "message_id")]
+    # The agent's failed attempt and failure, the summarizer's attempt and failure.
+    assert len(run_lines) >= 4
+    assert {getattr(record, "agent", None) for record in run_lines} == {"b", "sum"}
+    for record in run_lines:
+        assert (record.message_id, record.conversation_id) == ("m-7", "c-7")  # type: ignore[attr-defined]

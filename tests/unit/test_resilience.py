@@ -274,6 +274,46 @@ async def test_a_hedge_after_the_primary_moved_on_asks_the_next_untried_model(
     assert model.calls_of("a")[1].outcome == "cancelled"
 
 
+async def test_a_hedged_agent_whose_every_request_failed_reports_the_last_upstream_error(
+    autojump_clock: MockClock,
+) -> None:
+    model = ScriptedModel(
+        {
+            "a": Script(delay_s=3, error=UpstreamRejected()),
+            "a@backup": Script(delay_s=1, error=UpstreamAuthFailed()),
+            "b": Script(),
+            "sum": Script(),
+        }
+    )
+    start = trio.current_time()
+    the_agent = agent("a", hedge_after_ms=1000, fallback_models=("backup",))
+    events = await run(build(the_agent, agent("b")), model)
+
+    # The hedge's fallback failed at 2 s, the primary last, at 3 s: its code is the reason.
+    assert starts(model, "a", start) == [("m", 0), ("backup", 1)]
+    (failed,) = events.of_type(AgentFailed)
+    assert (failed.agent, failed.error.code, failed.attempts) == ("a", "upstream_rejected", 2)
+    assert events.time_of(AgentFailed) - start == 3
+
+
+async def test_a_primary_that_gives_up_before_the_hedge_time_is_reported_at_once(
+    autojump_clock: MockClock,
+) -> None:
+    model = ScriptedModel(
+        {"a": Script(delay_s=1, error=UpstreamUnavailable()), "b": Script(), "sum": Script()}
+    )
+    start = trio.current_time()
+    events = await run(build(agent("a", hedge_after_ms=10_000), agent("b")), model)
+
+    # Attempts at 0, 1.25 and 2.75 s, each failing after 1 s: nothing is left to hedge with,
+    # so the agent's failure does not wait for the hedge time.
+    assert starts(model, "a", start) == [("m", 0), ("m", 1.25), ("m", 2.75)]
+    (failed,) = events.of_type(AgentFailed)
+    assert (failed.agent, failed.error.code, failed.attempts) == ("a", "upstream_unavailable", 3)
+    assert events.time_of(AgentFailed) - start == 3.75
+    assert events.time_of(SummaryStarted) - start == 3.75
+
+
 # --- quorum and stragglers ---------------------------------------------------------------
 
 
@@ -547,3 +587,65 @@ async def test_the_restart_event_names_the_model_whose_text_follows(
         "SummaryDelta",
         "Done",
     ]
+
+
+async def test_a_summary_failing_before_any_text_is_retried_with_exponential_backoff(
+    autojump_clock: MockClock,
+) -> None:
+    model = ScriptedModel(
+        {
+            "a": Script(),
+            "sum": [
+                Script(delay_s=1, error=UpstreamUnavailable()),
+                Script(delay_s=1, error=UpstreamUnavailable()),
+                Script(delay_s=1, tokens=("ok",)),
+            ],
+        }
+    )
+    start = trio.current_time()
+    events = await run(build(agent("a")), model)
+
+    # Waits of 0.25 s, then 0.5 s (the top of each jittered range) between 1 s attempts.
+    assert starts(model, "sum", start) == [("m", 0), ("m", 1.25), ("m", 2.75)]
+    assert [e.text for e in events.of_type(SummaryDelta)] == ["ok"]
+    assert isinstance(events.terminal, Done)
+
+
+@pytest.mark.parametrize("retries", [0, 1, 3])
+async def test_summary_retries_stop_at_the_configured_count(
+    retries: int, autojump_clock: MockClock
+) -> None:
+    model = ScriptedModel({"a": Script(), "sum": Script(error=UpstreamUnavailable())})
+    events = await run(build(agent("a"), summarizer={"retries": retries}), model)
+
+    assert len(model.calls_of("sum")) == retries + 1
+    terminal = events.terminal
+    assert isinstance(terminal, Failed)
+    assert (terminal.source, terminal.error.code) == ("sum", "upstream_unavailable")
+
+
+async def test_an_empty_summary_stream_is_a_bad_response_not_an_empty_done(
+    autojump_clock: MockClock,
+) -> None:
+    model = ScriptedModel({"a": Script(), "sum": Script(tokens=())})
+    events = await run(build(agent("a")), model)
+
+    assert not events.of_type(SummaryDelta)
+    terminal = events.terminal
+    assert isinstance(terminal, Failed)
+    assert (terminal.source, terminal.error.code) == ("sum", "upstream_bad_response")
+    # Not retryable: the same model would most likely send nothing again.
+    assert len(model.calls_of("sum")) == 1
+
+
+async def test_an_empty_summary_stream_moves_to_the_fallback(autojump_clock: MockClock) -> None:
+    model = ScriptedModel(
+        {"a": Script(), "sum": Script(tokens=()), "sum@backup": Script(tokens=("b",))}
+    )
+    events = await run(build(agent("a"), summarizer={"fallback_models": ("backup",)}), model)
+
+    assert not events.of_type(SummaryRestarted)
+    assert [e.text for e in events.of_type(SummaryDelta)] == ["b"]
+    done = events.terminal
+    assert isinstance(done, Done)
+    assert done.models["sum"] == "backup"

@@ -70,6 +70,18 @@ def test_a_named_providers_key_variable_must_be_set(tmp_path: Path) -> None:
     assert set(ensemble.used_providers()) == {"openai"}
 
 
+def test_a_provider_only_a_fallback_uses_must_have_its_key_too(tmp_path: Path) -> None:
+    fallback = 'fallback_models = [{ provider = "openai", model = "gpt-4o" }]\n'
+    text = OPENAI + AGENT + fallback + SUMMARIZER
+    env = {"USE_LLM_MOCK": "false", "LLM_BASE_URL": "http://localhost:11434/v1"}
+    settings = settings_for(tmp_path, text, **env)
+    with pytest.raises(EnsembleError) as caught:
+        load_configured_ensemble(settings)
+    assert "the provider 'openai' reads its key from OPENAI_API_KEY" in str(caught.value)
+    settings = settings_for(tmp_path, text, **env, OPENAI_API_KEY="sk-1")
+    assert set(load_configured_ensemble(settings).used_providers()) == {"default", "openai"}
+
+
 def test_the_mock_needs_no_keys_and_knows_its_fault_models(tmp_path: Path) -> None:
     text = OPENAI + AGENT + 'provider = "openai"\nmodel = "mock:stall"\n' + SUMMARIZER
     settings = settings_for(tmp_path, text)

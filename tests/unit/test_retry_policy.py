@@ -72,3 +72,39 @@ async def test_a_wait_that_leaves_no_time_for_an_attempt_is_not_taken(
         assert policy.delay_before_retry(fits, retries_done=0, retries=2) == 0.8
         too_long = UpstreamRateLimited(retry_after_s=0.95)
         assert policy.delay_before_retry(too_long, retries_done=0, retries=2) is None
+
+
+class TopOfRange(random.Random):
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_by_default_backoff_starts_at_a_quarter_second_and_is_capped_at_four() -> None:
+    policy = RetryPolicy(rng=TopOfRange())
+    waits = [policy.backoff_s(retries_done) for retries_done in range(7)]
+    assert waits == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+async def test_by_default_a_retry_needs_a_tenth_of_a_second_left_after_the_wait(
+    autojump_clock: MockClock,
+) -> None:
+    policy = RetryPolicy()
+    with trio.move_on_after(2):
+        await trio.sleep(1)
+        fits = UpstreamRateLimited(retry_after_s=0.875)
+        assert policy.delay_before_retry(fits, retries_done=0, retries=2) == 0.875
+        too_long = UpstreamRateLimited(retry_after_s=0.9375)
+        assert policy.delay_before_retry(too_long, retries_done=0, retries=2) is None
+
+
+async def test_a_wait_that_leaves_exactly_the_least_attempt_time_is_taken(
+    autojump_clock: MockClock,
+) -> None:
+    # Binary fractions, so the sum lands on the deadline exactly.
+    policy = RetryPolicy(min_attempt_s=0.25)
+    with trio.move_on_after(2):
+        await trio.sleep(1)
+        exactly = UpstreamRateLimited(retry_after_s=0.75)
+        assert policy.delay_before_retry(exactly, retries_done=0, retries=2) == 0.75
+        over = UpstreamRateLimited(retry_after_s=0.75 + 1 / 64)
+        assert policy.delay_before_retry(over, retries_done=0, retries=2) is None

@@ -62,6 +62,39 @@ def test_a_template_error_in_a_file_names_the_line_and_field() -> None:
     assert str(caught.value).startswith("e.toml:4: agents[0].prompt: unknown variable 'question'")
 
 
+@pytest.mark.parametrize(
+    ("summarizer_keys", "says"),
+    [
+        (
+            'system_prompt = "c"\nprompt = "{{ agent }}: {{ message }}"\n',
+            "e.toml:7: summarizer.prompt: unknown variable 'agent'",
+        ),
+        (
+            'system_prompt = "Combine {{ answer }}."\n',
+            "e.toml:6: summarizer.system_prompt: unknown variable 'answer'",
+        ),
+    ],
+)
+def test_a_summarizer_template_naming_an_unknown_variable_is_refused_at_load(
+    summarizer_keys: str, says: str
+) -> None:
+    text = (
+        '[[agents]]\nname = "a"\nsystem_prompt = "p"\n[summarizer]\nname = "s"\n' + summarizer_keys
+    )
+    with pytest.raises(EnsembleError) as caught:
+        parse_ensemble(text, source="e.toml")
+    assert str(caught.value).startswith(says)
+
+
+def test_a_summarizer_template_may_use_every_summarizer_variable() -> None:
+    prompt = "{{ summarizer }} {{ date }}: {{ message }} {{ answers | length }} {{ missing }}"
+    text = (
+        '[[agents]]\nname = "a"\nsystem_prompt = "p"\n'
+        f'[summarizer]\nname = "s"\nsystem_prompt = "c"\nprompt = "{prompt}"\n'
+    )
+    assert parse_ensemble(text, source="e.toml").summarizer.prompt == prompt
+
+
 def test_agents_see_the_message_their_name_and_the_date() -> None:
     agent = Agent(
         name="poet",

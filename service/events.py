@@ -1,7 +1,11 @@
-"""What a pipeline run reports, as small frozen dataclasses; the api layer encodes them.
+"""What a pipeline run reports, as small frozen dataclasses.
 
 A run sends any number of progress events and then exactly one terminal event, `Done` or
 `Failed` (unless it is cancelled, in which case nobody is listening any more).
+
+The pipeline produces them; the api layer encodes them and telemetry (later: the transcript,
+the limiter) consumes them. They live outside every one of those packages, beside
+`errors.py`, so that a consumer depends on the events and never on the pipeline.
 """
 
 from __future__ import annotations
@@ -9,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..errors import ServiceError
-from ..llm import Usage
+from .errors import ServiceError
+from .llm import Usage
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,69 @@
+"""What one pipeline run is given: the request, the ensemble, the model, its limits.
+
+    run = RunContext(
+        request=PipelineRequest(message="Why is the sky blue?", message_id="m-1"),
+        ensemble=ensemble,
+        model=model,
+        request_timeout_s=120.0,
+    )
+    nursery.start_soon(run_pipeline, run, send)
+
+The api layer builds one per request and nothing changes it afterwards: a reload of the
+ensembles cannot alter what a run in flight sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..ensemble import Ensemble
+from ..llm import ChatModel
+from .retry import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRequest:
+    message: str
+    message_id: str
+    conversation_id: str | None = None
+    # The ensemble the client asked for; None for the default.
+    ensemble: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One earlier message of the conversation."""
+
+    role: Literal["user", "assistant"]
+    text: str
+
+
+# Shared by every run that brings none: its random generator alone was 2.5 KB per stream.
+DEFAULT_RETRY_POLICY = RetryPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """`ensemble_version` names the loaded version `ensemble` came from, for events and logs;
+    `request_timeout_s` bounds the whole run, agents and summary."""
+
+    request: PipelineRequest
+    ensemble: Ensemble
+    model: ChatModel
+    request_timeout_s: float
+    ensemble_version: str = ""
+    retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY
+    # The conversation's earlier turns, oldest first. Nothing reads them yet.
+    history: tuple[Turn, ...] = ()
+
+    def log_context(self, member: str | None = None) -> dict[str, object]:
+        """The fields every log line of this run (and of `member`, if given) carries."""
+        context: dict[str, object] = {"message_id": self.request.message_id}
+        if self.ensemble_version:
+            context["ensemble_version"] = self.ensemble_version
+        if self.request.conversation_id is not None:
+            context["conversation_id"] = self.request.conversation_id
+        if member is not None:
+            context["agent"] = member
+        return context

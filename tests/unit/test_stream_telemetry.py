@@ -1,0 +1,75 @@
+"""What a stream's life and events tell the metrics."""
+
+from __future__ import annotations
+
+import trio
+from opentelemetry import trace
+from prometheus_client import REGISTRY
+from trio.testing import MockClock
+
+from service.api.event_stream import EventStreamBody
+from service.api.sse import SseEncoder
+from service.lifecycle import Lifecycle
+from service.pipeline import AgentStarted, Done, Event, Timings
+from service.telemetry.stream import StreamTelemetry
+
+DONE = Done(summarizer="s", usage={}, timings=Timings(agents_ms={}, first_token_ms=1, total_ms=2))
+
+
+def in_flight() -> float:
+    value = REGISTRY.get_sample_value("fanout_streams_in_flight")
+    assert value is not None
+    return value
+
+
+def body(produce, telemetry: StreamTelemetry) -> EventStreamBody:  # type: ignore[no-untyped-def]
+    return EventStreamBody(
+        produce,
+        encoder=SseEncoder(message_id="m", conversation_id=None),
+        lifecycle=Lifecycle(),
+        keepalive_s=15,
+        deadline_s=120,
+        log_context={"message_id": "m"},
+        telemetry=telemetry,
+    )
+
+
+async def test_a_stream_is_in_flight_from_entering_its_body_until_it_ends(
+    autojump_clock: MockClock,
+) -> None:
+    before = in_flight()
+    seen: list[float] = []
+
+    async def produce(events: trio.MemorySendChannel[Event]) -> None:
+        async with events:
+            await events.send(AgentStarted(agent="a"))
+            await trio.sleep(1)
+            seen.append(in_flight())
+            await events.send(DONE)
+
+    telemetry = StreamTelemetry(trace.INVALID_SPAN, primary_models={})
+    async with body(produce, telemetry) as stream:
+        async for _chunk in stream:
+            seen.append(in_flight())
+    assert seen == [before + 1] * 3
+    assert in_flight() == before
+    assert telemetry.outcome == "done"
+
+
+async def test_a_stream_left_early_is_no_longer_in_flight(autojump_clock: MockClock) -> None:
+    before = in_flight()
+    seen: list[float] = []
+
+    async def forever(events: trio.MemorySendChannel[Event]) -> None:
+        async with events:
+            await events.send(AgentStarted(agent="a"))
+            await trio.sleep_forever()
+
+    telemetry = StreamTelemetry(trace.INVALID_SPAN, primary_models={})
+    async with body(forever, telemetry) as stream:
+        async for _chunk in stream:
+            seen.append(in_flight())
+            break
+    assert seen == [before + 1]
+    assert in_flight() == before
+    assert telemetry.outcome == "disconnected"
