@@ -1,6 +1,9 @@
-"""python -m service: read settings, check the ensemble, serve until SIGTERM / SIGINT.
+"""python -m service: read settings, check the ensemble and the database, serve until
+SIGTERM / SIGINT. WORKERS=1 serves in this process; WORKERS=n supervises n worker processes
+(workers.py).
 
-WORKERS=1 serves in this process; WORKERS=n supervises n worker processes (workers.py).
+    python -m service            # serve
+    python -m service migrate    # bring DATABASE_URL's schema up to date, then exit
 """
 
 from __future__ import annotations
@@ -14,22 +17,49 @@ from .ensemble import EnsembleError
 from .logs import configure_logging
 from .resources import load_configured_ensembles
 from .settings import SettingsError, load_settings
+from .storage import StorageStartError, prepare_database
+from .storage.migrate import current_revision
 from .telemetry.metrics import prepare_multiprocess_dir
 from .workers import Supervisor, open_listener
 
 
-def main() -> int:
+def migrate_command() -> int:
+    try:
+        settings = load_settings()
+        if not settings.storage_enabled:
+            print("DATABASE_URL=none: there is no database to migrate", file=sys.stderr)
+            return 2
+        database = prepare_database(settings.database_url.get_secret_value())
+    except (SettingsError, StorageStartError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    revision = current_revision(database.engine)
+    database.close()
+    print(f"database at revision {revision}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    command = sys.argv[1:] if argv is None else argv
+    if command == ["migrate"]:
+        return migrate_command()
+    if command:
+        print("usage: python -m service [migrate]", file=sys.stderr)
+        return 2
     listener: socket.socket | None = None
     try:
         settings = load_settings()
         # Fail before binding the port: an invalid ensemble file must stop the start.
         load_configured_ensembles(settings)
+        if settings.storage_enabled and settings.fanout_listen_fd is None:
+            # So is a database that cannot be reached; migrated here once, before workers.
+            prepare_database(settings.database_url.get_secret_value()).close()
         if settings.workers > 1:
             # Bound once, here: every worker accepts on it, and HTTP_ADDR=host:0 still works.
             listener = open_listener(settings.http_addr, settings.listen_backlog)
         elif settings.fanout_listen_fd is None:  # a worker's port is its parent's
             open_listener(settings.http_addr, settings.listen_backlog).close()
-    except (SettingsError, EnsembleError) as exc:
+    except (SettingsError, EnsembleError, StorageStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(level=settings.log_level, production=settings.production)

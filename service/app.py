@@ -10,9 +10,12 @@ from werkzeug.exceptions import HTTPException
 
 from .api import error_response, http_exception_response, routes
 from .api.connection import StreamingHTTPConnection
+from .api.conversations import conversations
 from .api.raw_path import KeepEncodedSlashes
-from .errors import ServiceError
+from .api.streams import streams
+from .errors import ServiceError, StorageUnavailableError
 from .resources import Resources
+from .storage import StorageUnavailable
 from .telemetry.access_log import AccessLog
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -39,10 +42,17 @@ def create_app(resources: Resources) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["fanout"] = resources
     app.register_blueprint(routes)
+    app.register_blueprint(streams)
+    app.register_blueprint(conversations)
 
     @app.errorhandler(ServiceError)
     async def _service_error(error: ServiceError) -> Response:
         return error_response(error)
+
+    @app.errorhandler(StorageUnavailable)
+    async def _storage_unavailable(error: StorageUnavailable) -> Response:
+        log.error("the database did not answer", exc_info=error)
+        return error_response(StorageUnavailableError())
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:

@@ -92,6 +92,18 @@ class TransferCodingNotSupported(RequestError):
     default_message = "only the chunked transfer coding is supported"
 
 
+class MessageIdConflict(RequestError):
+    code = "message_id_conflict"
+    status = 409
+    default_message = "this message_id was already sent with a different message"
+
+
+class StorageDisabled(RequestError):
+    code = "storage_disabled"
+    status = 404
+    default_message = "nothing is stored on this server (DATABASE_URL=none)"
+
+
 # --- upstream layer (mapped once, at the llm/ boundary) ------------------------------------
 
 
@@ -188,6 +200,21 @@ class DeadlineExceeded(PipelineError):
 
 
 # --- process layer -----------------------------------------------------------------------
+
+
+class RunCancelled(ServiceError):
+    """The run was cancelled because the client that started it left (the `error` event
+    that those following it, and its record, end with)."""
+
+    code = "cancelled"
+    status = 499
+    default_message = "the client that sent this message disconnected, which cancelled it"
+
+
+class StorageUnavailableError(ServiceError):
+    code = "storage_unavailable"
+    status = 503
+    default_message = "the conversation store is not reachable; retry shortly"
 
 
 class ShuttingDown(ServiceError):

@@ -1,4 +1,5 @@
-"""The long-lived things a running service holds: settings, ensemble, LLM client, lifecycle.
+"""The long-lived things a running service holds: settings, ensemble, LLM client, lifecycle,
+the conversation store and the runs in progress.
 
 async with open_resources(settings) as resources:
     app = create_app(resources)
@@ -26,7 +27,9 @@ from .ensemble import (
 from .lifecycle import Lifecycle
 from .llm import ChatModel, MockChatModel, ProviderRouter
 from .llm.mock import MOCK_FAULTS, mock_fault
+from .runs import LiveRuns
 from .settings import Settings, SettingsError
+from .storage import Store, open_store
 from .telemetry.tracing import setup_tracing
 from .urls import is_local_url, redact_url
 
@@ -37,6 +40,13 @@ class Resources:
     ensembles: EnsembleStore
     model: ChatModel
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    # None when DATABASE_URL=none: nothing is kept.
+    store: Store | None = None
+    # The runs in progress here, for a second request that joins or resumes one.
+    live: LiveRuns = field(default_factory=LiveRuns)
+    # Where runs that outlive their response run (`on_disconnect: "continue"`); set while
+    # the server serves.
+    runs: trio.Nursery | None = None
 
 
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
@@ -140,7 +150,8 @@ async def open_resources(
     setup_tracing(traces_endpoint)
     model = model or build_model(settings)
     try:
-        yield Resources(settings=settings, ensembles=ensembles, model=model)
+        async with open_store(settings) as store:
+            yield Resources(settings=settings, ensembles=ensembles, model=model, store=store)
     finally:
         # Closing sockets must finish even when the server is being cancelled.
         with trio.CancelScope(shield=True), trio.move_on_after(5):

@@ -20,6 +20,7 @@ from .connections import ServiceConfig, use_guarded_connections
 from .gc_tuning import tune_for_serving
 from .resources import Resources, open_resources
 from .settings import Settings
+from .storage import keep_house
 from .telemetry.metrics import worker_exiting
 from .telemetry.tracing import shutdown_tracing
 
@@ -75,13 +76,22 @@ async def serve_app(
         shutdown_nursery.start_soon(end_grace_when_due)
         if settings.ensemble_reload_s > 0:
             shutdown_nursery.start_soon(resources.ensembles.watch, settings.ensemble_reload_s)
-        use_guarded_connections()
-        await serve(
-            create_app(resources),
-            hypercorn_config(settings),
-            shutdown_trigger=drain_when_asked,
-            task_status=task_status,
-        )
+        if resources.store is not None:
+            shutdown_nursery.start_soon(
+                keep_house, resources.store, settings.heartbeat_s, settings.retention_days
+            )
+        # Runs that go on without their client: they get the same grace as open streams,
+        # and end with `shutting_down` after it (end_grace_when_due is still waiting).
+        async with trio.open_nursery() as runs_nursery:
+            resources.runs = runs_nursery
+            use_guarded_connections()
+            await serve(
+                create_app(resources),
+                hypercorn_config(settings),
+                shutdown_trigger=drain_when_asked,
+                task_status=task_status,
+            )
+            resources.runs = None
         shutdown_nursery.cancel_scope.cancel()
 
 

@@ -10,6 +10,7 @@ names the variable and what is allowed, so `python -m service` can stop with tha
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,12 +93,25 @@ class Settings(BaseModel):
     otel_exporter_otlp_traces_endpoint: str | None = None
     mock_first_token_ms: Annotated[float, Field(ge=0)] = 250.0
     mock_token_ms: Annotated[float, Field(ge=0)] = 25.0
+    # Where conversations are kept: an SQLite file (the default, made on first start), a
+    # PostgreSQL URL (postgresql+psycopg://...), or "none" to keep nothing.
+    database_url: SecretStr = SecretStr("sqlite:///data/fanout.db")
+    # The earlier turns of a conversation that a follow-up sees, newest first, at most this
+    # many characters of questions and summaries.
+    history_max_chars: Annotated[int, Field(ge=0)] = 24_000
+    # Conversations untouched for longer are deleted; unset keeps everything.
+    retention_days: Annotated[float, Field(gt=0)] | None = None
+    # This instance's name in the database: its running messages turn `interrupted` when its
+    # heartbeat stops, or when a process of the same name starts. Default: host and port.
+    instance_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    heartbeat_s: PositiveSeconds = 5.0
     # Worker processes sharing one listening port; 1 serves in this process.
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     # Internal, not for operators: with WORKERS > 1 the parent starts each worker with the
     # listening socket it bound and one end of a socket pair to itself (see __main__).
     fanout_listen_fd: int | None = None
     fanout_parent_fd: int | None = None
+    fanout_worker_number: int | None = None
 
     # The whole environment, for the API keys an ensemble names by variable (`api_key_env`).
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -125,6 +139,19 @@ class Settings(BaseModel):
     @classmethod
     def _check_base_url(cls, value: str) -> str:
         return check_base_url(value)
+
+    @property
+    def storage_enabled(self) -> bool:
+        return self.database_url.get_secret_value().strip().lower() != "none"
+
+    @property
+    def instance_name(self) -> str:
+        if self.instance_id is not None:
+            return self.instance_id
+        name = f"{socket.gethostname()}:{self.http_addr.port}"
+        if self.fanout_worker_number is not None:
+            name += f"/{self.fanout_worker_number}"
+        return name[:64]
 
     @field_validator("ensemble_file")
     @classmethod

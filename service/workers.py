@@ -92,7 +92,7 @@ class Supervisor:
             parent_end, child_end = trio.socket.socketpair()
             with parent_end:
                 with child_end:
-                    worker = Worker(number, await self._spawn(child_end))
+                    worker = Worker(number, await self._spawn(child_end, number))
                 self.workers[number] = worker
                 if self.stop_signal is not None:  # it came while this one was being spawned
                     worker.process.send_signal(self.stop_signal)
@@ -117,12 +117,14 @@ class Supervisor:
                 return
             log.error("%s exited unexpectedly with code %d; starting a new one", what, code)
 
-    async def _spawn(self, parent_link: trio.socket.SocketType) -> trio.Process:
+    async def _spawn(self, parent_link: trio.socket.SocketType, number: int) -> trio.Process:
         listen_fd, parent_fd = self.listener.fileno(), parent_link.fileno()
         worker_env = {
             "WORKERS": "1",
             "FANOUT_LISTEN_FD": str(listen_fd),
             "FANOUT_PARENT_FD": str(parent_fd),
+            # Its name in the database: a replacement takes over what its predecessor left.
+            "FANOUT_WORKER_NUMBER": str(number),
         }
         return await trio.lowlevel.open_process(
             [sys.executable, "-m", "service"],

@@ -1,9 +1,11 @@
-"""Parse and validate the body of POST /api/process into a `PipelineRequest`."""
+"""Parse and validate the body of POST /api/process: the `PipelineRequest`, and what to do
+when the client disconnects."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -18,7 +20,10 @@ _MESSAGES = {
     "string_too_short": "must not be empty",
     "string_too_long": "must be at most 128 characters",
     "extra_forbidden": "is not a known field",
+    "literal_error": 'must be "cancel" or "continue"',
 }
+
+OnDisconnect = Literal["cancel", "continue"]
 
 
 class ProcessBody(BaseModel):
@@ -28,6 +33,15 @@ class ProcessBody(BaseModel):
     message_id: Id
     conversation_id: Id | None = None
     ensemble: Id | None = None
+    on_disconnect: OnDisconnect = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRequest:
+    pipeline: PipelineRequest
+    # "cancel": a hang-up cancels every upstream call at once; "continue": the run finishes
+    # and is stored, for the client to resume.
+    on_disconnect: OnDisconnect = "cancel"
 
 
 def _first_problem(exc: ValidationError) -> InvalidRequest:
@@ -46,7 +60,7 @@ def _is_utf8(value: str | None) -> bool:
     return True
 
 
-def parse_process_request(raw: bytes, *, max_message_chars: int) -> PipelineRequest:
+def parse_process_request(raw: bytes, *, max_message_chars: int) -> ProcessRequest:
     try:
         data: Any = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -71,9 +85,10 @@ def parse_process_request(raw: bytes, *, max_message_chars: int) -> PipelineRequ
         raise InvalidRequest(
             f"message: must be at most {max_message_chars} characters", field="message"
         )
-    return PipelineRequest(
+    pipeline = PipelineRequest(
         message=body.message,
         message_id=body.message_id,
         conversation_id=body.conversation_id,
         ensemble=body.ensemble,
     )
+    return ProcessRequest(pipeline=pipeline, on_disconnect=body.on_disconnect)

@@ -1,25 +1,14 @@
-"""HTTP routes: POST /api/process (the SSE stream), GET /admin/ensemble, /healthz, /readyz."""
+"""HTTP routes: GET /admin/ensemble, /metrics, /healthz, /readyz (the streams: streams.py)."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import trio
-from opentelemetry.trace import SpanKind
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, current_app
 
-from ..ensemble import UnknownEnsemble
-from ..errors import InvalidRequest, ShuttingDown, UnsupportedMediaType
-from ..pipeline import RunContext, run_pipeline
 from ..resources import Resources
-from ..telemetry.access_log import CURRENT_REQUEST
 from ..telemetry.metrics import render_metrics
-from ..telemetry.stream import StreamTelemetry
-from ..telemetry.tracing import context_from_headers, trace_id_of, tracer
-from .event_stream import EventStreamBody
-from .process_request import parse_process_request
-from .sse import HEADERS, SseEncoder
 
 routes = Blueprint("routes", __name__)
 
@@ -30,83 +19,6 @@ TRACE_ID_HEADER = "X-Trace-Id"
 def _resources() -> Resources:
     resources: Resources = current_app.extensions["fanout"]
     return resources
-
-
-@routes.post("/api/process")
-async def process() -> Response:
-    resources = _resources()
-    settings = resources.settings
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType(field="Content-Type")
-    raw = await request.get_data(as_text=False)
-    assert isinstance(raw, bytes)
-    pipeline_request = parse_process_request(raw, max_message_chars=settings.max_message_chars)
-    if resources.lifecycle.draining:
-        raise ShuttingDown()
-
-    # Pinned here: a reload while this request runs changes nothing for it.
-    loaded = resources.ensembles.current
-    try:
-        _, ensemble = loaded.pick(pipeline_request.ensemble)
-    except UnknownEnsemble as exc:
-        known = ", ".join(exc.known)
-        raise InvalidRequest(
-            f"ensemble: no ensemble named {exc.name!r} (one of: {known})", field="ensemble"
-        ) from exc
-
-    span = tracer.start_span(
-        "POST /api/process",
-        context=context_from_headers({k.lower(): v for k, v in request.headers.items()}),
-        kind=SpanKind.SERVER,
-        attributes={
-            "http.request.method": "POST",
-            "http.route": "/api/process",
-            "fanout.message_id": pipeline_request.message_id,
-            "fanout.ensemble": pipeline_request.ensemble or loaded.default,
-            "fanout.ensemble_version": loaded.version,
-        },
-    )
-    telemetry = StreamTelemetry(
-        span,
-        primary_models={member.name: member.model or "" for member in ensemble.members},
-    )
-    trace_id = trace_id_of(span)
-    access = CURRENT_REQUEST.get()
-    if access is not None:
-        access.trace_id = trace_id
-        telemetry.access = access
-
-    log_context = {
-        "message_id": pipeline_request.message_id,
-        "ensemble_version": loaded.version,
-        "trace_id": trace_id,
-    }
-    if pipeline_request.conversation_id is not None:
-        log_context["conversation_id"] = pipeline_request.conversation_id
-    run = RunContext(
-        request=pipeline_request,
-        ensemble=ensemble,
-        model=resources.model,
-        request_timeout_s=settings.request_timeout_s,
-        ensemble_version=loaded.version,
-    )
-    body = EventStreamBody(
-        partial(run_pipeline, run),
-        encoder=SseEncoder(
-            message_id=pipeline_request.message_id,
-            conversation_id=pipeline_request.conversation_id,
-        ),
-        lifecycle=resources.lifecycle,
-        keepalive_s=settings.sse_keepalive_s,
-        deadline_s=settings.request_timeout_s,
-        log_context=log_context,
-        telemetry=telemetry,
-    )
-    headers = {**HEADERS, TRACE_ID_HEADER: trace_id}
-    response = Response(body, status=200, headers=headers, content_type="text/event-stream")
-    # Quart would cut the stream at RESPONSE_TIMEOUT; the pipeline keeps its own deadline.
-    response.timeout = None
-    return response
 
 
 @routes.get("/admin/ensemble")

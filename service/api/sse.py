@@ -100,6 +100,10 @@ class SseEncoder:
         self._next_id = 1
 
     def encode(self, event: Event) -> bytes:
+        return frame(*self.encode_parts(event))
+
+    def encode_parts(self, event: Event) -> tuple[int, str, str]:
+        """(id, type, data) of `event`'s frame: what a replay needs to send it again."""
         event_type, status, source, extras = describe(event)
         payload: dict[str, Any] = {"message_id": self._message_id}
         if self._conversation_id is not None:
@@ -108,7 +112,7 @@ class SseEncoder:
         payload |= extras
         event_id, self._next_id = self._next_id, self._next_id + 1
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        return frame(event_id, event_type, data)
+        return event_id, event_type, data
 
 
 def frame(event_id: int, event_type: str, data: str) -> bytes:

@@ -21,8 +21,8 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-AGENT_VARIABLES = frozenset({"message", "agent", "date"})
-SUMMARIZER_VARIABLES = frozenset({"message", "summarizer", "date", "answers", "missing"})
+AGENT_VARIABLES = frozenset({"message", "agent", "date", "history"})
+SUMMARIZER_VARIABLES = frozenset({"message", "summarizer", "date", "answers", "missing", "history"})
 
 DEFAULT_AGENT_PROMPT = "{{ message }}"
 DEFAULT_SUMMARY_PROMPT = """\
@@ -60,6 +60,15 @@ class AnswerView:
     truncated: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class TurnView:
+    """One earlier message of the conversation as a template sees it (`history`, oldest
+    first): `role` is "user" or "assistant"."""
+
+    role: str
+    text: str
+
+
 class TemplateFailed(Exception):
     """A checked template still failed with a request's values (a path the checks missed)."""
 
@@ -71,11 +80,12 @@ def _samples() -> list[dict[str, Any]]:
     common["date"] = "2000-01-01"
     one = [AnswerView("a", "An answer.")]
     several = [AnswerView("a", "An answer."), AnswerView("b", "Another.", truncated=True)]
+    history = [TurnView("user", "An earlier question?"), TurnView("assistant", "Its answer.")]
     return [
-        {**common, "answers": several, "missing": ["c"]},
-        {**common, "answers": one, "missing": []},
-        {**common, "answers": several, "missing": []},
-        {**common, "answers": one, "missing": ["b", "c"]},
+        {**common, "answers": several, "missing": ["c"], "history": []},
+        {**common, "answers": one, "missing": [], "history": history},
+        {**common, "answers": several, "missing": [], "history": history},
+        {**common, "answers": one, "missing": ["b", "c"], "history": []},
     ]
 
 

@@ -54,7 +54,7 @@ class RunContext:
     request_timeout_s: float
     ensemble_version: str = ""
     retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY
-    # The conversation's earlier turns, oldest first. Nothing reads them yet.
+    # The conversation's earlier turns, oldest first: every member sees them as chat history.
     history: tuple[Turn, ...] = ()
 
     def log_context(self, member: str | None = None) -> dict[str, object]:

@@ -1,5 +1,8 @@
 """The messages sent to each agent and to the summarizer, rendered from the ensemble's templates.
 
+A follow-up in a conversation carries its earlier turns: each member gets them as chat
+history between its system prompt and its own prompt, and its templates as `history`.
+
 By default answers reach the summarizer wrapped in `<answer from="NAME">` tags: models keep
 tagged sources apart reliably, and the mock LLM uses the same tags to show what it combined.
 An answer longer than the ensemble's `max_answer_chars` is cut to it first, so one verbose
@@ -12,8 +15,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from ..ensemble import Agent, Summarizer
-from ..ensemble.templates import AnswerView, render
+from ..ensemble.templates import AnswerView, TurnView, render
 from ..llm import ChatMessage
+from .context import Turn
 
 TRUNCATION_MARK = "\n[... {} more characters cut]"
 
@@ -22,11 +26,29 @@ def today() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
-def agent_messages(agent: Agent, question: str) -> tuple[ChatMessage, ...]:
-    values = {"message": question, "agent": agent.name, "date": today()}
+def _with_history(system: str, history: Sequence[Turn], prompt: str) -> tuple[ChatMessage, ...]:
     return (
-        ChatMessage(role="system", content=render(agent.system_prompt, **values)),
-        ChatMessage(role="user", content=render(agent.user_prompt, **values)),
+        ChatMessage(role="system", content=system),
+        *(ChatMessage(role=turn.role, content=turn.text) for turn in history),
+        ChatMessage(role="user", content=prompt),
+    )
+
+
+def _history_views(history: Sequence[Turn]) -> list[TurnView]:
+    return [TurnView(role=turn.role, text=turn.text) for turn in history]
+
+
+def agent_messages(
+    agent: Agent, question: str, history: Sequence[Turn] = ()
+) -> tuple[ChatMessage, ...]:
+    values = {
+        "message": question,
+        "agent": agent.name,
+        "date": today(),
+        "history": _history_views(history),
+    }
+    return _with_history(
+        render(agent.system_prompt, **values), history, render(agent.user_prompt, **values)
     )
 
 
@@ -45,6 +67,7 @@ def summary_messages(
     missing: Sequence[str],
     *,
     max_answer_chars: int,
+    history: Sequence[Turn] = (),
 ) -> tuple[ChatMessage, ...]:
     """`answers` are (agent name, answer text) pairs in the order the agents are listed."""
     views = [answer_view(name, text, max_answer_chars) for name, text in answers]
@@ -54,8 +77,10 @@ def summary_messages(
         "date": today(),
         "answers": views,
         "missing": list(missing),
+        "history": _history_views(history),
     }
-    return (
-        ChatMessage(role="system", content=render(summarizer.system_prompt, **values)),
-        ChatMessage(role="user", content=render(summarizer.user_prompt, **values)),
+    return _with_history(
+        render(summarizer.system_prompt, **values),
+        history,
+        render(summarizer.user_prompt, **values),
     )

@@ -65,6 +65,7 @@ async def summarize(
             texts,
             missing,
             max_answer_chars=ensemble.max_answer_chars,
+            history=run.history,
         )
     except TemplateFailed as exc:
         log.error("%s", exc, exc_info=exc, extra=run.log_context(summarizer.name))

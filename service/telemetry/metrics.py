@@ -41,6 +41,7 @@ class Metrics:
     retries: Counter
     fallbacks: Counter
     summary_restarts: Counter
+    storage_errors: Counter
 
 
 def _metrics() -> Metrics:
@@ -84,6 +85,11 @@ def _metrics() -> Metrics:
         fallbacks=Counter("fanout_fallbacks", "Answers that came from a fallback model", ["agent"]),
         summary_restarts=Counter(
             "fanout_summary_restarts", "Summaries restarted on a fallback model after a break"
+        ),
+        storage_errors=Counter(
+            "fanout_storage_errors",
+            "Database calls that failed (writes after their retries)",
+            ["operation"],
         ),
     )
 

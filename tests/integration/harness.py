@@ -110,7 +110,11 @@ async def running_service(
     base URL, so a file can name providers that point at the fake.
     """
     async with trio.open_nursery() as nursery:
-        settings_env = {"HTTP_ADDR": "127.0.0.1:0", "USE_LLM_MOCK": "true"}
+        settings_env = {
+            "HTTP_ADDR": "127.0.0.1:0",
+            "USE_LLM_MOCK": "true",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'fanout.db'}",
+        }
         if fake is not None:
             upstream_binds = await nursery.start(serve_fake_upstream, fake)
             ensemble_file = tmp_path / "ensemble.toml"

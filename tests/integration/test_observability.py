@@ -175,8 +175,10 @@ async def test_metrics_count_a_known_sequence_of_requests(tmp_path: Path) -> Non
     agents = {"alpha": "fake-a", "denied": "fake-denied"}
     async with running_service(tmp_path, fake, agents=agents) as service:
         before = await metrics_of(service)
-        for _ in range(2):
-            async with service.client.stream("POST", "/api/process", json=BODY) as response:
+        for number in range(2):
+            # Two messages: the same message_id again would be a replay, not a run.
+            body = {**BODY, "message_id": f"{BODY['message_id']}-{number}"}
+            async with service.client.stream("POST", "/api/process", json=body) as response:
                 await read_events(response)
         bad = await service.client.post("/api/process", json={"message": ""})
         assert bad.status_code == 400
@@ -301,7 +303,8 @@ async def test_cut_and_abandoned_agents_end_their_spans_as_such(tmp_path: Path) 
         text_all_stalled = {"alpha": "fake-stall", "beta": "fake-stall"}
         (tmp_path / "ensemble.toml").write_text(ensemble_text(text_all_stalled))
         await service.resources.ensembles.reload("test")
-        async with service.client.stream("POST", "/api/process", json=BODY) as response:
+        second = {**BODY, "message_id": "second"}  # the same id again would be a replay
+        async with service.client.stream("POST", "/api/process", json=second) as response:
             stream = aiter(iter_events(response))
             assert (await anext(stream)).event == "agent.started"
         await wait_for_spans(3)
@@ -332,7 +335,8 @@ async def test_tokens_of_a_failed_run_and_fallbacks_are_counted_apart_from_retri
         middle = await metrics_of(service)
         (tmp_path / "ensemble.toml").write_text(quorum)
         await service.resources.ensembles.reload("test")
-        async with service.client.stream("POST", "/api/process", json=BODY) as response:
+        second = {**BODY, "message_id": "second"}  # the same id again would be a replay
+        async with service.client.stream("POST", "/api/process", json=second) as response:
             failed = await read_events(response)
         after = await metrics_of(service)
 

@@ -1,4 +1,4 @@
-"""The response body that owns a pipeline run: keep-alives, shutdown, crashes, one terminal."""
+"""The response body that drives its run: keep-alives, shutdown, crashes, one terminal."""
 
 from __future__ import annotations
 
@@ -9,22 +9,16 @@ import trio
 from trio.testing import MockClock
 
 from service.api.event_stream import EventStreamBody
-from service.api.sse import KEEPALIVE, SseEncoder
+from service.api.sse import KEEPALIVE
 from service.lifecycle import Lifecycle
 from service.pipeline import AgentStarted, Done, Event, Timings
+from tests.unit.streams import driven_body
 
 DONE = Done(summarizer="s", usage={}, timings=Timings(agents_ms={}, first_token_ms=1, total_ms=2))
 
 
 def body(produce, lifecycle: Lifecycle | None = None) -> EventStreamBody:  # type: ignore[no-untyped-def]
-    return EventStreamBody(
-        produce,
-        encoder=SseEncoder(message_id="m", conversation_id=None),
-        lifecycle=lifecycle or Lifecycle(),
-        keepalive_s=15,
-        deadline_s=120,
-        log_context={"message_id": "m"},
-    )
+    return driven_body(produce, lifecycle)
 
 
 async def read_all(stream: EventStreamBody) -> list[tuple[float, bytes]]:

@@ -6,18 +6,25 @@ import json
 
 import pytest
 
-from service.api.process_request import parse_process_request
+from service.api.process_request import ProcessRequest, parse_process_request
 from service.errors import InvalidRequest
 
 
-def parse(body: object, max_chars: int = 100) -> object:
+def parse(body: object, max_chars: int = 100) -> ProcessRequest:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return parse_process_request(raw, max_message_chars=max_chars)
 
 
 def test_a_valid_body_becomes_a_pipeline_request() -> None:
-    request = parse({"message": "hi", "message_id": "m", "conversation_id": "c"})
+    parsed = parse({"message": "hi", "message_id": "m", "conversation_id": "c"})
+    request = parsed.pipeline
     assert (request.message, request.message_id, request.conversation_id) == ("hi", "m", "c")
+    assert parsed.on_disconnect == "cancel"
+
+
+def test_on_disconnect_may_ask_the_run_to_continue() -> None:
+    parsed = parse({"message": "hi", "message_id": "m", "on_disconnect": "continue"})
+    assert parsed.on_disconnect == "continue"
 
 
 @pytest.mark.parametrize(
@@ -38,6 +45,7 @@ def test_a_valid_body_becomes_a_pipeline_request() -> None:
         ({"message": "hi", "message_id": "m", "stream": True}, "stream", "not a known field"),
         (b'{"message": "a \\ud800", "message_id": "m"}', "message", "valid Unicode"),
         (b"[" * 100_000 + b"]" * 100_000, None, "nested too deeply"),
+        ({"message": "hi", "message_id": "m", "on_disconnect": "stay"}, "on_disconnect", "cancel"),
     ],
 )
 def test_each_problem_is_a_400_naming_the_field(body: object, field: str | None, says: str) -> None:

@@ -8,10 +8,9 @@ from prometheus_client import REGISTRY
 from trio.testing import MockClock
 
 from service.api.event_stream import EventStreamBody
-from service.api.sse import SseEncoder
-from service.lifecycle import Lifecycle
 from service.pipeline import AgentStarted, Done, Event, Timings
 from service.telemetry.stream import StreamTelemetry
+from tests.unit.streams import driven_body
 
 DONE = Done(summarizer="s", usage={}, timings=Timings(agents_ms={}, first_token_ms=1, total_ms=2))
 
@@ -23,15 +22,7 @@ def in_flight() -> float:
 
 
 def body(produce, telemetry: StreamTelemetry) -> EventStreamBody:  # type: ignore[no-untyped-def]
-    return EventStreamBody(
-        produce,
-        encoder=SseEncoder(message_id="m", conversation_id=None),
-        lifecycle=Lifecycle(),
-        keepalive_s=15,
-        deadline_s=120,
-        log_context={"message_id": "m"},
-        telemetry=telemetry,
-    )
+    return driven_body(produce, telemetry=telemetry)
 
 
 async def test_a_stream_is_in_flight_from_entering_its_body_until_it_ends(

@@ -1,0 +1,144 @@
+"""One run, driven from its pipeline to everyone who consumes it.
+
+The driver starts the pipeline, and hands each event it sends, in order, to the run's
+consumers: telemetry (metrics and the request span), the recorder (the stored transcript),
+and the encoder, whose frames go into the `LiveRun` that responses read. Whatever happens,
+the run ends with exactly one terminal event: `done` or `error`, the latter also when the
+pipeline crashed, the server shut down, or (the run being cancelled because its client
+left) `cancelled`, so a stored or joined stream always has its end.
+
+It runs in the response's own nursery when a hang-up cancels the run (the default), or in
+the server's when the run continues without its client (`on_disconnect: "continue"`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from ..errors import RunCancelled, ServiceError, ShuttingDown
+from ..events import TERMINAL_EVENTS, Event, Failed, PublicError
+from ..lifecycle import Lifecycle
+from ..storage import StoredEvent
+from ..storage.recorder import Recorder
+from ..telemetry.stream import StreamTelemetry
+from .live import LiveRun
+
+log = logging.getLogger(__name__)
+
+# Room for a burst of summary tokens while the consumers catch up.
+EVENT_BUFFER = 32
+# The longest a run's last write may hold its end once the run is over (or cancelled).
+FINAL_WRITE_BOUND_S = 10.0
+
+Producer = Callable[[trio.MemorySendChannel[Event]], Awaitable[None]]
+Encode = Callable[[Event], tuple[int, str, str]]
+Frame = Callable[[int, str, str], bytes]
+
+
+@dataclass
+class RunDriver:
+    produce: Producer
+    live: LiveRun
+    encode: Encode
+    frame: Frame
+    lifecycle: Lifecycle
+    log_context: dict[str, str]
+    telemetry: StreamTelemetry | None = None
+    recorder: Recorder | None = None
+    # Called once the run is over and recorded: it is no longer live on this instance.
+    on_end: Callable[[], None] | None = None
+
+    async def run(self) -> None:
+        if self.telemetry is not None:
+            self.telemetry.start()
+        ended = False
+        try:
+            async with trio.open_nursery() as run_nursery:
+                if self.recorder is not None:
+                    run_nursery.start_soon(self.recorder.write_in_background)
+                send, receive = trio.open_memory_channel[Event](EVENT_BUFFER)
+                run_nursery.start_soon(self._produce_safely, send, name="pipeline")
+                async with receive:
+                    async for first in receive:
+                        # Events already waiting (a burst of tokens) reach the readers at
+                        # once: they leave in one write, not a socket send per event.
+                        event: Event | None = first
+                        while event is not None and not ended:
+                            self._consume(event)
+                            ended = isinstance(event, TERMINAL_EVENTS)
+                            event = _waiting(receive)
+                        if ended:
+                            self.live.finish()  # the response ends now, not after the writes
+                        else:
+                            self.live.publish()
+                if self.recorder is not None:
+                    self.recorder.no_more_phases()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(FINAL_WRITE_BOUND_S):
+                await self._end(cancelled=not ended)
+
+    def _consume(self, event: Event) -> None:
+        if self.telemetry is not None:
+            self.telemetry.observe(event)
+        event_id, event_type, data = self.encode(event)
+        if self.recorder is not None:
+            # As sent: a lone surrogate became "?" on the wire, and a database stores text.
+            sent = data.encode("utf-8", "replace").decode("utf-8")
+            self.recorder.observe(event, StoredEvent(event_id, event_type, sent))
+        self.live.append(self.frame(event_id, event_type, data))
+
+    async def _end(self, *, cancelled: bool) -> None:
+        """Whatever ended the run: its terminal event if it had none, the last write."""
+        if cancelled:
+            # Nobody asked for this end but those who follow the run (a join, the record).
+            final = Failed(source="server", error=PublicError.of(RunCancelled()))
+            event_id, event_type, data = self.encode(final)
+            if self.recorder is not None:
+                self.recorder.observe(final, StoredEvent(event_id, event_type, data))
+            self.live.append(self.frame(event_id, event_type, data))
+        self.live.finish()
+        if self.telemetry is not None:
+            self.telemetry.finish(disconnected=cancelled)
+        try:
+            if self.recorder is not None:
+                await self.recorder.close()
+        finally:
+            if self.on_end is not None:
+                self.on_end()
+
+    async def _produce_safely(self, events: trio.MemorySendChannel[Event]) -> None:
+        """Run the producer; make sure it ends with `done` or `error` whatever happens."""
+        if self.telemetry is not None:
+            # This task and every task it starts (agents, summary) see the request span.
+            otel_context.attach(trace.set_span_in_context(self.telemetry.span))
+        async with events:
+            shutdown_scope = trio.CancelScope()
+            self.lifecycle.track(shutdown_scope)
+            failure: ServiceError | None = None
+            try:
+                with shutdown_scope:
+                    await self.produce(events.clone())
+            except Exception as exc:
+                log.exception("the pipeline crashed", extra=self.log_context)
+                failure = ServiceError()
+                failure.__cause__ = exc
+            finally:
+                self.lifecycle.untrack(shutdown_scope)
+            if shutdown_scope.cancelled_caught:
+                log.warning("stream ended by shutdown", extra=self.log_context)
+                failure = ShuttingDown()
+            if failure is not None:
+                await events.send(Failed(source="server", error=PublicError.of(failure)))
+
+
+def _waiting(receive: trio.MemoryReceiveChannel[Event]) -> Event | None:
+    try:
+        return receive.receive_nowait()
+    except (trio.WouldBlock, trio.EndOfChannel):
+        return None

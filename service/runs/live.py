@@ -1,0 +1,79 @@
+"""The frames of a run as it produces them, for every response that follows it.
+
+A run appends each encoded event; a response asks for the frames after the last id it sent
+and waits when there are none yet. With storage on, the frames are kept until the run ends,
+so a second request for the same message (a join, a resume) can start from any id; without
+it, a run has exactly one reader, and frames are let go once it has read them.
+
+    live = LiveRun(retain=True)
+    live.append(frame)                    # the run, event by event,
+    live.publish()                        # and once per burst of events
+    frames = await live.frames_after(0)   # a response: [] once the run has ended
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import trio
+
+
+class LiveRun:
+    def __init__(self, *, retain: bool) -> None:
+        self._retain = retain
+        self._frames: list[bytes] = []
+        self._first_id = 1  # the event id of _frames[0]
+        self._changed = trio.Event()
+        self.finished = False
+
+    @property
+    def last_id(self) -> int:
+        return self._first_id + len(self._frames) - 1
+
+    def append(self, frame: bytes) -> None:
+        """Add a frame; readers see it at the next `publish` (a burst wakes them once)."""
+        self._frames.append(frame)
+
+    def publish(self) -> None:
+        self._wake()
+
+    def finish(self) -> None:
+        """No more frames will come: readers drain what is left, then get []."""
+        self.finished = True
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def frames_after(self, after: int) -> Sequence[bytes]:
+        """The frames with an id above `after`, waiting for one if there is none yet;
+        [] when the run has ended and the reader has them all."""
+        while after >= self.last_id and not self.finished:
+            await self._changed.wait()
+        start = max(after + 1 - self._first_id, 0)
+        frames = self._frames[start:]
+        if not self._retain:
+            # The one reader has these now.
+            self._first_id += len(self._frames)
+            self._frames = []
+        return frames
+
+
+class LiveRuns:
+    """The runs in progress on this instance, by owner and message id."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, str], LiveRun] = {}
+
+    def add(self, owner: str, message_id: str, run: LiveRun) -> None:
+        self._runs[(owner, message_id)] = run
+
+    def get(self, owner: str, message_id: str) -> LiveRun | None:
+        return self._runs.get((owner, message_id))
+
+    def remove(self, owner: str, message_id: str) -> None:
+        self._runs.pop((owner, message_id), None)
+
+    def __len__(self) -> int:
+        return len(self._runs)

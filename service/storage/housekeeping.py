@@ -1,0 +1,49 @@
+"""What an instance does for the database while it serves: a heartbeat, so that other
+instances can tell it is alive; taking over the running messages of instances that are not;
+and deleting conversations past RETENTION_DAYS.
+
+    nursery.start_soon(keep_house, store, 5.0, 30.0)
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import trio
+
+from .store import StorageUnavailable, Store
+
+log = logging.getLogger(__name__)
+
+# An instance whose heartbeat is this many beats old is taken for gone.
+MISSED_BEATS = 3
+RETENTION_EVERY_S = 3600.0
+
+
+def heartbeat_expiry(heartbeat_s: float) -> timedelta:
+    return timedelta(seconds=heartbeat_s * MISSED_BEATS)
+
+
+async def keep_house(store: Store, heartbeat_s: float, retention_days: float | None) -> None:
+    """Run until cancelled; a database that fails is logged and tried again next beat."""
+    next_retention = trio.current_time()
+    while True:
+        try:
+            await store.heartbeat()
+            interrupted = await store.mark_interrupted(
+                expiry=heartbeat_expiry(heartbeat_s), starting=False
+            )
+            if interrupted:
+                log.warning("%d message(s) of a stopped instance marked interrupted", interrupted)
+            if retention_days is not None and trio.current_time() >= next_retention:
+                next_retention = trio.current_time() + RETENTION_EVERY_S
+                cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+                deleted = await store.delete_expired(older_than=cutoff)
+                if deleted:
+                    log.info(
+                        "deleted %d conversation(s) older than %g days", deleted, retention_days
+                    )
+        except StorageUnavailable:
+            log.warning("housekeeping could not reach the database", exc_info=True)
+        await trio.sleep(heartbeat_s)

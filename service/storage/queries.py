@@ -1,0 +1,429 @@
+"""The queries: small functions that take a connection and the owner, and nothing global.
+
+Every function that reads or writes a client's data takes `owner` and filters by it: there is
+no query that could return another owner's row.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from .records import (
+    AgentAnswer,
+    ConversationSummary,
+    ExistingMessage,
+    HistoryTurn,
+    MessageDetail,
+    MessageEnd,
+    NewMessage,
+    Status,
+    StoredEvent,
+)
+from .schema import agent_answers, conversations, instances, message_events, messages
+
+TITLE_CHARS = 80
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite gives naive datetimes back; every datetime stored is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def new_conversation_id() -> str:
+    return "c_" + secrets.token_urlsafe(12)
+
+
+def _title(question: str) -> str:
+    line = " ".join(question.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
+
+
+def find_message(connection: Connection, owner: str, message_id: str) -> ExistingMessage | None:
+    row = connection.execute(
+        select(
+            messages.c.pk,
+            messages.c.conversation_id,
+            messages.c.question,
+            messages.c.status,
+            messages.c.instance,
+        ).where(messages.c.owner == owner, messages.c.message_id == message_id)
+    ).first()
+    if row is None:
+        return None
+    return ExistingMessage(
+        pk=row.pk,
+        conversation_id=row.conversation_id,
+        question=row.question,
+        status=cast(Status, row.status),
+        instance=row.instance,
+    )
+
+
+def history(
+    connection: Connection, owner: str, conversation_id: str, max_chars: int
+) -> tuple[HistoryTurn, ...]:
+    """The conversation's completed turns, oldest first: as many of the newest as fit."""
+    rows = connection.execute(
+        select(messages.c.question, messages.c.summary)
+        .where(
+            messages.c.owner == owner,
+            messages.c.conversation_id == conversation_id,
+            messages.c.status == "completed",
+        )
+        .order_by(messages.c.pk.desc())
+    )
+    kept: list[HistoryTurn] = []
+    used = 0
+    for row in rows:
+        size = len(row.question) + len(row.summary or "")
+        if used + size > max_chars:
+            break
+        used += size
+        kept.append(HistoryTurn(question=row.question, summary=row.summary or ""))
+    return tuple(reversed(kept))
+
+
+def begin_message(
+    connection: Connection,
+    owner: str,
+    *,
+    message_id: str,
+    conversation_id: str | None,
+    question: str,
+    ensemble: str,
+    ensemble_version: str,
+    trace_id: str | None,
+    instance: str,
+    history_max_chars: int,
+) -> NewMessage | ExistingMessage:
+    """Store a new `running` message, or return the owner's message with this id."""
+    existing = find_message(connection, owner, message_id)
+    if existing is not None:
+        return existing
+    started = now()
+    if conversation_id is None:
+        conversation_id = new_conversation_id()
+    _touch_conversation(connection, owner, conversation_id, _title(question), started)
+    earlier = history(connection, owner, conversation_id, history_max_chars)
+    try:
+        with connection.begin_nested():
+            pk = connection.execute(
+                insert(messages)
+                .values(
+                    owner=owner,
+                    message_id=message_id,
+                    conversation_id=conversation_id,
+                    question=question,
+                    status="running",
+                    ensemble=ensemble,
+                    ensemble_version=ensemble_version,
+                    trace_id=trace_id,
+                    instance=instance,
+                    created_at=started,
+                )
+                .returning(messages.c.pk)
+            ).scalar_one()
+    except IntegrityError:
+        # The same message id, sent twice at once: the other request runs it.
+        raced = find_message(connection, owner, message_id)
+        if raced is None:
+            raise
+        return raced
+    return NewMessage(pk=pk, conversation_id=conversation_id, history=earlier)
+
+
+def _touch_conversation(
+    connection: Connection, owner: str, conversation_id: str, title: str, at: datetime
+) -> None:
+    """Create the conversation, or mark it updated: one statement, so two first messages
+    of one conversation sent at once both land in it."""
+    upsert = (postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert)(
+        conversations
+    ).values(owner=owner, id=conversation_id, title=title, created_at=at, updated_at=at)
+    connection.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[conversations.c.owner, conversations.c.id],
+            set_={"updated_at": at},
+        )
+    )
+
+
+def record_events(connection: Connection, message_pk: int, events: Sequence[StoredEvent]) -> None:
+    if events:
+        connection.execute(
+            insert(message_events),
+            [
+                {"message_pk": message_pk, "event_id": e.event_id, "type": e.type, "data": e.data}
+                for e in events
+            ],
+        )
+
+
+def record_agent(connection: Connection, message_pk: int, answer: AgentAnswer) -> None:
+    connection.execute(
+        insert(agent_answers).values(
+            message_pk=message_pk,
+            agent=answer.agent,
+            model=answer.model,
+            outcome=answer.outcome,
+            text=answer.text,
+            error_code=answer.error_code,
+            attempts=answer.attempts,
+            latency_ms=answer.latency_ms,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+        )
+    )
+
+
+def finish_message(connection: Connection, message_pk: int, end: MessageEnd) -> None:
+    """The message's last state; only a `running` message changes (an `interrupted` one
+    stays so)."""
+    connection.execute(
+        update(messages)
+        .where(messages.c.pk == message_pk, messages.c.status == "running")
+        .values(
+            status=end.status,
+            summary=end.summary,
+            error_code=end.error_code,
+            models=end.models,
+            usage=end.usage,
+            timings=end.timings,
+            finished_at=now(),
+        )
+    )
+    for caller, used in end.usage.items():
+        connection.execute(
+            update(agent_answers)
+            .where(agent_answers.c.message_pk == message_pk, agent_answers.c.agent == caller)
+            .values(
+                prompt_tokens=used.get("prompt_tokens"),
+                completion_tokens=used.get("completion_tokens"),
+            )
+        )
+
+
+def message_status(connection: Connection, owner: str, message_id: str) -> Status | None:
+    status = connection.execute(
+        select(messages.c.status).where(
+            messages.c.owner == owner, messages.c.message_id == message_id
+        )
+    ).scalar_one_or_none()
+    return cast(Status | None, status)
+
+
+def events_after(
+    connection: Connection, owner: str, message_id: str, after: int
+) -> tuple[Status, tuple[StoredEvent, ...]] | None:
+    """The message's status and its events with an id above `after`; None if no such
+    message of this owner."""
+    row = connection.execute(
+        select(messages.c.pk, messages.c.status).where(
+            messages.c.owner == owner, messages.c.message_id == message_id
+        )
+    ).first()
+    if row is None:
+        return None
+    events = connection.execute(
+        select(message_events.c.event_id, message_events.c.type, message_events.c.data)
+        .where(message_events.c.message_pk == row.pk, message_events.c.event_id > after)
+        .order_by(message_events.c.event_id)
+    )
+    stored = tuple(StoredEvent(event_id=e.event_id, type=e.type, data=e.data) for e in events)
+    return cast(Status, row.status), stored
+
+
+def list_conversations(
+    connection: Connection, owner: str, *, limit: int, before: tuple[datetime, str] | None
+) -> list[ConversationSummary]:
+    """The owner's conversations, newest first; `before` is the (updated_at, id) cursor."""
+    query = select(conversations).where(conversations.c.owner == owner)
+    if before is not None:
+        updated_at, conversation_id = before
+        query = query.where(
+            or_(
+                conversations.c.updated_at < updated_at,
+                and_(
+                    conversations.c.updated_at == updated_at,
+                    conversations.c.id < conversation_id,
+                ),
+            )
+        )
+    rows = connection.execute(
+        query.order_by(conversations.c.updated_at.desc(), conversations.c.id.desc()).limit(limit)
+    )
+    return [
+        ConversationSummary(
+            id=row.id,
+            title=row.title,
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
+        )
+        for row in rows
+    ]
+
+
+def get_conversation(
+    connection: Connection, owner: str, conversation_id: str
+) -> tuple[ConversationSummary, list[MessageDetail]] | None:
+    row = connection.execute(
+        select(conversations).where(
+            conversations.c.owner == owner, conversations.c.id == conversation_id
+        )
+    ).first()
+    if row is None:
+        return None
+    summary = ConversationSummary(
+        id=row.id,
+        title=row.title,
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
+    )
+    rows = connection.execute(
+        select(messages)
+        .where(messages.c.owner == owner, messages.c.conversation_id == conversation_id)
+        .order_by(messages.c.pk)
+    ).all()
+    return summary, _details(connection, rows)
+
+
+def get_message(connection: Connection, owner: str, message_id: str) -> MessageDetail | None:
+    rows = connection.execute(
+        select(messages).where(messages.c.owner == owner, messages.c.message_id == message_id)
+    ).all()
+    details = _details(connection, rows)
+    return details[0] if details else None
+
+
+def _details(connection: Connection, rows: Sequence[Any]) -> list[MessageDetail]:
+    answers: dict[int, list[AgentAnswer]] = {row.pk: [] for row in rows}
+    if answers:
+        for answer in connection.execute(
+            select(agent_answers)
+            .where(agent_answers.c.message_pk.in_(list(answers)))
+            .order_by(agent_answers.c.message_pk, agent_answers.c.agent)
+        ):
+            answers[answer.message_pk].append(
+                AgentAnswer(
+                    agent=answer.agent,
+                    model=answer.model,
+                    outcome=answer.outcome,
+                    text=answer.text,
+                    error_code=answer.error_code,
+                    attempts=answer.attempts,
+                    latency_ms=answer.latency_ms,
+                    prompt_tokens=answer.prompt_tokens,
+                    completion_tokens=answer.completion_tokens,
+                )
+            )
+    return [
+        MessageDetail(
+            message_id=row.message_id,
+            conversation_id=row.conversation_id,
+            question=row.question,
+            status=row.status,
+            summary=row.summary,
+            error_code=row.error_code,
+            ensemble=row.ensemble,
+            ensemble_version=row.ensemble_version,
+            models=row.models or {},
+            usage=row.usage or {},
+            timings=row.timings,
+            trace_id=row.trace_id,
+            created_at=as_utc(row.created_at),
+            finished_at=as_utc(row.finished_at) if row.finished_at else None,
+            agents=tuple(answers[row.pk]),
+        )
+        for row in rows
+    ]
+
+
+def delete_conversation(connection: Connection, owner: str, conversation_id: str) -> bool:
+    """Delete the conversation with its messages; False if the owner has none by that id."""
+    pks = select(messages.c.pk).where(
+        messages.c.owner == owner, messages.c.conversation_id == conversation_id
+    )
+    _delete_messages(connection, pks)
+    deleted = connection.execute(
+        delete(conversations).where(
+            conversations.c.owner == owner, conversations.c.id == conversation_id
+        )
+    ).rowcount
+    return bool(deleted)
+
+
+def _delete_messages(connection: Connection, pks: Any) -> None:
+    # Explicit, not by cascade alone: SQLite enforces ON DELETE CASCADE only per connection
+    # setting, and the order keeps every foreign key satisfied on both databases.
+    connection.execute(delete(message_events).where(message_events.c.message_pk.in_(pks)))
+    connection.execute(delete(agent_answers).where(agent_answers.c.message_pk.in_(pks)))
+    connection.execute(delete(messages).where(messages.c.pk.in_(pks)))
+
+
+# --- housekeeping: not a client's data, so no owner -------------------------------------
+
+
+def heartbeat(connection: Connection, instance: str) -> None:
+    beat = now()
+    found = connection.execute(
+        update(instances).where(instances.c.id == instance).values(heartbeat_at=beat)
+    ).rowcount
+    if not found:
+        connection.execute(insert(instances).values(id=instance, heartbeat_at=beat))
+
+
+def forget_instance(connection: Connection, instance: str) -> None:
+    connection.execute(delete(instances).where(instances.c.id == instance))
+
+
+def mark_interrupted(
+    connection: Connection, *, this_instance: str, expiry: timedelta, starting: bool
+) -> int:
+    """Messages left `running` by an instance that is gone (its heartbeat expired or was
+    removed) become `interrupted`; when `starting`, so do this instance's own, left by the
+    process that had its name before. Returns how many."""
+    alive = select(instances.c.id).where(instances.c.heartbeat_at >= now() - expiry)
+    expired = messages.c.instance.not_in(alive)
+    gone = (
+        or_(expired, messages.c.instance == this_instance)
+        if starting
+        else and_(expired, messages.c.instance != this_instance)
+    )
+    return int(
+        connection.execute(
+            update(messages)
+            .where(messages.c.status == "running", gone)
+            .values(status="interrupted", error_code="interrupted", finished_at=now())
+        ).rowcount
+    )
+
+
+def delete_expired(connection: Connection, *, older_than: datetime) -> int:
+    """Conversations untouched since `older_than`, with their messages. Returns how many."""
+    old = select(conversations.c.owner, conversations.c.id).where(
+        conversations.c.updated_at < older_than
+    )
+    doomed = list(connection.execute(old))
+    for owner, conversation_id in doomed:
+        delete_conversation(connection, owner, conversation_id)
+    return len(doomed)
+
+
+def count_messages(connection: Connection, owner: str) -> int:
+    return int(
+        connection.execute(
+            select(func.count()).select_from(messages).where(messages.c.owner == owner)
+        ).scalar_one()
+    )

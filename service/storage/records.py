@@ -1,0 +1,95 @@
+"""What the store hands back: small frozen records, free of SQLAlchemy rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+Status = Literal["running", "completed", "failed", "cancelled", "interrupted"]
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled", "interrupted"})
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event of a message's stream, exactly as it was sent."""
+
+    event_id: int
+    type: str
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryTurn:
+    question: str
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """The message was stored as `running`: this request runs it."""
+
+    pk: int
+    conversation_id: str
+    history: tuple[HistoryTurn, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingMessage:
+    """A message with this id was already sent by the same owner."""
+
+    pk: int
+    conversation_id: str
+    question: str
+    status: Status
+    instance: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAnswer:
+    agent: str
+    model: str | None
+    outcome: Literal["completed", "failed", "cut"]
+    text: str | None
+    error_code: str | None
+    attempts: int
+    latency_ms: float | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEnd:
+    status: Status
+    summary: str | None
+    error_code: str | None
+    models: dict[str, str]
+    usage: dict[str, dict[str, int]]
+    timings: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDetail:
+    message_id: str
+    conversation_id: str
+    question: str
+    status: Status
+    summary: str | None
+    error_code: str | None
+    ensemble: str | None
+    ensemble_version: str | None
+    models: dict[str, str]
+    usage: dict[str, dict[str, int]]
+    timings: dict[str, Any] | None
+    trace_id: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    agents: tuple[AgentAnswer, ...]

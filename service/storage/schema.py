@@ -1,0 +1,115 @@
+"""The tables, declared once; Alembic's migrations are written against this metadata.
+
+Every row has an owner, and every key that a client names (a conversation id, a message id)
+is unique per owner only, so one owner's ids say nothing about another's.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Constraint names the same on SQLite and PostgreSQL, so migrations can name them.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+OWNER = 128  # a user id
+CLIENT_ID = 128  # ids a client chooses (conversation_id, message_id), as the API allows
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("owner", String(OWNER), primary_key=True),
+    Column("id", String(CLIENT_ID), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_conversations_owner_updated", "owner", "updated_at", "id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("owner", String(OWNER), nullable=False),
+    Column("message_id", String(CLIENT_ID), nullable=False),
+    Column("conversation_id", String(CLIENT_ID), nullable=False),
+    Column("question", Text, nullable=False),
+    # running, completed, failed, cancelled, interrupted
+    Column("status", String(16), nullable=False),
+    Column("summary", Text, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("ensemble", String(CLIENT_ID), nullable=True),
+    Column("ensemble_version", String(64), nullable=True),
+    Column("models", JSON, nullable=True),
+    Column("usage", JSON, nullable=True),
+    Column("timings", JSON, nullable=True),
+    Column("trace_id", String(32), nullable=True),
+    # The instance that runs it: its rows turn `interrupted` when its heartbeat stops.
+    Column("instance", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("owner", "message_id"),
+    ForeignKeyConstraint(
+        ["owner", "conversation_id"],
+        ["conversations.owner", "conversations.id"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_messages_conversation", "owner", "conversation_id", "pk"),
+    Index("ix_messages_running", "status", "instance"),
+    Index("ix_messages_created", "created_at"),
+)
+
+agent_answers = Table(
+    "agent_answers",
+    metadata,
+    Column("message_pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("agent", String(CLIENT_ID), primary_key=True),
+    Column("model", String(200), nullable=True),
+    # completed, failed, cut
+    Column("outcome", String(16), nullable=False),
+    Column("text", Text, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("prompt_tokens", Integer, nullable=True),
+    Column("completion_tokens", Integer, nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    ForeignKeyConstraint(["message_pk"], ["messages.pk"], ondelete="CASCADE"),
+)
+
+message_events = Table(
+    "message_events",
+    metadata,
+    Column("message_pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("event_id", Integer, primary_key=True, autoincrement=False),
+    Column("type", String(32), nullable=False),
+    # The event's JSON exactly as it was sent, so a replay is byte for byte the same.
+    Column("data", Text, nullable=False),
+    ForeignKeyConstraint(["message_pk"], ["messages.pk"], ondelete="CASCADE"),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)

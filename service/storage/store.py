@@ -1,0 +1,190 @@
+"""The store the service talks to: every query of queries.py, run off the event loop.
+
+Reads fail loudly (the caller answers 503); writes made while a stream runs are retried
+within a bound and then given up, logged and counted (`fanout_storage_errors_total`), so a
+failing database never breaks a stream.
+
+    store = Store(database, instance="host:8080")
+    begun = await store.begin_message(principal, message_id="m-1", ...)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import trio
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..auth import Principal
+from ..telemetry.metrics import METRICS
+from . import queries
+from .database import Database
+from .records import (
+    AgentAnswer,
+    ConversationSummary,
+    ExistingMessage,
+    MessageDetail,
+    MessageEnd,
+    NewMessage,
+    Status,
+    StoredEvent,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A write during a stream: this many tries, backing off, all within WRITE_BUDGET_S.
+WRITE_ATTEMPTS = 3
+WRITE_BACKOFF_S = 0.2
+WRITE_BUDGET_S = 3.0
+
+
+class StorageUnavailable(Exception):
+    """The database did not answer; the cause says why (for the log only)."""
+
+
+class Store:
+    def __init__(self, database: Database, *, instance: str) -> None:
+        self.database = database
+        self.instance = instance
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        try:
+            return await self.database.run(work)
+        except SQLAlchemyError as exc:
+            METRICS.storage_errors.labels(operation="read").inc()
+            raise StorageUnavailable() from exc
+
+    async def write(self, what: str, work: Callable[[Connection], object]) -> bool:
+        """Run `work`, retrying a failure within the budget; False (logged, counted) if it
+        never succeeded."""
+        failure: BaseException | None = None
+        with trio.move_on_after(WRITE_BUDGET_S) as budget:
+            for attempt in range(WRITE_ATTEMPTS):
+                if attempt:
+                    await trio.sleep(WRITE_BACKOFF_S * 2 ** (attempt - 1))
+                try:
+                    await self.database.run(work)
+                    return True
+                except SQLAlchemyError as exc:
+                    failure = exc
+                    log.warning("storing %s failed (attempt %d)", what, attempt + 1)
+        METRICS.storage_errors.labels(operation="write").inc()
+        late = " in time" if budget.cancelled_caught else ""
+        log.error("storing %s failed%s; the stream went on", what, late, exc_info=failure)
+        return False
+
+    # --- a message's life ---------------------------------------------------------------
+
+    async def begin_message(
+        self,
+        principal: Principal,
+        *,
+        message_id: str,
+        conversation_id: str | None,
+        question: str,
+        ensemble: str,
+        ensemble_version: str,
+        trace_id: str | None,
+        history_max_chars: int,
+    ) -> NewMessage | ExistingMessage:
+        return await self._read(
+            lambda connection: queries.begin_message(
+                connection,
+                principal.user,
+                message_id=message_id,
+                conversation_id=conversation_id,
+                question=question,
+                ensemble=ensemble,
+                ensemble_version=ensemble_version,
+                trace_id=trace_id,
+                instance=self.instance,
+                history_max_chars=history_max_chars,
+            )
+        )
+
+    async def record(
+        self,
+        message_pk: int,
+        *,
+        events: Sequence[StoredEvent] = (),
+        agents: Sequence[AgentAnswer] = (),
+        end: MessageEnd | None = None,
+    ) -> bool:
+        """One phase of a message, in one transaction: its new events, the agent answers
+        that came in, and (at the end) its final state."""
+
+        def work(connection: Connection) -> None:
+            queries.record_events(connection, message_pk, events)
+            for answer in agents:
+                queries.record_agent(connection, message_pk, answer)
+            if end is not None:
+                queries.finish_message(connection, message_pk, end)
+
+        what = f"message {message_pk}" + (f" ({end.status})" if end else "")
+        return await self.write(what, work)
+
+    async def events_after(
+        self, principal: Principal, message_id: str, after: int
+    ) -> tuple[Status, tuple[StoredEvent, ...]] | None:
+        return await self._read(
+            lambda connection: queries.events_after(connection, principal.user, message_id, after)
+        )
+
+    # --- history ------------------------------------------------------------------------
+
+    async def conversations(
+        self, principal: Principal, *, limit: int, before: tuple[datetime, str] | None
+    ) -> list[ConversationSummary]:
+        return await self._read(
+            lambda connection: queries.list_conversations(
+                connection, principal.user, limit=limit, before=before
+            )
+        )
+
+    async def conversation(
+        self, principal: Principal, conversation_id: str
+    ) -> tuple[ConversationSummary, list[MessageDetail]] | None:
+        return await self._read(
+            lambda connection: queries.get_conversation(connection, principal.user, conversation_id)
+        )
+
+    async def message(self, principal: Principal, message_id: str) -> MessageDetail | None:
+        return await self._read(
+            lambda connection: queries.get_message(connection, principal.user, message_id)
+        )
+
+    async def delete_conversation(self, principal: Principal, conversation_id: str) -> bool:
+        return await self._read(
+            lambda connection: queries.delete_conversation(
+                connection, principal.user, conversation_id
+            )
+        )
+
+    # --- housekeeping -------------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        await self._read(lambda connection: queries.heartbeat(connection, self.instance))
+
+    async def forget_instance(self) -> None:
+        await self._read(lambda connection: queries.forget_instance(connection, self.instance))
+
+    async def mark_interrupted(self, *, expiry: timedelta, starting: bool) -> int:
+        return await self._read(
+            lambda connection: queries.mark_interrupted(
+                connection, this_instance=self.instance, expiry=expiry, starting=starting
+            )
+        )
+
+    async def delete_expired(self, *, older_than: datetime) -> int:
+        return await self._read(
+            lambda connection: queries.delete_expired(connection, older_than=older_than)
+        )
+
+
+__all__ = ["ExistingMessage", "NewMessage", "StorageUnavailable", "Store"]

@@ -1,0 +1,58 @@
+"""Real databases for tests: an SQLite file in the test's directory, or a schema of its own
+in the machine's PostgreSQL (dropped afterwards).
+
+PostgreSQL is found at TEST_POSTGRES_URL (default: the local server, user postgres,
+database test). When it cannot be reached its tests skip with the reason, unless
+REQUIRE_SERVICES=1 (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema; yields a DATABASE_URL whose connections use it."""
+    admin = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+    schema = f"t_{secrets.token_hex(6)}"
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except OperationalError as exc:
+        admin.dispose()
+        _unavailable(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc.orig}")
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@contextmanager
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'fanout.db'}"
+    else:
+        with postgres_schema() as url:
+            yield url
