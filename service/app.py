@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from .api import error_response, http_exception_response, routes
 from .api.connection import StreamingHTTPConnection
 from .api.conversations import conversations
+from .api.empty import no_content
 from .api.raw_path import KeepEncodedSlashes
 from .api.streams import streams
 from .errors import ServiceError, StorageUnavailableError
@@ -28,13 +29,8 @@ class FanoutApp(QuartTrio):
 
     async def make_default_options_response(self) -> Response:
         """OPTIONS on a route: 204 with the methods it allows, and no body or body type."""
-        response = await super().make_default_options_response()
-        response.status_code = 204
-        response.headers["Allow"] = ", ".join(sorted(response.headers["Allow"].split(", ")))
-        # RFC 9110 8.3 and 8.6: a 204 has no body, so neither its type nor its length.
-        del response.headers["Content-Type"]
-        del response.headers["Content-Length"]
-        return response
+        allowed = (await super().make_default_options_response()).headers["Allow"]
+        return no_content({"Allow": ", ".join(sorted(allowed.split(", ")))})
 
 
 def create_app(resources: Resources) -> QuartTrio:

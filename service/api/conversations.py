@@ -22,6 +22,7 @@ from ..storage import (
     MessageDetail,
     Store,
 )
+from .empty import no_content
 
 conversations = Blueprint("conversations", __name__)
 
@@ -152,7 +153,7 @@ async def delete_conversation(conversation_id: str) -> Response:
     deleted = await store().delete_conversation(current_principal(), conversation_id)
     if not deleted:
         raise NotFound("no such conversation")
-    return Response(status=204)
+    return no_content()
 
 
 @conversations.get("/api/messages/<message_id>")

@@ -66,6 +66,8 @@ class RunDriver:
                 run_nursery.start_soon(self._produce_safely, send, name="pipeline")
                 async with receive:
                     async for first in receive:
+                        if ended:
+                            continue  # nothing is sent after the terminal event
                         # Events already waiting (a burst of tokens) reach the readers at
                         # once: they leave in one write, not a socket send per event.
                         event: Event | None = first
@@ -74,11 +76,12 @@ class RunDriver:
                             ended = isinstance(event, TERMINAL_EVENTS)
                             event = _waiting(receive)
                         if ended:
-                            self.live.finish()  # the response ends now, not after the writes
+                            # Stored before anyone sees the end: a client that has `done`
+                            # finds the message finished.
+                            await self._record()
+                            self.live.finish()
                         else:
                             self.live.publish()
-                if self.recorder is not None:
-                    self.recorder.no_more_phases()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(FINAL_WRITE_BOUND_S):
                 await self._end(cancelled=not ended)
@@ -93,6 +96,14 @@ class RunDriver:
             self.recorder.observe(event, StoredEvent(event_id, event_type, sent))
         self.live.append(self.frame(event_id, event_type, data))
 
+    async def _record(self) -> None:
+        """The run's last write: every phase not written yet, and its end. Shielded and
+        bounded: a client that leaves now must not leave the message `running`."""
+        if self.recorder is None:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(FINAL_WRITE_BOUND_S):
+            await self.recorder.close()
+
     async def _end(self, *, cancelled: bool) -> None:
         """Whatever ended the run: its terminal event if it had none, the last write."""
         if cancelled:
@@ -106,8 +117,7 @@ class RunDriver:
         if self.telemetry is not None:
             self.telemetry.finish(disconnected=cancelled)
         try:
-            if self.recorder is not None:
-                await self.recorder.close()
+            await self._record()
         finally:
             if self.on_end is not None:
                 self.on_end()

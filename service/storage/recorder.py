@@ -9,13 +9,11 @@ so a client that hangs up still leaves its record, `cancelled`.
     recorder = Recorder(store, message_pk)
     nursery.start_soon(recorder.write_in_background)
     recorder.observe(event, StoredEvent(event_id, type, data))   # every event, in order
-    recorder.no_more_phases()                                     # the writer may stop
     await recorder.close()                                        # once the writer has
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -52,7 +50,12 @@ class Recorder:
         self._batch = _Batch()
         self._summary: list[str] = []
         self._end: MessageEnd | None = None
-        self._send, self._receive = trio.open_memory_channel[_Batch](math.inf)
+        self._closed = False
+        # Phases waiting for the writer; the lock is held while a write is in flight, so
+        # `close` neither overtakes nor repeats one.
+        self._pending: list[_Batch] = []
+        self._pending_changed = trio.Event()
+        self._writing = trio.Lock()
 
     def observe(self, event: Event, stored: StoredEvent) -> None:
         self._batch.events.append(stored)
@@ -103,37 +106,42 @@ class Recorder:
                 pass
 
     def _flush(self) -> None:
-        self._send.send_nowait(self._batch)
+        self._pending.append(self._batch)
         self._batch = _Batch()
+        self._pending_changed.set()
 
     async def write_in_background(self) -> None:
-        """Write each phase as it comes; returns after `no_more_phases`, once they are all
-        written."""
-        async for batch in self._receive:
-            await self._store.record(self._pk, events=batch.events, agents=batch.agents)
-
-    def no_more_phases(self) -> None:
-        """The run is over: the writer finishes what it has and stops."""
-        self._send.close()
+        """Write each phase as it comes, until `close` takes over what is left."""
+        while not self._closed:
+            await self._pending_changed.wait()
+            self._pending_changed = trio.Event()
+            async with self._writing:
+                while self._pending and not self._closed:
+                    batch = self._pending[0]
+                    # A write that was cancelled before it ran stays pending for `close`.
+                    await self._store.record(self._pk, events=batch.events, agents=batch.agents)
+                    self._pending.pop(0)
 
     async def close(self) -> bool:
         """Write everything not written yet, and the message's end, in one transaction.
 
-        Call it once the writer task has stopped (its nursery is done): phases it had not
-        taken yet are written here. A run that saw no terminal event was stopped without
-        one: it is `interrupted`."""
-        self._send.close()
+        It waits for a write in flight, then writes the phases still pending. A run that saw
+        no terminal event was stopped without one: it is `interrupted`. Only the first call
+        writes."""
+        if self._closed:
+            return True
+        self._closed = True
+        self._pending_changed.set()  # the writer, if waiting, stops
+        async with self._writing:
+            return await self._write_the_rest()
+
+    async def _write_the_rest(self) -> bool:
         events: list[StoredEvent] = []
         agents: list[AgentAnswer] = []
-        while True:
-            try:
-                batch = self._receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
+        for batch in (*self._pending, self._batch):
             events += batch.events
             agents += batch.agents
-        events += self._batch.events
-        agents += self._batch.agents
+        self._pending = []
         end = self._end or MessageEnd(
             status="interrupted",
             summary="".join(self._summary) or None,

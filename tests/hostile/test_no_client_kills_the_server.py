@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -24,7 +20,8 @@ import trio
 
 from tests.hostile.clients import LEAVES, exchange, send_raw, status_of
 from tests.integration.harness import host_port
-from tests.integration.test_main_process import RUNNING_ON, parse_sse, service_env
+from tests.integration.test_main_process import parse_sse
+from tests.service_process import served
 
 ROUTES = ("/api/process", "/admin/ensemble", "/metrics", "/healthz", "/readyz", "/nope")
 # Each is answered before its body has arrived, then the client leaves mid-body.
@@ -85,47 +82,6 @@ def random_garbage(seed: int) -> list[bytes]:
             mutated[rng.randrange(len(mutated))] = rng.randrange(256)
         cases.append(bytes(mutated))
     return cases
-
-
-@dataclass
-class ServiceProcess:
-    process: trio.Process
-    url: str
-    log: bytearray
-
-
-@asynccontextmanager
-async def served(cwd: Path, **env: str) -> AsyncIterator[ServiceProcess]:
-    """`python -m service`, its whole log kept (read all along, so it never blocks)."""
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "service"], cwd=cwd, env=service_env(**env), stderr=subprocess.PIPE
-    )
-    assert process.stderr is not None
-    stderr = process.stderr
-    log = bytearray()
-    listening = trio.Event()
-    url = ""
-
-    async def keep_log() -> None:
-        nonlocal url
-        while chunk := await stderr.receive_some():
-            log.extend(chunk)
-            if not listening.is_set() and (match := RUNNING_ON.search(log)):
-                url = match.group(1).decode()
-                listening.set()
-
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(keep_log)
-            with trio.fail_after(15):
-                await listening.wait()
-            yield ServiceProcess(process, url, log)
-            nursery.cancel_scope.cancel()
-    finally:
-        if process.returncode is None:
-            process.kill()
-        with trio.CancelScope(shield=True):
-            await process.wait()
 
 
 async def send_all_cases(host: str, port: int, cases: Sequence[tuple[bytes, str]]) -> None:
