@@ -9,7 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY service ./service
-RUN pip install . && useradd --create-home --uid 10001 fanout
+RUN pip install . && useradd --create-home --uid 10001 fanout \
+    && mkdir -p /app/data && chown fanout /app/data
+# The default store (SQLite) lives here; mount a volume to keep it across containers.
+VOLUME /app/data
 
 USER fanout
 ENV HTTP_ADDR=:8080 \
