@@ -163,5 +163,8 @@ def service_env(upstream_url: str, ensemble: Path, **extra: str) -> dict[str, st
         "REQUEST_TIMEOUT_S": "3600",
         "ENSEMBLE_RELOAD_S": "0",
         "PYTHONUNBUFFERED": "1",
+        # Storage off unless a scenario measures it (the `storage` scenario): the others'
+        # numbers stay comparable with the runs before storage existed.
+        "DATABASE_URL": "none",
         **extra,
     }

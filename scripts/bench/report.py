@@ -57,6 +57,20 @@ def print_tables(results: dict[str, Any]) -> None:
             f"max {delay['max']} ms; upstream calls open 1 s later: "
             f"{data['upstream_calls_open_after_1s']}; service CPU {data.get('service_cpu_ms')} ms"
         )
+    if "storage" in results:
+        print("\n6. Storage: overhead at 10 clients and saturation, by store")
+        print(
+            f"{'store':>11} {'p50 ms':>7} {'p99 ms':>7} {'p50 vs none':>12} "
+            f"{'pipelines/s':>12} {'vs none':>8} {'cpu ms/pipeline':>16} {'errors':>7}"
+        )
+        for row in results["storage"]["rows"]:
+            overhead = row["overhead_total_ms"]
+            print(
+                f"{row['store']:>11} {overhead['p50']:>7} {overhead['p99']:>7} "
+                f"{row['p50_overhead_vs_none_ms']:>12} {row['pipelines_per_s']:>12} "
+                f"{row['throughput_vs_none']:>8} "
+                f"{row.get('service_cpu_ms_per_pipeline', '-'):>16} {row['errors']:>7}"
+            )
     if "peer" in results:
         peer = results["peer"]
         if "skipped" in peer:

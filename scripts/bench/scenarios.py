@@ -137,6 +137,75 @@ async def saturation(work: Path, workers: list[int], duration_s: float) -> dict[
     return {"upstream_calls_per_pipeline": 3, "rows": rows}
 
 
+STORAGE_POSTGRES_URL = os.environ.get(
+    "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+async def storage(work: Path, requests: int, duration_s: float) -> dict[str, Any]:
+    """Scenario 6: what keeping conversations costs: storage off, SQLite, PostgreSQL.
+
+    For each store, in a fresh service: the overhead at 10 clients over scenario 1's
+    upstream (against the same floor), and pipelines per second at saturation over the
+    instant upstream (32 clients). PostgreSQL gets a schema of its own, dropped after.
+    """
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{os.getpid()}"
+    admin = create_engine(STORAGE_POSTGRES_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+        postgres: str | None = f"{STORAGE_POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    except Exception as exc:  # unreachable: the row says so
+        print(f"storage: PostgreSQL not measured ({exc.__class__.__name__})", flush=True)
+        postgres = None
+    stores = {"none": "none", "sqlite": f"sqlite:///{work / 'bench-store.db'}"}
+    if postgres is not None:
+        stores["postgresql"] = postgres
+    rows = []
+    try:
+        async with started(fake_upstream(MODELS, work), {}, work / "fake-6.log") as fake:
+            latency_ensemble = ensemble_file(work / "s6.toml", 2, "bench-agent", "bench-summary")
+            floor = await floor_loop(f"{fake.url}/v1", 10, requests, "bench-agent", "bench-summary")
+            async with started(INSTANT_UPSTREAM, {}, work / "instant-6.log") as instant:
+                zero = ensemble_file(work / "s6-0.toml", 2, "bench-agent-0", "bench-summary-0")
+                for name, url in stores.items():
+                    env = service_env(fake.url, latency_ensemble, DATABASE_URL=url)
+                    log = work / f"service-6-{name}.log"
+                    async with started(_service_argv(), env, log) as service:
+                        await closed_loop(service.url, 2, requests_each=2)
+                        loaded = await closed_loop(service.url, 10, requests_each=requests)
+                    env = service_env(instant.url, zero, DATABASE_URL=url)
+                    async with started(_service_argv(), env, log.with_suffix(".sat")) as service:
+                        await closed_loop(service.url, 4, requests_each=5)
+                        cpu_before = service.cpu_seconds()
+                        saturated = await closed_loop(service.url, 32, duration_s=duration_s)
+                        cpu = service.cpu_seconds() - cpu_before
+                    done = len(saturated.timings) - len(saturated.errors)
+                    rows.append(
+                        {
+                            "store": name,
+                            "errors": len(loaded.errors) + len(saturated.errors),
+                            "overhead_total_ms": _minus(loaded.timings, floor.timings, total=True),
+                            "pipelines_per_s": round(done / saturated.wall_s, 1),
+                            "service_cpu_ms_per_pipeline": round(cpu / max(done, 1) * 1000, 2),
+                        }
+                    )
+    finally:
+        if postgres is not None:
+            with admin.begin() as connection:
+                connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+    base = rows[0]
+    for row in rows:
+        row["throughput_vs_none"] = round(row["pipelines_per_s"] / base["pipelines_per_s"], 3)
+        row["p50_overhead_vs_none_ms"] = round(
+            row["overhead_total_ms"]["p50"] - base["overhead_total_ms"]["p50"], 2
+        )
+    return {"clients": 10, "saturation_clients": 32, "rows": rows}
+
+
 # The zero-latency scenarios' upstream: canned answers from one epoll loop, so that the CPU
 # goes to the systems measured (the fake upstream cost about 2 ms per call).
 INSTANT_UPSTREAM = [sys.executable, "-m", "scripts.bench.instant_upstream"]

@@ -76,7 +76,10 @@ async def open_store(settings: Settings) -> AsyncIterator[Store | None]:
         if interrupted:
             log.warning("%d message(s) left running by a stopped process: interrupted", interrupted)
         await store.heartbeat()
-        yield store
+        async with trio.open_nursery() as writer_nursery:
+            writer_nursery.start_soon(store.write_phases)
+            yield store
+            writer_nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             try:

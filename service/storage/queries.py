@@ -6,15 +6,25 @@ no query that could return another owner's row.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from .records import (
     AgentAnswer,
@@ -22,8 +32,8 @@ from .records import (
     ExistingMessage,
     HistoryTurn,
     MessageDetail,
-    MessageEnd,
     NewMessage,
+    Phase,
     Status,
     StoredEvent,
 )
@@ -50,27 +60,6 @@ def _title(question: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
 
 
-def find_message(connection: Connection, owner: str, message_id: str) -> ExistingMessage | None:
-    row = connection.execute(
-        select(
-            messages.c.pk,
-            messages.c.conversation_id,
-            messages.c.question,
-            messages.c.status,
-            messages.c.instance,
-        ).where(messages.c.owner == owner, messages.c.message_id == message_id)
-    ).first()
-    if row is None:
-        return None
-    return ExistingMessage(
-        pk=row.pk,
-        conversation_id=row.conversation_id,
-        question=row.question,
-        status=cast(Status, row.status),
-        instance=row.instance,
-    )
-
-
 def history(
     connection: Connection, owner: str, conversation_id: str, max_chars: int
 ) -> tuple[HistoryTurn, ...]:
@@ -95,6 +84,74 @@ def history(
     return tuple(reversed(kept))
 
 
+# The statements a stream writes, built once: building a statement (and its cache key) cost
+# more than running it. Each is run with a dict (or a list of dicts) of its bound values.
+_FIND_MESSAGE = select(
+    messages.c.pk,
+    messages.c.conversation_id,
+    messages.c.question,
+    messages.c.status,
+    messages.c.instance,
+).where(messages.c.owner == bindparam("owner"), messages.c.message_id == bindparam("message_id"))
+_INSERT_EVENTS = insert(message_events)
+_INSERT_AGENT = insert(agent_answers)
+_FINISH_MESSAGE = (
+    update(messages)
+    .where(messages.c.pk == bindparam("b_pk"), messages.c.status == "running")
+    .values(
+        status=bindparam("b_status"),
+        summary=bindparam("b_summary"),
+        error_code=bindparam("b_error_code"),
+        models=bindparam("b_models"),
+        usage=bindparam("b_usage"),
+        timings=bindparam("b_timings"),
+        finished_at=bindparam("b_finished_at"),
+    )
+)
+_AGENT_TOKENS = (
+    update(agent_answers)
+    .where(
+        agent_answers.c.message_pk == bindparam("b_pk"),
+        agent_answers.c.agent == bindparam("b_caller"),
+    )
+    .values(prompt_tokens=bindparam("b_prompt"), completion_tokens=bindparam("b_completion"))
+)
+
+
+# Written as SQL: SQLAlchemy cannot cache the compiled form of its ON CONFLICT constructs,
+# and compiling them was most of a stream's storage cost. SQLite (3.35+) and PostgreSQL
+# read these the same way; the types make the dates stored as every other date is.
+_WHEN = DateTime(timezone=True)
+# Create the conversation, or mark it updated: one statement, so two first messages of one
+# conversation sent at once both land in it.
+_UPSERT_CONVERSATION = text(
+    "INSERT INTO conversations (owner, id, title, created_at, updated_at) "
+    "VALUES (:owner, :id, :title, :created_at, :updated_at) "
+    "ON CONFLICT (owner, id) DO UPDATE SET updated_at = excluded.updated_at"
+).bindparams(bindparam("created_at", type_=_WHEN), bindparam("updated_at", type_=_WHEN))
+# The message, unless the owner already has one by its id (then no row comes back).
+_INSERT_MESSAGE = text(
+    "INSERT INTO messages (owner, message_id, conversation_id, question, status, ensemble, "
+    "ensemble_version, trace_id, instance, created_at) "
+    "VALUES (:owner, :message_id, :conversation_id, :question, 'running', :ensemble, "
+    ":ensemble_version, :trace_id, :instance, :created_at) "
+    "ON CONFLICT (owner, message_id) DO NOTHING RETURNING pk"
+).bindparams(bindparam("created_at", type_=_WHEN))
+
+
+def find_message(connection: Connection, owner: str, message_id: str) -> ExistingMessage | None:
+    row = connection.execute(_FIND_MESSAGE, {"owner": owner, "message_id": message_id}).first()
+    if row is None:
+        return None
+    return ExistingMessage(
+        pk=row.pk,
+        conversation_id=row.conversation_id,
+        question=row.question,
+        status=cast(Status, row.status),
+        instance=row.instance,
+    )
+
+
 def begin_message(
     connection: Connection,
     owner: str,
@@ -113,106 +170,108 @@ def begin_message(
     if existing is not None:
         return existing
     started = now()
+    earlier: tuple[HistoryTurn, ...] = ()
     if conversation_id is None:
-        conversation_id = new_conversation_id()
-    _touch_conversation(connection, owner, conversation_id, _title(question), started)
-    earlier = history(connection, owner, conversation_id, history_max_chars)
-    try:
-        with connection.begin_nested():
-            pk = connection.execute(
-                insert(messages)
-                .values(
-                    owner=owner,
-                    message_id=message_id,
-                    conversation_id=conversation_id,
-                    question=question,
-                    status="running",
-                    ensemble=ensemble,
-                    ensemble_version=ensemble_version,
-                    trace_id=trace_id,
-                    instance=instance,
-                    created_at=started,
-                )
-                .returning(messages.c.pk)
-            ).scalar_one()
-    except IntegrityError:
+        conversation_id = new_conversation_id()  # new: nothing earlier to read
+    else:
+        earlier = history(connection, owner, conversation_id, history_max_chars)
+    connection.execute(
+        _UPSERT_CONVERSATION,
+        {
+            "owner": owner,
+            "id": conversation_id,
+            "title": _title(question),
+            "created_at": started,
+            "updated_at": started,
+        },
+    )
+    pk = connection.execute(
+        _INSERT_MESSAGE,
+        {
+            "owner": owner,
+            "message_id": message_id,
+            "conversation_id": conversation_id,
+            "question": question,
+            "ensemble": ensemble,
+            "ensemble_version": ensemble_version,
+            "trace_id": trace_id,
+            "instance": instance,
+            "created_at": started,
+        },
+    ).scalar_one_or_none()
+    if pk is None:
         # The same message id, sent twice at once: the other request runs it.
         raced = find_message(connection, owner, message_id)
-        if raced is None:
-            raise
+        if raced is None:  # pragma: no cover - the conflicting row cannot vanish here
+            raise RuntimeError(f"message {message_id!r} conflicted, then was not found")
         return raced
     return NewMessage(pk=pk, conversation_id=conversation_id, history=earlier)
 
 
-def _touch_conversation(
-    connection: Connection, owner: str, conversation_id: str, title: str, at: datetime
-) -> None:
-    """Create the conversation, or mark it updated: one statement, so two first messages
-    of one conversation sent at once both land in it."""
-    upsert = (postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert)(
-        conversations
-    ).values(owner=owner, id=conversation_id, title=title, created_at=at, updated_at=at)
-    connection.execute(
-        upsert.on_conflict_do_update(
-            index_elements=[conversations.c.owner, conversations.c.id],
-            set_={"updated_at": at},
-        )
-    )
-
-
-def record_events(connection: Connection, message_pk: int, events: Sequence[StoredEvent]) -> None:
+def record_phases(connection: Connection, phases: Sequence[Phase]) -> None:
+    """Several messages' phases in one transaction: a few statements for all of them."""
+    events = [
+        {
+            "message_pk": p.message_pk,
+            "last_event_id": p.events[-1].event_id,
+            "events": json.dumps([[e.event_id, e.type, e.data] for e in p.events]),
+        }
+        for p in phases
+        if p.events
+    ]
     if events:
+        connection.execute(_INSERT_EVENTS, events)
+    answers = [(p.message_pk, answer) for p in phases for answer in p.agents]
+    if answers:
         connection.execute(
-            insert(message_events),
+            _INSERT_AGENT,
             [
-                {"message_pk": message_pk, "event_id": e.event_id, "type": e.type, "data": e.data}
-                for e in events
+                {
+                    "message_pk": pk,
+                    "agent": answer.agent,
+                    "model": answer.model,
+                    "outcome": answer.outcome,
+                    "text": answer.text,
+                    "error_code": answer.error_code,
+                    "attempts": answer.attempts,
+                    "latency_ms": answer.latency_ms,
+                    "prompt_tokens": answer.prompt_tokens,
+                    "completion_tokens": answer.completion_tokens,
+                }
+                for pk, answer in answers
             ],
         )
-
-
-def record_agent(connection: Connection, message_pk: int, answer: AgentAnswer) -> None:
-    connection.execute(
-        insert(agent_answers).values(
-            message_pk=message_pk,
-            agent=answer.agent,
-            model=answer.model,
-            outcome=answer.outcome,
-            text=answer.text,
-            error_code=answer.error_code,
-            attempts=answer.attempts,
-            latency_ms=answer.latency_ms,
-            prompt_tokens=answer.prompt_tokens,
-            completion_tokens=answer.completion_tokens,
-        )
-    )
-
-
-def finish_message(connection: Connection, message_pk: int, end: MessageEnd) -> None:
-    """The message's last state; only a `running` message changes (an `interrupted` one
-    stays so)."""
-    connection.execute(
-        update(messages)
-        .where(messages.c.pk == message_pk, messages.c.status == "running")
-        .values(
-            status=end.status,
-            summary=end.summary,
-            error_code=end.error_code,
-            models=end.models,
-            usage=end.usage,
-            timings=end.timings,
-            finished_at=now(),
-        )
-    )
-    for caller, used in end.usage.items():
+    ends = [(p.message_pk, p.end) for p in phases if p.end is not None]
+    if ends:
+        finished_at = now()
         connection.execute(
-            update(agent_answers)
-            .where(agent_answers.c.message_pk == message_pk, agent_answers.c.agent == caller)
-            .values(
-                prompt_tokens=used.get("prompt_tokens"),
-                completion_tokens=used.get("completion_tokens"),
-            )
+            _FINISH_MESSAGE,
+            [
+                {
+                    "b_pk": pk,
+                    "b_status": end.status,
+                    "b_summary": end.summary,
+                    "b_error_code": end.error_code,
+                    "b_models": end.models,
+                    "b_usage": end.usage,
+                    "b_timings": end.timings,
+                    "b_finished_at": finished_at,
+                }
+                for pk, end in ends
+            ],
         )
+        tokens = [
+            {
+                "b_pk": pk,
+                "b_caller": caller,
+                "b_prompt": used.get("prompt_tokens"),
+                "b_completion": used.get("completion_tokens"),
+            }
+            for pk, end in ends
+            for caller, used in end.usage.items()
+        ]
+        if tokens:
+            connection.execute(_AGENT_TOKENS, tokens)
 
 
 def message_status(connection: Connection, owner: str, message_id: str) -> Status | None:
@@ -236,12 +295,17 @@ def events_after(
     ).first()
     if row is None:
         return None
-    events = connection.execute(
-        select(message_events.c.event_id, message_events.c.type, message_events.c.data)
-        .where(message_events.c.message_pk == row.pk, message_events.c.event_id > after)
-        .order_by(message_events.c.event_id)
+    rows = connection.execute(
+        select(message_events.c.events)
+        .where(message_events.c.message_pk == row.pk, message_events.c.last_event_id > after)
+        .order_by(message_events.c.last_event_id)
+    ).scalars()
+    stored = tuple(
+        StoredEvent(event_id=event_id, type=event_type, data=data)
+        for events in rows
+        for event_id, event_type, data in json.loads(events)
+        if event_id > after
     )
-    stored = tuple(StoredEvent(event_id=e.event_id, type=e.type, data=e.data) for e in events)
     return cast(Status, row.status), stored
 
 

@@ -116,11 +116,16 @@ class Recorder:
             await self._pending_changed.wait()
             self._pending_changed = trio.Event()
             async with self._writing:
-                while self._pending and not self._closed:
-                    batch = self._pending[0]
-                    # A write that was cancelled before it ran stays pending for `close`.
-                    await self._store.record(self._pk, events=batch.events, agents=batch.agents)
-                    self._pending.pop(0)
+                if not self._pending or self._closed:
+                    continue
+                # Phases that piled up while the last write ran go in one transaction. They
+                # stay pending until it is done, so a write cancelled before it ran is left
+                # for `close`.
+                taken = len(self._pending)
+                events = [e for batch in self._pending[:taken] for e in batch.events]
+                agents = [a for batch in self._pending[:taken] for a in batch.agents]
+                await self._store.record(self._pk, events=events, agents=agents)
+                del self._pending[:taken]
 
     async def close(self) -> bool:
         """Write everything not written yet, and the message's end, in one transaction.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -66,6 +67,17 @@ class MessageEnd:
     models: dict[str, str]
     usage: dict[str, dict[str, int]]
     timings: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """What one write of a message adds: its new events and agent answers, and at the end
+    its final state."""
+
+    message_pk: int
+    events: Sequence[StoredEvent] = ()
+    agents: Sequence[AgentAnswer] = ()
+    end: MessageEnd | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,14 +96,17 @@ agent_answers = Table(
     ForeignKeyConstraint(["message_pk"], ["messages.pk"], ondelete="CASCADE"),
 )
 
+# A message's events, a row per write (a phase of the run), not per event: a summary's
+# tokens are hundreds of events, and a row each was most of what storage cost a stream.
 message_events = Table(
     "message_events",
     metadata,
     Column("message_pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("event_id", Integer, primary_key=True, autoincrement=False),
-    Column("type", String(32), nullable=False),
-    # The event's JSON exactly as it was sent, so a replay is byte for byte the same.
-    Column("data", Text, nullable=False),
+    # The id of the row's last event; its events are those after the row before.
+    Column("last_event_id", Integer, primary_key=True, autoincrement=False),
+    # A JSON list of [id, type, data], data being the event's JSON exactly as it was sent,
+    # so a replay is byte for byte the same.
+    Column("events", Text, nullable=False),
     ForeignKeyConstraint(["message_pk"], ["messages.pk"], ondelete="CASCADE"),
 )
 

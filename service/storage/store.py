@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -30,6 +31,7 @@ from .records import (
     MessageDetail,
     MessageEnd,
     NewMessage,
+    Phase,
     Status,
     StoredEvent,
 )
@@ -44,6 +46,18 @@ WRITE_BACKOFF_S = 0.2
 WRITE_BUDGET_S = 3.0
 
 
+@dataclass(eq=False)
+class _Queued:
+    phase: Phase
+    taken: trio.Event = field(default_factory=trio.Event)
+    done: trio.Event = field(default_factory=trio.Event)
+    ok: bool = False
+
+
+def _writer_of(phases: list[Phase]) -> Callable[[Connection], None]:
+    return lambda connection: queries.record_phases(connection, phases)
+
+
 class StorageUnavailable(Exception):
     """The database did not answer; the cause says why (for the log only)."""
 
@@ -52,6 +66,9 @@ class Store:
     def __init__(self, database: Database, *, instance: str) -> None:
         self.database = database
         self.instance = instance
+        self._queue: list[_Queued] = []
+        self._queued = trio.Event()
+        self._group_writing = False
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         try:
@@ -60,9 +77,11 @@ class Store:
             METRICS.storage_errors.labels(operation="read").inc()
             raise StorageUnavailable() from exc
 
-    async def write(self, what: str, work: Callable[[Connection], object]) -> bool:
+    async def write(
+        self, what: str, work: Callable[[Connection], object], *, quiet: bool = False
+    ) -> bool:
         """Run `work`, retrying a failure within the budget; False (logged, counted) if it
-        never succeeded."""
+        never succeeded. `quiet`: a failure is only returned (the caller tries otherwise)."""
         failure: BaseException | None = None
         with trio.move_on_after(WRITE_BUDGET_S) as budget:
             for attempt in range(WRITE_ATTEMPTS):
@@ -73,7 +92,11 @@ class Store:
                     return True
                 except SQLAlchemyError as exc:
                     failure = exc
+                    if quiet:
+                        return False
                     log.warning("storing %s failed (attempt %d)", what, attempt + 1)
+        if quiet:
+            return False
         METRICS.storage_errors.labels(operation="write").inc()
         late = " in time" if budget.cancelled_caught else ""
         log.error("storing %s failed%s; the stream went on", what, late, exc_info=failure)
@@ -116,18 +139,64 @@ class Store:
         agents: Sequence[AgentAnswer] = (),
         end: MessageEnd | None = None,
     ) -> bool:
-        """One phase of a message, in one transaction: its new events, the agent answers
-        that came in, and (at the end) its final state."""
+        """One phase of a message: its new events, the agent answers that came in, and (at
+        the end) its final state, all or nothing. True once written; False if it could not
+        be (logged and counted).
 
-        def work(connection: Connection) -> None:
-            queries.record_events(connection, message_pk, events)
-            for answer in agents:
-                queries.record_agent(connection, message_pk, answer)
-            if end is not None:
-                queries.finish_message(connection, message_pk, end)
+        While `write_phases` runs, the phase joins the next group write. Cancelled while it
+        waits its turn, it is not written; once its write has begun, it is waited for (that
+        write is bounded), so a caller never writes a phase twice."""
+        phase = _Queued(Phase(message_pk, events, agents, end))
+        if not self._group_writing:
+            return await self.write(f"message {message_pk}", _writer_of([phase.phase]))
+        self._queue.append(phase)
+        self._queued.set()
+        try:
+            await phase.taken.wait()
+        finally:
+            if not phase.taken.is_set():
+                self._queue.remove(phase)
+        with trio.CancelScope(shield=True):
+            await phase.done.wait()
+        return phase.ok
 
-        what = f"message {message_pk}" + (f" ({end.status})" if end else "")
-        return await self.write(what, work)
+    async def write_phases(self) -> None:
+        """The store's one writer, for as long as it runs: the phases of every run write
+        in as few transactions as the database takes; a group that fails is written phase
+        by phase, so one bad phase sinks no other."""
+        self._group_writing = True
+        try:
+            while True:
+                await self._queued.wait()
+                self._queued = trio.Event()
+                group, self._queue = self._queue, []
+                for queued in group:
+                    queued.taken.set()
+                try:
+                    await self._write_group(group)
+                finally:
+                    for queued in group:
+                        queued.done.set()
+        finally:
+            self._group_writing = False
+            # Every run has ended before the store closes; a phase still here is lost.
+            for queued in self._queue:
+                log.error("message %d: a phase was never stored", queued.phase.message_pk)
+                METRICS.storage_errors.labels(operation="write").inc()
+                queued.taken.set()
+                queued.done.set()
+
+    async def _write_group(self, group: list[_Queued]) -> None:
+        if len(group) > 1:
+            phases = [queued.phase for queued in group]
+            if await self.write("a group of phases", _writer_of(phases), quiet=True):
+                for queued in group:
+                    queued.ok = True
+                return
+        for queued in group:
+            queued.ok = await self.write(
+                f"message {queued.phase.message_pk}", _writer_of([queued.phase])
+            )
 
     async def events_after(
         self, principal: Principal, message_id: str, after: int

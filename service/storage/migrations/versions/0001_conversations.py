@@ -92,10 +92,9 @@ def upgrade() -> None:
     op.create_table(
         "message_events",
         sa.Column("message_pk", PK, primary_key=True),
-        sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("type", sa.String(32), nullable=False),
-        sa.Column("data", sa.Text, nullable=False),
-        sa.PrimaryKeyConstraint("message_pk", "event_id", name="pk_message_events"),
+        sa.Column("last_event_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("events", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("message_pk", "last_event_id", name="pk_message_events"),
         sa.ForeignKeyConstraint(
             ["message_pk"],
             ["messages.pk"],
