@@ -4,6 +4,7 @@ SIGTERM / SIGINT. WORKERS=1 serves in this process; WORKERS=n supervises n worke
 
     python -m service            # serve
     python -m service migrate    # bring DATABASE_URL's schema up to date, then exit
+    python -m service keys ...   # create, list and revoke API keys (commands.py)
 """
 
 from __future__ import annotations
@@ -18,39 +19,27 @@ from .logs import configure_logging
 from .resources import load_configured_ensembles
 from .settings import SettingsError, load_settings
 from .storage import StorageStartError, prepare_database
-from .storage.migrate import current_revision
+from .storage.prices import load_prices
 from .telemetry.metrics import prepare_multiprocess_dir
 from .workers import Supervisor, open_listener
 
 
-def migrate_command() -> int:
-    try:
-        settings = load_settings()
-        if not settings.storage_enabled:
-            print("DATABASE_URL=none: there is no database to migrate", file=sys.stderr)
-            return 2
-        database = prepare_database(settings.database_url.get_secret_value())
-    except (SettingsError, StorageStartError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    revision = current_revision(database.engine)
-    database.close()
-    print(f"database at revision {revision}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     command = sys.argv[1:] if argv is None else argv
-    if command == ["migrate"]:
-        return migrate_command()
     if command:
-        print("usage: python -m service [migrate]", file=sys.stderr)
-        return 2
+        from .commands import run_command
+
+        return run_command(command)
     listener: socket.socket | None = None
     try:
         settings = load_settings()
         # Fail before binding the port: an invalid ensemble file must stop the start.
         load_configured_ensembles(settings)
+        if settings.prices_file is not None:
+            try:
+                load_prices(settings.prices_file)
+            except ValueError as exc:
+                raise SettingsError(f"PRICES_FILE: {exc}") from exc
         if settings.storage_enabled and settings.fanout_listen_fd is None:
             # So is a database that cannot be reached; migrated here once, before workers.
             prepare_database(settings.database_url.get_secret_value()).close()

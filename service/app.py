@@ -9,14 +9,18 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .api import error_response, http_exception_response, routes
+from .api.access import identify_caller
 from .api.connection import StreamingHTTPConnection
 from .api.conversations import conversations
 from .api.empty import no_content
+from .api.keys import key_routes
 from .api.raw_path import KeepEncodedSlashes
 from .api.streams import streams
-from .errors import ServiceError, StorageUnavailableError
+from .api.usage import usage_routes
+from .errors import NotAllowed, NotAuthenticated, ServiceError, StorageUnavailableError
 from .resources import Resources
 from .storage import StorageUnavailable
+from .storage.store import NotYours
 from .telemetry.access_log import AccessLog
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -40,10 +44,20 @@ def create_app(resources: Resources) -> QuartTrio:
     app.register_blueprint(routes)
     app.register_blueprint(streams)
     app.register_blueprint(conversations)
+    app.register_blueprint(usage_routes)
+    app.register_blueprint(key_routes)
+
+    app.before_request(identify_caller)
 
     @app.errorhandler(ServiceError)
     async def _service_error(error: ServiceError) -> Response:
+        if isinstance(error, NotAuthenticated):
+            return error_response(error, {"WWW-Authenticate": 'Bearer realm="fanout"'})
         return error_response(error)
+
+    @app.errorhandler(NotYours)
+    async def _not_yours(error: NotYours) -> Response:
+        return error_response(NotAllowed("only an admin may name another user"))
 
     @app.errorhandler(StorageUnavailable)
     async def _storage_unavailable(error: StorageUnavailable) -> Response:

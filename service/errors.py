@@ -92,6 +92,24 @@ class TransferCodingNotSupported(RequestError):
     default_message = "only the chunked transfer coding is supported"
 
 
+class NotAuthenticated(RequestError):
+    code = "unauthenticated"
+    status = 401
+    default_message = "a valid API key or token is needed (Authorization: Bearer ...)"
+
+
+class NotAllowed(RequestError):
+    code = "forbidden"
+    status = 403
+    default_message = "this credential may not do this"
+
+
+class TooManyFailedAttempts(RequestError):
+    code = "rate_limited"
+    status = 429
+    default_message = "too many failed sign-ins from this address; wait and try again"
+
+
 class MessageIdConflict(RequestError):
     code = "message_id_conflict"
     status = 409

@@ -14,11 +14,13 @@ from typing import Any
 
 from opentelemetry import trace
 
-from .telemetry.access_log import current_request_id
+from .telemetry.access_log import CURRENT_REQUEST
 
 # Fields the service attaches with `extra=`; they are shown whenever a record has them.
 CONTEXT_FIELDS = (
     "request_id",
+    "user",
+    "tenant",
     "trace_id",
     "message_id",
     "conversation_id",
@@ -30,13 +32,20 @@ ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "outcome", "disconne
 
 
 class RequestContext(logging.Filter):
-    """Adds the request id and the trace id of whatever request the logging task serves."""
+    """Adds the request id, the caller's user and tenant, and the trace id of whatever
+    request the logging task serves."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            request_id = current_request_id()
-            if request_id is not None:
-                record.request_id = request_id
+        request = CURRENT_REQUEST.get()
+        if request is not None:
+            if not hasattr(record, "request_id"):
+                record.request_id = request.request_id
+            for name in ("user", "tenant"):
+                if getattr(record, name, None) is None and getattr(request, name):
+                    setattr(record, name, getattr(request, name))
+        for name in ("user", "tenant"):
+            if getattr(record, name, "") is None:
+                delattr(record, name)
         if getattr(record, "trace_id", None) is None:
             span_context = trace.get_current_span().get_span_context()
             if span_context.is_valid:

@@ -15,6 +15,9 @@ from functools import partial
 
 import trio
 
+from .auth.authenticate import Authenticator
+from .auth.failures import FailedAttempts
+from .auth.tokens import TokenVerifier
 from .ensemble import (
     DEFAULT_PROVIDER,
     Ensemble,
@@ -30,6 +33,7 @@ from .llm.mock import MOCK_FAULTS, mock_fault
 from .runs import LiveRuns
 from .settings import Settings, SettingsError
 from .storage import Store, open_store
+from .storage.prices import Price, load_prices
 from .telemetry.tracing import setup_tracing
 from .urls import is_local_url, redact_url
 
@@ -39,6 +43,8 @@ class Resources:
     settings: Settings
     ensembles: EnsembleStore
     model: ChatModel
+    # Who the caller is (AUTH).
+    authenticator: Authenticator
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # None when DATABASE_URL=none: nothing is kept.
     store: Store | None = None
@@ -47,6 +53,10 @@ class Resources:
     # Where runs that outlive their response run (`on_disconnect: "continue"`); set while
     # the server serves.
     runs: trio.Nursery | None = None
+    # PRICES_FILE's table, when there is one.
+    prices: dict[str, Price] | None = None
+    # Failed sign-ins per client address.
+    failed_attempts: FailedAttempts = field(default_factory=FailedAttempts)
 
 
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
@@ -151,7 +161,15 @@ async def open_resources(
     model = model or build_model(settings)
     try:
         async with open_store(settings) as store:
-            yield Resources(settings=settings, ensembles=ensembles, model=model, store=store)
+            tokens = TokenVerifier.from_settings(settings) if "jwt" in settings.auth_modes else None
+            yield Resources(
+                settings=settings,
+                ensembles=ensembles,
+                model=model,
+                store=store,
+                authenticator=Authenticator(settings, store, tokens),
+                prices=load_prices(settings.prices_file) if settings.prices_file else None,
+            )
     finally:
         # Closing sockets must finish even when the server is being cancelled.
         with trio.CancelScope(shield=True), trio.move_on_after(5):

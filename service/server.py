@@ -80,6 +80,9 @@ async def serve_app(
             shutdown_nursery.start_soon(
                 keep_house, resources.store, settings.heartbeat_s, settings.retention_days
             )
+        if resources.authenticator.tokens is not None:
+            shutdown_nursery.start_soon(resources.authenticator.tokens.keep_fresh)
+        resources.authenticator.background = shutdown_nursery
         # Runs that go on without their client: they get the same grace as open streams,
         # and end with `shutting_down` after it (end_grace_when_due is still waiting).
         async with trio.open_nursery() as runs_nursery:

@@ -105,6 +105,30 @@ class Settings(BaseModel):
     # heartbeat stops, or when a process of the same name starts. Default: host and port.
     instance_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     heartbeat_s: PositiveSeconds = 5.0
+    # Who may call: "none" (everyone is `anonymous`), "keys", "jwt" or "keys,jwt".
+    auth: str = "none"
+    # With PRODUCTION=true, AUTH=none refuses to start unless this is set on purpose.
+    allow_anonymous: bool = False
+    # How long a key's lookup is trusted: a revoked key stops working within this bound.
+    auth_cache_s: Annotated[float, Field(ge=0)] = 5.0
+    jwt_jwks_url: str | None = None
+    # A PEM public key (or a path to one), or a shared secret for HS256; one of these three.
+    jwt_public_key: str | None = None
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # Dotted paths into the token's claims, e.g. `realm_access.roles`.
+    jwt_tenant_claim: str | None = None
+    jwt_roles_claim: str | None = None
+    jwt_admin_role: str = "admin"
+    jwt_leeway_s: Annotated[float, Field(ge=0, le=300)] = 30.0
+    # How often the JWKS is fetched again, and at most how often an unknown `kid` makes it.
+    jwt_jwks_refresh_s: Annotated[float, Field(gt=0)] = 300.0
+    jwt_jwks_min_refetch_s: Annotated[float, Field(ge=0)] = 30.0
+    # A bearer token that may read /metrics (for a scraper), besides admins.
+    metrics_token: SecretStr | None = None
+    # TOML: model -> input / output price per million tokens; adds cost to usage reports.
+    prices_file: Path | None = None
     # Worker processes sharing one listening port; 1 serves in this process.
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     # Internal, not for operators: with WORKERS > 1 the parent starts each worker with the
@@ -141,6 +165,22 @@ class Settings(BaseModel):
         return check_base_url(value)
 
     @property
+    def auth_modes(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.auth.split(",") if part.strip()) - {"none"}
+
+    @field_validator("auth")
+    @classmethod
+    def _check_auth(cls, value: str) -> str:
+        modes = {part.strip().lower() for part in value.split(",") if part.strip()}
+        if (
+            not modes
+            or not modes <= {"none", "keys", "jwt"}
+            or ("none" in modes and len(modes) > 1)
+        ):
+            raise ValueError('expected "none", "keys", "jwt" or "keys,jwt"')
+        return ",".join(sorted(modes))
+
+    @property
     def storage_enabled(self) -> bool:
         return self.database_url.get_secret_value().strip().lower() != "none"
 
@@ -152,6 +192,13 @@ class Settings(BaseModel):
         if self.fanout_worker_number is not None:
             name += f"/{self.fanout_worker_number}"
         return name[:64]
+
+    @field_validator("prices_file")
+    @classmethod
+    def _check_prices_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
 
     @field_validator("ensemble_file")
     @classmethod
@@ -189,4 +236,23 @@ def load_settings(
         shown = redact_url(str(values.get(name.lower(), "")))
         raise SettingsError(f"{name}={shown!r}: {_describe(first)}") from exc
     settings._environ = {k: v for k, v in merged.items() if v}
+    _check_together(settings)
     return settings
+
+
+def _check_together(settings: Settings) -> None:
+    """Settings that are each valid but do not work together: one line naming them."""
+    modes = settings.auth_modes
+    if settings.production and not modes and not settings.allow_anonymous:
+        raise SettingsError(
+            "AUTH='none': with PRODUCTION=true every caller would be anonymous; set AUTH "
+            "(keys, jwt) or ALLOW_ANONYMOUS=true on purpose"
+        )
+    if "keys" in modes and not settings.storage_enabled:
+        raise SettingsError("AUTH='keys': API keys are kept in the database; DATABASE_URL is none")
+    if "jwt" in modes:
+        sources = [settings.jwt_jwks_url, settings.jwt_public_key, settings.jwt_secret]
+        if sum(source is not None for source in sources) != 1:
+            raise SettingsError(
+                "AUTH='jwt': set exactly one of JWT_JWKS_URL, JWT_PUBLIC_KEY, JWT_SECRET"
+            )

@@ -1,6 +1,7 @@
 """The caller's history: GET /api/conversations, GET and DELETE /api/conversations/{id},
-GET /api/messages/{message_id}. JSON, the error envelope, every query scoped to the caller;
-a database that does not answer is a 503 (app.py maps StorageUnavailable).
+GET /api/messages/{message_id}. JSON, the error envelope, every query scoped to the caller
+(an admin may add `?user=` for another user of its tenant); a database that does not answer
+is a 503 (app.py maps StorageUnavailable).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 
 from quart import Blueprint, Response, current_app, request
 
-from ..auth import ANONYMOUS, Principal
 from ..errors import InvalidRequest, NotFound, StorageDisabled
 from ..resources import Resources
 from ..storage import (
@@ -22,6 +22,7 @@ from ..storage import (
     MessageDetail,
     Store,
 )
+from .access import current_principal, requires
 from .empty import no_content
 
 conversations = Blueprint("conversations", __name__)
@@ -29,11 +30,6 @@ conversations = Blueprint("conversations", __name__)
 MAX_ID = 128
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
-
-
-def current_principal() -> Principal:
-    """Who is asking. Everyone is `anonymous` until authentication is configured."""
-    return ANONYMOUS
 
 
 def store() -> Store:
@@ -116,6 +112,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidRequest("cursor: not a cursor this server gave", field="cursor") from exc
 
 
+def _named_user() -> str | None:
+    """`?user=` on a history route: an admin reads that user of its own tenant."""
+    user = request.args.get("user")
+    return checked_id(user, "user") if user is not None else None
+
+
 def _limit(value: str | None) -> int:
     if value is None:
         return DEFAULT_LIMIT
@@ -125,11 +127,14 @@ def _limit(value: str | None) -> int:
 
 
 @conversations.get("/api/conversations")
+@requires("history")
 async def list_conversations() -> dict[str, Any]:
     limit = _limit(request.args.get("limit"))
     cursor = request.args.get("cursor")
     before = _decode_cursor(cursor) if cursor else None
-    page = await store().conversations(current_principal(), limit=limit + 1, before=before)
+    page = await store().conversations(
+        current_principal(), limit=limit + 1, before=before, user=_named_user()
+    )
     shown = page[:limit]
     return {
         "conversations": [_conversation(c) for c in shown],
@@ -138,9 +143,10 @@ async def list_conversations() -> dict[str, Any]:
 
 
 @conversations.get("/api/conversations/<conversation_id>")
+@requires("history")
 async def get_conversation(conversation_id: str) -> dict[str, Any]:
     checked_id(conversation_id, "conversation_id")
-    found = await store().conversation(current_principal(), conversation_id)
+    found = await store().conversation(current_principal(), conversation_id, user=_named_user())
     if found is None:
         raise NotFound("no such conversation")
     summary, turns = found
@@ -148,18 +154,22 @@ async def get_conversation(conversation_id: str) -> dict[str, Any]:
 
 
 @conversations.delete("/api/conversations/<conversation_id>")
+@requires("history")
 async def delete_conversation(conversation_id: str) -> Response:
     checked_id(conversation_id, "conversation_id")
-    deleted = await store().delete_conversation(current_principal(), conversation_id)
+    deleted = await store().delete_conversation(
+        current_principal(), conversation_id, user=_named_user()
+    )
     if not deleted:
         raise NotFound("no such conversation")
     return no_content()
 
 
 @conversations.get("/api/messages/<message_id>")
+@requires("history")
 async def get_message(message_id: str) -> dict[str, Any]:
     checked_id(message_id, "message_id")
-    message = await store().message(current_principal(), message_id)
+    message = await store().message(current_principal(), message_id, user=_named_user())
     if message is None:
         raise NotFound("no such message")
     return message_json(message)

@@ -11,17 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidRequest
 from ..pipeline import PipelineRequest
+from .validation import first_problem
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
-
-_MESSAGES = {
-    "missing": "is required",
-    "string_type": "must be a string",
-    "string_too_short": "must not be empty",
-    "string_too_long": "must be at most 128 characters",
-    "extra_forbidden": "is not a known field",
-    "literal_error": 'must be "cancel" or "continue"',
-}
 
 OnDisconnect = Literal["cancel", "continue"]
 
@@ -42,13 +34,6 @@ class ProcessRequest:
     # "cancel": a hang-up cancels every upstream call at once; "continue": the run finishes
     # and is stored, for the client to resume.
     on_disconnect: OnDisconnect = "cancel"
-
-
-def _first_problem(exc: ValidationError) -> InvalidRequest:
-    error = exc.errors()[0]
-    field = ".".join(str(part) for part in error["loc"]) or None
-    problem = _MESSAGES.get(error["type"], error["msg"])
-    return InvalidRequest(f"{field}: {problem}" if field else problem, field=field)
 
 
 def _is_utf8(value: str | None) -> bool:
@@ -75,7 +60,7 @@ def parse_process_request(raw: bytes, *, max_message_chars: int) -> ProcessReque
     try:
         body = ProcessBody.model_validate(data)
     except ValidationError as exc:
-        raise _first_problem(exc) from exc
+        raise first_problem(exc) from exc
     for name in ("message", "message_id", "conversation_id", "ensemble"):
         if not _is_utf8(getattr(body, name)):
             raise InvalidRequest(f"{name}: must be valid Unicode text", field=name)

@@ -9,6 +9,7 @@ from quart import Blueprint, Response, current_app
 
 from ..resources import Resources
 from ..telemetry.metrics import render_metrics
+from .access import requires
 
 routes = Blueprint("routes", __name__)
 
@@ -22,6 +23,7 @@ def _resources() -> Resources:
 
 
 @routes.get("/admin/ensemble")
+@requires("admin")
 async def admin_ensemble() -> dict[str, Any]:
     """The ensemble version in use and, if the latest edit was refused, why."""
     store = _resources().ensembles
@@ -51,6 +53,7 @@ async def admin_ensemble() -> dict[str, Any]:
 
 
 @routes.get("/metrics")
+@requires("metrics")
 async def metrics() -> Response:
     # In multiprocess mode this reads every worker's files: not on the event loop.
     body, content_type = await trio.to_thread.run_sync(render_metrics)
@@ -58,11 +61,13 @@ async def metrics() -> Response:
 
 
 @routes.get("/healthz")
+@requires("open")
 async def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
 @routes.get("/readyz")
+@requires("open")
 async def readyz() -> tuple[dict[str, Any], int]:
     lifecycle = _resources().lifecycle
     if lifecycle.draining:

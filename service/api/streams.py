@@ -43,7 +43,8 @@ from ..storage.recorder import Recorder
 from ..telemetry.access_log import CURRENT_REQUEST
 from ..telemetry.stream import StreamTelemetry
 from ..telemetry.tracing import context_from_headers, end_span, trace_id_of, tracer
-from .conversations import checked_id, current_principal, store
+from .access import current_principal, requires
+from .conversations import checked_id, store
 from .event_stream import EventStreamBody, FrameSource
 from .process_request import ProcessRequest, parse_process_request
 from .sse import HEADERS, SseEncoder, frame
@@ -94,6 +95,7 @@ async def _body(raw: bytes, max_message_chars: int) -> ProcessRequest:
 
 
 @streams.post("/api/process")
+@requires("process")
 async def process() -> Response:
     resources = _resources()
     settings = resources.settings
@@ -174,7 +176,7 @@ async def process() -> Response:
                 await resources.store.record(
                     begun.pk, end=MessageEnd("failed", None, "internal_error", {}, {}, None)
                 )
-            resources.live.remove(principal.user, pipeline_request.message_id)
+            resources.live.remove(principal, pipeline_request.message_id)
         raise
 
 
@@ -194,7 +196,12 @@ def _run(
     if begun is not None and resources.store is not None:
         pipeline_request = replace(pipeline_request, conversation_id=begun.conversation_id)
         history = _history(begun.history)
-        recorder = Recorder(resources.store, begun.pk)
+        recorder = Recorder(
+            resources.store,
+            begun.pk,
+            principal=principal,
+            primary_models={member.name: member.model or "" for member in ensemble.members},
+        )
 
     telemetry = StreamTelemetry(
         span,
@@ -223,8 +230,8 @@ def _run(
     live = LiveRun(retain=recorder is not None)
     on_end: Callable[[], None] | None = None
     if recorder is not None:
-        resources.live.add(principal.user, pipeline_request.message_id, live)
-        on_end = partial(resources.live.remove, principal.user, pipeline_request.message_id)
+        resources.live.add(principal, pipeline_request.message_id, live)
+        on_end = partial(resources.live.remove, principal, pipeline_request.message_id)
     driver = RunDriver(
         produce=partial(run_pipeline, run),
         live=live,
@@ -277,7 +284,7 @@ def _follow_existing(
         raise MessageIdConflict(field="message_id")
     settings = resources.settings
     headers = {TRACE_ID_HEADER: trace_id, CONVERSATION_HEADER: existing.conversation_id}
-    source: FrameSource | None = resources.live.get(principal.user, pipeline_request.message_id)
+    source: FrameSource | None = resources.live.get(principal, pipeline_request.message_id)
     if source is not None:
         _set_outcome("joined")
     else:
@@ -305,6 +312,7 @@ def _last_event_id() -> int:
 
 
 @streams.get("/api/messages/<message_id>/events")
+@requires("process")
 async def resume(message_id: str) -> Response:
     """The message's events after `Last-Event-ID`, then the live run until its end."""
     resources = _resources()
@@ -312,7 +320,7 @@ async def resume(message_id: str) -> Response:
     after = _last_event_id()
     principal = current_principal()
     settings = resources.settings
-    source: FrameSource | None = resources.live.get(principal.user, message_id)
+    source: FrameSource | None = resources.live.get(principal, message_id)
     if source is None:
         found = await store().events_after(principal, message_id, after)
         if found is None:

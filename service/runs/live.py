@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import trio
 
+from ..auth import Principal
+
 
 class LiveRun:
     def __init__(self, *, retain: bool) -> None:
@@ -61,19 +63,19 @@ class LiveRun:
 
 
 class LiveRuns:
-    """The runs in progress on this instance, by owner and message id."""
+    """The runs in progress on this instance, by owner (tenant and user) and message id."""
 
     def __init__(self) -> None:
-        self._runs: dict[tuple[str, str], LiveRun] = {}
+        self._runs: dict[tuple[str, str, str], LiveRun] = {}
 
-    def add(self, owner: str, message_id: str, run: LiveRun) -> None:
-        self._runs[(owner, message_id)] = run
+    def add(self, principal: Principal, message_id: str, run: LiveRun) -> None:
+        self._runs[(principal.tenant, principal.user, message_id)] = run
 
-    def get(self, owner: str, message_id: str) -> LiveRun | None:
-        return self._runs.get((owner, message_id))
+    def get(self, principal: Principal, message_id: str) -> LiveRun | None:
+        return self._runs.get((principal.tenant, principal.user, message_id))
 
-    def remove(self, owner: str, message_id: str) -> None:
-        self._runs.pop((owner, message_id), None)
+    def remove(self, principal: Principal, message_id: str) -> None:
+        self._runs.pop((principal.tenant, principal.user, message_id), None)
 
     def __len__(self) -> int:
         return len(self._runs)

@@ -1,7 +1,7 @@
 """The queries: small functions that take a connection and the owner, and nothing global.
 
-Every function that reads or writes a client's data takes `owner` and filters by it: there is
-no query that could return another owner's row.
+Every function that reads or writes a client's data takes its `Owner` (tenant and user) and
+filters by both: there is no query that could return another owner's row.
 """
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     DateTime,
+    Table,
     and_,
     bindparam,
     delete,
@@ -33,13 +36,19 @@ from .records import (
     HistoryTurn,
     MessageDetail,
     NewMessage,
+    Owner,
     Phase,
     Status,
     StoredEvent,
 )
-from .schema import agent_answers, conversations, instances, message_events, messages
+from .schema import agent_answers, conversations, instances, message_events, messages, usage
 
 TITLE_CHARS = 80
+
+
+def _of(table: Table, owner: Owner) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """The conditions that keep a query to `owner`'s rows of `table`."""
+    return table.c.tenant == owner.tenant, table.c.owner == owner.user
 
 
 def now() -> datetime:
@@ -61,13 +70,13 @@ def _title(question: str) -> str:
 
 
 def history(
-    connection: Connection, owner: str, conversation_id: str, max_chars: int
+    connection: Connection, owner: Owner, conversation_id: str, max_chars: int
 ) -> tuple[HistoryTurn, ...]:
     """The conversation's completed turns, oldest first: as many of the newest as fit."""
     rows = connection.execute(
         select(messages.c.question, messages.c.summary)
         .where(
-            messages.c.owner == owner,
+            *_of(messages, owner),
             messages.c.conversation_id == conversation_id,
             messages.c.status == "completed",
         )
@@ -92,7 +101,11 @@ _FIND_MESSAGE = select(
     messages.c.question,
     messages.c.status,
     messages.c.instance,
-).where(messages.c.owner == bindparam("owner"), messages.c.message_id == bindparam("message_id"))
+).where(
+    messages.c.tenant == bindparam("tenant"),
+    messages.c.owner == bindparam("owner"),
+    messages.c.message_id == bindparam("message_id"),
+)
 _INSERT_EVENTS = insert(message_events)
 _INSERT_AGENT = insert(agent_answers)
 _FINISH_MESSAGE = (
@@ -125,22 +138,24 @@ _WHEN = DateTime(timezone=True)
 # Create the conversation, or mark it updated: one statement, so two first messages of one
 # conversation sent at once both land in it.
 _UPSERT_CONVERSATION = text(
-    "INSERT INTO conversations (owner, id, title, created_at, updated_at) "
-    "VALUES (:owner, :id, :title, :created_at, :updated_at) "
-    "ON CONFLICT (owner, id) DO UPDATE SET updated_at = excluded.updated_at"
+    "INSERT INTO conversations (tenant, owner, id, title, created_at, updated_at) "
+    "VALUES (:tenant, :owner, :id, :title, :created_at, :updated_at) "
+    "ON CONFLICT (tenant, owner, id) DO UPDATE SET updated_at = excluded.updated_at"
 ).bindparams(bindparam("created_at", type_=_WHEN), bindparam("updated_at", type_=_WHEN))
 # The message, unless the owner already has one by its id (then no row comes back).
 _INSERT_MESSAGE = text(
-    "INSERT INTO messages (owner, message_id, conversation_id, question, status, ensemble, "
-    "ensemble_version, trace_id, instance, created_at) "
-    "VALUES (:owner, :message_id, :conversation_id, :question, 'running', :ensemble, "
+    "INSERT INTO messages (tenant, owner, message_id, conversation_id, question, status, "
+    "ensemble, ensemble_version, trace_id, instance, created_at) "
+    "VALUES (:tenant, :owner, :message_id, :conversation_id, :question, 'running', :ensemble, "
     ":ensemble_version, :trace_id, :instance, :created_at) "
-    "ON CONFLICT (owner, message_id) DO NOTHING RETURNING pk"
+    "ON CONFLICT (tenant, owner, message_id) DO NOTHING RETURNING pk"
 ).bindparams(bindparam("created_at", type_=_WHEN))
 
 
-def find_message(connection: Connection, owner: str, message_id: str) -> ExistingMessage | None:
-    row = connection.execute(_FIND_MESSAGE, {"owner": owner, "message_id": message_id}).first()
+def find_message(connection: Connection, owner: Owner, message_id: str) -> ExistingMessage | None:
+    row = connection.execute(
+        _FIND_MESSAGE, {"tenant": owner.tenant, "owner": owner.user, "message_id": message_id}
+    ).first()
     if row is None:
         return None
     return ExistingMessage(
@@ -154,7 +169,7 @@ def find_message(connection: Connection, owner: str, message_id: str) -> Existin
 
 def begin_message(
     connection: Connection,
-    owner: str,
+    owner: Owner,
     *,
     message_id: str,
     conversation_id: str | None,
@@ -178,7 +193,8 @@ def begin_message(
     connection.execute(
         _UPSERT_CONVERSATION,
         {
-            "owner": owner,
+            "tenant": owner.tenant,
+            "owner": owner.user,
             "id": conversation_id,
             "title": _title(question),
             "created_at": started,
@@ -188,7 +204,8 @@ def begin_message(
     pk = connection.execute(
         _INSERT_MESSAGE,
         {
-            "owner": owner,
+            "tenant": owner.tenant,
+            "owner": owner.user,
             "message_id": message_id,
             "conversation_id": conversation_id,
             "question": question,
@@ -206,6 +223,18 @@ def begin_message(
             raise RuntimeError(f"message {message_id!r} conflicted, then was not found")
         return raced
     return NewMessage(pk=pk, conversation_id=conversation_id, history=earlier)
+
+
+# Adds to the ledger's line (one statement, so two runs ending at once both count).
+_ADD_USAGE = text(
+    'INSERT INTO usage (tenant, "user", key_id, model, day, calls, prompt_tokens, '
+    "completion_tokens) VALUES (:tenant, :user, :key_id, :model, :day, :calls, "
+    ":prompt_tokens, :completion_tokens) "
+    'ON CONFLICT (tenant, "user", key_id, model, day) DO UPDATE SET '
+    "calls = usage.calls + excluded.calls, "
+    "prompt_tokens = usage.prompt_tokens + excluded.prompt_tokens, "
+    "completion_tokens = usage.completion_tokens + excluded.completion_tokens"
+)
 
 
 def record_phases(connection: Connection, phases: Sequence[Phase]) -> None:
@@ -272,25 +301,20 @@ def record_phases(connection: Connection, phases: Sequence[Phase]) -> None:
         ]
         if tokens:
             connection.execute(_AGENT_TOKENS, tokens)
-
-
-def message_status(connection: Connection, owner: str, message_id: str) -> Status | None:
-    status = connection.execute(
-        select(messages.c.status).where(
-            messages.c.owner == owner, messages.c.message_id == message_id
-        )
-    ).scalar_one_or_none()
-    return cast(Status | None, status)
+    lines = [asdict(line) for p in phases for line in p.usage]
+    for line in lines:
+        # One at a time: the same line twice in one executemany would conflict with itself.
+        connection.execute(_ADD_USAGE, line)
 
 
 def events_after(
-    connection: Connection, owner: str, message_id: str, after: int
+    connection: Connection, owner: Owner, message_id: str, after: int
 ) -> tuple[Status, tuple[StoredEvent, ...]] | None:
     """The message's status and its events with an id above `after`; None if no such
     message of this owner."""
     row = connection.execute(
         select(messages.c.pk, messages.c.status).where(
-            messages.c.owner == owner, messages.c.message_id == message_id
+            *_of(messages, owner), messages.c.message_id == message_id
         )
     ).first()
     if row is None:
@@ -310,10 +334,10 @@ def events_after(
 
 
 def list_conversations(
-    connection: Connection, owner: str, *, limit: int, before: tuple[datetime, str] | None
+    connection: Connection, owner: Owner, *, limit: int, before: tuple[datetime, str] | None
 ) -> list[ConversationSummary]:
     """The owner's conversations, newest first; `before` is the (updated_at, id) cursor."""
-    query = select(conversations).where(conversations.c.owner == owner)
+    query = select(conversations).where(*_of(conversations, owner))
     if before is not None:
         updated_at, conversation_id = before
         query = query.where(
@@ -340,11 +364,11 @@ def list_conversations(
 
 
 def get_conversation(
-    connection: Connection, owner: str, conversation_id: str
+    connection: Connection, owner: Owner, conversation_id: str
 ) -> tuple[ConversationSummary, list[MessageDetail]] | None:
     row = connection.execute(
         select(conversations).where(
-            conversations.c.owner == owner, conversations.c.id == conversation_id
+            *_of(conversations, owner), conversations.c.id == conversation_id
         )
     ).first()
     if row is None:
@@ -357,15 +381,15 @@ def get_conversation(
     )
     rows = connection.execute(
         select(messages)
-        .where(messages.c.owner == owner, messages.c.conversation_id == conversation_id)
+        .where(*_of(messages, owner), messages.c.conversation_id == conversation_id)
         .order_by(messages.c.pk)
     ).all()
     return summary, _details(connection, rows)
 
 
-def get_message(connection: Connection, owner: str, message_id: str) -> MessageDetail | None:
+def get_message(connection: Connection, owner: Owner, message_id: str) -> MessageDetail | None:
     rows = connection.execute(
-        select(messages).where(messages.c.owner == owner, messages.c.message_id == message_id)
+        select(messages).where(*_of(messages, owner), messages.c.message_id == message_id)
     ).all()
     details = _details(connection, rows)
     return details[0] if details else None
@@ -414,15 +438,15 @@ def _details(connection: Connection, rows: Sequence[Any]) -> list[MessageDetail]
     ]
 
 
-def delete_conversation(connection: Connection, owner: str, conversation_id: str) -> bool:
+def delete_conversation(connection: Connection, owner: Owner, conversation_id: str) -> bool:
     """Delete the conversation with its messages; False if the owner has none by that id."""
     pks = select(messages.c.pk).where(
-        messages.c.owner == owner, messages.c.conversation_id == conversation_id
+        *_of(messages, owner), messages.c.conversation_id == conversation_id
     )
     _delete_messages(connection, pks)
     deleted = connection.execute(
         delete(conversations).where(
-            conversations.c.owner == owner, conversations.c.id == conversation_id
+            *_of(conversations, owner), conversations.c.id == conversation_id
         )
     ).rowcount
     return bool(deleted)
@@ -434,6 +458,45 @@ def _delete_messages(connection: Connection, pks: Any) -> None:
     connection.execute(delete(message_events).where(message_events.c.message_pk.in_(pks)))
     connection.execute(delete(agent_answers).where(agent_answers.c.message_pk.in_(pks)))
     connection.execute(delete(messages).where(messages.c.pk.in_(pks)))
+
+
+def usage_report(
+    connection: Connection,
+    tenant: str,
+    *,
+    user: str | None,
+    since: str | None,
+    until: str | None,
+) -> list[dict[str, Any]]:
+    """The tenant's usage (one user's, if given) per day, user and model, days inclusive."""
+    query = select(
+        usage.c.day,
+        usage.c.user,
+        usage.c.model,
+        func.sum(usage.c.calls).label("calls"),
+        func.sum(usage.c.prompt_tokens).label("prompt_tokens"),
+        func.sum(usage.c.completion_tokens).label("completion_tokens"),
+    ).where(usage.c.tenant == tenant)
+    if user is not None:
+        query = query.where(usage.c.user == user)
+    if since is not None:
+        query = query.where(usage.c.day >= since)
+    if until is not None:
+        query = query.where(usage.c.day <= until)
+    query = query.group_by(usage.c.day, usage.c.user, usage.c.model).order_by(
+        usage.c.day, usage.c.user, usage.c.model
+    )
+    return [
+        {
+            "day": row.day,
+            "user": row.user,
+            "model": row.model,
+            "calls": int(row.calls),
+            "prompt_tokens": int(row.prompt_tokens),
+            "completion_tokens": int(row.completion_tokens),
+        }
+        for row in connection.execute(query)
+    ]
 
 
 # --- housekeeping: not a client's data, so no owner -------------------------------------
@@ -476,18 +539,10 @@ def mark_interrupted(
 
 def delete_expired(connection: Connection, *, older_than: datetime) -> int:
     """Conversations untouched since `older_than`, with their messages. Returns how many."""
-    old = select(conversations.c.owner, conversations.c.id).where(
+    old = select(conversations.c.tenant, conversations.c.owner, conversations.c.id).where(
         conversations.c.updated_at < older_than
     )
     doomed = list(connection.execute(old))
-    for owner, conversation_id in doomed:
-        delete_conversation(connection, owner, conversation_id)
+    for tenant, user, conversation_id in doomed:
+        delete_conversation(connection, Owner(tenant=tenant, user=user), conversation_id)
     return len(doomed)
-
-
-def count_messages(connection: Connection, owner: str) -> int:
-    return int(
-        connection.execute(
-            select(func.count()).select_from(messages).where(messages.c.owner == owner)
-        ).scalar_one()
-    )

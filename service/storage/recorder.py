@@ -14,11 +14,14 @@ so a client that hangs up still leaves its record, `cancelled`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 import trio
 
+from ..auth import Principal
 from ..events import (
     AgentCompleted,
     AgentFailed,
@@ -29,7 +32,7 @@ from ..events import (
     SummaryRestarted,
     SummaryStarted,
 )
-from .records import AgentAnswer, MessageEnd, Status, StoredEvent
+from .records import AgentAnswer, MessageEnd, Status, StoredEvent, UsageLine
 from .store import Store
 
 CUT_CODES = frozenset({"agent_cut", "deadline_exceeded"})
@@ -44,9 +47,19 @@ class _Batch:
 
 
 class Recorder:
-    def __init__(self, store: Store, message_pk: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        message_pk: int,
+        *,
+        principal: Principal,
+        primary_models: Mapping[str, str],
+    ) -> None:
         self._store = store
         self._pk = message_pk
+        self._principal = principal
+        # The model each member answered with, as the answers arrive (a fallback, maybe).
+        self._models = dict(primary_models)
         self._batch = _Batch()
         self._summary: list[str] = []
         self._end: MessageEnd | None = None
@@ -61,6 +74,8 @@ class Recorder:
         self._batch.events.append(stored)
         match event:
             case AgentCompleted(agent=agent, text=text, model=model, attempts=attempts):
+                if model:
+                    self._models[agent] = model
                 self._batch.agents.append(
                     AgentAnswer(
                         agent, model or None, "completed", text, None, attempts, event.elapsed_ms
@@ -80,6 +95,7 @@ class Recorder:
             case SummaryRestarted():
                 self._summary.clear()
             case Done(usage=usage, models=models, timings=timings):
+                self._models.update(models)
                 self._end = MessageEnd(
                     status="completed",
                     summary="".join(self._summary),
@@ -155,4 +171,27 @@ class Recorder:
             usage={},
             timings=None,
         )
-        return await self._store.record(self._pk, events=events, agents=agents, end=end)
+        return await self._store.record(
+            self._pk, events=events, agents=agents, end=end, usage=self._usage_lines(end)
+        )
+
+    def _usage_lines(self, end: MessageEnd) -> list[UsageLine]:
+        """The ledger's lines for this run: a call per member that reported tokens."""
+        day = datetime.now(UTC).date().isoformat()
+        lines: dict[str, UsageLine] = {}
+        for caller, used in end.usage.items():
+            model = self._models.get(caller) or "unknown"
+            before = lines.get(model)
+            lines[model] = UsageLine(
+                tenant=self._principal.tenant,
+                user=self._principal.user,
+                key_id=self._principal.key_id or "",
+                model=model,
+                day=day,
+                calls=(before.calls if before else 0) + 1,
+                prompt_tokens=(before.prompt_tokens if before else 0)
+                + used.get("prompt_tokens", 0),
+                completion_tokens=(before.completion_tokens if before else 0)
+                + used.get("completion_tokens", 0),
+            )
+        return list(lines.values())

@@ -12,6 +12,14 @@ FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled", "inter
 
 
 @dataclass(frozen=True, slots=True)
+class Owner:
+    """Whose rows: a user of a tenant. Ids are unique per owner only."""
+
+    tenant: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     """One event of a message's stream, exactly as it was sent."""
 
@@ -70,14 +78,29 @@ class MessageEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageLine:
+    """Tokens one model used for one caller on one day: added to the usage ledger."""
+
+    tenant: str
+    user: str
+    key_id: str  # "" without a key
+    model: str
+    day: str  # YYYY-MM-DD, UTC
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
 class Phase:
     """What one write of a message adds: its new events and agent answers, and at the end
-    its final state."""
+    its final state and the tokens it used."""
 
     message_pk: int
     events: Sequence[StoredEvent] = ()
     agents: Sequence[AgentAnswer] = ()
     end: MessageEnd | None = None
+    usage: Sequence[UsageLine] = ()
 
 
 @dataclass(frozen=True, slots=True)

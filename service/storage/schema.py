@@ -32,24 +32,27 @@ metadata = MetaData(
     }
 )
 
+TENANT = 128
 OWNER = 128  # a user id
 CLIENT_ID = 128  # ids a client chooses (conversation_id, message_id), as the API allows
 
 conversations = Table(
     "conversations",
     metadata,
+    Column("tenant", String(TENANT), primary_key=True),
     Column("owner", String(OWNER), primary_key=True),
     Column("id", String(CLIENT_ID), primary_key=True),
     Column("title", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    Index("ix_conversations_owner_updated", "owner", "updated_at", "id"),
+    Index("ix_conversations_owner_updated", "tenant", "owner", "updated_at", "id"),
 )
 
 messages = Table(
     "messages",
     metadata,
     Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("tenant", String(TENANT), nullable=False),
     Column("owner", String(OWNER), nullable=False),
     Column("message_id", String(CLIENT_ID), nullable=False),
     Column("conversation_id", String(CLIENT_ID), nullable=False),
@@ -68,13 +71,13 @@ messages = Table(
     Column("instance", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
-    UniqueConstraint("owner", "message_id"),
+    UniqueConstraint("tenant", "owner", "message_id"),
     ForeignKeyConstraint(
-        ["owner", "conversation_id"],
-        ["conversations.owner", "conversations.id"],
+        ["tenant", "owner", "conversation_id"],
+        ["conversations.tenant", "conversations.owner", "conversations.id"],
         ondelete="CASCADE",
     ),
-    Index("ix_messages_conversation", "owner", "conversation_id", "pk"),
+    Index("ix_messages_conversation", "tenant", "owner", "conversation_id", "pk"),
     Index("ix_messages_running", "status", "instance"),
     Index("ix_messages_created", "created_at"),
 )
@@ -115,4 +118,40 @@ instances = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    # What a person recognises the key by (its first characters); the key itself is never kept.
+    Column("prefix", String(16), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("tenant", String(TENANT), nullable=False),
+    Column("user", String(OWNER), nullable=False),
+    Column("role", String(16), nullable=False),
+    # Space-separated: process, history, admin.
+    Column("scopes", String(64), nullable=False),
+    Column("name", String(128), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    Index("ix_api_keys_tenant_user", "tenant", "user"),
+)
+
+# Tokens used, added up per tenant, user, key, model and day; failed and cut calls count too
+# where the provider reported their tokens.
+usage = Table(
+    "usage",
+    metadata,
+    Column("tenant", String(TENANT), primary_key=True),
+    Column("user", String(OWNER), primary_key=True),
+    # "" for a caller without a key (a JWT, or AUTH=none).
+    Column("key_id", String(32), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("calls", Integer, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
 )

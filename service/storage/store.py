@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 from sqlalchemy import Connection
@@ -31,9 +31,11 @@ from .records import (
     MessageDetail,
     MessageEnd,
     NewMessage,
+    Owner,
     Phase,
     Status,
     StoredEvent,
+    UsageLine,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,19 @@ class _Queued:
     ok: bool = False
 
 
+class NotYours(Exception):
+    """A caller named another user's rows without being an admin of their tenant."""
+
+
+def owner_of(principal: Principal, user: str | None = None) -> Owner:
+    """The rows `principal` reads: its own, or (an admin) those of `user` in its tenant."""
+    if user is None or user == principal.user:
+        return Owner(tenant=principal.tenant, user=principal.user)
+    if not principal.is_admin:
+        raise NotYours(user)
+    return Owner(tenant=principal.tenant, user=user)
+
+
 def _writer_of(phases: list[Phase]) -> Callable[[Connection], None]:
     return lambda connection: queries.record_phases(connection, phases)
 
@@ -70,7 +85,8 @@ class Store:
         self._queued = trio.Event()
         self._group_writing = False
 
-    async def _read(self, work: Callable[[Connection], T]) -> T:
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` once; StorageUnavailable if the database did not answer."""
         try:
             return await self.database.run(work)
         except SQLAlchemyError as exc:
@@ -116,10 +132,10 @@ class Store:
         trace_id: str | None,
         history_max_chars: int,
     ) -> NewMessage | ExistingMessage:
-        return await self._read(
+        return await self.read(
             lambda connection: queries.begin_message(
                 connection,
-                principal.user,
+                owner_of(principal),
                 message_id=message_id,
                 conversation_id=conversation_id,
                 question=question,
@@ -138,15 +154,16 @@ class Store:
         events: Sequence[StoredEvent] = (),
         agents: Sequence[AgentAnswer] = (),
         end: MessageEnd | None = None,
+        usage: Sequence[UsageLine] = (),
     ) -> bool:
         """One phase of a message: its new events, the agent answers that came in, and (at
-        the end) its final state, all or nothing. True once written; False if it could not
-        be (logged and counted).
+        the end) its final state and the tokens it used, all or nothing. True once written;
+        False if it could not be (logged and counted).
 
         While `write_phases` runs, the phase joins the next group write. Cancelled while it
         waits its turn, it is not written; once its write has begun, it is waited for (that
         write is bounded), so a caller never writes a phase twice."""
-        phase = _Queued(Phase(message_pk, events, agents, end))
+        phase = _Queued(Phase(message_pk, events, agents, end, usage))
         if not self._group_writing:
             return await self.write(f"message {message_pk}", _writer_of([phase.phase]))
         self._queue.append(phase)
@@ -199,59 +216,91 @@ class Store:
             )
 
     async def events_after(
-        self, principal: Principal, message_id: str, after: int
+        self, principal: Principal, message_id: str, after: int, *, user: str | None = None
     ) -> tuple[Status, tuple[StoredEvent, ...]] | None:
-        return await self._read(
-            lambda connection: queries.events_after(connection, principal.user, message_id, after)
+        owner = owner_of(principal, user)
+        return await self.read(
+            lambda connection: queries.events_after(connection, owner, message_id, after)
         )
 
     # --- history ------------------------------------------------------------------------
 
     async def conversations(
-        self, principal: Principal, *, limit: int, before: tuple[datetime, str] | None
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        user: str | None = None,
     ) -> list[ConversationSummary]:
-        return await self._read(
+        owner = owner_of(principal, user)
+        return await self.read(
             lambda connection: queries.list_conversations(
-                connection, principal.user, limit=limit, before=before
+                connection, owner, limit=limit, before=before
             )
         )
 
     async def conversation(
-        self, principal: Principal, conversation_id: str
+        self, principal: Principal, conversation_id: str, *, user: str | None = None
     ) -> tuple[ConversationSummary, list[MessageDetail]] | None:
-        return await self._read(
-            lambda connection: queries.get_conversation(connection, principal.user, conversation_id)
+        owner = owner_of(principal, user)
+        return await self.read(
+            lambda connection: queries.get_conversation(connection, owner, conversation_id)
         )
 
-    async def message(self, principal: Principal, message_id: str) -> MessageDetail | None:
-        return await self._read(
-            lambda connection: queries.get_message(connection, principal.user, message_id)
+    async def message(
+        self, principal: Principal, message_id: str, *, user: str | None = None
+    ) -> MessageDetail | None:
+        owner = owner_of(principal, user)
+        return await self.read(
+            lambda connection: queries.get_message(connection, owner, message_id)
         )
 
-    async def delete_conversation(self, principal: Principal, conversation_id: str) -> bool:
-        return await self._read(
-            lambda connection: queries.delete_conversation(
-                connection, principal.user, conversation_id
-            )
+    async def delete_conversation(
+        self, principal: Principal, conversation_id: str, *, user: str | None = None
+    ) -> bool:
+        owner = owner_of(principal, user)
+        return await self.read(
+            lambda connection: queries.delete_conversation(connection, owner, conversation_id)
         )
 
     # --- housekeeping -------------------------------------------------------------------
 
     async def heartbeat(self) -> None:
-        await self._read(lambda connection: queries.heartbeat(connection, self.instance))
+        await self.read(lambda connection: queries.heartbeat(connection, self.instance))
 
     async def forget_instance(self) -> None:
-        await self._read(lambda connection: queries.forget_instance(connection, self.instance))
+        await self.read(lambda connection: queries.forget_instance(connection, self.instance))
 
     async def mark_interrupted(self, *, expiry: timedelta, starting: bool) -> int:
-        return await self._read(
+        return await self.read(
             lambda connection: queries.mark_interrupted(
                 connection, this_instance=self.instance, expiry=expiry, starting=starting
             )
         )
 
+    async def usage(
+        self,
+        principal: Principal,
+        *,
+        user: str | None,
+        since: str | None,
+        until: str | None,
+    ) -> list[dict[str, Any]]:
+        """Usage in the caller's tenant: its own, or (an admin) a user's or everyone's."""
+        if user is None and not principal.is_admin:
+            user = principal.user
+        elif user is not None:
+            owner_of(principal, user)  # only an admin may name another user
+        tenant = principal.tenant
+        return await self.read(
+            lambda connection: queries.usage_report(
+                connection, tenant, user=user, since=since, until=until
+            )
+        )
+
     async def delete_expired(self, *, older_than: datetime) -> int:
-        return await self._read(
+        return await self.read(
             lambda connection: queries.delete_expired(connection, older_than=older_than)
         )
 

@@ -37,14 +37,12 @@ class RequestRecord:
     request_id: str
     outcome: str = ""
     trace_id: str = ""
+    # Who asked, once identified (ids only: never a key or token).
+    user: str = ""
+    tenant: str = ""
 
 
 CURRENT_REQUEST: ContextVar[RequestRecord | None] = ContextVar("current_request", default=None)
-
-
-def current_request_id() -> str | None:
-    record = CURRENT_REQUEST.get()
-    return record.request_id if record is not None else None
 
 
 class AccessLog:
@@ -122,5 +120,7 @@ class AccessLog:
                     "outcome": outcome,
                     "disconnected": disconnected or outcome == "disconnected",
                     "trace_id": record.trace_id or None,
+                    "user": record.user or None,
+                    "tenant": record.tenant or None,
                 },
             )

@@ -19,6 +19,7 @@ from service.storage.records import (
     ExistingMessage,
     MessageEnd,
     NewMessage,
+    Owner,
     StoredEvent,
 )
 from service.storage.schema import instances, messages, metadata
@@ -247,7 +248,7 @@ def test_the_same_message_id_sent_at_once_is_run_once(database: Database) -> Non
             outcomes.append(
                 queries.begin_message(
                     connection,
-                    "alice",
+                    Owner(tenant="default", user="alice"),
                     message_id="same",
                     conversation_id="c",
                     question="Q?",
@@ -282,3 +283,29 @@ async def test_store_calls_run_in_threads_not_on_the_loop(store: Store) -> None:
     await store.database.run(lambda connection: seen.append(threading.get_ident()))
     assert len(seen) == 1
     assert seen[0] != loop_thread
+
+
+async def test_the_same_user_name_in_two_tenants_owns_nothing_of_the_other(
+    store: Store,
+) -> None:
+    acme = Principal(user="alice", tenant="acme")
+    globex = Principal(user="alice", tenant="globex")
+    begun = await begin(store, acme, conversation_id="c")
+    assert isinstance(begun, NewMessage)
+    assert await store.message(globex, "m-1") is None
+    assert await store.conversation(globex, "c") is None
+    assert await store.conversations(globex, limit=10, before=None) == []
+    assert not await store.delete_conversation(globex, "c")
+    assert await store.message(acme, "m-1") is not None
+
+
+async def test_only_an_admin_names_another_user_and_only_in_its_tenant(store: Store) -> None:
+    from service.storage.store import NotYours
+
+    await begin(store, Principal(user="bob", tenant="acme"))
+    admin = Principal(user="root", tenant="acme", role="admin")
+    other_admin = Principal(user="root", tenant="globex", role="admin")
+    assert await store.message(admin, "m-1", user="bob") is not None
+    assert await store.message(other_admin, "m-1", user="bob") is None
+    with pytest.raises(NotYours):
+        await store.message(Principal(user="carol", tenant="acme"), "m-1", user="bob")

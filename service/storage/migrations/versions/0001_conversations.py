@@ -1,4 +1,5 @@
-"""Conversations, messages, agent answers, event logs and instance heartbeats.
+"""Conversations, messages, agent answers, event logs, instance heartbeats, API keys and
+the usage ledger.
 
 Revision ID: 0001
 Revises:
@@ -22,15 +23,18 @@ WHEN = sa.DateTime(timezone=True)
 def upgrade() -> None:
     op.create_table(
         "conversations",
+        sa.Column("tenant", sa.String(128), primary_key=True),
         sa.Column("owner", sa.String(128), primary_key=True),
         sa.Column("id", sa.String(128), primary_key=True),
         sa.Column("title", sa.String(200), nullable=False),
         sa.Column("created_at", WHEN, nullable=False),
         sa.Column("updated_at", WHEN, nullable=False),
-        sa.PrimaryKeyConstraint("owner", "id", name="pk_conversations"),
+        sa.PrimaryKeyConstraint("tenant", "owner", "id", name="pk_conversations"),
     )
     op.create_index(
-        "ix_conversations_owner_updated", "conversations", ["owner", "updated_at", "id"]
+        "ix_conversations_owner_updated",
+        "conversations",
+        ["tenant", "owner", "updated_at", "id"],
     )
     op.create_table(
         "instances",
@@ -41,6 +45,7 @@ def upgrade() -> None:
     op.create_table(
         "messages",
         sa.Column("pk", PK, primary_key=True),
+        sa.Column("tenant", sa.String(128), nullable=False),
         sa.Column("owner", sa.String(128), nullable=False),
         sa.Column("message_id", sa.String(128), nullable=False),
         sa.Column("conversation_id", sa.String(128), nullable=False),
@@ -58,15 +63,19 @@ def upgrade() -> None:
         sa.Column("created_at", WHEN, nullable=False),
         sa.Column("finished_at", WHEN, nullable=True),
         sa.PrimaryKeyConstraint("pk", name="pk_messages"),
-        sa.UniqueConstraint("owner", "message_id", name="uq_messages_owner_message_id"),
+        sa.UniqueConstraint(
+            "tenant", "owner", "message_id", name="uq_messages_tenant_owner_message_id"
+        ),
         sa.ForeignKeyConstraint(
-            ["owner", "conversation_id"],
-            ["conversations.owner", "conversations.id"],
-            name="fk_messages_owner_conversation_id",
+            ["tenant", "owner", "conversation_id"],
+            ["conversations.tenant", "conversations.owner", "conversations.id"],
+            name="fk_messages_tenant_owner_conversation_id",
             ondelete="CASCADE",
         ),
     )
-    op.create_index("ix_messages_conversation", "messages", ["owner", "conversation_id", "pk"])
+    op.create_index(
+        "ix_messages_conversation", "messages", ["tenant", "owner", "conversation_id", "pk"]
+    )
     op.create_index("ix_messages_running", "messages", ["status", "instance"])
     op.create_index("ix_messages_created", "messages", ["created_at"])
     op.create_table(
@@ -103,8 +112,41 @@ def upgrade() -> None:
         ),
     )
 
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("prefix", sa.String(16), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("tenant", sa.String(128), nullable=False),
+        sa.Column("user", sa.String(128), nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("scopes", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(128), nullable=True),
+        sa.Column("created_at", WHEN, nullable=False),
+        sa.Column("expires_at", WHEN, nullable=True),
+        sa.Column("revoked_at", WHEN, nullable=True),
+        sa.Column("last_used_at", WHEN, nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_api_keys"),
+        sa.UniqueConstraint("hash", name="uq_api_keys_hash"),
+    )
+    op.create_index("ix_api_keys_tenant_user", "api_keys", ["tenant", "user"])
+    op.create_table(
+        "usage",
+        sa.Column("tenant", sa.String(128), primary_key=True),
+        sa.Column("user", sa.String(128), primary_key=True),
+        sa.Column("key_id", sa.String(32), primary_key=True),
+        sa.Column("model", sa.String(200), primary_key=True),
+        sa.Column("day", sa.String(10), primary_key=True),
+        sa.Column("calls", sa.Integer, nullable=False),
+        sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+        sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("tenant", "user", "key_id", "model", "day", name="pk_usage"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("usage")
+    op.drop_table("api_keys")
     op.drop_table("message_events")
     op.drop_table("agent_answers")
     op.drop_table("messages")

@@ -1,0 +1,96 @@
+"""Who may call what: the caller is identified once, before any route runs, and each route
+says what it needs. A route that says nothing is refused (deny by default).
+
+    @routes.get("/api/conversations")
+    @requires("history")
+    async def conversations(): principal = current_principal()
+
+`open` routes (health checks) need nothing; `metrics` takes an admin or METRICS_TOKEN.
+A refusal says only that it was refused: whether a key exists, was revoked or has expired
+is written to the log, not to the client.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+from quart import current_app, g, request
+
+from ..auth import Principal
+from ..auth.errors import Unauthenticated
+from ..errors import NotAllowed, NotAuthenticated, TooManyFailedAttempts
+from ..resources import Resources
+from ..telemetry.access_log import CURRENT_REQUEST
+
+log = logging.getLogger(__name__)
+
+Requirement = Literal["open", "metrics", "process", "history", "admin"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# The caller of an open route, or a scraper with METRICS_TOKEN: no rows, no scopes.
+NOBODY = Principal(user="nobody", scopes=frozenset())
+
+
+def requires(requirement: Requirement) -> Callable[[F], F]:
+    def mark(view: F) -> F:
+        view.required = requirement  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def current_principal() -> Principal:
+    principal: Principal = g.principal
+    return principal
+
+
+def _credentials() -> str | None:
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("X-API-Key") or None
+
+
+async def identify_caller() -> None:
+    """Quart's before-request hook: set `g.principal`, or refuse with 401, 403 or 429."""
+    resources: Resources = current_app.extensions["fanout"]
+    view = current_app.view_functions.get(request.endpoint or "")
+    # An unknown route (404) or method (405) still needs a caller: nothing is said to
+    # someone unidentified, not even which routes exist.
+    required: Requirement | None = getattr(view, "required", None) if view else "process"
+    g.principal = NOBODY
+    if required == "open":
+        return
+    token = _credentials()
+    metrics_token = resources.settings.metrics_token
+    if (
+        required == "metrics"
+        and token is not None
+        and metrics_token is not None
+        and hmac.compare_digest(token.encode(), metrics_token.get_secret_value().encode())
+    ):
+        return
+    authenticator = resources.authenticator
+    address = request.remote_addr or "unknown"
+    if not authenticator.anonymous and not resources.failed_attempts.allowed(address):
+        raise TooManyFailedAttempts()
+    try:
+        principal = await authenticator.principal_for(token)
+    except Unauthenticated as exc:
+        resources.failed_attempts.failed(address)
+        log.info("refused a caller from %s: %s", address, exc)
+        raise NotAuthenticated() from None
+    g.principal = principal
+    record = CURRENT_REQUEST.get()
+    if record is not None:
+        record.user, record.tenant = principal.user, principal.tenant
+    needed = "admin" if required == "metrics" else required
+    if needed is None:
+        raise NotAllowed("this route is not open to anyone")
+    if view is not None and not principal.may(needed):
+        raise NotAllowed(f"this needs the {needed} scope")
