@@ -169,6 +169,9 @@ async def open_resources(
                 store=store,
                 authenticator=Authenticator(settings, store, tokens),
                 prices=load_prices(settings.prices_file) if settings.prices_file else None,
+                failed_attempts=FailedAttempts(
+                    burst=settings.auth_failure_burst, every_s=settings.auth_failure_every_s
+                ),
             )
     finally:
         # Closing sockets must finish even when the server is being cancelled.

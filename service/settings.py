@@ -109,6 +109,10 @@ class Settings(BaseModel):
     auth: str = "none"
     # With PRODUCTION=true, AUTH=none refuses to start unless this is set on purpose.
     allow_anonymous: bool = False
+    # Failed sign-ins (a key or token presented and refused) per client address: this many
+    # at once, then one per AUTH_FAILURE_EVERY_S; beyond, 429.
+    auth_failure_burst: Annotated[int, Field(ge=1)] = 20
+    auth_failure_every_s: PositiveSeconds = 3.0
     # How long a key's lookup is trusted: a revoked key stops working within this bound.
     auth_cache_s: Annotated[float, Field(ge=0)] = 5.0
     jwt_jwks_url: str | None = None

@@ -82,7 +82,8 @@ async def identify_caller() -> None:
     try:
         principal = await authenticator.principal_for(token)
     except Unauthenticated as exc:
-        resources.failed_attempts.failed(address)
+        if token is not None:  # a guess, not a client that sent nothing
+            resources.failed_attempts.failed(address)
         log.info("refused a caller from %s: %s", address, exc)
         raise NotAuthenticated() from None
     g.principal = principal

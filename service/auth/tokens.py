@@ -127,11 +127,13 @@ class TokenVerifier:
             return self._static_key
         if kid is None:
             raise Unauthenticated("the token names no key (kid)")
-        if kid not in self._keys and (
-            trio.current_time() - self._last_fetch >= self._min_refetch_s
-        ):
+        if kid not in self._keys:
             with trio.move_on_after(JWKS_TIMEOUT_S):
-                await self._fetch()
+                if self._fetching.locked():
+                    async with self._fetching:
+                        pass  # a fetch is under way (the first, at start): its keys count
+                elif trio.current_time() - self._last_fetch >= self._min_refetch_s:
+                    await self._fetch()
         try:
             return self._keys[kid]
         except KeyError:

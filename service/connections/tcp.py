@@ -43,23 +43,28 @@ from .record import CURRENT_CONNECTION, ConnectionRecord
 log = logging.getLogger(__name__)
 
 
+DEFAULT_SEND_TIMEOUT_S = 30.0
+
+
 class ServiceConfig(Config):
     """Hypercorn's config, and the one setting of ours its connections need."""
 
-    send_timeout_s: float = 30.0
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
 
 
 class GuardedConnection(TCPServer):
     def __init__(
         self,
         app: AppWrapper,
-        config: ServiceConfig,
+        config: Config,
         context: WorkerContext,
         state: LifespanState,
         stream: trio.SocketStream,
     ) -> None:
         super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]
-        self.send_timeout_s = config.send_timeout_s
+        # Any Hypercorn server in this process runs these connections once they are installed
+        # (a test's own server too): one with a plain Config gets the default bound.
+        self.send_timeout_s = getattr(config, "send_timeout_s", DEFAULT_SEND_TIMEOUT_S)
         self.record = ConnectionRecord()
 
     async def run(self) -> None:
