@@ -133,6 +133,9 @@ async def process() -> Response:
             "fanout.message_id": pipeline_request.message_id,
             "fanout.ensemble": ensemble_name,
             "fanout.ensemble_version": loaded.version,
+            # Who asked (ids only, never a key or token).
+            "enduser.id": principal.user,
+            "fanout.tenant": principal.tenant,
         },
     )
     trace_id = trace_id_of(span)
@@ -206,6 +209,7 @@ def _run(
     telemetry = StreamTelemetry(
         span,
         primary_models={member.name: member.model or "" for member in ensemble.members},
+        tenant=principal.tenant,
     )
     telemetry.access = CURRENT_REQUEST.get()
     trace_id = trace_id_of(span)

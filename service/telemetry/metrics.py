@@ -72,7 +72,9 @@ def _metrics() -> Metrics:
             ["agent", "outcome", "reason"],
         ),
         upstream_tokens=Counter(
-            "fanout_upstream_tokens", "Tokens the providers reported", ["model", "kind"]
+            "fanout_upstream_tokens",
+            "Tokens the providers reported, by tenant",
+            ["model", "kind", "tenant"],
         ),
         client_disconnects=Counter(
             "fanout_client_disconnects", "Streams whose client left before the end"

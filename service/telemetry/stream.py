@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import trio
 from opentelemetry.trace import Span
 
+from ..auth import DEFAULT_TENANT
 from ..events import (
     AgentCompleted,
     AgentFailed,
@@ -38,9 +39,11 @@ class StreamTelemetry:
         span: Span,
         *,
         primary_models: Mapping[str, str],
+        tenant: str = DEFAULT_TENANT,
         metrics: Metrics = METRICS,
     ) -> None:
         self.span = span
+        self._tenant = tenant
         self._primary_models = primary_models
         self._metrics = metrics
         self._started = trio.current_time()
@@ -95,8 +98,10 @@ class StreamTelemetry:
         for caller, used in usage.items():
             model = models.get(caller) or self._primary_models.get(caller) or "unknown"
             tokens = self._metrics.upstream_tokens
-            tokens.labels(model=model, kind="prompt").inc(used.prompt_tokens)
-            tokens.labels(model=model, kind="completion").inc(used.completion_tokens)
+            tokens.labels(model=model, kind="prompt", tenant=self._tenant).inc(used.prompt_tokens)
+            tokens.labels(model=model, kind="completion", tenant=self._tenant).inc(
+                used.completion_tokens
+            )
 
     def finish(self, *, disconnected: bool) -> None:
         """Close the books on this stream: once, when its response ends."""

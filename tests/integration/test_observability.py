@@ -203,9 +203,19 @@ async def test_metrics_count_a_known_sequence_of_requests(tmp_path: Path) -> Non
     assert delta("fanout_agent_seconds_count", agent="alpha") == 2
     assert delta("fanout_request_seconds_count") == 2
     assert delta("fanout_first_token_seconds_count") == 2
-    prompt_tokens = delta("fanout_upstream_tokens_total", model="fake-a", kind="prompt")
+    prompt_tokens = delta(
+        "fanout_upstream_tokens_total", model="fake-a", kind="prompt", tenant="default"
+    )
     assert prompt_tokens > 0
-    assert delta("fanout_upstream_tokens_total", model="fake-summary", kind="completion") == 6
+    assert (
+        delta(
+            "fanout_upstream_tokens_total",
+            model="fake-summary",
+            kind="completion",
+            tenant="default",
+        )
+        == 6
+    )
     assert after[("fanout_streams_in_flight", ())] == 0
 
 
@@ -351,5 +361,13 @@ async def test_tokens_of_a_failed_run_and_fallbacks_are_counted_apart_from_retri
     assert failed[-1].data["error"]["code"] == "quorum_not_met"
     # The answer that arrived was billed, though the run failed.
     assert (
-        delta(middle, after, "fanout_upstream_tokens_total", model="fake-a", kind="completion") > 0
+        delta(
+            middle,
+            after,
+            "fanout_upstream_tokens_total",
+            model="fake-a",
+            kind="completion",
+            tenant="default",
+        )
+        > 0
     )
