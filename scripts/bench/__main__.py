@@ -21,7 +21,7 @@ from . import scenarios
 from .report import plot, print_tables
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
-ALL = ("overhead", "saturation", "streams", "storm", "peer", "storage")
+ALL = ("overhead", "saturation", "streams", "storm", "peer", "storage", "auth")
 
 
 async def run(only: tuple[str, ...], quick: bool) -> dict[str, Any]:
@@ -42,6 +42,7 @@ async def run(only: tuple[str, ...], quick: bool) -> dict[str, Any]:
             "storm": lambda: scenarios.disconnect_storm(work, 100 if quick else 500),
             "peer": lambda: scenarios.peer(work, 3 if quick else 10),
             "storage": lambda: scenarios.storage(work, 10 if quick else 60, 3 if quick else 10),
+            "auth": lambda: scenarios.auth(work, 10 if quick else 60, 3 if quick else 10),
         }
         for name in only:
             print(f"running {name} ...", flush=True)

@@ -43,12 +43,15 @@ class LoadResult:
         return self.generator_cpu_s / self.wall_s if self.wall_s else 0.0
 
 
-def client(url: str, connections: int) -> httpx2.AsyncClient:
+def client(url: str, connections: int, headers: dict[str, str] | None = None) -> httpx2.AsyncClient:
     """An HTTP client over the service's own connection pool: httpx's rescans every
     connection per request, which made the generator the bottleneck at 100 clients."""
     transport = PooledTransport(name="bench", max_connections=connections)
     return httpx2.AsyncClient(
-        base_url=url, timeout=httpx2.Timeout(600, connect=60), transport=transport
+        base_url=url,
+        timeout=httpx2.Timeout(600, connect=60),
+        transport=transport,
+        headers=headers,
     )
 
 
@@ -77,11 +80,16 @@ def _cpu() -> float:
 
 
 async def closed_loop(
-    url: str, clients: int, *, requests_each: int | None = None, duration_s: float | None = None
+    url: str,
+    clients: int,
+    *,
+    requests_each: int | None = None,
+    duration_s: float | None = None,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """`clients` concurrent clients, each sending its next request when the last ended."""
     deadline = trio.current_time() + duration_s if duration_s else float("inf")
-    async with client(url, clients) as http:
+    async with client(url, clients, headers) as http:
 
         async def run_client(result: LoadResult) -> None:
             sent = 0

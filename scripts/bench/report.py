@@ -71,6 +71,20 @@ def print_tables(results: dict[str, Any]) -> None:
                 f"{row['throughput_vs_none']:>8} "
                 f"{row.get('service_cpu_ms_per_pipeline', '-'):>16} {row['errors']:>7}"
             )
+    if "auth" in results:
+        print("\n7. Auth: API keys (warm cache) against AUTH=none, SQLite store")
+        print(
+            f"{'auth':>6} {'p50 ms':>7} {'p99 ms':>7} {'p50 vs none':>12} "
+            f"{'pipelines/s':>12} {'cpu ms/pipeline':>16} {'cpu vs none':>12} {'errors':>7}"
+        )
+        for row in results["auth"]["rows"]:
+            overhead = row["overhead_total_ms"]
+            print(
+                f"{row['auth']:>6} {overhead['p50']:>7} {overhead['p99']:>7} "
+                f"{row['p50_overhead_vs_none_ms']:>12} {row['pipelines_per_s']:>12} "
+                f"{row['service_cpu_ms_per_pipeline']:>16} {row['cpu_vs_none_ms']:>12} "
+                f"{row['errors']:>7}"
+            )
     if "peer" in results:
         peer = results["peer"]
         if "skipped" in peer:

@@ -206,6 +206,60 @@ async def storage(work: Path, requests: int, duration_s: float) -> dict[str, Any
     return {"clients": 10, "saturation_clients": 32, "rows": rows}
 
 
+async def auth(work: Path, requests: int, duration_s: float) -> dict[str, Any]:
+    """Scenario 7: what checking an API key costs (warm cache) against AUTH=none, on the
+    same SQLite store: overhead at 10 clients, and CPU per pipeline at saturation."""
+    database = f"sqlite:///{work / 'bench-auth.db'}"
+    made = await trio.run_process(
+        [sys.executable, "-m", "service", "keys", "create", "--user", "bench", "--json"],
+        env={**os.environ, "DATABASE_URL": database},
+        cwd=work,
+        capture_stdout=True,
+    )
+    key = json.loads(made.stdout)["key"]
+    variants = {"none": ({"AUTH": "none"}, None), "keys": ({"AUTH": "keys"}, key)}
+    rows = []
+    async with started(fake_upstream(MODELS, work), {}, work / "fake-7.log") as fake:
+        latency_ensemble = ensemble_file(work / "s7.toml", 2, "bench-agent", "bench-summary")
+        floor = await floor_loop(f"{fake.url}/v1", 10, requests, "bench-agent", "bench-summary")
+        async with started(INSTANT_UPSTREAM, {}, work / "instant-7.log") as instant:
+            zero = ensemble_file(work / "s7-0.toml", 2, "bench-agent-0", "bench-summary-0")
+            for name, (extra, token) in variants.items():
+                headers = {"Authorization": f"Bearer {token}"} if token else None
+                env = service_env(fake.url, latency_ensemble, DATABASE_URL=database, **extra)
+                async with started(_service_argv(), env, work / f"service-7-{name}.log") as svc:
+                    await closed_loop(svc.url, 2, requests_each=2, headers=headers)
+                    loaded = await closed_loop(svc.url, 10, requests_each=requests, headers=headers)
+                env = service_env(instant.url, zero, DATABASE_URL=database, **extra)
+                log = work / f"service-7-{name}.sat"
+                async with started(_service_argv(), env, log) as svc:
+                    await closed_loop(svc.url, 4, requests_each=5, headers=headers)
+                    cpu_before = svc.cpu_seconds()
+                    saturated = await closed_loop(
+                        svc.url, 32, duration_s=duration_s, headers=headers
+                    )
+                    cpu = svc.cpu_seconds() - cpu_before
+                done = len(saturated.timings) - len(saturated.errors)
+                rows.append(
+                    {
+                        "auth": name,
+                        "errors": len(loaded.errors) + len(saturated.errors),
+                        "overhead_total_ms": _minus(loaded.timings, floor.timings, total=True),
+                        "pipelines_per_s": round(done / saturated.wall_s, 1),
+                        "service_cpu_ms_per_pipeline": round(cpu / max(done, 1) * 1000, 2),
+                    }
+                )
+    base = rows[0]
+    for row in rows:
+        row["p50_overhead_vs_none_ms"] = round(
+            row["overhead_total_ms"]["p50"] - base["overhead_total_ms"]["p50"], 2
+        )
+        row["cpu_vs_none_ms"] = round(
+            row["service_cpu_ms_per_pipeline"] - base["service_cpu_ms_per_pipeline"], 2
+        )
+    return {"clients": 10, "rows": rows}
+
+
 # The zero-latency scenarios' upstream: canned answers from one epoll loop, so that the CPU
 # goes to the systems measured (the fake upstream cost about 2 ms per call).
 INSTANT_UPSTREAM = [sys.executable, "-m", "scripts.bench.instant_upstream"]
