@@ -18,6 +18,7 @@ from .api.raw_path import KeepEncodedSlashes
 from .api.streams import streams
 from .api.usage import usage_routes
 from .errors import NotAllowed, NotAuthenticated, ServiceError, StorageUnavailableError
+from .limits import LimiterUnavailable, RateLimited
 from .resources import Resources
 from .storage import StorageUnavailable
 from .storage.store import NotYours
@@ -53,6 +54,10 @@ def create_app(resources: Resources) -> QuartTrio:
     async def _service_error(error: ServiceError) -> Response:
         if isinstance(error, NotAuthenticated):
             return error_response(error, {"WWW-Authenticate": 'Bearer realm="fanout"'})
+        if isinstance(error, RateLimited):
+            return error_response(error, error.headers)
+        if isinstance(error, LimiterUnavailable):
+            return error_response(error, {"Retry-After": "1"})
         return error_response(error)
 
     @app.errorhandler(NotYours)

@@ -18,6 +18,7 @@ import trio
 from .auth.authenticate import Authenticator
 from .auth.failures import FailedAttempts
 from .auth.tokens import TokenVerifier
+from .client_address import Network, parse_networks
 from .ensemble import (
     DEFAULT_PROVIDER,
     Ensemble,
@@ -28,6 +29,8 @@ from .ensemble import (
     load_ensembles,
 )
 from .lifecycle import Lifecycle
+from .limits import Limiter, MemoryBackend, load_policy
+from .limits.redis import RedisBackend
 from .llm import ChatModel, MockChatModel, ProviderRouter
 from .llm.mock import MOCK_FAULTS, mock_fault
 from .runs import LiveRuns
@@ -53,6 +56,9 @@ class Resources:
     # Where runs that outlive their response run (`on_disconnect: "continue"`); set while
     # the server serves.
     runs: trio.Nursery | None = None
+    # LIMITS_FILE's limits, in memory or in Redis; None without a LIMITS_FILE.
+    limiter: Limiter | None = None
+    trusted_proxies: tuple[Network, ...] = ()
     # PRICES_FILE's table, when there is one.
     prices: dict[str, Price] | None = None
     # Failed sign-ins per client address.
@@ -148,6 +154,33 @@ def load_configured_ensemble(settings: Settings) -> Ensemble:
 
 
 @asynccontextmanager
+async def open_limiter(settings: Settings) -> AsyncIterator[Limiter | None]:
+    """LIMITS_FILE's limiter: in Redis when REDIS_URL is set, else in this process."""
+    if settings.limits_file is None:
+        yield None
+        return
+    policy = load_policy(settings.limits_file)
+    if settings.redis_url is None:
+        yield Limiter(
+            policy,
+            MemoryBackend(),
+            on_error=settings.rate_limit_on_error,
+            lease_s=settings.stream_lease_s,
+        )
+        return
+    backend = RedisBackend(
+        settings.redis_url.get_secret_value(), timeout_s=settings.rate_limit_timeout_s
+    )
+    async with backend:
+        yield Limiter(
+            policy,
+            backend,
+            on_error=settings.rate_limit_on_error,
+            lease_s=settings.stream_lease_s,
+        )
+
+
+@asynccontextmanager
 async def open_resources(
     settings: Settings, *, model: ChatModel | None = None
 ) -> AsyncIterator[Resources]:
@@ -160,9 +193,11 @@ async def open_resources(
     setup_tracing(traces_endpoint)
     model = model or build_model(settings)
     try:
-        async with open_store(settings) as store:
+        async with open_store(settings) as store, open_limiter(settings) as limiter:
             tokens = TokenVerifier.from_settings(settings) if "jwt" in settings.auth_modes else None
             yield Resources(
+                limiter=limiter,
+                trusted_proxies=parse_networks(settings.trusted_proxies),
                 settings=settings,
                 ensembles=ensembles,
                 model=model,

@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 
+from .client_address import parse_networks
 from .urls import check_base_url, redact_url
 
 DEFAULT_ENSEMBLE_FILE = Path(__file__).parent / "ensemble" / "default.toml"
@@ -133,6 +134,19 @@ class Settings(BaseModel):
     metrics_token: SecretStr | None = None
     # TOML: model -> input / output price per million tokens; adds cost to usage reports.
     prices_file: Path | None = None
+    # Rate limits and token budgets per caller (TOML); unset: no limits.
+    limits_file: Path | None = None
+    # Redis for limits shared by every instance (and the live relay between them); unset:
+    # limits in each process's memory.
+    redis_url: SecretStr | None = None
+    # When Redis does not answer within RATE_LIMIT_TIMEOUT_S: admit ("open") or refuse.
+    rate_limit_on_error: Literal["open", "closed"] = "open"
+    rate_limit_timeout_s: PositiveSeconds = 0.25
+    # A stream's concurrency slot is a lease this long, renewed while it runs: the slots of
+    # an instance that died free themselves within it.
+    stream_lease_s: PositiveSeconds = 30.0
+    # Proxies whose X-Forwarded-For / Forwarded headers are believed (CIDRs, comma-separated).
+    trusted_proxies: str = ""
     # Worker processes sharing one listening port; 1 serves in this process.
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     # Internal, not for operators: with WORKERS > 1 the parent starts each worker with the
@@ -196,6 +210,19 @@ class Settings(BaseModel):
         if self.fanout_worker_number is not None:
             name += f"/{self.fanout_worker_number}"
         return name[:64]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @field_validator("limits_file")
+    @classmethod
+    def _check_limits_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
 
     @field_validator("prices_file")
     @classmethod

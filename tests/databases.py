@@ -56,3 +56,29 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     else:
         with postgres_schema() as url:
             yield url
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def redis_reachable() -> None:
+    """Skip (or, with REQUIRE_SERVICES=1, fail) when the machine's Redis does not answer."""
+    import coredis
+
+    try:
+        client: coredis.Redis[str] = coredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        async with client:
+            await client.ping()
+    except (OSError, coredis.exceptions.RedisError) as exc:
+        _unavailable(f"Redis is not reachable at {REDIS_URL}: {exc}")
+
+
+async def forget_redis_prefix(prefix: str) -> None:
+    """Delete every key a test made under `prefix`."""
+    import coredis
+
+    client: coredis.Redis[str] = coredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    async with client:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(keys)

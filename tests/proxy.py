@@ -11,6 +11,7 @@ without stopping the real server behind it.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 
@@ -50,7 +51,8 @@ class TcpProxy:
         finally:
             # Cut: both sides see a reset, as when a network path dies.
             for stream in (client, server):
-                stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+                with contextlib.suppress(OSError, trio.ClosedResourceError):  # already closed
+                    stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
                 await trio.aclose_forcefully(stream)
 
 

@@ -21,6 +21,7 @@ from quart import current_app, g, request
 
 from ..auth import Principal
 from ..auth.errors import Unauthenticated
+from ..client_address import client_address
 from ..errors import NotAllowed, NotAuthenticated, TooManyFailedAttempts
 from ..resources import Resources
 from ..telemetry.access_log import CURRENT_REQUEST
@@ -76,7 +77,12 @@ async def identify_caller() -> None:
     ):
         return
     authenticator = resources.authenticator
-    address = request.remote_addr or "unknown"
+    address = client_address(
+        request.remote_addr or "unknown",
+        forwarded=request.headers.get("Forwarded"),
+        forwarded_for=request.headers.get("X-Forwarded-For"),
+        trusted=resources.trusted_proxies,
+    )
     if not authenticator.anonymous and not resources.failed_attempts.allowed(address):
         raise TooManyFailedAttempts()
     try:

@@ -94,9 +94,13 @@ def describe(event: Event) -> tuple[str, str, str, dict[str, Any]]:
 class SseEncoder:
     """Numbers the events of one stream and frames each as `id`, `event` and `data` lines."""
 
-    def __init__(self, *, message_id: str, conversation_id: str | None) -> None:
+    def __init__(
+        self, *, message_id: str, conversation_id: str | None, with_charge: bool = False
+    ) -> None:
         self._message_id = message_id
         self._conversation_id = conversation_id
+        # With rate limits on, `done` says what the request was charged.
+        self._with_charge = with_charge
         self._next_id = 1
 
     def encode(self, event: Event) -> bytes:
@@ -110,6 +114,9 @@ class SseEncoder:
             payload["conversation_id"] = self._conversation_id
         payload |= {"type": event_type, "status": status, "source": source, "final": False}
         payload |= extras
+        if self._with_charge and isinstance(event, Done):
+            tokens = sum(u.prompt_tokens + u.completion_tokens for u in event.usage.values())
+            payload["charged"] = {"requests": 1, "tokens": tokens}
         event_id, self._next_id = self._next_id, self._next_id + 1
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return event_id, event_type, data

@@ -19,7 +19,8 @@ from opentelemetry.trace import Span, SpanKind
 from quart import Blueprint, Response, current_app, request
 
 from ..auth import Principal
-from ..ensemble import Ensemble, UnknownEnsemble
+from ..client_address import client_address
+from ..ensemble import Ensemble, LoadedEnsembles, UnknownEnsemble
 from ..errors import (
     InvalidRequest,
     MessageIdConflict,
@@ -27,6 +28,7 @@ from ..errors import (
     ShuttingDown,
     UnsupportedMediaType,
 )
+from ..limits import Admission, Settlement
 from ..llm.pool import REQUEST_CALLS
 from ..pipeline import PipelineRequest, RunContext, Turn, run_pipeline
 from ..resources import Resources
@@ -123,6 +125,50 @@ async def process() -> Response:
             f"ensemble: no ensemble named {exc.name!r} (one of: {known})", field="ensemble"
         ) from exc
 
+    admission = await _admit(resources, principal, ensemble)
+    try:
+        return await _start(
+            resources, principal, parsed, ensemble_name, ensemble, loaded, admission
+        )
+    except BaseException:
+        if admission is not None:
+            with trio.CancelScope(shield=True):
+                await admission.settle(None)  # nothing ran: everything goes back
+        raise
+
+
+async def _admit(
+    resources: Resources, principal: Principal, ensemble: Ensemble
+) -> Admission | None:
+    if resources.limiter is None:
+        return None
+    peer = request.remote_addr or "unknown"
+    address = client_address(
+        peer,
+        forwarded=request.headers.get("Forwarded"),
+        forwarded_for=request.headers.get("X-Forwarded-For"),
+        trusted=resources.trusted_proxies,
+    )
+    return await resources.limiter.admit(
+        principal,
+        address,
+        anonymous=resources.authenticator.anonymous,
+        max_tokens=[member.max_tokens for member in ensemble.members],
+    )
+
+
+async def _start(
+    resources: Resources,
+    principal: Principal,
+    parsed: ProcessRequest,
+    ensemble_name: str,
+    ensemble: Ensemble,
+    loaded: LoadedEnsembles,
+    admission: Admission | None,
+) -> Response:
+    settings = resources.settings
+    pipeline_request = parsed.pipeline
+    continues = parsed.on_disconnect == "continue"
     span = tracer.start_span(
         "POST /api/process",
         context=context_from_headers({k.lower(): v for k, v in request.headers.items()}),
@@ -168,10 +214,12 @@ async def process() -> Response:
                 raise
     if isinstance(begun, ExistingMessage):
         end_span(span, "ok")
+        if admission is not None:
+            await admission.settle(None)  # a replay or a join runs nothing
         return _follow_existing(resources, principal, pipeline_request, begun, trace_id)
 
     try:
-        return _run(resources, principal, parsed, ensemble, loaded.version, span, begun)
+        return _run(resources, principal, parsed, ensemble, loaded.version, span, begun, admission)
     except BaseException:
         # Stored as running, never run: it must not stay `running`.
         if isinstance(begun, NewMessage) and resources.store is not None:
@@ -191,6 +239,7 @@ def _run(
     ensemble_version: str,
     span: Span,
     begun: NewMessage | None,
+    admission: Admission | None,
 ) -> Response:
     settings = resources.settings
     pipeline_request: PipelineRequest = parsed.pipeline
@@ -229,7 +278,11 @@ def _run(
         ensemble_version=ensemble_version,
         history=history,
     )
-    encoder = SseEncoder(message_id=pipeline_request.message_id, conversation_id=conversation_id)
+    encoder = SseEncoder(
+        message_id=pipeline_request.message_id,
+        conversation_id=conversation_id,
+        with_charge=admission is not None,
+    )
     # Kept whole while it runs when someone may join or resume it; else read once.
     live = LiveRun(retain=recorder is not None)
     on_end: Callable[[], None] | None = None
@@ -245,9 +298,10 @@ def _run(
         log_context=log_context,
         telemetry=telemetry,
         recorder=recorder,
+        settlement=Settlement(admission) if admission is not None else None,
         on_end=on_end,
     )
-    headers = {TRACE_ID_HEADER: trace_id}
+    headers = {TRACE_ID_HEADER: trace_id, **(admission.headers if admission else {})}
     if conversation_id is not None:
         headers[CONVERSATION_HEADER] = conversation_id
     if parsed.on_disconnect == "continue":

@@ -24,6 +24,7 @@ from opentelemetry import trace
 from ..errors import RunCancelled, ServiceError, ShuttingDown
 from ..events import TERMINAL_EVENTS, Event, Failed, PublicError
 from ..lifecycle import Lifecycle
+from ..limits import Settlement
 from ..storage import StoredEvent
 from ..storage.recorder import Recorder
 from ..telemetry.stream import StreamTelemetry
@@ -51,6 +52,7 @@ class RunDriver:
     log_context: dict[str, str]
     telemetry: StreamTelemetry | None = None
     recorder: Recorder | None = None
+    settlement: Settlement | None = None
     # Called once the run is over and recorded: it is no longer live on this instance.
     on_end: Callable[[], None] | None = None
 
@@ -62,6 +64,8 @@ class RunDriver:
             async with trio.open_nursery() as run_nursery:
                 if self.recorder is not None:
                     run_nursery.start_soon(self.recorder.write_in_background)
+                if self.settlement is not None:
+                    run_nursery.start_soon(self.settlement.keep_lease)
                 send, receive = trio.open_memory_channel[Event](EVENT_BUFFER)
                 run_nursery.start_soon(self._produce_safely, send, name="pipeline")
                 async with receive:
@@ -89,6 +93,8 @@ class RunDriver:
     def _consume(self, event: Event) -> None:
         if self.telemetry is not None:
             self.telemetry.observe(event)
+        if self.settlement is not None:
+            self.settlement.observe(event)
         event_id, event_type, data = self.encode(event)
         if self.recorder is not None:
             # As sent: a lone surrogate became "?" on the wire, and a database stores text.
@@ -117,6 +123,8 @@ class RunDriver:
         if self.telemetry is not None:
             self.telemetry.finish(disconnected=cancelled)
         try:
+            if self.settlement is not None:
+                await self.settlement.close()
             await self._record()
         finally:
             if self.on_end is not None:

@@ -42,6 +42,8 @@ class Metrics:
     fallbacks: Counter
     summary_restarts: Counter
     storage_errors: Counter
+    limiter_errors: Counter
+    rate_limited: Counter
 
 
 def _metrics() -> Metrics:
@@ -93,6 +95,12 @@ def _metrics() -> Metrics:
             "Database calls that failed (writes after their retries)",
             ["operation"],
         ),
+        limiter_errors=Counter(
+            "fanout_limiter_errors",
+            "Rate limiter calls that failed or timed out (Redis down or slow)",
+            ["operation"],
+        ),
+        rate_limited=Counter("fanout_rate_limited", "Requests refused by a limit", ["limit"]),
     )
 
 

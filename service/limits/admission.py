@@ -1,0 +1,227 @@
+"""Admission and settlement: a request is checked against its caller's limits before it
+runs, and what it reserved is settled when its run ends.
+
+    admission = await limiter.admit(principal, address, anonymous=False, estimate_tokens=3000)
+    ...                                   # raises RateLimited (429) or LimiterUnavailable (503)
+    await admission.settle(used_tokens)   # the run ended: unused tokens go back, slot freed
+
+Requests are a GCRA rate with a burst; streams are leased slots; tokens per minute are
+reserved up front (fan-out aware: every agent's and the summarizer's `max_tokens`, or an
+estimate) and settled with what the providers reported; a tenant's daily budget likewise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import trio
+
+from ..auth import Principal
+from ..errors import RequestError, ServiceError
+from ..telemetry.metrics import METRICS
+from .backend import LimiterBackend, LimiterError
+from .policy import LimitPolicy, Limits
+
+log = logging.getLogger(__name__)
+
+# A stream's slot is a lease this long (STREAM_LEASE_S), renewed while the stream runs: a
+# crashed instance's slots free themselves within it.
+LEASE_S = 30.0
+DAY_S = 86_400.0
+
+OnError = Literal["open", "closed"]
+
+
+class RateLimited(RequestError):
+    code = "rate_limited"
+    status = 429
+    default_message = "a rate limit was reached"
+
+    def __init__(
+        self, limit: str, retry_after_s: float, headers: dict[str, str] | None = None
+    ) -> None:
+        self.limit = limit
+        self.retry_after = max(1, math.ceil(retry_after_s))
+        # Retry-After, exact in whole seconds (rounded up), and the RateLimit fields.
+        self.headers = {"Retry-After": str(self.retry_after), **(headers or {})}
+        super().__init__(f"{limit} reached; retry in {self.retry_after} s")
+
+
+class LimiterUnavailable(ServiceError):
+    code = "rate_limiter_unavailable"
+    status = 503
+    default_message = "the rate limiter is not reachable; retry shortly"
+
+
+@dataclass
+class Admission:
+    """What one admitted request holds until it is settled."""
+
+    backend: LimiterBackend | None
+    limits: Limits
+    identity: str
+    headers: dict[str, str] = field(default_factory=dict)
+    reserved_tokens: int = 0
+    tokens_key: str | None = None
+    token_interval_s: float = 0.0
+    budget_key: str | None = None
+    slot_key: str | None = None
+    lease: str | None = None
+    lease_s: float = LEASE_S
+    settled: bool = False
+
+    async def keep_lease(self) -> None:
+        """Renew the stream's slot while the run lasts (a task in the run's nursery)."""
+        if self.backend is None or self.slot_key is None or self.lease is None:
+            return
+        while True:
+            await trio.sleep(self.lease_s / 3)
+            try:
+                await self.backend.refresh_slot(self.slot_key, self.lease, ttl_s=self.lease_s)
+            except LimiterError as exc:
+                log.warning("could not renew a stream's slot: %s", exc)
+
+    async def settle(self, used_tokens: int | None) -> None:
+        """Give back what was reserved and not used (`None`: nothing ran; all of it), and
+        free the stream's slot. Once; never raises."""
+        if self.settled or self.backend is None:
+            return
+        self.settled = True
+        unused = self.reserved_tokens - (used_tokens or 0)
+        try:
+            if self.tokens_key is not None and unused:
+                await self.backend.give_back(
+                    self.tokens_key, cost=unused, interval_s=self.token_interval_s
+                )
+            if self.budget_key is not None and unused:
+                await self.backend.adjust(self.budget_key, -unused)
+            if self.slot_key is not None and self.lease is not None:
+                await self.backend.release_slot(self.slot_key, self.lease)
+        except LimiterError as exc:
+            METRICS.limiter_errors.labels(operation="settle").inc()
+            log.warning("could not settle a request's limits: %s", exc)
+
+
+class Limiter:
+    def __init__(
+        self,
+        policy: LimitPolicy,
+        backend: LimiterBackend,
+        *,
+        on_error: OnError,
+        lease_s: float = LEASE_S,
+    ) -> None:
+        self.policy = policy
+        self.backend = backend
+        self.on_error = on_error
+        self.lease_s = lease_s
+
+    async def admit(
+        self,
+        principal: Principal,
+        address: str,
+        *,
+        anonymous: bool,
+        max_tokens: Sequence[int | None],
+    ) -> Admission:
+        """Check and reserve; `max_tokens` has one entry per upstream call the run will make
+        (each agent and the summarizer), None where the member sets no `max_tokens`."""
+        limits = self.policy.for_caller(principal, anonymous=anonymous)
+        estimate_tokens = sum(
+            tokens if tokens is not None else limits.estimate_tokens_per_call
+            for tokens in max_tokens
+        )
+        identity = (
+            f"ip:{address}"
+            if anonymous
+            else (
+                f"key:{principal.key_id}"
+                if principal.key_id
+                else f"user:{principal.tenant}/{principal.user}"
+            )
+        )
+        admission = Admission(self.backend, limits, identity, lease_s=self.lease_s)
+        try:
+            await self._check(admission, principal.tenant, anonymous, estimate_tokens)
+        except LimiterError as exc:
+            METRICS.limiter_errors.labels(operation="admit").inc()
+            await admission.settle(None)
+            if self.on_error == "closed":
+                log.error(
+                    "rate limiter unreachable; refusing (RATE_LIMIT_ON_ERROR=closed): %s", exc
+                )
+                raise LimiterUnavailable() from exc
+            log.warning("rate limiter unreachable; admitting (RATE_LIMIT_ON_ERROR=open): %s", exc)
+            return Admission(None, limits, identity)
+        except RateLimited as refused:
+            await admission.settle(None)
+            METRICS.rate_limited.labels(limit=refused.limit).inc()
+            refused.headers.update(admission.headers)
+            raise
+        return admission
+
+    async def _check(
+        self, admission: Admission, tenant: str, anonymous: bool, estimate_tokens: int
+    ) -> None:
+        limits, backend = admission.limits, self.backend
+        tag = "{" + admission.identity + "}"
+        policies: list[str] = []
+        states: list[str] = []
+        if limits.requests_per_minute is not None:
+            interval = 60.0 / limits.requests_per_minute
+            burst = limits.burst or 1
+            verdict = await backend.take(
+                f"rl:{tag}:requests", cost=1, interval_s=interval, burst=burst
+            )
+            policies.append(f'"requests";q={burst};w={_seconds(burst * interval)}')
+            states.append(f'"requests";r={int(verdict.remaining)};t={_seconds(interval)}')
+            admission.headers = _header_fields(policies, states)
+            if not verdict.allowed:
+                raise RateLimited("requests_per_minute", verdict.retry_after_s)
+        if limits.concurrent_streams is not None:
+            lease = secrets.token_hex(8)
+            key = f"rl:{tag}:streams"
+            if not await backend.acquire_slot(
+                key, lease, limit=limits.concurrent_streams, ttl_s=self.lease_s
+            ):
+                raise RateLimited("concurrent_streams", 1)
+            admission.slot_key, admission.lease = key, lease
+        if limits.tokens_per_minute is not None:
+            interval = 60.0 / limits.tokens_per_minute
+            key = f"rl:{tag}:tokens"
+            verdict = await backend.take(
+                key, cost=estimate_tokens, interval_s=interval, burst=limits.tokens_per_minute
+            )
+            policies.append(f'"tokens";q={limits.tokens_per_minute};w=60')
+            states.append(f'"tokens";r={int(verdict.remaining)};t=60')
+            admission.headers = _header_fields(policies, states)
+            if not verdict.allowed:
+                raise RateLimited("tokens_per_minute", verdict.retry_after_s)
+            admission.tokens_key, admission.token_interval_s = key, interval
+            admission.reserved_tokens = estimate_tokens
+        budget = None if anonymous else self.policy.tenant_budget(tenant)
+        if budget is not None:
+            now = datetime.now(UTC)
+            key = f"rl:{{tenant:{tenant}}}:day:{now.date().isoformat()}"
+            if not await backend.spend(key, estimate_tokens, budget=budget, ttl_s=2 * DAY_S):
+                midnight = datetime.combine(
+                    now.date() + timedelta(days=1), datetime.min.time(), UTC
+                )
+                raise RateLimited("tokens_per_day", (midnight - now).total_seconds())
+            admission.budget_key = key
+            admission.reserved_tokens = estimate_tokens
+
+
+def _seconds(value: float) -> int:
+    return max(1, math.ceil(value))
+
+
+def _header_fields(policies: list[str], states: list[str]) -> dict[str, str]:
+    """The IETF RateLimit-Policy and RateLimit fields (structured lists, one item a limit)."""
+    return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(states)}

@@ -1,0 +1,162 @@
+"""The limiter in Redis, shared by every instance: each operation is one round trip running a
+Lua script, so it is atomic across instances, and reads the time from Redis itself, so the
+instances' clocks do not matter. Concurrency slots are leases in a sorted set that expire
+on their own: an instance that dies frees its slots within their TTL.
+
+Keys carry a hash tag (`{...}`), so related keys share a Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import coredis
+import trio
+
+from .backend import LimiterError, Verdict
+
+log = logging.getLogger(__name__)
+
+# Seconds as a float, from Redis's own clock. Times are stored with string.format('%.6f'):
+# Lua's tostring keeps 14 digits, a tenth of a millisecond at today's epoch. Counts of units
+# get a thousandth of slack: the clock's float cannot tell 0.4 from 0.39999998 s.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
+
+_TAKE = (
+    _NOW
+    + """
+local cost, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + cost * interval
+local capacity = burst * interval
+if new_tat - now > capacity then
+  return {0, tostring(new_tat - now - capacity), tostring((now + capacity - tat) / interval)}
+end
+local ttl_ms = math.ceil((new_tat - now) * 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', ttl_ms)
+return {1, '0', tostring(math.floor((now + capacity - new_tat) / interval + 1e-3))}
+"""
+)
+
+_GIVE_BACK = (
+    _NOW
+    + """
+local cost, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local new_tat
+if cost > 0 then
+  new_tat = math.max(tat - cost * interval, now)
+else
+  new_tat = math.max(tat, now) - cost * interval
+end
+if new_tat > now then
+  local ttl_ms = math.ceil((new_tat - now) * 1000) + 1000
+  redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', ttl_ms)
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+)
+
+_ACQUIRE = (
+    _NOW
+    + """
+local limit, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= limit then return 0 end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + 1000)
+return 1
+"""
+)
+
+_REFRESH = (
+    _NOW
+    + """
+local ttl = tonumber(ARGV[2])
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', now + ttl, ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + 1000)
+end
+return 1
+"""
+)
+
+_SPEND = """
+local amount, budget, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used + amount > budget then return 0 end
+redis.call('INCRBY', KEYS[1], amount)
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000)) end
+return 1
+"""
+
+_ADJUST = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+
+class RedisBackend:
+    def __init__(self, url: str, *, timeout_s: float, prefix: str = "fanout:") -> None:
+        self._client: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
+        self._timeout_s = timeout_s
+        self._prefix = prefix
+        self._scripts: dict[str, Any] = {}
+
+    async def __aenter__(self) -> RedisBackend:
+        await self._client.__aenter__()
+        for name, source in (
+            ("take", _TAKE),
+            ("give_back", _GIVE_BACK),
+            ("acquire", _ACQUIRE),
+            ("refresh", _REFRESH),
+            ("spend", _SPEND),
+            ("adjust", _ADJUST),
+        ):
+            self._scripts[name] = self._client.register_script(source)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.__aexit__(None, None, None)
+
+    async def _run(self, script: str, key: str, *args: object) -> Any:
+        try:
+            with trio.fail_after(self._timeout_s):
+                return await self._scripts[script](keys=[self._prefix + key], args=list(args))
+        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+            raise LimiterError(f"redis {script}: {exc!r}") from exc
+
+    async def take(self, key: str, *, cost: float, interval_s: float, burst: float) -> Verdict:
+        allowed, retry_after, remaining = await self._run("take", key, cost, interval_s, burst)
+        return Verdict(bool(int(allowed)), float(retry_after), max(float(remaining), 0.0))
+
+    async def give_back(self, key: str, *, cost: float, interval_s: float) -> None:
+        await self._run("give_back", key, cost, interval_s)
+
+    async def acquire_slot(self, key: str, lease: str, *, limit: int, ttl_s: float) -> bool:
+        return bool(int(await self._run("acquire", key, lease, limit, ttl_s)))
+
+    async def refresh_slot(self, key: str, lease: str, *, ttl_s: float) -> None:
+        await self._run("refresh", key, lease, ttl_s)
+
+    async def release_slot(self, key: str, lease: str) -> None:
+        try:
+            with trio.fail_after(self._timeout_s):
+                await self._client.zrem(self._prefix + key, [lease])
+        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+            raise LimiterError(f"redis release: {exc!r}") from exc
+
+    async def spend(self, key: str, amount: int, *, budget: int, ttl_s: float) -> bool:
+        return bool(int(await self._run("spend", key, amount, budget, ttl_s)))
+
+    async def adjust(self, key: str, amount: int) -> None:
+        await self._run("adjust", key, amount)

@@ -1,0 +1,69 @@
+"""What every limiter backend must do, written once and run against each (memory in virtual
+time, Redis on the machine's server in real time). Intervals are short so real time is fast.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from service.limits import LimiterBackend
+
+INTERVAL = 0.2  # one unit every 0.2 s
+
+
+async def burst_then_exact_retry_after(backend: LimiterBackend) -> None:
+    verdicts = [
+        await backend.take("k:requests", cost=1, interval_s=INTERVAL, burst=3) for _ in range(4)
+    ]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert [v.remaining for v in verdicts[:3]] == [2, 1, 0]
+    assert verdicts[3].retry_after_s == pytest.approx(INTERVAL, abs=0.05)
+    await trio.sleep(verdicts[3].retry_after_s + 0.02)
+    assert (await backend.take("k:requests", cost=1, interval_s=INTERVAL, burst=3)).allowed
+
+
+async def reservation_refund_and_overdraw(backend: LimiterBackend) -> None:
+    # A bucket of 100 tokens: reserve 80, give back 50 unused: 70 fit again, 71 do not.
+    assert (await backend.take("k:tokens", cost=80, interval_s=1.0, burst=100)).allowed
+    refused = await backend.take("k:tokens", cost=30, interval_s=1.0, burst=100)
+    assert not refused.allowed
+    assert refused.retry_after_s == pytest.approx(10, abs=0.2)
+    await backend.give_back("k:tokens", cost=50, interval_s=1.0)
+    assert not (await backend.take("k:tokens", cost=71, interval_s=1.0, burst=100)).allowed
+    assert (await backend.take("k:tokens", cost=70, interval_s=1.0, burst=100)).allowed
+    # Used more than reserved: the extra is taken too, past empty.
+    await backend.give_back("k:tokens", cost=-20, interval_s=1.0)
+    late = await backend.take("k:tokens", cost=1, interval_s=1.0, burst=100)
+    assert not late.allowed
+    assert late.retry_after_s == pytest.approx(21, abs=0.3)
+
+
+async def slots_lease_and_release(backend: LimiterBackend) -> None:
+    assert await backend.acquire_slot("k:streams", "a", limit=2, ttl_s=0.5)
+    assert await backend.acquire_slot("k:streams", "b", limit=2, ttl_s=0.5)
+    assert not await backend.acquire_slot("k:streams", "c", limit=2, ttl_s=0.5)
+    await backend.release_slot("k:streams", "a")
+    assert await backend.acquire_slot("k:streams", "c", limit=2, ttl_s=0.5)
+    # "b" is renewed, "c" is left to expire: its slot frees itself.
+    await trio.sleep(0.3)
+    await backend.refresh_slot("k:streams", "b", ttl_s=0.5)
+    await trio.sleep(0.3)
+    assert await backend.acquire_slot("k:streams", "d", limit=2, ttl_s=0.5)
+    assert not await backend.acquire_slot("k:streams", "e", limit=2, ttl_s=0.5)
+
+
+async def budget_spend_and_adjust(backend: LimiterBackend) -> None:
+    assert await backend.spend("k:day", 600, budget=1000, ttl_s=60)
+    assert not await backend.spend("k:day", 500, budget=1000, ttl_s=60)
+    await backend.adjust("k:day", -300)  # the run used 300 of its 600
+    assert await backend.spend("k:day", 700, budget=1000, ttl_s=60)
+    assert not await backend.spend("k:day", 1, budget=1000, ttl_s=60)
+
+
+CASES = [
+    burst_then_exact_retry_after,
+    reservation_refund_and_overdraw,
+    slots_lease_and_release,
+    budget_spend_and_adjust,
+]
