@@ -57,7 +57,7 @@ bench: $(BENCHED) ## run the benchmarks; tables here, JSON and plots in docs/ben
 service-build: ## build the Docker image
 	docker compose build
 
-service-up: ## start the service with docker compose, in the background
+service-up: ## two replicas behind nginx, with PostgreSQL and Redis (docker compose, background)
 	docker compose up -d
 
 service-logs: ## follow the service's logs

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
+import coredis
 import trio
 
 from .auth.authenticate import Authenticator
@@ -34,6 +35,7 @@ from .limits.redis import RedisBackend
 from .llm import ChatModel, MockChatModel, ProviderRouter
 from .llm.mock import MOCK_FAULTS, mock_fault
 from .runs import LiveRuns
+from .runs.relay import RedisRelay
 from .settings import Settings, SettingsError
 from .storage import Store, open_store
 from .storage.prices import Price, load_prices
@@ -58,6 +60,8 @@ class Resources:
     runs: trio.Nursery | None = None
     # LIMITS_FILE's limits, in memory or in Redis; None without a LIMITS_FILE.
     limiter: Limiter | None = None
+    # With REDIS_URL: runs relayed live to the other instances.
+    relay: RedisRelay | None = None
     trusted_proxies: tuple[Network, ...] = ()
     # PRICES_FILE's table, when there is one.
     prices: dict[str, Price] | None = None
@@ -181,6 +185,19 @@ async def open_limiter(settings: Settings) -> AsyncIterator[Limiter | None]:
 
 
 @asynccontextmanager
+async def open_relay(settings: Settings) -> AsyncIterator[RedisRelay | None]:
+    """The live relay between instances: with REDIS_URL and a database to follow runs in."""
+    if settings.redis_url is None or not settings.storage_enabled:
+        yield None
+        return
+    client: coredis.Redis[str] = coredis.Redis.from_url(
+        settings.redis_url.get_secret_value(), decode_responses=True
+    )
+    async with client:
+        yield RedisRelay(client)
+
+
+@asynccontextmanager
 async def open_resources(
     settings: Settings, *, model: ChatModel | None = None
 ) -> AsyncIterator[Resources]:
@@ -193,10 +210,15 @@ async def open_resources(
     setup_tracing(traces_endpoint)
     model = model or build_model(settings)
     try:
-        async with open_store(settings) as store, open_limiter(settings) as limiter:
+        async with (
+            open_store(settings) as store,
+            open_limiter(settings) as limiter,
+            open_relay(settings) as relay,
+        ):
             tokens = TokenVerifier.from_settings(settings) if "jwt" in settings.auth_modes else None
             yield Resources(
                 limiter=limiter,
+                relay=relay,
                 trusted_proxies=parse_networks(settings.trusted_proxies),
                 settings=settings,
                 ensembles=ensembles,

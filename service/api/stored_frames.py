@@ -1,5 +1,6 @@
 """The frames of a stored run: a replay of a finished message, or a run in progress on
-another instance, followed through the database as its phases are written.
+another instance, followed through the database as its phases are written, and, with
+Redis, live through the relay (RelayedFrames).
 
     frames = StoredFrames(store, principal, "m-1")
     body = EventStreamBody(frames, keepalive_s=15, deadline_s=120, after=last_event_id)
@@ -7,14 +8,21 @@ another instance, followed through the database as its phases are written.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
+import coredis
 import trio
 
 from ..auth import Principal
+from ..runs.relay import TIMEOUT_S, RedisRelay, stream_key
 from ..storage import FINISHED, Store
 from .sse import frame
 
+log = logging.getLogger(__name__)
+
+# How long a follower waits on the relay before it looks at the database again.
+BLOCK_MS = 1000
 # How often a run in progress elsewhere is looked at again. Its phases are written as they
 # end (each agent, the summary's start, the end), so this is how late it can show them.
 POLL_S = 0.5
@@ -37,3 +45,47 @@ class StoredFrames:
             if status in FINISHED:
                 return []
             await trio.sleep(POLL_S)
+
+
+class RelayedFrames:
+    """A run on another instance: the database's phases, then the Redis Stream, live."""
+
+    def __init__(
+        self, store: Store, relay: RedisRelay, principal: Principal, message_id: str
+    ) -> None:
+        self._store = store
+        self._client = relay.client
+        self._principal = principal
+        self._message_id = message_id
+        self._key = stream_key(principal, message_id)
+        self._cursor = "0-0"
+
+    async def frames_after(self, after: int) -> Sequence[bytes]:
+        while True:
+            found = await self._store.events_after(self._principal, self._message_id, after)
+            if found is None:
+                return []
+            status, events = found
+            if events:
+                return [frame(e.event_id, e.type, e.data) for e in events]
+            if status in FINISHED:
+                return []
+            frames = await self._read(after)
+            if frames:
+                return frames
+
+    async def _read(self, after: int) -> list[bytes]:
+        try:
+            with trio.fail_after(BLOCK_MS / 1000 + TIMEOUT_S):
+                answer = await self._client.xread({self._key: self._cursor}, block=BLOCK_MS)
+        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+            log.info("could not follow a run in Redis (%s); reading the database", exc)
+            await trio.sleep(BLOCK_MS / 1000)
+            return []
+        frames = []
+        for entries in (answer or {}).values():
+            for entry in entries:
+                self._cursor = str(entry.identifier)
+                if int(entry.field_values["id"]) > after:
+                    frames.append(str(entry.field_values["frame"]).encode())
+        return frames

@@ -50,7 +50,7 @@ from .conversations import checked_id, store
 from .event_stream import EventStreamBody, FrameSource
 from .process_request import ProcessRequest, parse_process_request
 from .sse import HEADERS, SseEncoder, frame
-from .stored_frames import StoredFrames
+from .stored_frames import RelayedFrames, StoredFrames
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +299,11 @@ def _run(
         telemetry=telemetry,
         recorder=recorder,
         settlement=Settlement(admission) if admission is not None else None,
+        relay=(
+            resources.relay.publisher(principal, pipeline_request.message_id)
+            if resources.relay is not None and recorder is not None
+            else None
+        ),
         on_end=on_end,
     )
     headers = {TRACE_ID_HEADER: trace_id, **(admission.headers if admission else {})}
@@ -345,17 +350,24 @@ def _follow_existing(
     source: FrameSource | None = resources.live.get(principal, pipeline_request.message_id)
     if source is not None:
         _set_outcome("joined")
-    else:
+    elif existing.status in FINISHED:
         source = StoredFrames(store(), principal, pipeline_request.message_id)
-        if existing.status in FINISHED:
-            headers[REPLAYED_HEADER] = "true"
-            _set_outcome("replayed")
-        else:
-            _set_outcome("followed")
+        headers[REPLAYED_HEADER] = "true"
+        _set_outcome("replayed")
+    else:
+        source = _elsewhere(resources, principal, pipeline_request.message_id)
+        _set_outcome("followed")
     body = EventStreamBody(
         source, keepalive_s=settings.sse_keepalive_s, deadline_s=settings.request_timeout_s
     )
     return sse_response(body, headers)
+
+
+def _elsewhere(resources: Resources, principal: Principal, message_id: str) -> FrameSource:
+    """A run in progress on another instance: live through the relay, when there is one."""
+    if resources.relay is not None:
+        return RelayedFrames(store(), resources.relay, principal, message_id)
+    return StoredFrames(store(), principal, message_id)
 
 
 def _last_event_id() -> int:
@@ -383,7 +395,12 @@ async def resume(message_id: str) -> Response:
         found = await store().events_after(principal, message_id, after)
         if found is None:
             raise NotFound("no such message")
-        source = StoredFrames(store(), principal, message_id)
+        status, _ = found
+        source = (
+            StoredFrames(store(), principal, message_id)
+            if status in FINISHED
+            else _elsewhere(resources, principal, message_id)
+        )
     body = EventStreamBody(
         source,
         keepalive_s=settings.sse_keepalive_s,

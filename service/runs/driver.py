@@ -29,6 +29,7 @@ from ..storage import StoredEvent
 from ..storage.recorder import Recorder
 from ..telemetry.stream import StreamTelemetry
 from .live import LiveRun
+from .relay import RelayPublisher
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class RunDriver:
     telemetry: StreamTelemetry | None = None
     recorder: Recorder | None = None
     settlement: Settlement | None = None
+    # The frames, to Redis, for followers on other instances.
+    relay: RelayPublisher | None = None
     # Called once the run is over and recorded: it is no longer live on this instance.
     on_end: Callable[[], None] | None = None
 
@@ -66,6 +69,8 @@ class RunDriver:
                     run_nursery.start_soon(self.recorder.write_in_background)
                 if self.settlement is not None:
                     run_nursery.start_soon(self.settlement.keep_lease)
+                if self.relay is not None:
+                    run_nursery.start_soon(self.relay.send_in_background)
                 send, receive = trio.open_memory_channel[Event](EVENT_BUFFER)
                 run_nursery.start_soon(self._produce_safely, send, name="pipeline")
                 async with receive:
@@ -86,6 +91,8 @@ class RunDriver:
                             self.live.finish()
                         else:
                             self.live.publish()
+                        if self.relay is not None:
+                            self.relay.flush()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(FINAL_WRITE_BOUND_S):
                 await self._end(cancelled=not ended)
@@ -100,7 +107,10 @@ class RunDriver:
             # As sent: a lone surrogate became "?" on the wire, and a database stores text.
             sent = data.encode("utf-8", "replace").decode("utf-8")
             self.recorder.observe(event, StoredEvent(event_id, event_type, sent))
-        self.live.append(self.frame(event_id, event_type, data))
+        frame = self.frame(event_id, event_type, data)
+        self.live.append(frame)
+        if self.relay is not None:
+            self.relay.add(event_id, event_type, frame)
 
     async def _record(self) -> None:
         """The run's last write: every phase not written yet, and its end. Shielded and
@@ -118,7 +128,10 @@ class RunDriver:
             event_id, event_type, data = self.encode(final)
             if self.recorder is not None:
                 self.recorder.observe(final, StoredEvent(event_id, event_type, data))
-            self.live.append(self.frame(event_id, event_type, data))
+            frame = self.frame(event_id, event_type, data)
+            self.live.append(frame)
+            if self.relay is not None:
+                self.relay.add(event_id, event_type, frame)
         self.live.finish()
         if self.telemetry is not None:
             self.telemetry.finish(disconnected=cancelled)
@@ -126,6 +139,8 @@ class RunDriver:
             if self.settlement is not None:
                 await self.settlement.close()
             await self._record()
+            if self.relay is not None:
+                await self.relay.close()
         finally:
             if self.on_end is not None:
                 self.on_end()

@@ -166,3 +166,9 @@ def test_x_forwarded_for_counts_only_from_trusted_proxies() -> None:
         "10.1.2.3"
     )
     assert client_address("10.1.2.3", forwarded=None, forwarded_for=spoof, trusted=()) == "10.1.2.3"
+
+
+def test_the_shipped_limits_file_loads() -> None:
+    shipped = load_policy(Path(__file__).resolve().parents[2] / "deploy" / "limits.toml")
+    assert shipped.for_caller(Principal(user="u"), anonymous=False).requests_per_minute == 60
+    assert shipped.for_caller(Principal(user="a"), anonymous=True).burst == 3

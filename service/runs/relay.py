@@ -1,0 +1,91 @@
+"""The live relay between instances: the instance running a message also appends its frames
+to a Redis Stream, so a join or a resume that lands on another instance follows the run
+live instead of waiting for the database's phases.
+
+    relay = RedisRelay(client)
+    out = relay.publisher(principal, "m-1")        # the running instance: a run's consumer
+    out.add(event_id, event_type, frame); out.flush()
+    RelayedFrames(store, relay, principal, "m-1")   # any other instance (api/stored_frames.py)
+
+Streams are trimmed (MAXLEN) and expire an hour after their last frame. Redis going away
+costs only liveness: followers read the database's phases, as they would without Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import coredis
+import trio
+from coredis.tokens import PureToken
+
+from ..auth import Principal
+from ..telemetry.metrics import METRICS
+
+log = logging.getLogger(__name__)
+
+MAX_FRAMES = 20_000
+EXPIRE_S = 3600
+TIMEOUT_S = 1.0
+
+
+def stream_key(principal: Principal, message_id: str) -> str:
+    return f"fanout:events:{{{principal.tenant}/{principal.user}/{message_id}}}"
+
+
+class RedisRelay:
+    def __init__(self, client: coredis.Redis[str]) -> None:
+        self.client = client
+
+    def publisher(self, principal: Principal, message_id: str) -> RelayPublisher:
+        return RelayPublisher(self.client, stream_key(principal, message_id))
+
+
+@dataclass
+class RelayPublisher:
+    """One run's frames on their way to Redis, sent by a task of the run (never on the
+    stream's own path): a burst of frames is one pipelined round trip."""
+
+    client: coredis.Redis[str]
+    key: str
+    _pending: list[tuple[int, str, bytes]] = field(default_factory=list)
+    _ready: trio.Event = field(default_factory=trio.Event)
+    _closed: bool = False
+
+    def add(self, event_id: int, event_type: str, frame: bytes) -> None:
+        self._pending.append((event_id, event_type, frame))
+
+    def flush(self) -> None:
+        self._ready.set()
+
+    async def send_in_background(self) -> None:
+        while not self._closed:
+            await self._ready.wait()
+            self._ready = trio.Event()
+            await self._send()
+
+    async def close(self) -> None:
+        """Send what is left (shielded and bounded by the caller)."""
+        self._closed = True
+        await self._send()
+
+    async def _send(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            with trio.fail_after(TIMEOUT_S):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for event_id, event_type, frame in batch:
+                        pipe.xadd(
+                            self.key,
+                            {"id": str(event_id), "type": event_type, "frame": frame.decode()},
+                            trim_strategy=PureToken.MAXLEN,
+                            threshold=MAX_FRAMES,
+                            trim_operator=PureToken.APPROXIMATELY,
+                        )
+                    pipe.expire(self.key, EXPIRE_S)
+        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+            METRICS.limiter_errors.labels(operation="relay").inc()
+            log.warning("could not relay %d frame(s) to Redis: %s", len(batch), exc)
