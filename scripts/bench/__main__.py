@@ -21,7 +21,7 @@ from . import scenarios
 from .report import plot, print_tables
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
-ALL = ("overhead", "saturation", "streams", "storm", "peer", "storage", "auth")
+ALL = ("overhead", "saturation", "streams", "storm", "peer", "storage", "auth", "limits")
 
 
 async def run(only: tuple[str, ...], quick: bool) -> dict[str, Any]:
@@ -43,6 +43,7 @@ async def run(only: tuple[str, ...], quick: bool) -> dict[str, Any]:
             "peer": lambda: scenarios.peer(work, 3 if quick else 10),
             "storage": lambda: scenarios.storage(work, 10 if quick else 60, 3 if quick else 10),
             "auth": lambda: scenarios.auth(work, 10 if quick else 60, 3 if quick else 10),
+            "limits": lambda: scenarios.limits(work, 10 if quick else 60, 3 if quick else 10),
         }
         for name in only:
             print(f"running {name} ...", flush=True)

@@ -57,34 +57,13 @@ def print_tables(results: dict[str, Any]) -> None:
             f"max {delay['max']} ms; upstream calls open 1 s later: "
             f"{data['upstream_calls_open_after_1s']}; service CPU {data.get('service_cpu_ms')} ms"
         )
-    if "storage" in results:
-        print("\n6. Storage: overhead at 10 clients and saturation, by store")
-        print(
-            f"{'store':>11} {'p50 ms':>7} {'p99 ms':>7} {'p50 vs none':>12} "
-            f"{'pipelines/s':>12} {'vs none':>8} {'cpu ms/pipeline':>16} {'errors':>7}"
-        )
-        for row in results["storage"]["rows"]:
-            overhead = row["overhead_total_ms"]
-            print(
-                f"{row['store']:>11} {overhead['p50']:>7} {overhead['p99']:>7} "
-                f"{row['p50_overhead_vs_none_ms']:>12} {row['pipelines_per_s']:>12} "
-                f"{row['throughput_vs_none']:>8} "
-                f"{row.get('service_cpu_ms_per_pipeline', '-'):>16} {row['errors']:>7}"
-            )
-    if "auth" in results:
-        print("\n7. Auth: API keys (warm cache) against AUTH=none, SQLite store")
-        print(
-            f"{'auth':>6} {'p50 ms':>7} {'p99 ms':>7} {'p50 vs none':>12} "
-            f"{'pipelines/s':>12} {'cpu ms/pipeline':>16} {'cpu vs none':>12} {'errors':>7}"
-        )
-        for row in results["auth"]["rows"]:
-            overhead = row["overhead_total_ms"]
-            print(
-                f"{row['auth']:>6} {overhead['p50']:>7} {overhead['p99']:>7} "
-                f"{row['p50_overhead_vs_none_ms']:>12} {row['pipelines_per_s']:>12} "
-                f"{row['service_cpu_ms_per_pipeline']:>16} {row['cpu_vs_none_ms']:>12} "
-                f"{row['errors']:>7}"
-            )
+    for key, title in (
+        ("storage", "6. Storage: none, SQLite, PostgreSQL"),
+        ("auth", "7. Auth: API keys (warm cache) against AUTH=none, SQLite store"),
+        ("limits", "8. Limits: off, in the process, in Redis"),
+    ):
+        if key in results:
+            _print_variants(title, results[key]["rows"])
     if "peer" in results:
         peer = results["peer"]
         if "skipped" in peer:
@@ -156,3 +135,20 @@ def _save(figure: Any, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     return path
+
+
+def _print_variants(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title} (overhead at 10 clients; saturation at 32)")
+    print(
+        f"{'variant':>11} {'p50 ms':>7} {'p99 ms':>7} {'p50 vs 1st':>11} "
+        f"{'pipelines/s':>12} {'vs 1st':>7} {'cpu ms/pipeline':>16} {'cpu vs 1st':>11} {'err':>4}"
+    )
+    for row in rows:
+        overhead = row["overhead_total_ms"]
+        print(
+            f"{row.get('variant', row.get('store', row.get('auth'))):>11} "
+            f"{overhead['p50']:>7} {overhead['p99']:>7} "
+            f"{row.get('p50_overhead_vs_base_ms', 0):>11} {row['pipelines_per_s']:>12} "
+            f"{row.get('throughput_vs_base', 1):>7} {row['service_cpu_ms_per_pipeline']:>16} "
+            f"{row.get('cpu_vs_base_ms', 0):>11} {row['errors']:>4}"
+        )

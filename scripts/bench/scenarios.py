@@ -137,112 +137,41 @@ async def saturation(work: Path, workers: list[int], duration_s: float) -> dict[
     return {"upstream_calls_per_pipeline": 3, "rows": rows}
 
 
-STORAGE_POSTGRES_URL = os.environ.get(
-    "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+Variant = tuple[dict[str, str], dict[str, str] | None]  # (service environment, headers)
 
 
-async def storage(work: Path, requests: int, duration_s: float) -> dict[str, Any]:
-    """Scenario 6: what keeping conversations costs: storage off, SQLite, PostgreSQL.
-
-    For each store, in a fresh service: the overhead at 10 clients over scenario 1's
-    upstream (against the same floor), and pipelines per second at saturation over the
-    instant upstream (32 clients). PostgreSQL gets a schema of its own, dropped after.
-    """
-    from sqlalchemy import create_engine, text
-
-    schema = f"bench_{os.getpid()}"
-    admin = create_engine(STORAGE_POSTGRES_URL)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))
-        postgres: str | None = f"{STORAGE_POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    except Exception as exc:  # unreachable: the row says so
-        print(f"storage: PostgreSQL not measured ({exc.__class__.__name__})", flush=True)
-        postgres = None
-    stores = {"none": "none", "sqlite": f"sqlite:///{work / 'bench-store.db'}"}
-    if postgres is not None:
-        stores["postgresql"] = postgres
+async def compare(
+    work: Path, tag: str, requests: int, duration_s: float, variants: dict[str, Variant]
+) -> list[dict[str, Any]]:
+    """Each variant in a fresh service: the overhead at 10 clients over scenario 1's upstream
+    (against one floor), then pipelines per second and CPU per pipeline at saturation over
+    the instant upstream (32 clients). The first variant is the baseline of the others."""
     rows = []
-    try:
-        async with started(fake_upstream(MODELS, work), {}, work / "fake-6.log") as fake:
-            latency_ensemble = ensemble_file(work / "s6.toml", 2, "bench-agent", "bench-summary")
-            floor = await floor_loop(f"{fake.url}/v1", 10, requests, "bench-agent", "bench-summary")
-            async with started(INSTANT_UPSTREAM, {}, work / "instant-6.log") as instant:
-                zero = ensemble_file(work / "s6-0.toml", 2, "bench-agent-0", "bench-summary-0")
-                for name, url in stores.items():
-                    env = service_env(fake.url, latency_ensemble, DATABASE_URL=url)
-                    log = work / f"service-6-{name}.log"
-                    async with started(_service_argv(), env, log) as service:
-                        await closed_loop(service.url, 2, requests_each=2)
-                        loaded = await closed_loop(service.url, 10, requests_each=requests)
-                    env = service_env(instant.url, zero, DATABASE_URL=url)
-                    async with started(_service_argv(), env, log.with_suffix(".sat")) as service:
-                        await closed_loop(service.url, 4, requests_each=5)
-                        cpu_before = service.cpu_seconds()
-                        saturated = await closed_loop(service.url, 32, duration_s=duration_s)
-                        cpu = service.cpu_seconds() - cpu_before
-                    done = len(saturated.timings) - len(saturated.errors)
-                    rows.append(
-                        {
-                            "store": name,
-                            "errors": len(loaded.errors) + len(saturated.errors),
-                            "overhead_total_ms": _minus(loaded.timings, floor.timings, total=True),
-                            "pipelines_per_s": round(done / saturated.wall_s, 1),
-                            "service_cpu_ms_per_pipeline": round(cpu / max(done, 1) * 1000, 2),
-                        }
-                    )
-    finally:
-        if postgres is not None:
-            with admin.begin() as connection:
-                connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-    base = rows[0]
-    for row in rows:
-        row["throughput_vs_none"] = round(row["pipelines_per_s"] / base["pipelines_per_s"], 3)
-        row["p50_overhead_vs_none_ms"] = round(
-            row["overhead_total_ms"]["p50"] - base["overhead_total_ms"]["p50"], 2
-        )
-    return {"clients": 10, "saturation_clients": 32, "rows": rows}
-
-
-async def auth(work: Path, requests: int, duration_s: float) -> dict[str, Any]:
-    """Scenario 7: what checking an API key costs (warm cache) against AUTH=none, on the
-    same SQLite store: overhead at 10 clients, and CPU per pipeline at saturation."""
-    database = f"sqlite:///{work / 'bench-auth.db'}"
-    made = await trio.run_process(
-        [sys.executable, "-m", "service", "keys", "create", "--user", "bench", "--json"],
-        env={**os.environ, "DATABASE_URL": database},
-        cwd=work,
-        capture_stdout=True,
-    )
-    key = json.loads(made.stdout)["key"]
-    variants = {"none": ({"AUTH": "none"}, None), "keys": ({"AUTH": "keys"}, key)}
-    rows = []
-    async with started(fake_upstream(MODELS, work), {}, work / "fake-7.log") as fake:
-        latency_ensemble = ensemble_file(work / "s7.toml", 2, "bench-agent", "bench-summary")
+    async with started(fake_upstream(MODELS, work), {}, work / f"fake-{tag}.log") as fake:
+        latency = ensemble_file(work / f"{tag}.toml", 2, "bench-agent", "bench-summary")
         floor = await floor_loop(f"{fake.url}/v1", 10, requests, "bench-agent", "bench-summary")
-        async with started(INSTANT_UPSTREAM, {}, work / "instant-7.log") as instant:
-            zero = ensemble_file(work / "s7-0.toml", 2, "bench-agent-0", "bench-summary-0")
-            for name, (extra, token) in variants.items():
-                headers = {"Authorization": f"Bearer {token}"} if token else None
-                env = service_env(fake.url, latency_ensemble, DATABASE_URL=database, **extra)
-                async with started(_service_argv(), env, work / f"service-7-{name}.log") as svc:
-                    await closed_loop(svc.url, 2, requests_each=2, headers=headers)
-                    loaded = await closed_loop(svc.url, 10, requests_each=requests, headers=headers)
-                env = service_env(instant.url, zero, DATABASE_URL=database, **extra)
-                log = work / f"service-7-{name}.sat"
-                async with started(_service_argv(), env, log) as svc:
-                    await closed_loop(svc.url, 4, requests_each=5, headers=headers)
-                    cpu_before = svc.cpu_seconds()
-                    saturated = await closed_loop(
-                        svc.url, 32, duration_s=duration_s, headers=headers
+        async with started(INSTANT_UPSTREAM, {}, work / f"instant-{tag}.log") as instant:
+            zero = ensemble_file(work / f"{tag}-0.toml", 2, "bench-agent-0", "bench-summary-0")
+            for name, (extra, headers) in variants.items():
+                env = service_env(fake.url, latency, **extra)
+                log = work / f"service-{tag}-{name}.log"
+                async with started(_service_argv(), env, log) as service:
+                    await closed_loop(service.url, 2, requests_each=2, headers=headers)
+                    loaded = await closed_loop(
+                        service.url, 10, requests_each=requests, headers=headers
                     )
-                    cpu = svc.cpu_seconds() - cpu_before
+                env = service_env(instant.url, zero, **extra)
+                async with started(_service_argv(), env, log.with_suffix(".sat")) as service:
+                    await closed_loop(service.url, 4, requests_each=5, headers=headers)
+                    cpu_before = service.cpu_seconds()
+                    saturated = await closed_loop(
+                        service.url, 32, duration_s=duration_s, headers=headers
+                    )
+                    cpu = service.cpu_seconds() - cpu_before
                 done = len(saturated.timings) - len(saturated.errors)
                 rows.append(
                     {
-                        "auth": name,
+                        "variant": name,
                         "errors": len(loaded.errors) + len(saturated.errors),
                         "overhead_total_ms": _minus(loaded.timings, floor.timings, total=True),
                         "pipelines_per_s": round(done / saturated.wall_s, 1),
@@ -251,13 +180,84 @@ async def auth(work: Path, requests: int, duration_s: float) -> dict[str, Any]:
                 )
     base = rows[0]
     for row in rows:
-        row["p50_overhead_vs_none_ms"] = round(
+        row["throughput_vs_base"] = round(row["pipelines_per_s"] / base["pipelines_per_s"], 3)
+        row["p50_overhead_vs_base_ms"] = round(
             row["overhead_total_ms"]["p50"] - base["overhead_total_ms"]["p50"], 2
         )
-        row["cpu_vs_none_ms"] = round(
+        row["cpu_vs_base_ms"] = round(
             row["service_cpu_ms_per_pipeline"] - base["service_cpu_ms_per_pipeline"], 2
         )
-    return {"clients": 10, "rows": rows}
+    return rows
+
+
+STORAGE_POSTGRES_URL = os.environ.get(
+    "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def storage(work: Path, requests: int, duration_s: float) -> dict[str, Any]:
+    """Scenario 6: what keeping conversations costs: storage off, SQLite, PostgreSQL (a
+    schema of its own, dropped after)."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{os.getpid()}"
+    admin = create_engine(STORAGE_POSTGRES_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+        postgres: str | None = f"{STORAGE_POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    except Exception as exc:  # unreachable: the table says so
+        print(f"storage: PostgreSQL not measured ({exc.__class__.__name__})", flush=True)
+        postgres = None
+    variants: dict[str, Variant] = {
+        "none": ({"DATABASE_URL": "none"}, None),
+        "sqlite": ({"DATABASE_URL": f"sqlite:///{work / 'bench-store.db'}"}, None),
+    }
+    if postgres is not None:
+        variants["postgresql"] = ({"DATABASE_URL": postgres}, None)
+    try:
+        rows = await compare(work, "s6", requests, duration_s, variants)
+    finally:
+        if postgres is not None:
+            with admin.begin() as connection:
+                connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+    return {"clients": 10, "saturation_clients": 32, "rows": rows}
+
+
+async def auth(work: Path, requests: int, duration_s: float) -> dict[str, Any]:
+    """Scenario 7: what checking an API key costs (warm cache) against AUTH=none, on the
+    same SQLite store."""
+    database = f"sqlite:///{work / 'bench-auth.db'}"
+    made = await trio.run_process(
+        [sys.executable, "-m", "service", "keys", "create", "--user", "bench", "--json"],
+        env={**os.environ, "DATABASE_URL": database},
+        cwd=work,
+        capture_stdout=True,
+    )
+    key = json.loads(made.stdout)["key"]
+    variants: dict[str, Variant] = {
+        "none": ({"AUTH": "none", "DATABASE_URL": database}, None),
+        "keys": ({"AUTH": "keys", "DATABASE_URL": database}, {"Authorization": f"Bearer {key}"}),
+    }
+    return {"clients": 10, "rows": await compare(work, "s7", requests, duration_s, variants)}
+
+
+async def limits(work: Path, requests: int, duration_s: float) -> dict[str, Any]:
+    """Scenario 8: what the limiter costs, off, in the process, and in Redis, with limits
+    high enough never to refuse (every check still runs)."""
+    policy = work / "bench-limits.toml"
+    policy.write_text(
+        "[anonymous]\nrequests_per_minute = 1000000\nburst = 1000000\n"
+        "concurrent_streams = 100000\ntokens_per_minute = 1000000000\n"
+    )
+    variants: dict[str, Variant] = {
+        "off": ({}, None),
+        "memory": ({"LIMITS_FILE": str(policy)}, None),
+        "redis": ({"LIMITS_FILE": str(policy), "REDIS_URL": BENCH_REDIS_URL}, None),
+    }
+    return {"clients": 10, "rows": await compare(work, "s8", requests, duration_s, variants)}
 
 
 # The zero-latency scenarios' upstream: canned answers from one epoll loop, so that the CPU
