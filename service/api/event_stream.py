@@ -8,6 +8,7 @@ Trio cancels that task) cancels the run, every agent and the summarizer with it.
 that only follows a run leaves it alone when its client goes.
 
     body = EventStreamBody(live, keepalive_s=15, deadline_s=120, drive=driver.run)
+    body = EventStreamBody(live, ..., present=chunks.present)    # OpenAI's format
     body = EventStreamBody(StoredFrames(store, principal, "m-1"), keepalive_s=15, ...)
 """
 
@@ -22,7 +23,8 @@ import trio
 from quart.wrappers.response import ResponseBody
 
 from ..connections.record import current_connection
-from .sse import KEEPALIVE
+from ..runs.live import Part
+from .sse import KEEPALIVE, frame
 
 # After the stream's deadline, the time its last event has to reach a client whose socket
 # is full; then the connection is closed (a client that stopped reading holds nothing).
@@ -30,9 +32,13 @@ FINAL_WRITE_S = 2.0
 
 
 class FrameSource(Protocol):
-    async def frames_after(self, after: int) -> Sequence[bytes]:
-        """The frames with ids above `after`, waiting until there is one; [] at the end."""
+    async def frames_after(self, after: int) -> Sequence[Part]:
+        """The events with ids above `after`, waiting until there is one; [] at the end."""
         ...
+
+
+# Bytes for the client from one event: our SSE frame, or OpenAI's chunks.
+Presenter = Callable[[int, str, str], bytes]
 
 
 class EventStreamBody(ResponseBody):
@@ -42,10 +48,12 @@ class EventStreamBody(ResponseBody):
         *,
         keepalive_s: float,
         deadline_s: float,
+        present: Presenter = frame,
         after: int = 0,
         drive: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._frames = frames
+        self._present = present
         self._keepalive_s = keepalive_s
         self._deadline_s = deadline_s
         self._after = after
@@ -94,5 +102,6 @@ class EventStreamBody(ResponseBody):
                 self._ended = True
                 raise StopAsyncIteration
             self._after += len(frames)
-            return b"".join(frames)
+            present = self._present
+            return b"".join([present(*part) for part in frames])
         return KEEPALIVE

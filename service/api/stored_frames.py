@@ -15,9 +15,9 @@ import coredis
 import trio
 
 from ..auth import Principal
+from ..runs.live import Part
 from ..runs.relay import TIMEOUT_S, RedisRelay, stream_key
 from ..storage import FINISHED, Store
-from .sse import frame
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,14 @@ class StoredFrames:
         self._principal = principal
         self._message_id = message_id
 
-    async def frames_after(self, after: int) -> Sequence[bytes]:
+    async def frames_after(self, after: int) -> Sequence[Part]:
         while True:
             found = await self._store.events_after(self._principal, self._message_id, after)
             if found is None:
                 return []  # deleted while it was followed
             status, events = found
             if events:
-                return [frame(e.event_id, e.type, e.data) for e in events]
+                return [(e.event_id, e.type, e.data) for e in events]
             if status in FINISHED:
                 return []
             await trio.sleep(POLL_S)
@@ -60,21 +60,21 @@ class RelayedFrames:
         self._key = stream_key(principal, message_id)
         self._cursor = "0-0"
 
-    async def frames_after(self, after: int) -> Sequence[bytes]:
+    async def frames_after(self, after: int) -> Sequence[Part]:
         while True:
             found = await self._store.events_after(self._principal, self._message_id, after)
             if found is None:
                 return []
             status, events = found
             if events:
-                return [frame(e.event_id, e.type, e.data) for e in events]
+                return [(e.event_id, e.type, e.data) for e in events]
             if status in FINISHED:
                 return []
             frames = await self._read(after)
             if frames:
                 return frames
 
-    async def _read(self, after: int) -> list[bytes]:
+    async def _read(self, after: int) -> list[Part]:
         try:
             with trio.fail_after(BLOCK_MS / 1000 + TIMEOUT_S):
                 answer = await self._client.xread({self._key: self._cursor}, block=BLOCK_MS)
@@ -86,6 +86,7 @@ class RelayedFrames:
         for entries in (answer or {}).values():
             for entry in entries:
                 self._cursor = str(entry.identifier)
-                if int(entry.field_values["id"]) > after:
-                    frames.append(str(entry.field_values["frame"]).encode())
+                fields = entry.field_values
+                if int(fields["id"]) > after:
+                    frames.append((int(fields["id"]), str(fields["type"]), str(fields["data"])))
         return frames

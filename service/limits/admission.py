@@ -25,7 +25,7 @@ import trio
 from ..auth import Principal
 from ..errors import RequestError, ServiceError
 from ..telemetry.metrics import METRICS
-from .backend import LimiterBackend, LimiterError
+from .backend import LimiterBackend, LimiterError, Rate, Slot
 from .policy import LimitPolicy, Limits
 
 log = logging.getLogger(__name__)
@@ -95,14 +95,15 @@ class Admission:
         self.settled = True
         unused = self.reserved_tokens - (used_tokens or 0)
         try:
-            if self.tokens_key is not None and unused:
-                await self.backend.give_back(
-                    self.tokens_key, cost=unused, interval_s=self.token_interval_s
+            if self.tokens_key is not None or self.slot_key is not None:
+                tokens = (
+                    Rate(self.tokens_key, unused, self.token_interval_s, 0)
+                    if self.tokens_key is not None
+                    else None
                 )
+                await self.backend.release(tokens=tokens, slot_key=self.slot_key, lease=self.lease)
             if self.budget_key is not None and unused:
                 await self.backend.adjust(self.budget_key, -unused)
-            if self.slot_key is not None and self.lease is not None:
-                await self.backend.release_slot(self.slot_key, self.lease)
         except LimiterError as exc:
             METRICS.limiter_errors.labels(operation="settle").inc()
             log.warning("could not settle a request's limits: %s", exc)
@@ -169,47 +170,51 @@ class Limiter:
     async def _check(
         self, admission: Admission, tenant: str, anonymous: bool, estimate_tokens: int
     ) -> None:
-        limits, backend = admission.limits, self.backend
+        limits = admission.limits
         tag = "{" + admission.identity + "}"
+        requests = tokens = None
+        slot = None
         policies: list[str] = []
-        states: list[str] = []
         if limits.requests_per_minute is not None:
             interval = 60.0 / limits.requests_per_minute
             burst = limits.burst or 1
-            verdict = await backend.take(
-                f"rl:{tag}:requests", cost=1, interval_s=interval, burst=burst
-            )
+            requests = Rate(f"rl:{tag}:requests", 1, interval, burst)
             policies.append(f'"requests";q={burst};w={_seconds(burst * interval)}')
-            states.append(f'"requests";r={int(verdict.remaining)};t={_seconds(interval)}')
-            admission.headers = _header_fields(policies, states)
-            if not verdict.allowed:
-                raise RateLimited("requests_per_minute", verdict.retry_after_s)
         if limits.concurrent_streams is not None:
-            lease = secrets.token_hex(8)
-            key = f"rl:{tag}:streams"
-            if not await backend.acquire_slot(
-                key, lease, limit=limits.concurrent_streams, ttl_s=self.lease_s
-            ):
-                raise RateLimited("concurrent_streams", 1)
-            admission.slot_key, admission.lease = key, lease
+            slot = Slot(
+                f"rl:{tag}:streams", secrets.token_hex(8), limits.concurrent_streams, self.lease_s
+            )
         if limits.tokens_per_minute is not None:
-            interval = 60.0 / limits.tokens_per_minute
-            key = f"rl:{tag}:tokens"
-            verdict = await backend.take(
-                key, cost=estimate_tokens, interval_s=interval, burst=limits.tokens_per_minute
+            tokens = Rate(
+                f"rl:{tag}:tokens",
+                estimate_tokens,
+                60.0 / limits.tokens_per_minute,
+                limits.tokens_per_minute,
             )
             policies.append(f'"tokens";q={limits.tokens_per_minute};w=60')
-            states.append(f'"tokens";r={int(verdict.remaining)};t=60')
-            admission.headers = _header_fields(policies, states)
-            if not verdict.allowed:
-                raise RateLimited("tokens_per_minute", verdict.retry_after_s)
-            admission.tokens_key, admission.token_interval_s = key, interval
-            admission.reserved_tokens = estimate_tokens
+        if requests is not None or slot is not None or tokens is not None:
+            checked = await self.backend.check(requests=requests, slot=slot, tokens=tokens)
+            states = []
+            if requests is not None:
+                interval = requests.interval_s
+                states.append(
+                    f'"requests";r={int(checked.requests_remaining)};t={_seconds(interval)}'
+                )
+            if tokens is not None:
+                states.append(f'"tokens";r={int(checked.tokens_remaining)};t=60')
+            admission.headers = _header_fields(policies, states) if policies else {}
+            if checked.refused is not None:
+                raise RateLimited(checked.refused, checked.retry_after_s)
+            if slot is not None:
+                admission.slot_key, admission.lease = slot.key, slot.lease
+            if tokens is not None:
+                admission.tokens_key, admission.token_interval_s = tokens.key, tokens.interval_s
+                admission.reserved_tokens = estimate_tokens
         budget = None if anonymous else self.policy.tenant_budget(tenant)
         if budget is not None:
             now = datetime.now(UTC)
             key = f"rl:{{tenant:{tenant}}}:day:{now.date().isoformat()}"
-            if not await backend.spend(key, estimate_tokens, budget=budget, ttl_s=2 * DAY_S):
+            if not await self.backend.spend(key, estimate_tokens, budget=budget, ttl_s=2 * DAY_S):
                 midnight = datetime.combine(
                     now.date() + timedelta(days=1), datetime.min.time(), UTC
                 )

@@ -24,11 +24,53 @@ class Verdict:
     remaining: float
 
 
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A GCRA bucket: `cost` units out of `burst`, one unit back every `interval_s`."""
+
+    key: str
+    cost: float
+    interval_s: float
+    burst: float
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    key: str
+    lease: str
+    limit: int
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A request's checks, all or nothing: `refused` names the first that failed (then
+    none was applied), else None."""
+
+    refused: str | None
+    retry_after_s: float
+    requests_remaining: float
+    tokens_remaining: float
+
+
 class LimiterError(Exception):
     """The backend did not answer in time (Redis down or slow)."""
 
 
 class LimiterBackend(Protocol):
+    async def check(
+        self, *, requests: Rate | None, slot: Slot | None, tokens: Rate | None
+    ) -> Checked:
+        """A request's rate, stream slot and token reservation, in one atomic step (with
+        Redis, one round trip): all applied, or, if one is refused, none."""
+        ...
+
+    async def release(
+        self, *, tokens: Rate | None, slot_key: str | None, lease: str | None
+    ) -> None:
+        """A run's end: give `tokens.cost` back (negative: take more) and free the slot."""
+        ...
+
     async def take(self, key: str, *, cost: float, interval_s: float, burst: float) -> Verdict:
         """Take `cost` units from a bucket that refills one unit per `interval_s` and holds
         `burst` units, unless that would overdraw it."""

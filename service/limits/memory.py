@@ -7,7 +7,7 @@ import math
 
 import trio
 
-from .backend import Verdict
+from .backend import Checked, Rate, Slot, Verdict
 
 # Keys whose state is this old is forgotten the next time the store is swept.
 SWEEP_EVERY = 10_000
@@ -28,18 +28,59 @@ class MemoryBackend:
             self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
         return now
 
-    async def take(self, key: str, *, cost: float, interval_s: float, burst: float) -> Verdict:
+    async def check(
+        self, *, requests: Rate | None, slot: Slot | None, tokens: Rate | None
+    ) -> Checked:
+        # No await between the checks and the writes: atomic within this process.
         now = self._now()
-        tat = max(self._tat.get(key, now), now)
-        new_tat = tat + cost * interval_s
-        capacity_s = burst * interval_s
+        found = [self._peek(rate, now) if rate else None for rate in (requests, tokens)]
+        requests_left = found[0][2] if found[0] else 0.0
+        tokens_left = found[1][2] if found[1] else 0.0
+        if requests is not None and found[0] is not None and not found[0][0]:
+            return Checked("requests_per_minute", found[0][1], requests_left, tokens_left)
+        if slot is not None and len(self._held(slot.key, now)) >= slot.limit:
+            return Checked("concurrent_streams", 1.0, requests_left, tokens_left)
+        if tokens is not None and found[1] is not None and not found[1][0]:
+            return Checked("tokens_per_minute", found[1][1], requests_left, tokens_left)
+        for rate, result in ((requests, found[0]), (tokens, found[1])):
+            if rate is not None and result is not None:
+                self._tat[rate.key] = result[3]
+        if slot is not None:
+            self._slots[slot.key][slot.lease] = now + slot.ttl_s
+        return Checked(None, 0.0, requests_left, tokens_left)
+
+    def _peek(self, rate: Rate, now: float) -> tuple[bool, float, float, float]:
+        """(allowed, retry after, remaining, the new TAT if taken) for a GCRA bucket."""
+        tat = max(self._tat.get(rate.key, now), now)
+        new_tat = tat + rate.cost * rate.interval_s
+        capacity_s = rate.burst * rate.interval_s
         if new_tat - now > capacity_s:
-            return Verdict(
-                False, new_tat - now - capacity_s, max((now + capacity_s - tat) / interval_s, 0)
-            )
-        self._tat[key] = new_tat
+            remaining = max((now + capacity_s - tat) / rate.interval_s, 0)
+            return False, new_tat - now - capacity_s, remaining, tat
         # (A hair of slack: 0.6 - 0.2 is 0.3999... in floating point.)
-        return Verdict(True, 0.0, math.floor((now + capacity_s - new_tat) / interval_s + 1e-3))
+        remaining = math.floor((now + capacity_s - new_tat) / rate.interval_s + 1e-3)
+        return True, 0.0, remaining, new_tat
+
+    def _held(self, key: str, now: float) -> dict[str, float]:
+        held = {k: v for k, v in self._slots.get(key, {}).items() if v > now}
+        self._slots[key] = held
+        return held
+
+    async def release(
+        self, *, tokens: Rate | None, slot_key: str | None, lease: str | None
+    ) -> None:
+        if tokens is not None and tokens.cost:
+            await self.give_back(tokens.key, cost=tokens.cost, interval_s=tokens.interval_s)
+        if slot_key is not None and lease is not None:
+            await self.release_slot(slot_key, lease)
+
+    async def take(self, key: str, *, cost: float, interval_s: float, burst: float) -> Verdict:
+        allowed, retry_after, remaining, new_tat = self._peek(
+            Rate(key, cost, interval_s, burst), self._now()
+        )
+        if allowed:
+            self._tat[key] = new_tat
+        return Verdict(allowed, retry_after, remaining)
 
     async def give_back(self, key: str, *, cost: float, interval_s: float) -> None:
         now = self._now()

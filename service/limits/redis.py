@@ -14,7 +14,7 @@ from typing import Any
 import coredis
 import trio
 
-from .backend import LimiterError, Verdict
+from .backend import Checked, LimiterError, Rate, Slot, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,85 @@ end
 local ttl_ms = math.ceil((new_tat - now) * 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', ttl_ms)
 return {1, '0', tostring(math.floor((now + capacity - new_tat) / interval + 1e-3))}
+"""
+)
+
+# A request's checks in one step: KEYS = requests, streams, tokens (one hash tag);
+# ARGV = the three checks' parameters, an empty string for a check not made.
+_CHECK = (
+    _NOW
+    + """
+local function peek(key, cost, interval, burst)
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + cost * interval
+  local capacity = burst * interval
+  if new_tat - now > capacity then
+    return false, new_tat - now - capacity, (now + capacity - tat) / interval, tat
+  end
+  return true, 0, math.floor((now + capacity - new_tat) / interval + 1e-3), new_tat
+end
+local req_ok, req_wait, req_left, req_tat = true, 0, 0, nil
+if ARGV[1] ~= '' then
+  req_ok, req_wait, req_left, req_tat = peek(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]),
+                                             tonumber(ARGV[3]))
+end
+local tok_ok, tok_wait, tok_left, tok_tat = true, 0, 0, nil
+if ARGV[7] ~= '' then
+  tok_ok, tok_wait, tok_left, tok_tat = peek(KEYS[3], tonumber(ARGV[7]), tonumber(ARGV[8]),
+                                             tonumber(ARGV[9]))
+end
+if not req_ok then
+  return {'requests_per_minute', tostring(req_wait), tostring(req_left), tostring(tok_left)}
+end
+if ARGV[4] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+    return {'concurrent_streams', '1', tostring(req_left), tostring(tok_left)}
+  end
+end
+if not tok_ok then
+  return {'tokens_per_minute', tostring(tok_wait), tostring(req_left), tostring(tok_left)}
+end
+if ARGV[1] ~= '' then
+  redis.call('SET', KEYS[1], string.format('%.6f', req_tat), 'PX',
+             math.ceil((req_tat - now) * 1000) + 1000)
+end
+if ARGV[4] ~= '' then
+  local ttl = tonumber(ARGV[6])
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], math.ceil(ttl * 1000) + 1000)
+end
+if ARGV[7] ~= '' then
+  redis.call('SET', KEYS[3], string.format('%.6f', tok_tat), 'PX',
+             math.ceil((tok_tat - now) * 1000) + 1000)
+end
+return {'', '0', tostring(req_left), tostring(tok_left)}
+"""
+)
+
+# A run's end in one step: KEYS = tokens, streams; ARGV = unused tokens, interval, lease.
+_RELEASE = (
+    _NOW
+    + """
+local unused, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
+if unused ~= 0 then
+  local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+  local new_tat
+  if unused > 0 then
+    new_tat = math.max(tat - unused * interval, now)
+  else
+    new_tat = math.max(tat, now) - unused * interval
+  end
+  if new_tat > now then
+    redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX',
+               math.ceil((new_tat - now) * 1000) + 1000)
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
+return 1
 """
 )
 
@@ -112,6 +191,8 @@ class RedisBackend:
     async def __aenter__(self) -> RedisBackend:
         await self._client.__aenter__()
         for name, source in (
+            ("check", _CHECK),
+            ("release", _RELEASE),
             ("take", _TAKE),
             ("give_back", _GIVE_BACK),
             ("acquire", _ACQUIRE),
@@ -128,12 +209,45 @@ class RedisBackend:
     async def aclose(self) -> None:
         await self._client.__aexit__(None, None, None)
 
-    async def _run(self, script: str, key: str, *args: object) -> Any:
+    async def _run(self, script: str, key: str | list[str], *args: object) -> Any:
+        keys = [self._prefix + k for k in ([key] if isinstance(key, str) else key)]
         try:
             with trio.fail_after(self._timeout_s):
-                return await self._scripts[script](keys=[self._prefix + key], args=list(args))
+                return await self._scripts[script](keys=keys, args=list(args))
         except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
             raise LimiterError(f"redis {script}: {exc!r}") from exc
+
+    async def check(
+        self, *, requests: Rate | None, slot: Slot | None, tokens: Rate | None
+    ) -> Checked:
+        # The keys share one hash tag; a check not made still names a key of that tag.
+        made = requests or tokens or slot
+        anchor = made.key if made is not None else "x"
+        keys = [
+            requests.key if requests else anchor,
+            slot.key if slot else anchor,
+            tokens.key if tokens else anchor,
+        ]
+        args: list[object] = []
+        args += [requests.cost, requests.interval_s, requests.burst] if requests else ["", "", ""]
+        args += [slot.lease, slot.limit, slot.ttl_s] if slot else ["", "", ""]
+        args += [tokens.cost, tokens.interval_s, tokens.burst] if tokens else ["", "", ""]
+        refused, wait, requests_left, tokens_left = await self._run("check", keys, *args)
+        return Checked(
+            refused or None, float(wait), max(float(requests_left), 0), max(float(tokens_left), 0)
+        )
+
+    async def release(
+        self, *, tokens: Rate | None, slot_key: str | None, lease: str | None
+    ) -> None:
+        anchor = tokens.key if tokens else slot_key or "x"
+        await self._run(
+            "release",
+            [tokens.key if tokens else anchor, slot_key or anchor],
+            tokens.cost if tokens else 0,
+            tokens.interval_s if tokens else 1,
+            lease or "",
+        )
 
     async def take(self, key: str, *, cost: float, interval_s: float, burst: float) -> Verdict:
         allowed, retry_after, remaining = await self._run("take", key, cost, interval_s, burst)

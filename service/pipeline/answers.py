@@ -71,7 +71,7 @@ async def ask_agent(run: RunContext, agent: Agent, attempts: Attempts) -> Answer
     every request sent, and can be read after the agent was cut.
     """
     context = run.log_context(agent.name)
-    messages = agent_messages(agent, run.request.message, run.history)
+    messages = agent_messages(agent, run.request.message, run.history, run.client_context)
     asking = _Asking(run, agent, messages, attempts, context)
     untried = _Untried(run.ensemble.targets(agent))
     if agent.hedge_after_ms is None:

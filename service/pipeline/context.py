@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..ensemble import Ensemble
+from ..ensemble import Ensemble, Summarizer
 from ..llm import ChatModel
 from .retry import RetryPolicy
 
@@ -56,6 +56,20 @@ class RunContext:
     retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY
     # The conversation's earlier turns, oldest first: every member sees them as chat history.
     history: tuple[Turn, ...] = ()
+    # Instructions a client sent along (an OpenAI client's system messages): every member
+    # gets them beside its own system prompt.
+    client_context: str | None = None
+    # A client's cap on the answer's length: the summarizer's max_tokens, when smaller.
+    summary_max_tokens: int | None = None
+
+    @property
+    def summarizer(self) -> Summarizer:
+        """The ensemble's summarizer, its max_tokens capped by the client's, if smaller."""
+        summarizer = self.ensemble.summarizer
+        cap = self.summary_max_tokens
+        if cap is not None and (summarizer.max_tokens is None or cap < summarizer.max_tokens):
+            return summarizer.model_copy(update={"max_tokens": cap})
+        return summarizer
 
     def log_context(self, member: str | None = None) -> dict[str, object]:
         """The fields every log line of this run (and of `member`, if given) carries."""

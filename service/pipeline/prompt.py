@@ -26,9 +26,20 @@ def today() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
-def _with_history(system: str, history: Sequence[Turn], prompt: str) -> tuple[ChatMessage, ...]:
+CLIENT_CONTEXT = "The user's application adds these instructions:\n{}"
+
+
+def _with_history(
+    system: str, history: Sequence[Turn], prompt: str, client_context: str | None = None
+) -> tuple[ChatMessage, ...]:
+    extra = (
+        (ChatMessage(role="system", content=CLIENT_CONTEXT.format(client_context)),)
+        if client_context
+        else ()
+    )
     return (
         ChatMessage(role="system", content=system),
+        *extra,
         *(ChatMessage(role=turn.role, content=turn.text) for turn in history),
         ChatMessage(role="user", content=prompt),
     )
@@ -39,7 +50,10 @@ def _history_views(history: Sequence[Turn]) -> list[TurnView]:
 
 
 def agent_messages(
-    agent: Agent, question: str, history: Sequence[Turn] = ()
+    agent: Agent,
+    question: str,
+    history: Sequence[Turn] = (),
+    client_context: str | None = None,
 ) -> tuple[ChatMessage, ...]:
     values = {
         "message": question,
@@ -48,7 +62,10 @@ def agent_messages(
         "history": _history_views(history),
     }
     return _with_history(
-        render(agent.system_prompt, **values), history, render(agent.user_prompt, **values)
+        render(agent.system_prompt, **values),
+        history,
+        render(agent.user_prompt, **values),
+        client_context,
     )
 
 
@@ -68,6 +85,7 @@ def summary_messages(
     *,
     max_answer_chars: int,
     history: Sequence[Turn] = (),
+    client_context: str | None = None,
 ) -> tuple[ChatMessage, ...]:
     """`answers` are (agent name, answer text) pairs in the order the agents are listed."""
     views = [answer_view(name, text, max_answer_chars) for name, text in answers]
@@ -83,4 +101,5 @@ def summary_messages(
         render(summarizer.system_prompt, **values),
         history,
         render(summarizer.user_prompt, **values),
+        client_context,
     )

@@ -44,7 +44,7 @@ async def summarize(
 ) -> Done | Failed:
     """The run's terminal event once the summary ended; `started` is when the run began."""
     ensemble = run.ensemble
-    summarizer = ensemble.summarizer
+    summarizer = run.summarizer
     answers = gathered.answers()
     missing = gathered.missing()
     counts = gathered.counts()
@@ -66,6 +66,7 @@ async def summarize(
             missing,
             max_answer_chars=ensemble.max_answer_chars,
             history=run.history,
+            client_context=run.client_context,
         )
     except TemplateFailed as exc:
         log.error("%s", exc, exc_info=exc, extra=run.log_context(summarizer.name))

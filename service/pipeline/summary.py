@@ -103,7 +103,7 @@ async def stream_summary(
 ) -> SummaryResult:
     """Stream the ensemble's summary of `messages` through `send_text` (a restart is announced
     on `events`); raise the `UpstreamError` that ended it. `attempts` counts every request."""
-    summarizer = run.ensemble.summarizer
+    summarizer = run.summarizer
     targets = run.ensemble.targets(summarizer)
     context = run.log_context(summarizer.name)
     streaming = _Streaming(

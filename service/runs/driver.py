@@ -2,10 +2,11 @@
 
 The driver starts the pipeline, and hands each event it sends, in order, to the run's
 consumers: telemetry (metrics and the request span), the recorder (the stored transcript),
-and the encoder, whose frames go into the `LiveRun` that responses read. Whatever happens,
-the run ends with exactly one terminal event: `done` or `error`, the latter also when the
-pipeline crashed, the server shut down, or (the run being cancelled because its client
-left) `cancelled`, so a stored or joined stream always has its end.
+the limiter's settlement, and the encoder, whose parts go into the `LiveRun` that responses
+read and present (and, with Redis, to the relay). Whatever happens, the run ends with
+exactly one terminal event: `done` or `error`, the latter also when the pipeline crashed,
+the server shut down, or (the run being cancelled because its client left) `cancelled`, so a
+stored or joined stream always has its end.
 
 It runs in the response's own nursery when a hang-up cancels the run (the default), or in
 the server's when the run continues without its client (`on_disconnect: "continue"`).
@@ -40,7 +41,6 @@ FINAL_WRITE_BOUND_S = 10.0
 
 Producer = Callable[[trio.MemorySendChannel[Event]], Awaitable[None]]
 Encode = Callable[[Event], tuple[int, str, str]]
-Frame = Callable[[int, str, str], bytes]
 
 
 @dataclass
@@ -48,7 +48,6 @@ class RunDriver:
     produce: Producer
     live: LiveRun
     encode: Encode
-    frame: Frame
     lifecycle: Lifecycle
     log_context: dict[str, str]
     telemetry: StreamTelemetry | None = None
@@ -56,6 +55,8 @@ class RunDriver:
     settlement: Settlement | None = None
     # The frames, to Redis, for followers on other instances.
     relay: RelayPublisher | None = None
+    # Where the settlement runs, off the response's path (the server's nursery); None: here.
+    background: trio.Nursery | None = None
     # Called once the run is over and recorded: it is no longer live on this instance.
     on_end: Callable[[], None] | None = None
 
@@ -107,10 +108,9 @@ class RunDriver:
             # As sent: a lone surrogate became "?" on the wire, and a database stores text.
             sent = data.encode("utf-8", "replace").decode("utf-8")
             self.recorder.observe(event, StoredEvent(event_id, event_type, sent))
-        frame = self.frame(event_id, event_type, data)
-        self.live.append(frame)
+        self.live.append((event_id, event_type, data))
         if self.relay is not None:
-            self.relay.add(event_id, event_type, frame)
+            self.relay.add(event_id, event_type, data)
 
     async def _record(self) -> None:
         """The run's last write: every phase not written yet, and its end. Shielded and
@@ -128,16 +128,18 @@ class RunDriver:
             event_id, event_type, data = self.encode(final)
             if self.recorder is not None:
                 self.recorder.observe(final, StoredEvent(event_id, event_type, data))
-            frame = self.frame(event_id, event_type, data)
-            self.live.append(frame)
+            self.live.append((event_id, event_type, data))
             if self.relay is not None:
-                self.relay.add(event_id, event_type, frame)
+                self.relay.add(event_id, event_type, data)
         self.live.finish()
         if self.telemetry is not None:
             self.telemetry.finish(disconnected=cancelled)
         try:
             if self.settlement is not None:
-                await self.settlement.close()
+                if self.background is not None:
+                    self.background.start_soon(self.settlement.close)
+                else:
+                    await self.settlement.close()
             await self._record()
             if self.relay is not None:
                 await self.relay.close()

@@ -1,14 +1,16 @@
-"""The frames of a run as it produces them, for every response that follows it.
+"""The events of a run as it produces them, for every response that follows it.
 
-A run appends each encoded event; a response asks for the frames after the last id it sent
-and waits when there are none yet. With storage on, the frames are kept until the run ends,
-so a second request for the same message (a join, a resume) can start from any id; without
-it, a run has exactly one reader, and frames are let go once it has read them.
+A run appends each event, encoded once as a `Part` (its id, type and JSON data, the form
+that is stored and relayed too); a response asks for the parts after the last id it sent,
+waits when there are none yet, and presents them in its own format (our SSE, or OpenAI's
+chunks). With storage on, the parts are kept until the run ends, so a second request for the
+same message (a join, a resume) can start from any id; without it, a run has exactly one
+reader, and parts are let go once it has read them.
 
     live = LiveRun(retain=True)
-    live.append(frame)                    # the run, event by event,
-    live.publish()                        # and once per burst of events
-    frames = await live.frames_after(0)   # a response: [] once the run has ended
+    live.append((1, "agent.started", '{...}'))   # the run, event by event,
+    live.publish()                               # and once per burst of events
+    parts = await live.frames_after(0)           # a response: [] once the run has ended
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import trio
 
 from ..auth import Principal
 
+# An encoded event: (id, type, data), data its JSON exactly as it is sent.
+Part = tuple[int, str, str]
+
 
 class LiveRun:
     def __init__(self, *, retain: bool) -> None:
         self._retain = retain
-        self._frames: list[bytes] = []
+        self._frames: list[Part] = []
         self._first_id = 1  # the event id of _frames[0]
         self._changed = trio.Event()
         self.finished = False
@@ -32,7 +37,7 @@ class LiveRun:
     def last_id(self) -> int:
         return self._first_id + len(self._frames) - 1
 
-    def append(self, frame: bytes) -> None:
+    def append(self, frame: Part) -> None:
         """Add a frame; readers see it at the next `publish` (a burst wakes them once)."""
         self._frames.append(frame)
 
@@ -48,7 +53,7 @@ class LiveRun:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def frames_after(self, after: int) -> Sequence[bytes]:
+    async def frames_after(self, after: int) -> Sequence[Part]:
         """The frames with an id above `after`, waiting for one if there is none yet;
         [] when the run has ended and the reader has them all."""
         while after >= self.last_id and not self.finished:

@@ -4,7 +4,7 @@ live instead of waiting for the database's phases.
 
     relay = RedisRelay(client)
     out = relay.publisher(principal, "m-1")        # the running instance: a run's consumer
-    out.add(event_id, event_type, frame); out.flush()
+    out.add(event_id, event_type, data); out.flush()
     RelayedFrames(store, relay, principal, "m-1")   # any other instance (api/stored_frames.py)
 
 Streams are trimmed (MAXLEN) and expire an hour after their last frame. Redis going away
@@ -44,17 +44,17 @@ class RedisRelay:
 
 @dataclass
 class RelayPublisher:
-    """One run's frames on their way to Redis, sent by a task of the run (never on the
-    stream's own path): a burst of frames is one pipelined round trip."""
+    """One run's events on their way to Redis, sent by a task of the run (never on the
+    stream's own path): a burst of events is one pipelined round trip."""
 
     client: coredis.Redis[str]
     key: str
-    _pending: list[tuple[int, str, bytes]] = field(default_factory=list)
+    _pending: list[tuple[int, str, str]] = field(default_factory=list)
     _ready: trio.Event = field(default_factory=trio.Event)
     _closed: bool = False
 
-    def add(self, event_id: int, event_type: str, frame: bytes) -> None:
-        self._pending.append((event_id, event_type, frame))
+    def add(self, event_id: int, event_type: str, data: str) -> None:
+        self._pending.append((event_id, event_type, data))
 
     def flush(self) -> None:
         self._ready.set()
@@ -77,10 +77,10 @@ class RelayPublisher:
         try:
             with trio.fail_after(TIMEOUT_S):
                 async with self.client.pipeline(transaction=False) as pipe:
-                    for event_id, event_type, frame in batch:
+                    for event_id, event_type, data in batch:
                         pipe.xadd(
                             self.key,
-                            {"id": str(event_id), "type": event_type, "frame": frame.decode()},
+                            {"id": str(event_id), "type": event_type, "data": data},
                             trim_strategy=PureToken.MAXLEN,
                             threshold=MAX_FRAMES,
                             trim_operator=PureToken.APPROXIMATELY,

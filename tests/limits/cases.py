@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from service.limits import LimiterBackend
+from service.limits.backend import Rate, Slot
 
 INTERVAL = 0.2  # one unit every 0.2 s
 
@@ -67,3 +68,39 @@ CASES = [
     slots_lease_and_release,
     budget_spend_and_adjust,
 ]
+
+
+async def a_request_is_checked_all_or_nothing(backend: LimiterBackend) -> None:
+    requests = Rate("k:requests", 1, INTERVAL, 5)
+    slot = Slot("k:streams", "lease-1", 1, 5.0)
+    first = await backend.check(requests=requests, slot=slot, tokens=Rate("k:tokens", 60, 1.0, 100))
+    assert first.refused is None
+    assert (first.requests_remaining, first.tokens_remaining) == (4, 40)
+    # The slot is taken: refused, and nothing else was applied (no request, no tokens).
+    busy = await backend.check(
+        requests=requests,
+        slot=Slot("k:streams", "lease-2", 1, 5.0),
+        tokens=Rate("k:tokens", 30, 1.0, 100),
+    )
+    assert busy.refused == "concurrent_streams"
+    again = await backend.check(requests=requests, slot=None, tokens=Rate("k:tokens", 40, 1.0, 100))
+    assert again.refused is None
+    assert (again.requests_remaining, again.tokens_remaining) == (3, 0)
+    # Too many tokens: refused with the exact wait, and the request unit not spent either.
+    short = await backend.check(requests=requests, slot=None, tokens=Rate("k:tokens", 50, 1.0, 100))
+    assert short.refused == "tokens_per_minute"
+    assert short.retry_after_s == pytest.approx(50, abs=0.5)
+    # The run ended having used 10 of its 60: 50 come back, and its slot is free.
+    await backend.release(
+        tokens=Rate("k:tokens", 50, 1.0, 0), slot_key="k:streams", lease="lease-1"
+    )
+    after = await backend.check(
+        requests=requests,
+        slot=Slot("k:streams", "lease-3", 1, 5.0),
+        tokens=Rate("k:tokens", 50, 1.0, 100),
+    )
+    assert after.refused is None
+    assert after.requests_remaining == 2
+
+
+CASES.append(a_request_is_checked_all_or_nothing)

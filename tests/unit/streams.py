@@ -7,7 +7,7 @@ async with driven_body(produce) as stream:
 from __future__ import annotations
 
 from service.api.event_stream import EventStreamBody
-from service.api.sse import SseEncoder, frame
+from service.api.sse import SseEncoder
 from service.lifecycle import Lifecycle
 from service.runs import LiveRun, RunDriver
 from service.runs.driver import Producer
@@ -24,7 +24,6 @@ def driven_body(
         produce=produce,
         live=live,
         encode=SseEncoder(message_id="m", conversation_id=None).encode_parts,
-        frame=frame,
         lifecycle=lifecycle or Lifecycle(),
         log_context={"message_id": "m"},
         telemetry=telemetry,

@@ -1,0 +1,211 @@
+"""A run's events in OpenAI's chat completions format, from the same encoded events every
+other reader gets (so a replay or a join presents the same way a live run does).
+
+Streaming: `chat.completion.chunk` events. The summary is `delta.content`; the agents' work
+is `delta.reasoning_content` (the field vLLM, DeepSeek and several chat UIs show as
+collapsible "thinking"), so clients that ignore it are not disturbed; every chunk about an
+agent also carries a `fanout` extension object (`event`, `agent`, `model`, `attempts`,
+`error`, `text`). The last chunk has `finish_reason` and a `fanout` summary (per-agent
+models, usage per call, timings); with `stream_options.include_usage` a usage chunk follows,
+then `data: [DONE]`. A failure after streaming began is an `error` object, which the SDKs
+raise.
+
+    chunks = ChatChunks(completion_id="chatcmpl-...", model="default", include_usage=True)
+    body = EventStreamBody(live, ..., present=chunks.present)
+    completion = ChatCompletion(...); completion.add(part) for each part; completion.json()
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .sse import KEEPALIVE
+
+# What a run's error codes are in OpenAI's error shape: the type the SDKs show.
+ERROR_TYPES = {
+    "upstream_rate_limited": "rate_limit_error",
+    "rate_limited": "rate_limit_error",
+    "deadline_exceeded": "timeout",
+    "upstream_timeout": "timeout",
+}
+
+
+def usage_of(data: dict[str, Any]) -> dict[str, int]:
+    """OpenAI's usage: every call of the run (agents and summarizer) summed."""
+    calls = data.get("usage") or {}
+    prompt = sum(call.get("prompt_tokens", 0) for call in calls.values())
+    completion = sum(call.get("completion_tokens", 0) for call in calls.values())
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def fanout_summary(data: dict[str, Any]) -> dict[str, Any]:
+    """The `fanout` extension on a finished completion: how the ensemble got there."""
+    return {
+        key: data[key]
+        for key in ("agents", "models", "usage", "timings", "ensemble_version", "charged")
+        if key in data
+    }
+
+
+def reasoning_line(event_type: str, data: dict[str, Any]) -> str | None:
+    """The agents' progress, as the text of `reasoning_content`."""
+    source = data.get("source", "")
+    if event_type == "agent.started":
+        return f"[{source}] thinking...\n"
+    if event_type == "agent.completed":
+        return f"[{source}] answered ({data.get('model', '')}):\n{data.get('message', '')}\n\n"
+    if event_type == "agent.failed":
+        return f"[{source}] no answer ({data.get('error', {}).get('code', '')})\n\n"
+    if event_type == "summary.started":
+        return f"[{source}] combining {len(data.get('agents', []))} answer(s)\n"
+    if event_type == "summary.restarted":
+        return f"[{source}] restarting the summary on {data.get('model', '')}\n"
+    return None
+
+
+def agent_extension(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    extension: dict[str, Any] = {"event": event_type, "agent": data.get("source")}
+    for name in ("model", "attempts", "error"):
+        if name in data:
+            extension[name] = data[name]
+    if event_type == "agent.completed":
+        extension["text"] = data.get("message", "")
+    if event_type == "summary.restarted":
+        extension["discard"] = True
+    return extension
+
+
+def openai_error(message: str, code: str, error_type: str = "server_error") -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+
+
+class ChatChunks:
+    def __init__(self, *, completion_id: str, model: str, include_usage: bool) -> None:
+        self._id = completion_id
+        self._model = model
+        self._created = int(time.time())
+        self._include_usage = include_usage
+        self._started = False
+
+    def _chunk(self, delta: dict[str, Any], **extra: Any) -> bytes:
+        body = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            **extra,
+        }
+        return _event(body)
+
+    def present(self, event_id: int, event_type: str, data_json: str) -> bytes:
+        data = json.loads(data_json)
+        out = b""
+        if not self._started:
+            self._started = True
+            out += self._chunk({"role": "assistant", "content": ""})
+        if event_type == "summary.delta":
+            return out + self._chunk({"content": data.get("message", "")})
+        line = reasoning_line(event_type, data)
+        if line is not None:
+            return out + self._chunk(
+                {"reasoning_content": line}, fanout=agent_extension(event_type, data)
+            )
+        if event_type == "done":
+            final = {
+                "id": self._id,
+                "object": "chat.completion.chunk",
+                "created": self._created,
+                "model": self._model,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                "fanout": fanout_summary(data),
+            }
+            out += _event(final)
+            if self._include_usage:
+                out += _event(
+                    {
+                        "id": self._id,
+                        "object": "chat.completion.chunk",
+                        "created": self._created,
+                        "model": self._model,
+                        "choices": [],
+                        "usage": usage_of(data),
+                    }
+                )
+            return out + b"data: [DONE]\n\n"
+        if event_type == "error":
+            error = data.get("error", {})
+            code = error.get("code", "internal_error")
+            return out + _event(
+                openai_error(error.get("message", ""), code, ERROR_TYPES.get(code, "server_error"))
+            )
+        return out
+
+
+class ChatCompletion:
+    """A whole run as one `chat.completion` (stream: false)."""
+
+    def __init__(self, *, completion_id: str, model: str) -> None:
+        self._id = completion_id
+        self._model = model
+        self._created = int(time.time())
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self._agents: list[dict[str, Any]] = []
+        self.final: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+
+    def add(self, event_id: int, event_type: str, data_json: str) -> None:
+        data = json.loads(data_json)
+        if event_type == "summary.delta":
+            self._content.append(data.get("message", ""))
+        elif event_type == "summary.restarted":
+            self._content.clear()  # a whole answer, unlike a stream, can take the restart
+        elif event_type == "done":
+            self.final = data
+        elif event_type == "error":
+            self.error = data.get("error", {})
+        line = reasoning_line(event_type, data)
+        if line is not None:
+            self._reasoning.append(line)
+        if event_type in ("agent.completed", "agent.failed"):
+            self._agents.append(agent_extension(event_type, data))
+
+    def json(self) -> dict[str, Any]:
+        final = self.final or {}
+        return {
+            "id": self._id,
+            "object": "chat.completion",
+            "created": self._created,
+            "model": self._model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "".join(self._content),
+                        "reasoning_content": "".join(self._reasoning),
+                    },
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage_of(final),
+            "fanout": {**fanout_summary(final), "answers": self._agents},
+        }
+
+
+def _event(body: dict[str, Any]) -> bytes:
+    return (
+        b"data: "
+        + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+        + b"\n\n"
+    )
+
+
+__all__ = ["KEEPALIVE", "ChatChunks", "ChatCompletion", "openai_error"]
