@@ -14,6 +14,7 @@ from .api.connection import StreamingHTTPConnection
 from .api.conversations import conversations
 from .api.empty import no_content
 from .api.keys import key_routes
+from .api.openai_routes import openai_routes
 from .api.raw_path import KeepEncodedSlashes
 from .api.streams import streams
 from .api.usage import usage_routes
@@ -47,6 +48,7 @@ def create_app(resources: Resources) -> QuartTrio:
     app.register_blueprint(conversations)
     app.register_blueprint(usage_routes)
     app.register_blueprint(key_routes)
+    app.register_blueprint(openai_routes)
 
     app.before_request(identify_caller)
 

@@ -21,7 +21,17 @@ from . import scenarios
 from .report import plot, print_tables
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
-ALL = ("overhead", "saturation", "streams", "storm", "peer", "storage", "auth", "limits")
+ALL = (
+    "overhead",
+    "saturation",
+    "streams",
+    "storm",
+    "peer",
+    "storage",
+    "auth",
+    "limits",
+    "openai",
+)
 
 
 async def run(only: tuple[str, ...], quick: bool) -> dict[str, Any]:
@@ -44,6 +54,7 @@ async def run(only: tuple[str, ...], quick: bool) -> dict[str, Any]:
             "storage": lambda: scenarios.storage(work, 10 if quick else 60, 3 if quick else 10),
             "auth": lambda: scenarios.auth(work, 10 if quick else 60, 3 if quick else 10),
             "limits": lambda: scenarios.limits(work, 10 if quick else 60, 3 if quick else 10),
+            "openai": lambda: scenarios.openai_route(work, 10 if quick else 60, 3 if quick else 10),
         }
         for name in only:
             print(f"running {name} ...", flush=True)

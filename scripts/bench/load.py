@@ -55,9 +55,17 @@ def client(url: str, connections: int, headers: dict[str, str] | None = None) ->
     )
 
 
-async def one_request(http: httpx2.AsyncClient, message: str | None = None) -> Timing:
+OPENAI_ROUTE = "/v1/chat/completions"
+
+
+async def one_request(
+    http: httpx2.AsyncClient, message: str | None = None, route: str = "/api/process"
+) -> Timing:
     number = next(_ids)
-    body = {"message": message or f"Bench question {number}?", "message_id": f"bench-{number}"}
+    question = message or f"Bench question {number}?"
+    if route == OPENAI_ROUTE:
+        return await _one_openai_request(http, question)
+    body = {"message": question, "message_id": f"bench-{number}"}
     started = trio.current_time()
     first_token: float | None = None
     outcome = "incomplete"
@@ -74,6 +82,30 @@ async def one_request(http: httpx2.AsyncClient, message: str | None = None) -> T
     return Timing(trio.current_time() - started, first_token, outcome)
 
 
+async def _one_openai_request(http: httpx2.AsyncClient, question: str) -> Timing:
+    """The same question as an OpenAI client streams it: chunks, then `data: [DONE]`."""
+    body = {
+        "model": "default",
+        "messages": [{"role": "user", "content": question}],
+        "stream": True,
+    }
+    started = trio.current_time()
+    first_token: float | None = None
+    outcome = "incomplete"
+    async with http.stream("POST", OPENAI_ROUTE, json=body) as response:
+        if response.status_code != 200:
+            return Timing(trio.current_time() - started, None, f"http {response.status_code}")
+        async for line in response.aiter_lines():
+            if first_token is None and line.startswith("data: {") and '"content":"' in line:
+                if '"content":""' not in line:
+                    first_token = trio.current_time() - started
+            elif line == "data: [DONE]":
+                outcome = "done"
+            elif line.startswith('data: {"error"'):
+                outcome = "error"
+    return Timing(trio.current_time() - started, first_token, outcome)
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -86,6 +118,7 @@ async def closed_loop(
     requests_each: int | None = None,
     duration_s: float | None = None,
     headers: dict[str, str] | None = None,
+    route: str = "/api/process",
 ) -> LoadResult:
     """`clients` concurrent clients, each sending its next request when the last ended."""
     deadline = trio.current_time() + duration_s if duration_s else float("inf")
@@ -98,7 +131,7 @@ async def closed_loop(
             ):
                 sent += 1
                 try:
-                    timing = await one_request(http)
+                    timing = await one_request(http, route=route)
                 except httpx2.HTTPError as exc:
                     result.errors.append(type(exc).__name__)
                     continue

@@ -61,6 +61,7 @@ def print_tables(results: dict[str, Any]) -> None:
         ("storage", "6. Storage: none, SQLite, PostgreSQL"),
         ("auth", "7. Auth: API keys (warm cache) against AUTH=none, SQLite store"),
         ("limits", "8. Limits: off, in the process, in Redis"),
+        ("openai", "9. The same load on /api/process and /v1/chat/completions"),
     ):
         if key in results:
             _print_variants(title, results[key]["rows"])

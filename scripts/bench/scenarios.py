@@ -137,7 +137,9 @@ async def saturation(work: Path, workers: list[int], duration_s: float) -> dict[
     return {"upstream_calls_per_pipeline": 3, "rows": rows}
 
 
-Variant = tuple[dict[str, str], dict[str, str] | None]  # (service environment, headers)
+# (service environment, request headers, the route the load goes to)
+Variant = tuple[dict[str, str], dict[str, str] | None, str]
+PROCESS = "/api/process"
 
 
 async def compare(
@@ -152,20 +154,20 @@ async def compare(
         floor = await floor_loop(f"{fake.url}/v1", 10, requests, "bench-agent", "bench-summary")
         async with started(INSTANT_UPSTREAM, {}, work / f"instant-{tag}.log") as instant:
             zero = ensemble_file(work / f"{tag}-0.toml", 2, "bench-agent-0", "bench-summary-0")
-            for name, (extra, headers) in variants.items():
+            for name, (extra, headers, route) in variants.items():
                 env = service_env(fake.url, latency, **extra)
                 log = work / f"service-{tag}-{name}.log"
                 async with started(_service_argv(), env, log) as service:
-                    await closed_loop(service.url, 2, requests_each=2, headers=headers)
+                    await closed_loop(service.url, 2, requests_each=2, headers=headers, route=route)
                     loaded = await closed_loop(
-                        service.url, 10, requests_each=requests, headers=headers
+                        service.url, 10, requests_each=requests, headers=headers, route=route
                     )
                 env = service_env(instant.url, zero, **extra)
                 async with started(_service_argv(), env, log.with_suffix(".sat")) as service:
-                    await closed_loop(service.url, 4, requests_each=5, headers=headers)
+                    await closed_loop(service.url, 4, requests_each=5, headers=headers, route=route)
                     cpu_before = service.cpu_seconds()
                     saturated = await closed_loop(
-                        service.url, 32, duration_s=duration_s, headers=headers
+                        service.url, 32, duration_s=duration_s, headers=headers, route=route
                     )
                     cpu = service.cpu_seconds() - cpu_before
                 done = len(saturated.timings) - len(saturated.errors)
@@ -211,11 +213,11 @@ async def storage(work: Path, requests: int, duration_s: float) -> dict[str, Any
         print(f"storage: PostgreSQL not measured ({exc.__class__.__name__})", flush=True)
         postgres = None
     variants: dict[str, Variant] = {
-        "none": ({"DATABASE_URL": "none"}, None),
-        "sqlite": ({"DATABASE_URL": f"sqlite:///{work / 'bench-store.db'}"}, None),
+        "none": ({"DATABASE_URL": "none"}, None, PROCESS),
+        "sqlite": ({"DATABASE_URL": f"sqlite:///{work / 'bench-store.db'}"}, None, PROCESS),
     }
     if postgres is not None:
-        variants["postgresql"] = ({"DATABASE_URL": postgres}, None)
+        variants["postgresql"] = ({"DATABASE_URL": postgres}, None, PROCESS)
     try:
         rows = await compare(work, "s6", requests, duration_s, variants)
     finally:
@@ -238,8 +240,12 @@ async def auth(work: Path, requests: int, duration_s: float) -> dict[str, Any]:
     )
     key = json.loads(made.stdout)["key"]
     variants: dict[str, Variant] = {
-        "none": ({"AUTH": "none", "DATABASE_URL": database}, None),
-        "keys": ({"AUTH": "keys", "DATABASE_URL": database}, {"Authorization": f"Bearer {key}"}),
+        "none": ({"AUTH": "none", "DATABASE_URL": database}, None, PROCESS),
+        "keys": (
+            {"AUTH": "keys", "DATABASE_URL": database},
+            {"Authorization": f"Bearer {key}"},
+            PROCESS,
+        ),
     }
     return {"clients": 10, "rows": await compare(work, "s7", requests, duration_s, variants)}
 
@@ -253,11 +259,20 @@ async def limits(work: Path, requests: int, duration_s: float) -> dict[str, Any]
         "concurrent_streams = 100000\ntokens_per_minute = 1000000000\n"
     )
     variants: dict[str, Variant] = {
-        "off": ({}, None),
-        "memory": ({"LIMITS_FILE": str(policy)}, None),
-        "redis": ({"LIMITS_FILE": str(policy), "REDIS_URL": BENCH_REDIS_URL}, None),
+        "off": ({}, None, PROCESS),
+        "memory": ({"LIMITS_FILE": str(policy)}, None, PROCESS),
+        "redis": ({"LIMITS_FILE": str(policy), "REDIS_URL": BENCH_REDIS_URL}, None, PROCESS),
     }
     return {"clients": 10, "rows": await compare(work, "s8", requests, duration_s, variants)}
+
+
+async def openai_route(work: Path, requests: int, duration_s: float) -> dict[str, Any]:
+    """Scenario 9: the same load on POST /api/process and on /v1/chat/completions (stream)."""
+    variants: dict[str, Variant] = {
+        "api": ({}, None, PROCESS),
+        "openai": ({}, None, "/v1/chat/completions"),
+    }
+    return {"clients": 10, "rows": await compare(work, "s9", requests, duration_s, variants)}
 
 
 # The zero-latency scenarios' upstream: canned answers from one epoll loop, so that the CPU

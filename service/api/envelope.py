@@ -1,10 +1,14 @@
-"""The error envelope (`errors.error_body`) as an HTTP response: the app's errors, Werkzeug's."""
+"""The error envelope (`errors.error_body`) as an HTTP response: the app's errors, Werkzeug's.
+
+Under /v1/ (the OpenAI-compatible routes) the same error takes OpenAI's shape,
+`{"error": {"message", "type", "param", "code"}}`, so the SDKs raise their own classes.
+"""
 
 from __future__ import annotations
 
 import json
 
-from quart import Response
+from quart import Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import (
@@ -25,14 +29,37 @@ _BY_STATUS: dict[int, type[ServiceError]] = {
 }
 
 
+OPENAI_PREFIX = "/v1/"
+# OpenAI's error types by status (the SDKs choose their exception by status alone).
+_OPENAI_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error_body(error: ServiceError, status: int) -> dict[str, object]:
+    kind = _OPENAI_TYPES.get(status) or (
+        "invalid_request_error" if status < 500 else "server_error"
+    )
+    return {
+        "error": {
+            "message": error.public_message,
+            "type": kind,
+            "param": error.field,
+            "code": error.code,
+        }
+    }
+
+
 def error_response(
     error: ServiceError, headers: dict[str, str] | None = None, *, status: int | None = None
 ) -> Response:
+    status = status or error.status
+    openai = has_request_context() and request.path.startswith(OPENAI_PREFIX)
+    body = openai_error_body(error, status) if openai else error_body(error)
     return Response(
-        json.dumps(error_body(error)),
-        status=status or error.status,
-        headers=headers,
-        content_type="application/json",
+        json.dumps(body), status=status, headers=headers, content_type="application/json"
     )
 
 

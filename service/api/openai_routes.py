@@ -1,0 +1,270 @@
+"""The ensemble as an OpenAI model: GET /v1/models, GET /v1/models/{id}, and
+POST /v1/chat/completions with `model` = an ensemble's name.
+
+- `messages`: the last user message is the question; the user and assistant turns before it
+  are the history (the newest first, up to HISTORY_MAX_CHARS); system and developer messages
+  reach every agent and the summarizer as extra instructions beside their own prompts. Text
+  only: a string, or content parts of type `text`.
+- `max_tokens` / `max_completion_tokens` cap the summary (the summarizer's own `max_tokens`,
+  if smaller, stays). `temperature` and `user` are accepted and ignored: each member keeps
+  its own temperature, and the caller is known from its key. `metadata.conversation_id`
+  files the message in that conversation, `metadata.message_id` makes the request
+  idempotent (else each request is a new message). Unknown fields are ignored.
+- `tools`, `functions`, `n` > 1 and audio are refused with 400: the ensemble answers text.
+
+The run is the same as POST /api/process's: the same keys, limits, record and cancellation
+when the client hangs up. See chat_format.py for how its events become OpenAI's chunks.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Literal
+
+import trio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from quart import Blueprint, Response, current_app, request
+
+from ..ensemble import UnknownEnsemble
+from ..errors import InvalidRequest, NotFound, ServiceError, UnsupportedMediaType
+from ..pipeline import PipelineRequest, Turn
+from ..resources import Resources
+from .access import current_principal, requires
+from .chat_format import ChatChunks, ChatCompletion
+from .event_stream import EventStreamBody
+from .launch import RunRequest, launch
+from .sse import HEADERS
+from .validation import first_problem
+
+openai_routes = Blueprint("openai", __name__)
+
+ROLES = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: ROLES
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=128)
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    n: int | None = None
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+    audio: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+    default_message = "no such model"
+
+
+def _resources() -> Resources:
+    resources: Resources = current_app.extensions["fanout"]
+    return resources
+
+
+def _model(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "llm-fanout"}
+
+
+@openai_routes.get("/v1/models")
+@requires("process")
+async def models() -> dict[str, Any]:
+    loaded = _resources().ensembles.current
+    created = int(loaded.loaded_at.timestamp())
+    return {"object": "list", "data": [_model(name, created) for name in loaded.ensembles]}
+
+
+@openai_routes.get("/v1/models/<path:model_id>")
+@requires("process")
+async def model(model_id: str) -> dict[str, Any]:
+    loaded = _resources().ensembles.current
+    if model_id not in loaded.ensembles:
+        raise ModelNotFound(f"The model {model_id!r} does not exist", field="model")
+    return _model(model_id, int(loaded.loaded_at.timestamp()))
+
+
+def _text(message: Message, index: int) -> str:
+    if message.content is None or isinstance(message.content, str):
+        return message.content or ""
+    texts = []
+    for part in message.content:
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise InvalidRequest(
+                f"messages[{index}].content: only text parts are supported",
+                field=f"messages[{index}].content",
+            )
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
+def _refuse_unsupported(body: ChatRequest) -> None:
+    for name in ("tools", "functions"):
+        if getattr(body, name):
+            raise InvalidRequest(f"{name}: not supported; the ensemble answers in text", field=name)
+    if body.n is not None and body.n != 1:
+        raise InvalidRequest("n: only one choice (n = 1) is supported", field="n")
+    if body.audio or (body.modalities and set(body.modalities) - {"text"}):
+        raise InvalidRequest("modalities: only text is supported", field="modalities")
+
+
+def _conversation(
+    body: ChatRequest, history_max_chars: int
+) -> tuple[str, tuple[Turn, ...], str | None]:
+    """The question (the last user message), the turns before it, the client's instructions."""
+    texts = [_text(message, index) for index, message in enumerate(body.messages)]
+    last_user = max(
+        (index for index, message in enumerate(body.messages) if message.role == "user"),
+        default=None,
+    )
+    if last_user is None or not texts[last_user].strip():
+        raise InvalidRequest("messages: needs a user message with text", field="messages")
+    instructions = [
+        text
+        for message, text in zip(body.messages, texts, strict=True)
+        if message.role in ("system", "developer") and text.strip()
+    ]
+    turns: list[Turn] = []
+    for index in range(last_user):
+        message = body.messages[index]
+        if message.role in ("tool", "function"):
+            raise InvalidRequest(
+                f"messages[{index}]: tool results are not supported", field=f"messages[{index}]"
+            )
+        if message.role in ("user", "assistant") and texts[index].strip():
+            turns.append(Turn(message.role, texts[index]))
+    # The newest turns that fit, as for a stored conversation.
+    kept: list[Turn] = []
+    used = 0
+    for turn in reversed(turns):
+        used += len(turn.text)
+        if used > history_max_chars:
+            break
+        kept.append(turn)
+    return texts[last_user], tuple(reversed(kept)), "\n\n".join(instructions) or None
+
+
+def _metadata_id(body: ChatRequest, name: str) -> str | None:
+    value = (body.metadata or {}).get(name)
+    if value is not None and not 1 <= len(value) <= 128:
+        raise InvalidRequest(f"metadata.{name}: must be 1 to 128 characters", field="metadata")
+    return value
+
+
+@openai_routes.post("/v1/chat/completions")
+@requires("process")
+async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, str]]:
+    resources = _resources()
+    settings = resources.settings
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(field="Content-Type")
+    raw = await request.get_data(as_text=False)
+    assert isinstance(raw, bytes)
+    try:
+        body = ChatRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise first_problem(exc) from exc
+    _refuse_unsupported(body)
+    question, history, instructions = _conversation(body, settings.history_max_chars)
+    if len(question) > settings.max_message_chars:
+        raise InvalidRequest(
+            f"messages: the last user message is over {settings.max_message_chars} characters",
+            field="messages",
+        )
+    loaded = resources.ensembles.current
+    try:
+        ensemble_name, ensemble = loaded.pick(body.model)
+    except UnknownEnsemble as exc:
+        raise ModelNotFound(f"The model {body.model!r} does not exist", field="model") from exc
+    completion_id = "chatcmpl-" + secrets.token_hex(12)
+    launched = await launch(
+        resources,
+        current_principal(),
+        RunRequest(
+            pipeline=PipelineRequest(
+                message=question,
+                message_id=_metadata_id(body, "message_id") or completion_id,
+                conversation_id=_metadata_id(body, "conversation_id"),
+                ensemble=ensemble_name,
+            ),
+            ensemble_name=ensemble_name,
+            ensemble=ensemble,
+            loaded=loaded,
+            route="/v1/chat/completions",
+            history=history,
+            client_context=instructions,
+            summary_max_tokens=body.max_completion_tokens or body.max_tokens,
+        ),
+    )
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        chunks = ChatChunks(
+            completion_id=completion_id, model=ensemble_name, include_usage=include_usage
+        )
+        stream = EventStreamBody(
+            launched.source,
+            keepalive_s=settings.sse_keepalive_s,
+            deadline_s=settings.request_timeout_s,
+            present=chunks.present,
+            drive=launched.drive,
+        )
+        response = Response(
+            stream,
+            status=200,
+            headers={**HEADERS, **launched.headers},
+            content_type="text/event-stream",
+        )
+        response.timeout = None
+        return response
+    whole = ChatCompletion(completion_id=completion_id, model=ensemble_name)
+    async with trio.open_nursery() as nursery:
+        if launched.drive is not None:
+            nursery.start_soon(launched.drive)
+        after = 0
+        while parts := await launched.source.frames_after(after):
+            for part in parts:
+                whole.add(*part)
+            after += len(parts)
+    if whole.final is None:
+        raise run_failed(whole.error or {})
+    return whole.json(), 200, launched.headers
+
+
+def run_failed(error: dict[str, Any]) -> ServiceError:
+    """A run that ended with `error`, answered whole (stream: false): the error class of
+    its code, so its status too (an upstream failure is a 5xx, the deadline 504)."""
+    kind = ERROR_CLASSES.get(str(error.get("code")), ServiceError)
+    return kind(str(error.get("message") or kind.default_message))
+
+
+def _error_classes() -> dict[str, type[ServiceError]]:
+    known: dict[str, type[ServiceError]] = {}
+    pending: list[type[ServiceError]] = [ServiceError]
+    while pending:
+        kind = pending.pop()
+        known.setdefault(kind.code, kind)
+        pending.extend(kind.__subclasses__())
+    return known
+
+
+ERROR_CLASSES = _error_classes()
