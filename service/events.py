@@ -35,6 +35,17 @@ class AgentStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentRetrying:
+    """An agent's call failed in a way that may pass: `attempt` comes after `delay_ms`."""
+
+    agent: str
+    attempt: int
+    model: str
+    error: PublicError
+    delay_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class AgentCompleted:
     """`model` is the one that answered (a fallback, when the primary failed)."""
 
@@ -123,6 +134,7 @@ class Failed:
 
 Event = (
     AgentStarted
+    | AgentRetrying
     | AgentCompleted
     | AgentFailed
     | SummaryStarted

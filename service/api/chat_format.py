@@ -58,6 +58,9 @@ def reasoning_line(event_type: str, data: dict[str, Any]) -> str | None:
     source = data.get("source", "")
     if event_type == "agent.started":
         return f"[{source}] thinking...\n"
+    if event_type == "agent.retrying":
+        code = data.get("error", {}).get("code", "")
+        return f"[{source}] retrying, attempt {data.get('attempt')} ({code})\n"
     if event_type == "agent.completed":
         return f"[{source}] answered ({data.get('model', '')}):\n{data.get('message', '')}\n\n"
     if event_type == "agent.failed":
@@ -71,7 +74,7 @@ def reasoning_line(event_type: str, data: dict[str, Any]) -> str | None:
 
 def agent_extension(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     extension: dict[str, Any] = {"event": event_type, "agent": data.get("source")}
-    for name in ("model", "attempts", "error"):
+    for name in ("model", "attempts", "attempt", "error"):
         if name in data:
             extension[name] = data[name]
     if event_type == "agent.completed":

@@ -13,6 +13,7 @@ from typing import Any
 from ..pipeline import (
     AgentCompleted,
     AgentFailed,
+    AgentRetrying,
     AgentStarted,
     Done,
     Event,
@@ -40,6 +41,9 @@ def describe(event: Event) -> tuple[str, str, str, dict[str, Any]]:
     match event:
         case AgentStarted(agent=agent):
             return "agent.started", f"Sending to {agent}", agent, {}
+        case AgentRetrying(agent=agent, attempt=attempt, model=model, error=error, delay_ms=ms):
+            extras = {"attempt": attempt, "model": model, "error": _error(error), "delay_ms": ms}
+            return "agent.retrying", f"Retrying {agent} (attempt {attempt})", agent, extras
         case AgentCompleted(agent=agent, text=text, model=model, attempts=attempts):
             extras = {"message": text, "model": model, "attempts": attempts}
             return "agent.completed", f"Received from {agent}", agent, extras

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -24,10 +24,12 @@ log = logging.getLogger("service.pipeline")
 @dataclass
 class Attempts:
     """Calls sent for one member so far (`retries` of them repeats of a failed call); read
-    after the member was cut, too."""
+    after the member was cut, too. `on_retry` hears of each retry as it is decided: the
+    attempt that comes next, the model, the error, the wait in seconds."""
 
     count: int = 0
     retries: int = 0
+    on_retry: Callable[[int, str, UpstreamError, float], None] | None = None
 
 
 def call_for(member: Member, target: Target, messages: tuple[ChatMessage, ...]) -> ChatRequest:
@@ -119,6 +121,8 @@ class MemberCalls:
         if delay is not None:
             self.attempts.retries += 1
             step = f"retrying in {delay:.2f} s"
+            if self.attempts.on_retry is not None:
+                self.attempts.on_retry(self.attempts.count + 1, target.model, error, delay)
         else:
             step = "giving up" if last else "trying the next fallback model"
         log_failed_attempt(error, target, self.attempts.count, step, self.context)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 from opentelemetry.trace import Span
@@ -29,7 +30,15 @@ from ..errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from ..events import AgentCompleted, AgentCounts, AgentFailed, AgentStarted, Event, PublicError
+from ..events import (
+    AgentCompleted,
+    AgentCounts,
+    AgentFailed,
+    AgentRetrying,
+    AgentStarted,
+    Event,
+    PublicError,
+)
 from ..llm import Usage
 from ..telemetry.tracing import end_span, member_span, only_cancelled, record_answer
 from .answers import Answer, ask_agent
@@ -166,6 +175,27 @@ def _hand_over(results: trio.MemorySendChannel[AgentOutcome], outcome: AgentOutc
         results.send_nowait(outcome)
 
 
+def _report_retry(
+    events: trio.MemorySendChannel[Event],
+    agent: str,
+    attempt: int,
+    model: str,
+    error: UpstreamError,
+    delay_s: float,
+) -> None:
+    """Tell the client an agent is retrying. Advisory: never waits, so a full channel (the
+    client not reading) drops it rather than holding the agent."""
+    retrying = AgentRetrying(
+        agent=agent,
+        attempt=attempt,
+        model=model,
+        error=PublicError.of(error),
+        delay_ms=round(delay_s * 1000, 1),
+    )
+    with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+        events.send_nowait(retrying)
+
+
 async def gather_answers(
     run: RunContext, events: trio.MemorySendChannel[Event], gathered: Gathered
 ) -> None:
@@ -176,7 +206,10 @@ async def gather_answers(
     """
     ensemble = run.ensemble
     attempts = gathered.attempts
-    attempts |= {agent.name: Attempts() for agent in ensemble.agents}
+    attempts |= {
+        agent.name: Attempts(on_retry=partial(_report_retry, events, agent.name))
+        for agent in ensemble.agents
+    }
     outcomes = gathered.outcomes
     succeeded = failed = 0
     started = trio.current_time()
