@@ -116,6 +116,12 @@ class MessageIdConflict(RequestError):
     default_message = "this message_id was already sent with a different message"
 
 
+class NotRunningHere(RequestError):
+    code = "not_running_here"
+    status = 409
+    default_message = "this message is not running on this instance (finished, or elsewhere)"
+
+
 class StorageDisabled(RequestError):
     code = "storage_disabled"
     status = 404

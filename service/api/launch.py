@@ -253,7 +253,6 @@ def _run(
     live = LiveRun(retain=recorder is not None)
     on_end: Callable[[], None] | None = None
     if recorder is not None:
-        resources.live.add(principal, pipeline_request.message_id, live)
         on_end = partial(resources.live.remove, principal, pipeline_request.message_id)
     driver = RunDriver(
         produce=partial(run_pipeline, context),
@@ -272,6 +271,8 @@ def _run(
         ),
         on_end=on_end,
     )
+    if recorder is not None:
+        resources.live.add(principal, pipeline_request.message_id, live, driver.cancel)
     headers = {TRACE_ID_HEADER: trace_id, **(admission.headers if admission else {})}
     if conversation_id is not None:
         headers[CONVERSATION_HEADER] = conversation_id

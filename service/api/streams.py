@@ -13,6 +13,7 @@ from ..ensemble import UnknownEnsemble
 from ..errors import (
     InvalidRequest,
     NotFound,
+    NotRunningHere,
     UnsupportedMediaType,
 )
 from ..resources import Resources
@@ -139,3 +140,19 @@ async def resume(message_id: str) -> Response:
     )
     set_outcome("resumed")
     return sse_response(body, {})
+
+
+@streams.post("/api/messages/<message_id>/cancel")
+@requires("process")
+async def cancel(message_id: str) -> tuple[dict[str, str], int]:
+    """Stop a running message (one started with `on_disconnect: "continue"`, say): it ends
+    with `cancelled`, and every upstream call made for it is closed."""
+    resources = _resources()
+    checked_id(message_id, "message_id")
+    principal = current_principal()
+    if resources.live.cancel(principal, message_id):
+        return {"status": "cancelling"}, 202
+    found = await store().events_after(principal, message_id, 0)
+    if found is None:
+        raise NotFound("no such message")
+    raise NotRunningHere()

@@ -60,43 +60,56 @@ class RunDriver:
     # Called once the run is over and recorded: it is no longer live on this instance.
     on_end: Callable[[], None] | None = None
 
+    def __post_init__(self) -> None:
+        self._stop = trio.CancelScope()
+        # Set once the terminal event went out: what follows it is dropped.
+        self._ended = False
+
+    def cancel(self) -> None:
+        """Stop the run, as a hang-up would (POST /api/messages/{id}/cancel): it ends with
+        `cancelled`, and every upstream call is closed."""
+        self._stop.cancel()
+
     async def run(self) -> None:
         if self.telemetry is not None:
             self.telemetry.start()
-        ended = False
         try:
-            async with trio.open_nursery() as run_nursery:
-                if self.recorder is not None:
-                    run_nursery.start_soon(self.recorder.write_in_background)
-                if self.settlement is not None:
-                    run_nursery.start_soon(self.settlement.keep_lease)
-                if self.relay is not None:
-                    run_nursery.start_soon(self.relay.send_in_background)
-                send, receive = trio.open_memory_channel[Event](EVENT_BUFFER)
-                run_nursery.start_soon(self._produce_safely, send, name="pipeline")
-                async with receive:
-                    async for first in receive:
-                        if ended:
-                            continue  # nothing is sent after the terminal event
-                        # Events already waiting (a burst of tokens) reach the readers at
-                        # once: they leave in one write, not a socket send per event.
-                        event: Event | None = first
-                        while event is not None and not ended:
-                            self._consume(event)
-                            ended = isinstance(event, TERMINAL_EVENTS)
-                            event = _waiting(receive)
-                        if ended:
-                            # Stored before anyone sees the end: a client that has `done`
-                            # finds the message finished.
-                            await self._record()
-                            self.live.finish()
-                        else:
-                            self.live.publish()
-                        if self.relay is not None:
-                            self.relay.flush()
+            with self._stop:
+                await self._drive()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(FINAL_WRITE_BOUND_S):
-                await self._end(cancelled=not ended)
+                await self._end(cancelled=not self._ended)
+
+    async def _drive(self) -> None:
+        async with trio.open_nursery() as run_nursery:
+            if self.recorder is not None:
+                run_nursery.start_soon(self.recorder.write_in_background)
+            if self.settlement is not None:
+                run_nursery.start_soon(self.settlement.keep_lease)
+            if self.relay is not None:
+                run_nursery.start_soon(self.relay.send_in_background)
+            send, receive = trio.open_memory_channel[Event](EVENT_BUFFER)
+            run_nursery.start_soon(self._produce_safely, send, name="pipeline")
+            async with receive:
+                async for first in receive:
+                    if self._ended:
+                        continue  # nothing is sent after the terminal event
+                    # Events already waiting (a burst of tokens) reach the readers at once:
+                    # they leave in one write, not a socket send per event.
+                    event: Event | None = first
+                    while event is not None and not self._ended:
+                        self._consume(event)
+                        self._ended = isinstance(event, TERMINAL_EVENTS)
+                        event = _waiting(receive)
+                    if self._ended:
+                        # Stored before anyone sees the end: a client that has `done` finds
+                        # the message finished.
+                        await self._record()
+                        self.live.finish()
+                    else:
+                        self.live.publish()
+                    if self.relay is not None:
+                        self.relay.flush()
 
     def _consume(self, event: Event) -> None:
         if self.telemetry is not None:

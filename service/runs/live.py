@@ -15,7 +15,7 @@ reader, and parts are let go once it has read them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -68,16 +68,28 @@ class LiveRun:
 
 
 class LiveRuns:
-    """The runs in progress on this instance, by owner (tenant and user) and message id."""
+    """The runs in progress on this instance, by owner (tenant and user) and message id, each
+    with what stops it."""
 
     def __init__(self) -> None:
-        self._runs: dict[tuple[str, str, str], LiveRun] = {}
+        self._runs: dict[tuple[str, str, str], tuple[LiveRun, Callable[[], None]]] = {}
 
-    def add(self, principal: Principal, message_id: str, run: LiveRun) -> None:
-        self._runs[(principal.tenant, principal.user, message_id)] = run
+    def add(
+        self, principal: Principal, message_id: str, run: LiveRun, cancel: Callable[[], None]
+    ) -> None:
+        self._runs[(principal.tenant, principal.user, message_id)] = (run, cancel)
 
     def get(self, principal: Principal, message_id: str) -> LiveRun | None:
-        return self._runs.get((principal.tenant, principal.user, message_id))
+        found = self._runs.get((principal.tenant, principal.user, message_id))
+        return found[0] if found is not None else None
+
+    def cancel(self, principal: Principal, message_id: str) -> bool:
+        """Cancel the run (it ends with `cancelled`); False if it is not running here."""
+        found = self._runs.get((principal.tenant, principal.user, message_id))
+        if found is None:
+            return False
+        found[1]()
+        return True
 
     def remove(self, principal: Principal, message_id: str) -> None:
         self._runs.pop((principal.tenant, principal.user, message_id), None)

@@ -149,6 +149,11 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
         expect({"alice": 200, "process-only": 200, "history-only": 403}, 404),
     ),
     ("GET", "/api/messages/nope", expect({"process-only": 403}, 404)),
+    (
+        "POST",
+        "/api/messages/m-alice/cancel",
+        expect({"alice": 409, "process-only": 409, "history-only": 403}, 404),
+    ),
     ("DELETE", "/api/conversations/nope", expect({"process-only": 403}, 404)),
     ("GET", "/api/usage", expect({"process-only": 403}, 200)),
     ("GET", "/admin/usage", expect({"admin": 200}, 403)),

@@ -220,6 +220,42 @@ async def test_a_hang_up_cancels_the_run_and_still_leaves_its_record(
     assert '"code":"cancelled"' in final
 
 
+async def test_cancel_stops_a_continuing_run_and_closes_its_upstream_calls(
+    url: str, tmp_path: Path
+) -> None:
+    fake = FakeUpstream({"fake-a": Behaviour(stall=True), "fake-b": Behaviour(stall=True)})
+    async with service_on(url, tmp_path, fake) as service:
+        payload = body("m-1", on_disconnect="continue")
+        async with service.client.stream("POST", "/api/process", json=payload) as response:
+            events = iter_events(response)
+            while (await anext(events)).data["source"] != "beta":
+                pass
+        with trio.fail_after(5):
+            calls = [await fake.wait_for_call("fake-a"), await fake.wait_for_call("fake-b")]
+        # The client is gone and the run goes on (on_disconnect: continue) until cancelled.
+        assert (await service.client.get("/api/messages/m-1")).json()["status"] == "running"
+        cancelled = await service.client.post("/api/messages/m-1/cancel")
+        with trio.fail_after(5):
+            for call in calls:
+                await call.ended.wait()
+            while (await service.client.get("/api/messages/m-1")).json()["status"] == "running":  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        message = (await service.client.get("/api/messages/m-1")).json()
+        again = await service.client.post("/api/messages/m-1/cancel")
+        unknown = await service.client.post("/api/messages/nope/cancel")
+        resumed = await service.client.get("/api/messages/m-1/events")
+    assert cancelled.status_code == 202
+    assert cancelled.json() == {"status": "cancelling"}
+    assert [call.outcome for call in calls] == ["disconnected", "disconnected"]
+    assert message["status"] == "cancelled"
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "not_running_here"
+    assert unknown.status_code == 404
+    final = events_of(resumed.content)[-1]
+    assert field(final, "event") == "error"
+    assert '"code":"cancelled"' in final
+
+
 async def test_history_endpoints_list_show_and_delete(url: str, tmp_path: Path) -> None:
     async with service_on(url, tmp_path) as service:
         conversations = []
