@@ -24,6 +24,7 @@ from .resources import Resources
 from .storage import StorageUnavailable
 from .storage.store import NotYours
 from .telemetry.access_log import AccessLog
+from .web import web
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -49,6 +50,7 @@ def create_app(resources: Resources) -> QuartTrio:
     app.register_blueprint(usage_routes)
     app.register_blueprint(key_routes)
     app.register_blueprint(openai_routes)
+    app.register_blueprint(web)
 
     app.before_request(identify_caller)
 

@@ -1,0 +1,61 @@
+"""The page at /: chat with the agents working side by side, the summary streaming below, the
+caller's conversations in the sidebar. Static files in the package (no build step, nothing
+fetched from elsewhere at run time); the page talks only to the public API.
+
+    app.register_blueprint(web)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources as package_files
+
+from quart import Blueprint, Response, request
+
+from ..api.access import requires
+from ..errors import NotFound
+
+web = Blueprint("web", __name__)
+
+_TYPES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "markdown.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+# Read once: the page is a handful of small files.
+_FILES = {
+    name: (package_files.files(__package__) / "static" / name).read_bytes() for name in _TYPES
+}
+_ETAGS = {name: '"' + hashlib.sha256(body).hexdigest()[:16] + '"' for name, body in _FILES.items()}
+# Nothing the page shows can run: scripts and styles from this origin only, no inline code
+# (model output is text in the DOM, never markup), no framing by other sites.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _file(name: str) -> Response:
+    if name not in _FILES:
+        raise NotFound()
+    if request.headers.get("If-None-Match") == _ETAGS[name]:
+        return Response(b"", status=304, headers={"ETag": _ETAGS[name], **SECURITY_HEADERS})
+    headers = {"ETag": _ETAGS[name], "Cache-Control": "no-cache", **SECURITY_HEADERS}
+    return Response(_FILES[name], status=200, headers=headers, content_type=_TYPES[name])
+
+
+@web.get("/")
+@requires("open")
+async def page() -> Response:
+    return _file("index.html")
+
+
+@web.get("/web/<name>")
+@requires("open")
+async def asset(name: str) -> Response:
+    return _file(name)

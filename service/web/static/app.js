@@ -1,0 +1,472 @@
+// The page: one column per agent filling live, the summary streaming below, the caller's
+// conversations in the sidebar. It talks only to the service's public API, like any client.
+import { renderMarkdown } from "/web/markdown.js";
+
+const $ = (id) => document.getElementById(id);
+const KEY = "fanout.key";
+const RUNNING = "fanout.running";
+const CUT_CODES = new Set(["agent_cut", "deadline_exceeded", "cancelled"]);
+
+const state = {
+  key: sessionStorage.getItem(KEY),
+  storage: true, // false when the server keeps nothing (DATABASE_URL=none)
+  conversation: null,
+  run: null, // { messageId, controller }
+};
+
+class Unauthorized extends Error {}
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers ?? {});
+  if (state.key) headers.set("Authorization", `Bearer ${state.key}`);
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) {
+    const refused = state.key !== null;
+    sessionStorage.removeItem(KEY);
+    state.key = null;
+    showSignIn(refused ? "The server did not accept this key or token." : undefined);
+    throw new Unauthorized();
+  }
+  return response;
+}
+
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    return body.error?.message ?? `HTTP ${response.status}`;
+  } catch {
+    return `HTTP ${response.status}`;
+  }
+}
+
+// --- sign-in --------------------------------------------------------------------------------
+
+function showSignIn(message) {
+  $("sign-in").hidden = false;
+  $("ask").hidden = true;
+  $("sign-in-error").hidden = !message;
+  $("sign-in-error").textContent = message ?? "";
+  $("key").focus();
+}
+
+$("sign-in-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  state.key = $("key").value.trim();
+  sessionStorage.setItem(KEY, state.key);
+  $("key").value = "";
+  $("sign-in").hidden = true;
+  $("ask").hidden = false;
+  $("sign-out").hidden = false;
+  await start();
+});
+
+$("sign-out").addEventListener("click", () => {
+  sessionStorage.removeItem(KEY);
+  state.key = null;
+  $("sign-out").hidden = true;
+  $("conversations").replaceChildren();
+  $("thread").replaceChildren();
+  showSignIn();
+});
+
+// --- ensembles and conversations ----------------------------------------------------------------
+
+async function loadEnsembles() {
+  const response = await api("/v1/models");
+  if (!response.ok) throw new Error(await errorText(response));
+  const { data } = await response.json();
+  const select = $("ensemble");
+  const chosen = select.value;
+  select.replaceChildren(
+    ...data.map((model) => {
+      const option = document.createElement("option");
+      option.value = option.textContent = model.id;
+      return option;
+    }),
+  );
+  if (data.some((model) => model.id === chosen)) select.value = chosen;
+}
+
+async function loadConversations() {
+  const response = await api("/api/conversations?limit=50");
+  if (response.status === 404) {
+    state.storage = false; // nothing is kept: no sidebar, no resume
+    $("sidebar").hidden = true;
+    return;
+  }
+  if (!response.ok) return;
+  const { conversations } = await response.json();
+  const list = $("conversations");
+  list.replaceChildren(
+    ...conversations.map((conversation) => {
+      const item = document.createElement("li");
+      const link = document.createElement("a");
+      link.href = `#${encodeURIComponent(conversation.id)}`;
+      link.textContent = conversation.title;
+      link.title = conversation.title;
+      link.dataset.conversation = conversation.id;
+      if (conversation.id === state.conversation) link.setAttribute("aria-current", "true");
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        openConversation(conversation.id);
+      });
+      const remove = document.createElement("button");
+      remove.className = "ghost";
+      remove.textContent = "×";
+      remove.title = `Delete "${conversation.title}"`;
+      remove.setAttribute("aria-label", `Delete conversation ${conversation.title}`);
+      remove.addEventListener("click", () => deleteConversation(conversation.id));
+      item.append(link, remove);
+      return item;
+    }),
+  );
+  $("no-conversations").hidden = conversations.length > 0;
+}
+
+async function openConversation(id) {
+  const response = await api(`/api/conversations/${encodeURIComponent(id)}`);
+  if (!response.ok) return;
+  const conversation = await response.json();
+  state.conversation = id;
+  const thread = $("thread");
+  thread.replaceChildren();
+  for (const message of conversation.messages) thread.append(storedTurn(message).root);
+  await loadConversations();
+  $("question").focus();
+}
+
+async function deleteConversation(id) {
+  if (!confirm("Delete this conversation?")) return;
+  const response = await api(`/api/conversations/${encodeURIComponent(id)}`, { method: "DELETE" });
+  if (response.ok && state.conversation === id) newConversation();
+  await loadConversations();
+}
+
+function newConversation() {
+  state.conversation = null;
+  $("thread").replaceChildren();
+  $("question").focus();
+}
+$("new-conversation").addEventListener("click", newConversation);
+
+$("toggle-sidebar").addEventListener("click", () => {
+  const layout = document.querySelector(".layout");
+  layout.classList.toggle("sidebar-closed");
+  $("toggle-sidebar").setAttribute("aria-expanded", String(!layout.classList.contains("sidebar-closed")));
+});
+
+// --- a turn on the page ---------------------------------------------------------------------
+
+class Turn {
+  constructor(question) {
+    this.root = $("turn-template").content.firstElementChild.cloneNode(true);
+    this.root.querySelector(".question").textContent = question;
+    this.agents = new Map();
+    this.summary = "";
+    this.summaryElement = this.root.querySelector(".summary-text");
+    this.footer = this.root.querySelector(".footer");
+    this.pending = false;
+  }
+
+  agent(name) {
+    if (!this.agents.has(name)) {
+      const root = $("agent-template").content.firstElementChild.cloneNode(true);
+      root.dataset.agent = name;
+      root.querySelector(".agent-name").textContent = name;
+      this.root.querySelector(".agents").append(root);
+      this.agents.set(name, root);
+    }
+    return this.agents.get(name);
+  }
+
+  setAgent(name, stateName, label, text, meta) {
+    const root = this.agent(name);
+    root.dataset.state = stateName;
+    root.querySelector(".agent-state").textContent = label;
+    if (text !== undefined) renderMarkdown(text, root.querySelector(".agent-text"));
+    if (meta !== undefined) root.querySelector(".agent-meta").textContent = meta;
+  }
+
+  showSummary() {
+    // Rendered at most once a frame: a summary arrives a token at a time.
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      renderMarkdown(this.summary, this.summaryElement);
+    });
+  }
+
+  event(type, data) {
+    switch (type) {
+      case "agent.started":
+        this.setAgent(data.source, "answering", "answering…");
+        break;
+      case "agent.retrying":
+        this.setAgent(
+          data.source,
+          "retrying",
+          `retrying (attempt ${data.attempt})`,
+          undefined,
+          `${data.model}: ${data.error.message}`,
+        );
+        break;
+      case "agent.completed":
+        this.setAgent(
+          data.source,
+          "answered",
+          "answered",
+          data.message,
+          `${data.model} · ${data.attempts} attempt(s)`,
+        );
+        break;
+      case "agent.failed": {
+        const cut = CUT_CODES.has(data.error.code);
+        this.setAgent(data.source, cut ? "cut" : "failed", cut ? "cut" : "failed", "", data.error.message);
+        break;
+      }
+      case "summary.started":
+        this.root.querySelector(".summary-title").textContent =
+          `Summary by ${data.source} (${data.agents.length} answer(s))`;
+        break;
+      case "summary.delta":
+        this.summary += data.message;
+        this.showSummary();
+        break;
+      case "summary.restarted":
+        this.summary = "";
+        this.showSummary();
+        break;
+      case "done":
+        this.finish(data);
+        break;
+      case "error":
+        this.fail(data);
+        break;
+    }
+  }
+
+  // `live`: the agents' times and tokens come from `done` (a stored turn has them already).
+  finish(data, live = true) {
+    renderMarkdown(this.summary, this.summaryElement);
+    const usage = Object.values(data.usage ?? {});
+    const tokens = usage.reduce((sum, u) => sum + u.prompt_tokens + u.completion_tokens, 0);
+    const seconds = (data.timings?.total_ms ?? 0) / 1000;
+    this.footer.textContent = `${tokens} tokens · ${seconds.toFixed(1)} s`;
+    const agentTimes = live ? Object.entries(data.timings?.agents_ms ?? {}) : [];
+    for (const [name, ms] of agentTimes) {
+      const meta = this.agent(name).querySelector(".agent-meta");
+      const used = data.usage?.[name];
+      const tokenText = used ? ` · ${used.prompt_tokens + used.completion_tokens} tokens` : "";
+      meta.textContent = `${meta.textContent} · ${(ms / 1000).toFixed(1)} s${tokenText}`;
+    }
+    this.root.dataset.state = "done";
+  }
+
+  ended() {
+    return this.root.dataset.state === "done" || this.root.dataset.state === "error";
+  }
+
+  fail(data) {
+    renderMarkdown(this.summary, this.summaryElement);
+    this.footer.textContent = `Stopped: ${data.error.message}`;
+    this.footer.classList.add("error");
+    for (const root of this.agents.values()) {
+      if (root.dataset.state === "answering" || root.dataset.state === "retrying") {
+        root.dataset.state = "cut";
+        root.querySelector(".agent-state").textContent = "cut";
+      }
+    }
+    this.root.dataset.state = "error";
+  }
+}
+
+function storedTurn(message) {
+  const turn = new Turn(message.question);
+  for (const answer of message.agents) {
+    const cut = answer.outcome === "cut";
+    const meta = [answer.model, `${answer.attempts} attempt(s)`];
+    if (answer.latency_ms != null) meta.push(`${(answer.latency_ms / 1000).toFixed(1)} s`);
+    if (answer.usage) meta.push(`${answer.usage.prompt_tokens + answer.usage.completion_tokens} tokens`);
+    turn.setAgent(
+      answer.agent,
+      answer.outcome === "completed" ? "answered" : cut ? "cut" : "failed",
+      answer.outcome === "completed" ? "answered" : answer.outcome,
+      answer.text ?? "",
+      answer.outcome === "completed" ? meta.filter(Boolean).join(" · ") : answer.error?.code ?? "",
+    );
+  }
+  turn.summary = message.summary ?? "";
+  if (message.status === "completed") {
+    turn.finish({ usage: message.usage, timings: message.timings }, false);
+  } else if (message.status !== "running") {
+    turn.fail({ error: { message: message.status } });
+  }
+  return turn;
+}
+
+// --- asking, following, stopping -----------------------------------------------------------------
+
+async function readEvents(response, onEvent) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const fields = { data: [] };
+      for (const line of block.split("\n")) {
+        const colon = line.indexOf(":");
+        if (colon <= 0) continue; // a comment (keep-alive) or a blank line
+        const name = line.slice(0, colon);
+        const value = line.slice(colon + 1).replace(/^ /, "");
+        if (name === "data") fields.data.push(value);
+        else fields[name] = value;
+      }
+      if (fields.event) onEvent(fields.id, fields.event, JSON.parse(fields.data.join("\n")));
+    }
+  }
+}
+
+function busy(running) {
+  $("send").disabled = running;
+  $("stop").disabled = !running;
+}
+
+async function follow(response, turn, messageId) {
+  state.run = { ...state.run, messageId };
+  busy(true);
+  try {
+    await readEvents(response, (id, type, data) => {
+      if (state.storage) sessionStorage.setItem(RUNNING, JSON.stringify({ messageId, lastEventId: id }));
+      if (data.conversation_id && !state.conversation) state.conversation = data.conversation_id;
+      turn.event(type, data);
+    });
+  } catch (error) {
+    if (error.name !== "AbortError") throw error;
+    if (!turn.ended()) turn.fail({ error: { code: "cancelled", message: "stopped" } });
+  } finally {
+    busy(false);
+    state.run = null;
+  }
+  if (turn.ended()) sessionStorage.removeItem(RUNNING);
+  await loadConversations();
+}
+
+$("ask").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const question = $("question").value.trim();
+  if (!question || state.run) return;
+  $("ask-error").hidden = true;
+  const messageId = crypto.randomUUID();
+  const body = { message: question, message_id: messageId, ensemble: $("ensemble").value };
+  if (state.conversation) body.conversation_id = state.conversation;
+  // With storage, a reload or a dropped connection does not lose the run: it goes on, and
+  // the page picks it up again; Stop cancels it explicitly.
+  if (state.storage) body.on_disconnect = "continue";
+  const controller = new AbortController();
+  state.run = { messageId, controller };
+  const turn = new Turn(question);
+  $("thread").append(turn.root);
+  $("question").value = "";
+  try {
+    const response = await api("/api/process", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      signal: controller.signal,
+    });
+    if (!response.ok) {
+      turn.root.remove();
+      $("question").value = question;
+      $("ask-error").textContent = await errorText(response);
+      $("ask-error").hidden = false;
+      state.run = null;
+      return;
+    }
+    state.conversation = response.headers.get("X-Conversation-Id") ?? state.conversation;
+    await follow(response, turn, messageId);
+  } catch (error) {
+    state.run = null;
+    busy(false);
+    if (error instanceof Unauthorized) {
+      turn.root.remove();
+      $("question").value = question;
+    } else if (error.name === "AbortError") {
+      if (!turn.ended()) turn.fail({ error: { code: "cancelled", message: "stopped" } });
+    } else {
+      $("ask-error").textContent = String(error);
+      $("ask-error").hidden = false;
+    }
+  }
+});
+
+$("question").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("ask").requestSubmit();
+});
+
+$("stop").addEventListener("click", async () => {
+  if (!state.run) return;
+  const { messageId, controller } = state.run;
+  $("stop").disabled = true;
+  if (state.storage) {
+    // The run goes on without its client (so a reload can resume it): cancel it outright,
+    // then let its stream end with `cancelled`, the way every client sees it.
+    const response = await api(`/api/messages/${encodeURIComponent(messageId)}/cancel`, {
+      method: "POST",
+    });
+    if (response.ok) {
+      setTimeout(() => controller.abort(), 5000);
+      return;
+    }
+  }
+  // Without storage a hang-up cancels the run: every upstream call is closed.
+  controller.abort();
+});
+
+async function resume() {
+  const running = JSON.parse(sessionStorage.getItem(RUNNING) ?? "null");
+  if (!running || !state.storage) return;
+  const stored = await api(`/api/messages/${encodeURIComponent(running.messageId)}`);
+  if (!stored.ok) {
+    sessionStorage.removeItem(RUNNING);
+    return;
+  }
+  const message = await stored.json();
+  state.conversation = message.conversation_id;
+  await openConversation(message.conversation_id);
+  // The turn of the running message is redrawn from its events, from the first.
+  const thread = $("thread");
+  thread.lastElementChild?.remove();
+  const turn = new Turn(message.question);
+  thread.append(turn.root);
+  const controller = new AbortController();
+  state.run = { messageId: running.messageId, controller };
+  const response = await api(`/api/messages/${encodeURIComponent(running.messageId)}/events`, {
+    signal: controller.signal,
+  });
+  if (response.ok) await follow(response, turn, running.messageId);
+}
+
+async function start() {
+  try {
+    await loadEnsembles();
+    $("sign-in").hidden = true;
+    $("ask").hidden = false;
+    $("sign-out").hidden = !state.key;
+    await loadConversations();
+    await resume();
+  } catch (error) {
+    if (!(error instanceof Unauthorized)) {
+      $("ask-error").textContent = String(error);
+      $("ask-error").hidden = false;
+    }
+  }
+}
+
+start();
