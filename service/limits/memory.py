@@ -13,6 +13,10 @@ from .backend import Checked, Rate, Slot, Verdict
 SWEEP_EVERY = 10_000
 
 
+# A microsecond: below any interval a limit can have, above floating-point error.
+SLACK_S = 1e-6
+
+
 class MemoryBackend:
     def __init__(self) -> None:
         self._tat: dict[str, float] = {}
@@ -54,7 +58,9 @@ class MemoryBackend:
         tat = max(self._tat.get(rate.key, now), now)
         new_tat = tat + rate.cost * rate.interval_s
         capacity_s = rate.burst * rate.interval_s
-        if new_tat - now > capacity_s:
+        # The slack keeps a full bucket's last unit: at a clock reading of 1e5 s,
+        # (now + 0.1) - now is 0.10000000000582 and would refuse a burst of one.
+        if new_tat - now > capacity_s + SLACK_S:
             remaining = max((now + capacity_s - tat) / rate.interval_s, 0)
             return False, new_tat - now - capacity_s, remaining, tat
         # (A hair of slack: 0.6 - 0.2 is 0.3999... in floating point.)

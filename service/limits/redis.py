@@ -34,7 +34,7 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local new_tat = tat + cost * interval
 local capacity = burst * interval
-if new_tat - now > capacity then
+if new_tat - now > capacity + 1e-6 then
   return {0, tostring(new_tat - now - capacity), tostring((now + capacity - tat) / interval)}
 end
 local ttl_ms = math.ceil((new_tat - now) * 1000) + 1000
@@ -53,7 +53,7 @@ local function peek(key, cost, interval, burst)
   if tat < now then tat = now end
   local new_tat = tat + cost * interval
   local capacity = burst * interval
-  if new_tat - now > capacity then
+  if new_tat - now > capacity + 1e-6 then
     return false, new_tat - now - capacity, (now + capacity - tat) / interval, tat
   end
   return true, 0, math.floor((now + capacity - new_tat) / interval + 1e-3), new_tat

@@ -104,3 +104,19 @@ async def a_request_is_checked_all_or_nothing(backend: LimiterBackend) -> None:
 
 
 CASES.append(a_request_is_checked_all_or_nothing)
+
+
+async def a_burst_of_one_admits_its_first_request(backend: LimiterBackend) -> None:
+    """(now + interval) - now is a hair over the interval at some clock readings: a full
+    bucket of one must still admit its one unit."""
+    for per_minute in range(590, 610):
+        interval = 60 / per_minute
+        key = f"k:one:{per_minute}"
+        assert (await backend.take(key, cost=1, interval_s=interval, burst=1)).allowed
+        checked = await backend.check(
+            requests=Rate(f"{key}:checked", 1, interval, 1), slot=None, tokens=None
+        )
+        assert checked.refused is None, per_minute
+
+
+CASES.append(a_burst_of_one_admits_its_first_request)
