@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from .api import error_response, http_exception_response, routes
 from .api.access import identify_caller
 from .api.connection import StreamingHTTPConnection
+from .api.contract import contract, publish_contract
 from .api.conversations import conversations
 from .api.empty import no_content
 from .api.keys import key_routes
@@ -41,7 +42,7 @@ class FanoutApp(QuartTrio):
 
 
 def create_app(resources: Resources) -> QuartTrio:
-    app = FanoutApp(__name__)
+    app = FanoutApp(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["fanout"] = resources
     app.register_blueprint(routes)
@@ -51,6 +52,7 @@ def create_app(resources: Resources) -> QuartTrio:
     app.register_blueprint(key_routes)
     app.register_blueprint(openai_routes)
     app.register_blueprint(web)
+    app.register_blueprint(contract)
 
     app.before_request(identify_caller)
 
@@ -83,4 +85,5 @@ def create_app(resources: Resources) -> QuartTrio:
         return error_response(ServiceError())
 
     app.asgi_app = KeepEncodedSlashes(AccessLog(app.asgi_app))  # type: ignore[method-assign]
+    publish_contract(app)
     return app

@@ -67,6 +67,11 @@ class NotFound(RequestError):
     default_message = "no such route"
 
 
+class EnsembleNotFound(NotFound):
+    code = "ensemble_not_found"
+    default_message = "no such ensemble"
+
+
 class MethodNotAllowed(RequestError):
     code = "method_not_allowed"
     status = 405

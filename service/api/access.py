@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from quart import current_app, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..auth import Principal
 from ..auth.errors import Unauthenticated
@@ -49,6 +50,22 @@ def current_principal() -> Principal:
     return principal
 
 
+def _required_where_unrouted() -> Requirement:
+    """What a request no route took needs: `open` when its path is an open route that does
+    not take its method, else what the most guarded routes need."""
+    routed = request.routing_exception
+    if isinstance(routed, MethodNotAllowed) and routed.valid_methods:
+        method = next(iter(routed.valid_methods))
+        try:
+            endpoint, _ = current_app.url_map.bind("").match(request.path, method=method)
+        except HTTPException:
+            return "process"
+        served = current_app.view_functions.get(endpoint)
+        if getattr(served, "required", None) == "open":
+            return "open"
+    return "process"
+
+
 def _credentials() -> str | None:
     authorization = request.headers.get("Authorization", "")
     scheme, _, token = authorization.partition(" ")
@@ -62,8 +79,11 @@ async def identify_caller() -> None:
     resources: Resources = current_app.extensions["fanout"]
     view = current_app.view_functions.get(request.endpoint or "")
     # An unknown route (404) or method (405) still needs a caller: nothing is said to
-    # someone unidentified, not even which routes exist.
-    required: Requirement | None = getattr(view, "required", None) if view else "process"
+    # someone unidentified, not even which routes exist; but a 405 on an open route is no
+    # secret, so anyone is told it.
+    required: Requirement | None = (
+        getattr(view, "required", None) if view else _required_where_unrouted()
+    )
     g.principal = NOBODY
     if required == "open":
         return

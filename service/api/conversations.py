@@ -6,13 +6,10 @@ is a 503 (app.py maps StorageUnavailable).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, current_app
 
 from ..errors import InvalidRequest, NotFound, StorageDisabled
 from ..resources import Resources
@@ -22,14 +19,15 @@ from ..storage import (
     MessageDetail,
     Store,
 )
+from . import schemas
 from .access import current_principal, requires
+from .contract import documented, empty, returns
 from .empty import no_content
+from .schemas import read_query, respond
 
 conversations = Blueprint("conversations", __name__)
 
 MAX_ID = 128
-DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
 
 
 def store() -> Store:
@@ -49,116 +47,134 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _conversation(summary: ConversationSummary) -> dict[str, Any]:
-    return {
-        "id": summary.id,
-        "title": summary.title,
-        "created_at": _time(summary.created_at),
-        "updated_at": _time(summary.updated_at),
-    }
+def _summary(summary: ConversationSummary) -> schemas.ConversationSummary:
+    return schemas.ConversationSummary(
+        id=summary.id,
+        title=summary.title,
+        created_at=summary.created_at.isoformat(),
+        updated_at=summary.updated_at.isoformat(),
+    )
 
 
-def _agent(answer: AgentAnswer) -> dict[str, Any]:
-    return {
-        "agent": answer.agent,
-        "model": answer.model,
-        "outcome": answer.outcome,
-        "text": answer.text,
-        "error": {"code": answer.error_code} if answer.error_code else None,
-        "attempts": answer.attempts,
-        "latency_ms": answer.latency_ms,
-        "usage": (
+def _agent(answer: AgentAnswer) -> schemas.AgentAnswer:
+    return schemas.AgentAnswer(
+        agent=answer.agent,
+        model=answer.model,
+        outcome=answer.outcome,
+        text=answer.text,
+        error=schemas.ErrorCode(code=answer.error_code) if answer.error_code else None,
+        attempts=answer.attempts,
+        latency_ms=answer.latency_ms,
+        usage=(
             None
             if answer.prompt_tokens is None
-            else {
-                "prompt_tokens": answer.prompt_tokens,
-                "completion_tokens": answer.completion_tokens,
-            }
+            else schemas.TokenUsage(
+                prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens or 0,
+            )
         ),
-    }
+    )
 
 
-def message_json(message: MessageDetail) -> dict[str, Any]:
-    return {
-        "message_id": message.message_id,
-        "conversation_id": message.conversation_id,
-        "question": message.question,
-        "status": message.status,
-        "summary": message.summary,
-        "error": {"code": message.error_code} if message.error_code else None,
-        "ensemble": message.ensemble,
-        "ensemble_version": message.ensemble_version,
-        "models": message.models,
-        "usage": message.usage,
-        "timings": message.timings,
-        "trace_id": message.trace_id,
-        "created_at": _time(message.created_at),
-        "finished_at": _time(message.finished_at),
-        "agents": [_agent(answer) for answer in message.agents],
-    }
+def _message(message: MessageDetail) -> schemas.Message:
+    return schemas.Message.model_validate(
+        {
+            "message_id": message.message_id,
+            "conversation_id": message.conversation_id,
+            "question": message.question,
+            "status": message.status,
+            "summary": message.summary,
+            "error": {"code": message.error_code} if message.error_code else None,
+            "ensemble": message.ensemble,
+            "ensemble_version": message.ensemble_version,
+            "models": message.models,
+            "usage": message.usage,
+            "timings": message.timings,
+            "trace_id": message.trace_id,
+            "created_at": message.created_at.isoformat(),
+            "finished_at": _time(message.finished_at),
+            "agents": [_agent(answer) for answer in message.agents],
+        }
+    )
 
 
 def _encode_cursor(summary: ConversationSummary) -> str:
-    raw = json.dumps([summary.updated_at.isoformat(), summary.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{(summary.updated_at - _EPOCH) // _MICROSECOND}.{summary.id}"
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        updated_at, conversation_id = json.loads(raw)
-        return datetime.fromisoformat(updated_at), str(conversation_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidRequest("cursor: not a cursor this server gave", field="cursor") from exc
+    """The position a cursor names (the query has checked its form: CURSOR_PATTERN)."""
+    microseconds, _, conversation_id = cursor.partition(".")
+    return _EPOCH + int(microseconds) * _MICROSECOND, conversation_id
 
 
-def _named_user() -> str | None:
-    """`?user=` on a history route: an admin reads that user of its own tenant."""
-    user = request.args.get("user")
-    return checked_id(user, "user") if user is not None else None
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-def _limit(value: str | None) -> int:
-    if value is None:
-        return DEFAULT_LIMIT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
-        raise InvalidRequest(f"limit: must be a whole number from 1 to {MAX_LIMIT}", field="limit")
-    return int(value)
+_OWNER = {"user": "An admin reads this user of its tenant"}
 
 
 @conversations.get("/api/conversations")
 @requires("history")
+@documented(
+    "Your conversations, newest first",
+    tag="conversations",
+    query=schemas.HistoryQuery,
+    replies={200: returns(schemas.ConversationPage)},
+    errors=(400, 404, 503),
+)
 async def list_conversations() -> dict[str, Any]:
-    limit = _limit(request.args.get("limit"))
-    cursor = request.args.get("cursor")
-    before = _decode_cursor(cursor) if cursor else None
+    query = read_query(schemas.HistoryQuery)
+    before = _decode_cursor(query.cursor) if query.cursor else None
     page = await store().conversations(
-        current_principal(), limit=limit + 1, before=before, user=_named_user()
+        current_principal(), limit=query.limit + 1, before=before, user=query.user
     )
-    shown = page[:limit]
-    return {
-        "conversations": [_conversation(c) for c in shown],
-        "next_cursor": _encode_cursor(shown[-1]) if len(page) > limit else None,
-    }
+    shown = page[: query.limit]
+    return respond(
+        schemas.ConversationPage(
+            conversations=[_summary(c) for c in shown],
+            next_cursor=_encode_cursor(shown[-1]) if len(page) > query.limit else None,
+        )
+    )
 
 
 @conversations.get("/api/conversations/<conversation_id>")
 @requires("history")
+@documented(
+    "A conversation with its messages, each with every agent's answer",
+    tag="conversations",
+    query=schemas.OwnerQuery,
+    replies={200: returns(schemas.Conversation)},
+    errors=(400, 404, 503),
+)
 async def get_conversation(conversation_id: str) -> dict[str, Any]:
     checked_id(conversation_id, "conversation_id")
-    found = await store().conversation(current_principal(), conversation_id, user=_named_user())
+    query = read_query(schemas.OwnerQuery)
+    found = await store().conversation(current_principal(), conversation_id, user=query.user)
     if found is None:
         raise NotFound("no such conversation")
     summary, turns = found
-    return {**_conversation(summary), "messages": [message_json(m) for m in turns]}
+    conversation = schemas.Conversation(
+        **_summary(summary).model_dump(), messages=[_message(m) for m in turns]
+    )
+    return respond(conversation)
 
 
 @conversations.delete("/api/conversations/<conversation_id>")
 @requires("history")
+@documented(
+    "Delete a conversation and its messages",
+    tag="conversations",
+    query=schemas.OwnerQuery,
+    replies={204: empty("Deleted")},
+    errors=(400, 404, 503),
+)
 async def delete_conversation(conversation_id: str) -> Response:
     checked_id(conversation_id, "conversation_id")
+    query = read_query(schemas.OwnerQuery)
     deleted = await store().delete_conversation(
-        current_principal(), conversation_id, user=_named_user()
+        current_principal(), conversation_id, user=query.user
     )
     if not deleted:
         raise NotFound("no such conversation")
@@ -167,9 +183,17 @@ async def delete_conversation(conversation_id: str) -> Response:
 
 @conversations.get("/api/messages/<message_id>")
 @requires("history")
+@documented(
+    "One message: its question, status, summary, usage, timings and every agent's answer",
+    tag="conversations",
+    query=schemas.OwnerQuery,
+    replies={200: returns(schemas.Message)},
+    errors=(400, 404, 503),
+)
 async def get_message(message_id: str) -> dict[str, Any]:
     checked_id(message_id, "message_id")
-    message = await store().message(current_principal(), message_id, user=_named_user())
+    query = read_query(schemas.OwnerQuery)
+    message = await store().message(current_principal(), message_id, user=query.user)
     if message is None:
         raise NotFound("no such message")
-    return message_json(message)
+    return respond(_message(message))

@@ -8,56 +8,78 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Blueprint, Response, request
 
-from ..auth.keys import issue_key, parse_duration
+from ..auth.keys import DURATION_PATTERN, issue_key, parse_duration
 from ..errors import InvalidRequest, NotFound
 from ..storage.keys import KeyRecord, list_keys, revoke_key
+from . import schemas
 from .access import current_principal, requires
+from .contract import documented, empty, link, returns
 from .conversations import checked_id, store
 from .empty import no_content
+from .schemas import respond
+from .validation import first_problem
 
 key_routes = Blueprint("keys", __name__)
 
 
 class NewKey(BaseModel):
+    """A key for a user of the admin's own tenant."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     user: str = Field(min_length=1, max_length=128)
     role: Literal["user", "admin"] = "user"
     scopes: list[Literal["process", "history", "admin"]] = Field(default_factory=list)
-    expires: str | None = None
+    expires: str | None = Field(
+        default=None,
+        pattern=DURATION_PATTERN,
+        description="How long it lasts: `30d`, `12h`, `90m`; none, for ever",
+    )
     name: str | None = Field(default=None, max_length=128)
 
 
 def key_json(record: KeyRecord) -> dict[str, Any]:
+    return respond(key_shape(record))
+
+
+def key_shape(record: KeyRecord) -> schemas.Key:
     def when(value: Any) -> str | None:
         return value.isoformat() if value is not None else None
 
-    return {
-        "id": record.id,
-        "prefix": record.prefix,
-        "user": record.user,
-        "tenant": record.tenant,
-        "role": record.role,
-        "scopes": sorted(record.scopes),
-        "name": record.name,
-        "created_at": when(record.created_at),
-        "expires_at": when(record.expires_at),
-        "revoked_at": when(record.revoked_at),
-        "last_used_at": when(record.last_used_at),
-    }
+    return schemas.Key(
+        id=record.id,
+        prefix=record.prefix,
+        user=record.user,
+        tenant=record.tenant,
+        role=record.role,  # type: ignore[arg-type]
+        scopes=sorted(record.scopes),  # type: ignore[arg-type]
+        name=record.name,
+        created_at=record.created_at.isoformat(),
+        expires_at=when(record.expires_at),
+        revoked_at=when(record.revoked_at),
+        last_used_at=when(record.last_used_at),
+    )
 
 
 @key_routes.post("/admin/keys")
 @requires("admin")
+@documented(
+    "Make an API key for a user of your tenant: the key is in this answer, once",
+    tag="admin",
+    body=NewKey,
+    replies={
+        201: returns(
+            schemas.NewKeyCreated,
+            links={"RevokeKey": link("keys_revoke", "Revoke it", key_id="$response.body#/id")},
+        )
+    },
+    errors=(404, 503),
+)
 async def create() -> tuple[dict[str, Any], int]:
     try:
         body = NewKey.model_validate_json(await request.get_data(as_text=False) or b"{}")
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or None
-        raise InvalidRequest(
-            f"{field}: {error['msg']}" if field else error["msg"], field=field
-        ) from exc
+        raise first_problem(exc) from exc
     try:
         expires_in = parse_duration(body.expires) if body.expires is not None else None
     except ValueError as exc:
@@ -74,19 +96,32 @@ async def create() -> tuple[dict[str, Any], int]:
             name=body.name,
         )
     )
-    return {"key": key, **key_json(record)}, 201
+    created = schemas.NewKeyCreated(key=key, **key_shape(record).model_dump())
+    return respond(created), 201
 
 
 @key_routes.get("/admin/keys")
 @requires("admin")
+@documented(
+    "The keys of your tenant (never the keys themselves)",
+    tag="admin",
+    replies={200: returns(schemas.KeyList)},
+    errors=(404, 503),
+)
 async def listed() -> dict[str, Any]:
     tenant = current_principal().tenant
     records = await store().read(lambda connection: list_keys(connection, tenant=tenant))
-    return {"keys": [key_json(record) for record in records]}
+    return respond(schemas.KeyList(keys=[key_shape(record) for record in records]))
 
 
 @key_routes.delete("/admin/keys/<key_id>")
 @requires("admin")
+@documented(
+    "Revoke a key of your tenant: it stops working within AUTH_CACHE_S",
+    tag="admin",
+    replies={204: empty("Revoked")},
+    errors=(400, 404, 503),
+)
 async def revoke(key_id: str) -> Response:
     checked_id(key_id, "key_id")
     tenant = current_principal().tenant

@@ -29,10 +29,15 @@ from ..ensemble import UnknownEnsemble
 from ..errors import InvalidRequest, NotFound, ServiceError, UnsupportedMediaType
 from ..pipeline import PipelineRequest, Turn
 from ..resources import Resources
+from . import schemas
 from .access import current_principal, requires
-from .chat_format import ChatChunks, ChatCompletion
+from .chat_format import ChatChunks
+from .chat_format import ChatCompletion as Completion
+from .contract import Reply, documented, returns, sse_event
+from .event_schemas import ChatCompletion
 from .event_stream import EventStreamBody
 from .launch import RunRequest, launch
+from .schemas import respond
 from .sse import HEADERS
 from .validation import first_problem
 
@@ -41,7 +46,7 @@ openai_routes = Blueprint("openai", __name__)
 ROLES = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
-class Message(BaseModel):
+class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: ROLES
@@ -55,10 +60,13 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
+    """OpenAI's chat completion request, with an ensemble as the model. Unknown fields are
+    ignored; `tools`, `functions`, `n` > 1 and audio are refused."""
+
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1, max_length=128)
-    messages: list[Message] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = None
@@ -83,28 +91,39 @@ def _resources() -> Resources:
     return resources
 
 
-def _model(name: str, created: int) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": created, "owned_by": "llm-fanout"}
+def _model(name: str, created: int) -> schemas.Model:
+    return schemas.Model(id=name, object="model", created=created, owned_by="llm-fanout")
 
 
 @openai_routes.get("/v1/models")
 @requires("process")
+@documented(
+    "Every loaded ensemble, as a model", tag="openai", replies={200: returns(schemas.ModelList)}
+)
 async def models() -> dict[str, Any]:
     loaded = _resources().ensembles.current
     created = int(loaded.loaded_at.timestamp())
-    return {"object": "list", "data": [_model(name, created) for name in loaded.ensembles]}
+    listed = [_model(name, created) for name in loaded.ensembles]
+    return respond(schemas.ModelList(object="list", data=listed))
 
 
 @openai_routes.get("/v1/models/<path:model_id>")
 @requires("process")
+@documented(
+    "One ensemble, as a model",
+    tag="openai",
+    path={"model_id": "An ensemble's name"},
+    replies={200: returns(schemas.Model)},
+    errors=(404,),
+)
 async def model(model_id: str) -> dict[str, Any]:
     loaded = _resources().ensembles.current
     if model_id not in loaded.ensembles:
         raise ModelNotFound(f"The model {model_id!r} does not exist", field="model")
-    return _model(model_id, int(loaded.loaded_at.timestamp()))
+    return respond(_model(model_id, int(loaded.loaded_at.timestamp())))
 
 
-def _text(message: Message, index: int) -> str:
+def _text(message: ChatMessage, index: int) -> str:
     if message.content is None or isinstance(message.content, str):
         return message.content or ""
     texts = []
@@ -171,8 +190,44 @@ def _metadata_id(body: ChatRequest, name: str) -> str | None:
     return value
 
 
+def _error_classes() -> dict[str, type[ServiceError]]:
+    known: dict[str, type[ServiceError]] = {}
+    pending: list[type[ServiceError]] = [ServiceError]
+    while pending:
+        kind = pending.pop()
+        known.setdefault(kind.code, kind)
+        pending.extend(kind.__subclasses__())
+    return known
+
+
+ERROR_CLASSES = _error_classes()
+# What a run that fails answers with, when it is answered whole.
+RUN_STATUSES = {kind.status for kind in ERROR_CLASSES.values() if kind.status >= 500}
+
+
 @openai_routes.post("/v1/chat/completions")
 @requires("process")
+@documented(
+    "The ensemble answers as one OpenAI model: whole, or streamed as chunks",
+    tag="openai",
+    description=(
+        "The last user message is the question, the turns before it the history; system "
+        "and developer messages reach every member beside its own prompt. With `stream: "
+        "true` the answer is `chat.completion.chunk` events (ChatCompletionChunk), then "
+        "`data: [DONE]`; the agents' work is `reasoning_content`, with a `fanout` extension."
+    ),
+    body=ChatRequest,
+    replies={
+        200: Reply(
+            "The completion (`stream: false`), or its chunks (`stream: true`)",
+            content={
+                "application/json": {"$ref": "#/components/schemas/ChatCompletion"},
+                "text/event-stream": sse_event("ChatCompletionChunk", done_marker=True),
+            },
+        )
+    },
+    errors=tuple(sorted({404, 409, 429} | RUN_STATUSES)),
+)
 async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, str]]:
     resources = _resources()
     settings = resources.settings
@@ -236,7 +291,7 @@ async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, 
         )
         response.timeout = None
         return response
-    whole = ChatCompletion(completion_id=completion_id, model=ensemble_name)
+    whole = Completion(completion_id=completion_id, model=ensemble_name)
     async with trio.open_nursery() as nursery:
         if launched.drive is not None:
             nursery.start_soon(launched.drive)
@@ -247,7 +302,8 @@ async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, 
             after += len(parts)
     if whole.final is None:
         raise run_failed(whole.error or {})
-    return whole.json(), 200, launched.headers
+    completion = ChatCompletion.model_validate(whole.json())
+    return respond(completion), 200, launched.headers
 
 
 def run_failed(error: dict[str, Any]) -> ServiceError:
@@ -255,16 +311,3 @@ def run_failed(error: dict[str, Any]) -> ServiceError:
     its code, so its status too (an upstream failure is a 5xx, the deadline 504)."""
     kind = ERROR_CLASSES.get(str(error.get("code")), ServiceError)
     return kind(str(error.get("message") or kind.default_message))
-
-
-def _error_classes() -> dict[str, type[ServiceError]]:
-    known: dict[str, type[ServiceError]] = {}
-    pending: list[type[ServiceError]] = [ServiceError]
-    while pending:
-        kind = pending.pop()
-        known.setdefault(kind.code, kind)
-        pending.extend(kind.__subclasses__())
-    return known
-
-
-ERROR_CLASSES = _error_classes()

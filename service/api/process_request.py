@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidRequest
 from ..pipeline import PipelineRequest
-from .validation import first_problem
+from .validation import NOT_BLANK, first_problem
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -19,13 +19,26 @@ OnDisconnect = Literal["cancel", "continue"]
 
 
 class ProcessBody(BaseModel):
+    """A question for the agents of an ensemble."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    message: str
-    message_id: Id
-    conversation_id: Id | None = None
-    ensemble: Id | None = None
-    on_disconnect: OnDisconnect = "cancel"
+    message: str = Field(
+        pattern=NOT_BLANK,
+        description="The question (not blank; at most MAX_MESSAGE_CHARS)",
+    )
+    message_id: Id = Field(
+        description="Your id for it, unique per caller: sending it again never runs it twice"
+    )
+    conversation_id: Id | None = Field(
+        default=None, description="Continue this conversation: its turns are the history"
+    )
+    ensemble: Id | None = Field(default=None, description="Which ensemble; else the default")
+    on_disconnect: OnDisconnect = Field(
+        default="cancel",
+        description='"cancel": a hang-up cancels every upstream call; "continue": the run '
+        "finishes and is kept, to resume (needs storage)",
+    )
 
 
 @dataclass(frozen=True, slots=True)

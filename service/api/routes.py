@@ -10,6 +10,8 @@ from quart import Blueprint, Response, current_app
 from ..resources import Resources
 from ..telemetry.metrics import render_metrics
 from .access import requires
+from .contract import documented, raw, returns
+from .schemas import EnsembleStatus, Health, Readiness, respond
 
 routes = Blueprint("routes", __name__)
 
@@ -24,12 +26,17 @@ def _resources() -> Resources:
 
 @routes.get("/admin/ensemble")
 @requires("admin")
+@documented(
+    "The ensembles in use: version, files, members, and why the latest edit was refused",
+    tag="admin",
+    replies={200: returns(EnsembleStatus)},
+)
 async def admin_ensemble() -> dict[str, Any]:
     """The ensemble version in use and, if the latest edit was refused, why."""
     store = _resources().ensembles
     loaded = store.current
     problem = store.problem
-    return {
+    status = {
         "version": loaded.version,
         "loaded_at": loaded.loaded_at.isoformat(),
         "source": str(loaded.source),
@@ -50,10 +57,17 @@ async def admin_ensemble() -> dict[str, Any]:
             None if problem is None else {"message": problem.message, "at": problem.at.isoformat()}
         ),
     }
+    return respond(EnsembleStatus.model_validate(status))
 
 
 @routes.get("/metrics")
 @requires("metrics")
+@documented(
+    "Prometheus metrics",
+    tag="operations",
+    description="For an admin, or a scraper with METRICS_TOKEN.",
+    replies={200: raw("text/plain", "Prometheus's text format")},
+)
 async def metrics() -> Response:
     # In multiprocess mode this reads every worker's files: not on the event loop.
     body, content_type = await trio.to_thread.run_sync(render_metrics)
@@ -62,14 +76,23 @@ async def metrics() -> Response:
 
 @routes.get("/healthz")
 @requires("open")
+@documented("The process is alive", tag="operations", replies={200: returns(Health)})
 async def healthz() -> dict[str, Any]:
-    return {"status": "ok"}
+    return respond(Health(status="ok"))
 
 
 @routes.get("/readyz")
 @requires("open")
+@documented(
+    "Ready for new requests",
+    tag="operations",
+    replies={
+        200: returns(Readiness, "Ready"),
+        503: returns(Readiness, "Draining: shutting down, new streams are refused"),
+    },
+)
 async def readyz() -> tuple[dict[str, Any], int]:
     lifecycle = _resources().lifecycle
     if lifecycle.draining:
-        return {"status": "draining", "open_streams": lifecycle.open_streams}, 503
-    return {"status": "ready", "open_streams": lifecycle.open_streams}, 200
+        return respond(Readiness(status="draining", open_streams=lifecycle.open_streams)), 503
+    return respond(Readiness(status="ready", open_streams=lifecycle.open_streams)), 200

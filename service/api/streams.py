@@ -5,12 +5,14 @@ replays or joins it; see launch.py), and GET /api/messages/{message_id}/events r
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 
 from quart import Blueprint, Response, current_app, request
 
 from ..ensemble import UnknownEnsemble
 from ..errors import (
+    EnsembleNotFound,
     InvalidRequest,
     NotFound,
     NotRunningHere,
@@ -21,10 +23,12 @@ from ..storage import (
     FINISHED,
 )
 from .access import current_principal, requires
+from .contract import documented, event_stream, link, returns
 from .conversations import checked_id, store
 from .event_stream import EventStreamBody, FrameSource
 from .launch import RunRequest, elsewhere, launch, set_outcome
-from .process_request import ProcessRequest, parse_process_request
+from .process_request import ProcessBody, ProcessRequest, parse_process_request
+from .schemas import Cancelling, EventsQuery, read_query, respond
 from .sse import HEADERS
 from .stored_frames import StoredFrames
 
@@ -53,8 +57,46 @@ async def _body(raw: bytes, max_message_chars: int) -> ProcessRequest:
     return parse_process_request(raw, max_message_chars=max_message_chars)
 
 
+# What a client can do with a message it sent (the fuzzer follows these too).
+_SENT = "$request.body#/message_id"
+_NEXT = {
+    "GetMessage": link("conversations_get_message", "The stored message", message_id=_SENT),
+    "ResumeMessage": link("streams_resume", "Its events again", message_id=_SENT),
+    "CancelMessage": link("streams_cancel", "Stop it", message_id=_SENT),
+    "GetConversation": link(
+        "conversations_get_conversation",
+        "Its conversation",
+        conversation_id="$response.header.X-Conversation-Id",
+    ),
+    "DeleteConversation": link(
+        "conversations_delete_conversation",
+        "Delete its conversation",
+        conversation_id="$response.header.X-Conversation-Id",
+    ),
+}
+_STREAM_HEADERS = {
+    "X-Conversation-Id": "The message's conversation (with storage on)",
+    "X-Trace-Id": "The trace of this request, to find it in a tracing backend",
+    "X-Replayed": "`true` when a finished message's stored stream is sent again",
+    "RateLimit": "With rate limits on: the remaining quota",
+    "RateLimit-Policy": "With rate limits on: the limits that apply",
+}
+
+
 @streams.post("/api/process")
 @requires("process")
+@documented(
+    "Ask every agent of an ensemble at once; the events stream back as they happen",
+    tag="streams",
+    description=(
+        "The same `message_id` again replays a finished message's stream or joins a running "
+        "one; with another `message`, it is a 409. A hang-up cancels every upstream call, "
+        'unless `on_disconnect` is `"continue"`.'
+    ),
+    body=ProcessBody,
+    replies={200: event_stream("StreamEvent", "The run's events", _NEXT, **_STREAM_HEADERS)},
+    errors=(404, 409, 503),
+)
 async def process() -> Response:
     resources = _resources()
     settings = resources.settings
@@ -76,7 +118,7 @@ async def process() -> Response:
         ensemble_name, ensemble = loaded.pick(pipeline_request.ensemble)
     except UnknownEnsemble as exc:
         known = ", ".join(exc.known)
-        raise InvalidRequest(
+        raise EnsembleNotFound(
             f"ensemble: no ensemble named {exc.name!r} (one of: {known})", field="ensemble"
         ) from exc
 
@@ -101,19 +143,36 @@ async def process() -> Response:
     return sse_response(body, launched.headers)
 
 
+# An event id, or empty: EventSource sends an empty one when the last event reset it.
+LAST_EVENT_ID = re.compile("^[0-9]{0,9}$")
+
+
 def _last_event_id() -> int:
     given = request.headers.get("Last-Event-ID")
-    field = "Last-Event-ID"
-    if given is None:
-        given = request.args.get("last_event_id", "0")
-        field = "last_event_id"
-    if not given.isdigit() or len(given) > 9:
-        raise InvalidRequest(f"{field}: must be a whole number, an event id", field=field)
+    if not given:
+        return read_query(EventsQuery).last_event_id
+    if not LAST_EVENT_ID.match(given):
+        raise InvalidRequest(
+            "Last-Event-ID: must be a whole number, an event id", field="Last-Event-ID"
+        )
     return int(given)
 
 
 @streams.get("/api/messages/<message_id>/events")
 @requires("process")
+@documented(
+    "Resume a message's stream: the events after `Last-Event-ID`, then the run to its end",
+    tag="streams",
+    query=EventsQuery,
+    headers={
+        "Last-Event-ID": (
+            "The id of the last event you have (EventSource sends it)",
+            {"type": "string", "pattern": LAST_EVENT_ID.pattern},
+        )
+    },
+    replies={200: event_stream("StreamEvent", "The events after the one given")},
+    errors=(400, 404, 503),
+)
 async def resume(message_id: str) -> Response:
     """The message's events after `Last-Event-ID`, then the live run until its end."""
     resources = _resources()
@@ -144,6 +203,12 @@ async def resume(message_id: str) -> Response:
 
 @streams.post("/api/messages/<message_id>/cancel")
 @requires("process")
+@documented(
+    "Stop a running message: every upstream call is closed, it is kept as `cancelled`",
+    tag="streams",
+    replies={202: returns(Cancelling, "Cancelling: the stream ends with `cancelled`")},
+    errors=(400, 404, 409, 503),
+)
 async def cancel(message_id: str) -> tuple[dict[str, str], int]:
     """Stop a running message (one started with `on_disconnect: "continue"`, say): it ends
     with `cancelled`, and every upstream call made for it is closed."""
@@ -151,7 +216,7 @@ async def cancel(message_id: str) -> tuple[dict[str, str], int]:
     checked_id(message_id, "message_id")
     principal = current_principal()
     if resources.live.cancel(principal, message_id):
-        return {"status": "cancelling"}, 202
+        return respond(Cancelling(status="cancelling")), 202
     found = await store().events_after(principal, message_id, 0)
     if found is None:
         raise NotFound("no such message")

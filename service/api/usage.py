@@ -4,57 +4,57 @@ each line also has its `cost`."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
-from quart import Blueprint, current_app, request
+from quart import Blueprint, current_app
 
-from ..errors import InvalidRequest
 from ..resources import Resources
+from . import schemas
 from .access import current_principal, requires
-from .conversations import checked_id, store
+from .contract import documented, returns
+from .conversations import store
+from .schemas import read_query, respond
 
 usage_routes = Blueprint("usage", __name__)
 
 
-def _day(name: str) -> str | None:
-    value = request.args.get(name)
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise InvalidRequest(f"{name}: expected a day, YYYY-MM-DD", field=name) from None
-
-
-async def _report(user: str | None) -> dict[str, Any]:
+async def _report(user: str | None, query: schemas.UsageQuery) -> dict[str, Any]:
     resources: Resources = current_app.extensions["fanout"]
-    lines = await store().usage(
-        current_principal(), user=user, since=_day("from"), until=_day("to")
-    )
-    if resources.prices is not None:
-        for line in lines:
-            price = resources.prices.get(line["model"])
-            line["cost"] = (
-                price.cost(line["prompt_tokens"], line["completion_tokens"]) if price else None
-            )
-    return {
-        "usage": lines,
-        "total": {
-            name: sum(line[name] for line in lines)
-            for name in ("calls", "prompt_tokens", "completion_tokens")
-        },
+    lines = await store().usage(current_principal(), user=user, since=query.from_, until=query.to)
+    for line in lines:
+        price = resources.prices.get(line["model"]) if resources.prices is not None else None
+        line["cost"] = (
+            price.cost(line["prompt_tokens"], line["completion_tokens"]) if price else None
+        )
+    total = {
+        name: sum(line[name] for line in lines)
+        for name in ("calls", "prompt_tokens", "completion_tokens")
     }
+    return respond(schemas.UsageReport.model_validate({"usage": lines, "total": total}))
 
 
 @usage_routes.get("/api/usage")
 @requires("history")
+@documented(
+    "Your token usage, by day and model (with its cost, given PRICES_FILE)",
+    tag="usage",
+    query=schemas.UsageQuery,
+    replies={200: returns(schemas.UsageReport)},
+    errors=(400, 404, 503),
+)
 async def own_usage() -> dict[str, Any]:
-    return await _report(current_principal().user)
+    return await _report(current_principal().user, read_query(schemas.UsageQuery))
 
 
 @usage_routes.get("/admin/usage")
 @requires("admin")
+@documented(
+    "Your tenant's token usage, by day, user and model",
+    tag="usage",
+    query=schemas.TenantUsageQuery,
+    replies={200: returns(schemas.UsageReport)},
+    errors=(400, 404, 503),
+)
 async def tenant_usage() -> dict[str, Any]:
-    user = request.args.get("user")
-    return await _report(checked_id(user, "user") if user is not None else None)
+    query = read_query(schemas.TenantUsageQuery)
+    return await _report(query.user, query)

@@ -8,14 +8,34 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from ..auth.keys import DURATION_PATTERN
 from ..errors import InvalidRequest
+
+# Holds a character that is not white space: the characters of Python's str.isspace(),
+# spelled out so that every regular expression engine (pydantic's, a client's) reads it alike.
+NOT_BLANK = (
+    "[^\\t\\n\\u000b\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000]"
+)
+# A page's end: the last conversation's `updated_at` in microseconds since the epoch, a dot,
+# and its id. Any such pair is a position in the list, so no well-formed cursor is refused.
+CURSOR_PATTERN = r"^[0-9]{1,16}\.[\s\S]{1,128}$"
+# What a value that does not match each pattern is told.
+_PATTERN_MESSAGES = {
+    DURATION_PATTERN: "expected a number and a unit, e.g. 30d, 12h, 90m",
+    NOT_BLANK: "must not be blank",
+    CURSOR_PATTERN: "not a cursor this server gave",
+}
 
 _MESSAGES = {
     "missing": "is required",
     "string_type": "must be a string",
+    "string_unicode": "must be valid Unicode text",
     "string_too_short": "must not be empty",
     "string_too_long": "must be at most 128 characters",
     "extra_forbidden": "is not a known field",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
 }
 
 
@@ -23,4 +43,13 @@ def first_problem(exc: ValidationError) -> InvalidRequest:
     error = exc.errors()[0]
     field = ".".join(str(part) for part in error["loc"]) or None
     problem = _MESSAGES.get(error["type"], error["msg"])
+    context = error.get("ctx", {})
+    if error["type"] == "value_error":
+        problem = str(context.get("error", problem))
+    elif error["type"] == "string_pattern_mismatch":
+        problem = _PATTERN_MESSAGES.get(str(context.get("pattern")), problem)
+    elif error["type"] == "greater_than_equal":
+        problem = f"must be at least {context['ge']}"
+    elif error["type"] == "less_than_equal":
+        problem = f"must be at most {context['le']}"
     return InvalidRequest(f"{field}: {problem}" if field else problem, field=field)

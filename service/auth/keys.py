@@ -19,7 +19,10 @@ from .principal import SCOPES, Role
 KEY_PREFIX = "fo_"
 # What a person recognises a key by in listings and logs: never enough to use it.
 DISPLAY_CHARS = 10
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
+# A whole number of units, not zero, at most five digits (99999w ends before the year
+# 9999, the last a date can hold): `30d`.
+DURATION_PATTERN = r"^0*([1-9][0-9]{0,4})([smhdw])$"
+_DURATION = re.compile(DURATION_PATTERN)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -45,8 +48,8 @@ def looks_like_key(token: str) -> bool:
 
 def parse_duration(text: str) -> timedelta:
     """`30d`, `12h`, `90m`, `2w`, `45s`; ValueError otherwise."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None or int(match.group(1)) == 0:
+    match = _DURATION.fullmatch(text)
+    if match is None:
         raise ValueError(f"{text!r}: expected a number and a unit, e.g. 30d, 12h, 90m")
     return timedelta(seconds=int(match.group(1)) * _UNIT_S[match.group(2)])
 

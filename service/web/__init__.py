@@ -13,12 +13,15 @@ from importlib import resources as package_files
 from quart import Blueprint, Response, request
 
 from ..api.access import requires
+from ..api.contract import documented, raw
 from ..errors import NotFound
 
 web = Blueprint("web", __name__)
 
 _TYPES = {
     "index.html": "text/html; charset=utf-8",
+    "docs.html": "text/html; charset=utf-8",
+    "docs.js": "text/javascript; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "markdown.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
@@ -49,13 +52,39 @@ def _file(name: str) -> Response:
     return Response(_FILES[name], status=200, headers=headers, content_type=_TYPES[name])
 
 
+_NOT_MODIFIED = {304: raw("text/plain", "Not modified (`If-None-Match` matched the `ETag`)")}
+
+
 @web.get("/")
 @requires("open")
+@documented(
+    "The web page: chat with the agents working side by side",
+    tag="pages",
+    replies={200: raw("text/html", "The page", ETag="Its version"), **_NOT_MODIFIED},
+)
 async def page() -> Response:
     return _file("index.html")
 
 
+@web.get("/docs")
+@requires("open")
+@documented(
+    "This API, readable: the OpenAPI document as a page",
+    tag="pages",
+    replies={200: raw("text/html", "The page", ETag="Its version"), **_NOT_MODIFIED},
+)
+async def docs() -> Response:
+    return _file("docs.html")
+
+
 @web.get("/web/<name>")
 @requires("open")
+@documented(
+    "The pages' scripts and styles",
+    tag="pages",
+    path={"name": "A file name: app.js, markdown.js, docs.js, style.css"},
+    replies={200: raw("text/javascript", "The file", ETag="Its version"), **_NOT_MODIFIED},
+    errors=(404,),
+)
 async def asset(name: str) -> Response:
     return _file(name)

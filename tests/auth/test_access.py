@@ -294,6 +294,25 @@ async def test_failed_sign_ins_from_one_address_are_limited(tmp_path: Path) -> N
     assert good_but_limited.json()["error"]["code"] == "rate_limited"
 
 
+async def test_a_spoofed_forwarded_for_does_not_escape_the_sign_in_limit(tmp_path: Path) -> None:
+    """Each guess claims another address, in both headers: from an untrusted peer neither
+    counts, so every guess is charged to the peer itself."""
+    async with world(tmp_path, AUTH_FAILURE_BURST="5", AUTH_FAILURE_EVERY_S="60") as w:
+        statuses = []
+        for number in range(7):
+            claimed = f"203.0.113.{number}"
+            response = await w.service.client.get(
+                "/api/conversations",
+                headers={
+                    "Authorization": "Bearer fo_not-a-key",
+                    "X-Forwarded-For": claimed,
+                    "Forwarded": f"for={claimed}",
+                },
+            )
+            statuses.append(response.status_code)
+    assert statuses == [401] * 5 + [429] * 2
+
+
 async def test_no_key_reaches_a_log_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         async with world(tmp_path) as w:

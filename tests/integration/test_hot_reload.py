@@ -139,9 +139,9 @@ async def test_a_request_picks_its_ensemble_by_name(tmp_path: Path) -> None:
         "reviewer",
     ]
     assert [e.data["source"] for e in default if e.event == "agent.completed"] == ["talker"]
-    assert unknown.status_code == 400
+    assert unknown.status_code == 404
     assert unknown.json()["error"] == {
-        "code": "invalid_request",
+        "code": "ensemble_not_found",
         "message": "ensemble: no ensemble named 'poetry' (one of: chat, code)",
         "field": "ensemble",
     }

@@ -1,0 +1,299 @@
+"""The JSON the API answers with, and the query strings it reads, as pydantic models: the
+routes build their answers from these (`respond`) and read their queries with them
+(`read_query`), and /openapi.json is generated from the same classes (contract.py).
+
+    return respond(MessageList(messages=[...]))
+    query = read_query(HistoryQuery)
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from quart import request
+
+from ..errors import InvalidRequest
+from .validation import CURSOR_PATTERN, first_problem
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+# When something happened: ISO 8601 with the UTC offset.
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+def _day(value: str) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError("expected a day, YYYY-MM-DD") from None
+
+
+Day = Annotated[str, AfterValidator(_day), WithJsonSchema({"type": "string", "format": "date"})]
+Status = Literal["running", "completed", "failed", "cancelled", "interrupted"]
+
+
+class Shape(BaseModel):
+    """A response body: exactly these fields, nothing more."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def respond(body: Shape) -> dict[str, Any]:
+    return body.model_dump(mode="json", by_alias=True)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class ErrorDetail(Shape):
+    code: str = Field(description="Stable, for programs: `invalid_request`, `not_found`, ...")
+    message: str = Field(description="For people; never holds a provider's own text")
+    field: str | None = Field(description="The request field (or header) at fault, if one is")
+
+
+class ErrorEnvelope(Shape):
+    """Every error outside /v1/."""
+
+    error: ErrorDetail
+
+
+class OpenAIErrorDetail(Shape):
+    message: str
+    type: str = Field(description="OpenAI's error type: `invalid_request_error`, ...")
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorEnvelope(Shape):
+    """Every error under /v1/, in OpenAI's shape (the SDKs raise their own classes)."""
+
+    error: OpenAIErrorDetail
+
+
+class ErrorCode(Shape):
+    code: str
+
+
+# --- health and the ensemble -------------------------------------------------------------------
+
+
+class Health(Shape):
+    status: Literal["ok"]
+
+
+class Readiness(Shape):
+    status: Literal["ready", "draining"]
+    open_streams: int
+
+
+class Member(Shape):
+    name: str
+    model: str
+
+
+class EnsembleInfo(Shape):
+    agents: list[Member]
+    summarizer: Member
+    min_agents: int
+
+
+class EnsembleProblem(Shape):
+    message: str
+    at: Timestamp
+
+
+class EnsembleStatus(Shape):
+    version: str
+    loaded_at: Timestamp
+    source: str
+    default: str
+    ensembles: dict[str, EnsembleInfo]
+    files: list[str]
+    problem: EnsembleProblem | None = Field(
+        description="Why the latest edit of the ensemble files was refused, if it was"
+    )
+
+
+# --- conversations ---------------------------------------------------------------------------
+
+
+class TokenUsage(Shape):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Timings(Shape):
+    agents_ms: dict[str, float]
+    first_token_ms: float | None
+    total_ms: float
+
+
+class AgentAnswer(Shape):
+    agent: str
+    model: str | None
+    outcome: Literal["completed", "failed", "cut"]
+    text: str | None
+    error: ErrorCode | None
+    attempts: int
+    latency_ms: float | None
+    usage: TokenUsage | None
+
+
+class Message(Shape):
+    message_id: str
+    conversation_id: str
+    question: str
+    status: Status
+    summary: str | None
+    error: ErrorCode | None
+    ensemble: str | None
+    ensemble_version: str | None
+    models: dict[str, str]
+    usage: dict[str, TokenUsage]
+    timings: Timings | None
+    trace_id: str | None
+    created_at: Timestamp
+    finished_at: Timestamp | None
+    agents: list[AgentAnswer]
+
+
+class ConversationSummary(Shape):
+    id: str
+    title: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ConversationPage(Shape):
+    conversations: list[ConversationSummary]
+    next_cursor: str | None = Field(description="Pass it back as `cursor` for the next page")
+
+
+class Conversation(ConversationSummary):
+    messages: list[Message]
+
+
+class Cancelling(Shape):
+    status: Literal["cancelling"]
+
+
+# --- keys and usage ------------------------------------------------------------------------------
+
+Scope = Literal["process", "history", "admin"]
+
+
+class Key(Shape):
+    id: str
+    prefix: str = Field(description="The key's first characters, to recognise it by")
+    user: str
+    tenant: str
+    role: Literal["user", "admin"]
+    scopes: list[Scope]
+    name: str | None
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
+    last_used_at: Timestamp | None
+
+
+class NewKeyCreated(Key):
+    key: str = Field(description="The key itself: shown this once, never again")
+
+
+class KeyList(Shape):
+    keys: list[Key]
+
+
+class UsageLine(Shape):
+    day: Day
+    user: str
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None = Field(description="With PRICES_FILE, in its currency; else null")
+
+
+class UsageTotal(Shape):
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class UsageReport(Shape):
+    usage: list[UsageLine]
+    total: UsageTotal
+
+
+# --- OpenAI's models -----------------------------------------------------------------------------
+
+
+class Model(Shape):
+    id: str = Field(description="An ensemble's name")
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(Shape):
+    object: Literal["list"]
+    data: list[Model]
+
+
+# --- query strings -------------------------------------------------------------------------------
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class HistoryQuery(Query):
+    limit: int = Field(default=20, ge=1, le=100, description="Conversations per page")
+    cursor: str | None = Field(
+        default=None,
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the page before",
+    )
+    user: Id | None = Field(default=None, description="An admin reads this user of its tenant")
+
+
+class OwnerQuery(Query):
+    user: Id | None = Field(default=None, description="An admin reads this user of its tenant")
+
+
+class UsageQuery(Query):
+    from_: Day | None = Field(default=None, alias="from", description="First day, inclusive")
+    to: Day | None = Field(default=None, description="Last day, inclusive")
+
+
+class TenantUsageQuery(UsageQuery):
+    user: Id | None = Field(default=None, description="Only this user of the tenant")
+
+
+class EventsQuery(Query):
+    last_event_id: int = Field(
+        default=0,
+        ge=0,
+        le=999_999_999,
+        description="Events after this id (the `Last-Event-ID` header wins)",
+    )
+
+
+Q = TypeVar("Q", bound=Query)
+
+
+def _names(kind: type[Query]) -> set[str]:
+    return {field.alias or name for name, field in kind.model_fields.items()}
+
+
+def read_query(kind: type[Q]) -> Q:
+    """The request's query string as `kind`; a bad value is a 400 naming its parameter, and
+    so is one given twice (which of them would count is not for the server to guess)."""
+    for name, values in request.args.lists():
+        if len(values) > 1 and name in _names(kind):
+            raise InvalidRequest(f"{name}: given more than once", field=name)
+    try:
+        return kind.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise first_problem(exc) from exc
