@@ -246,6 +246,15 @@ class StorageUnavailableError(ServiceError):
     default_message = "the conversation store is not reachable; retry shortly"
 
 
+class RunInterrupted(ServiceError):
+    code = "interrupted"
+    status = 503
+    default_message = (
+        "the run stopped with the server that ran it, before it finished; send the question "
+        "again as a new message"
+    )
+
+
 class ShuttingDown(ServiceError):
     code = "shutting_down"
     status = 503

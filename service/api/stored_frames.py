@@ -15,17 +15,35 @@ import coredis
 import trio
 
 from ..auth import Principal
+from ..errors import RunInterrupted
+from ..events import Failed, PublicError
 from ..runs.live import Part
 from ..runs.relay import TIMEOUT_S, RedisRelay, stream_key
 from ..storage import FINISHED, Store
+from .sse import SseEncoder
 
 log = logging.getLogger(__name__)
 
+TERMINAL_TYPES = frozenset({"done", "error"})
 # How long a follower waits on the relay before it looks at the database again.
 BLOCK_MS = 1000
 # How often a run in progress elsewhere is looked at again. Its phases are written as they
 # end (each agent, the summary's start, the end), so this is how late it can show them.
 POLL_S = 0.5
+
+
+async def _ending(store: Store, principal: Principal, message_id: str, after: int) -> list[Part]:
+    """What is left of a finished message's stream once its stored events are sent: nothing
+    when they end with a terminal event, else an `error` (`interrupted`) to end it, made up
+    here: a run whose server died (kill -9) stored none, and a client must still learn the
+    stream is over."""
+    end = await store.stored_end(principal, message_id)
+    if end is None or end.last_type in TERMINAL_TYPES or after > end.last_event_id:
+        return []
+    encoder = SseEncoder(message_id=message_id, conversation_id=end.conversation_id)
+    interrupted = Failed(source="server", error=PublicError.of(RunInterrupted()))
+    _, event_type, data = encoder.encode_parts(interrupted)
+    return [(end.last_event_id + 1, event_type, data)]
 
 
 class StoredFrames:
@@ -43,7 +61,7 @@ class StoredFrames:
             if events:
                 return [(e.event_id, e.type, e.data) for e in events]
             if status in FINISHED:
-                return []
+                return await _ending(self._store, self._principal, self._message_id, after)
             await trio.sleep(POLL_S)
 
 
@@ -69,7 +87,7 @@ class RelayedFrames:
             if events:
                 return [(e.event_id, e.type, e.data) for e in events]
             if status in FINISHED:
-                return []
+                return await _ending(self._store, self._principal, self._message_id, after)
             frames = await self._read(after)
             if frames:
                 return frames

@@ -30,6 +30,10 @@ class LiveRun:
         self._retain = retain
         self._frames: list[Part] = []
         self._first_id = 1  # the event id of _frames[0]
+        # How many of _frames readers may have: those appended before the last `publish` or
+        # `finish`. A terminal frame is appended, then stored, then finished; a reader that
+        # wakes in between (for an earlier publish) must not send it before it is stored.
+        self._published = 0
         self._changed = trio.Event()
         self.finished = False
 
@@ -42,11 +46,13 @@ class LiveRun:
         self._frames.append(frame)
 
     def publish(self) -> None:
+        self._published = len(self._frames)
         self._wake()
 
     def finish(self) -> None:
         """No more frames will come: readers drain what is left, then get []."""
         self.finished = True
+        self._published = len(self._frames)
         self._wake()
 
     def _wake(self) -> None:
@@ -56,14 +62,15 @@ class LiveRun:
     async def frames_after(self, after: int) -> Sequence[Part]:
         """The frames with an id above `after`, waiting for one if there is none yet;
         [] when the run has ended and the reader has them all."""
-        while after >= self.last_id and not self.finished:
+        while after >= self._first_id + self._published - 1 and not self.finished:
             await self._changed.wait()
         start = max(after + 1 - self._first_id, 0)
-        frames = self._frames[start:]
+        frames = self._frames[start : self._published]
         if not self._retain:
             # The one reader has these now.
-            self._first_id += len(self._frames)
-            self._frames = []
+            self._first_id += self._published
+            del self._frames[: self._published]
+            self._published = 0
         return frames
 
 

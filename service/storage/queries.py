@@ -39,6 +39,7 @@ from .records import (
     Owner,
     Phase,
     Status,
+    StoredEnd,
     StoredEvent,
 )
 from .schema import agent_answers, conversations, instances, message_events, messages, usage
@@ -305,6 +306,27 @@ def record_phases(connection: Connection, phases: Sequence[Phase]) -> None:
     for line in lines:
         # One at a time: the same line twice in one executemany would conflict with itself.
         connection.execute(_ADD_USAGE, line)
+
+
+def stored_end(connection: Connection, owner: Owner, message_id: str) -> StoredEnd | None:
+    """The last stored event of the owner's message; None if there is no such message."""
+    row = connection.execute(
+        select(messages.c.pk, messages.c.conversation_id).where(
+            *_of(messages, owner), messages.c.message_id == message_id
+        )
+    ).first()
+    if row is None:
+        return None
+    last_batch = connection.execute(
+        select(message_events.c.events)
+        .where(message_events.c.message_pk == row.pk)
+        .order_by(message_events.c.last_event_id.desc())
+        .limit(1)
+    ).scalar()
+    if last_batch is None:
+        return StoredEnd(0, None, row.conversation_id)
+    event_id, event_type, _ = json.loads(last_batch)[-1]
+    return StoredEnd(event_id, event_type, row.conversation_id)
 
 
 def events_after(

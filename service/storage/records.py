@@ -20,6 +20,15 @@ class Owner:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredEnd:
+    """How a finished message's stored stream ends: its last event (0 and None with none)."""
+
+    last_event_id: int
+    last_type: str | None
+    conversation_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     """One event of a message's stream, exactly as it was sent."""
 

@@ -34,6 +34,7 @@ from .records import (
     Owner,
     Phase,
     Status,
+    StoredEnd,
     StoredEvent,
     UsageLine,
 )
@@ -170,9 +171,14 @@ class Store:
         self._queued.set()
         try:
             await phase.taken.wait()
-        finally:
+        except trio.Cancelled:
             if not phase.taken.is_set():
                 self._queue.remove(phase)
+                raise
+            # Taken in the same instant as the cancel came: its write has begun, so it is
+            # waited for, and the caller learns it was written (raising now would have it
+            # write the phase again). Its scope is still cancelled: its next checkpoint
+            # raises.
         with trio.CancelScope(shield=True):
             await phase.done.wait()
         return phase.ok
@@ -222,6 +228,10 @@ class Store:
         return await self.read(
             lambda connection: queries.events_after(connection, owner, message_id, after)
         )
+
+    async def stored_end(self, principal: Principal, message_id: str) -> StoredEnd | None:
+        owner = owner_of(principal)
+        return await self.read(lambda connection: queries.stored_end(connection, owner, message_id))
 
     # --- history ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from tests.databases import BACKENDS, database_url
+from tests.integration.test_main_process import parse_sse
 from tests.service_process import served
 
 STREAMS = 50
@@ -69,6 +70,24 @@ async def test_sigkill_during_open_streams_loses_no_message(
                     if "running" not in statuses:
                         break
                     await trio.sleep(0.2)
+            interrupted = [n for n, status in enumerate(statuses) if status == "interrupted"]
+            replays = [
+                parse_sse((await client.get(f"/api/messages/m-{n}/events")).text)
+                for n in interrupted
+            ]
+            last_id = replays[0][-1].id if replays and replays[0] else "0"
+            after_the_end = await client.get(
+                f"/api/messages/m-{interrupted[0]}/events", headers={"Last-Event-ID": last_id}
+            )
     assert None not in statuses  # none missing
     assert set(statuses) <= {"completed", "interrupted"}
-    assert "interrupted" in statuses
+    assert interrupted
+    # Its server died before it stored an end, so the replay makes one up: the stream of an
+    # interrupted message still ends with exactly one terminal event, `interrupted`.
+    for events in replays:
+        assert [e.event for e in events].count("error") == 1
+        assert events[-1].event == "error"
+        assert events[-1].data["error"]["code"] == "interrupted"
+        assert events[-1].data["final"] is True
+    assert after_the_end.status_code == 200, after_the_end.text
+    assert "event:" not in after_the_end.text  # nothing after the end it was given
