@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test browser lint format test-coverage test-coverage-detailed \
+.PHONY: help install run test test-faults browser lint format test-coverage test-coverage-detailed \
 	test-coverage-visualize bench service-build service-up service-logs service-down clean
 
 help: ## list the targets
@@ -26,6 +26,11 @@ run: $(INSTALLED) ## serve on HTTP_ADDR (default :8080), mock LLM unless USE_LLM
 
 test: $(INSTALLED) ## run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# PostgreSQL and Redis are required here (REQUIRE_SERVICES=0 lets their cases skip instead).
+test-faults: $(INSTALLED) ## the fault suite (kills, outages, hostile clients, soak): a table of cases and counts
+	REQUIRE_SERVICES=$${REQUIRE_SERVICES:-1} FAULTS_REPORT=test-artifacts/faults.md \
+		$(BIN)/python -m pytest tests/faults -m faults $(PYTEST_ARGS)
 
 browser: ## install Chromium (apt) for the page's browser tests, if none is installed
 	scripts/install_chromium.sh
