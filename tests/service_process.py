@@ -16,6 +16,7 @@ from pathlib import Path
 import trio
 
 from tests.integration.test_main_process import RUNNING_ON, service_env
+from tests.log_watch import watch
 
 
 @dataclass
@@ -57,3 +58,4 @@ async def served(cwd: Path, **env: str) -> AsyncIterator[ServiceProcess]:
             process.kill()
         with trio.CancelScope(shield=True):
             await process.wait()
+        watch.scan(log.decode(errors="replace"), where=f"python -m service in {cwd.name}")
