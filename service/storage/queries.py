@@ -181,10 +181,17 @@ def begin_message(
     instance: str,
     history_max_chars: int,
 ) -> NewMessage | ExistingMessage:
-    """Store a new `running` message, or return the owner's message with this id."""
-    existing = find_message(connection, owner, message_id)
-    if existing is not None:
-        return existing
+    """Store a new `running` message, or return the owner's message with this id.
+
+    Most messages start a conversation: those are inserted at once, and only when the
+    insert finds the id taken (a message sent again) is the stored one read, and the
+    conversation just made for it removed. A message that continues a conversation is
+    looked up first, so that sending it again changes nothing."""
+    new_conversation = conversation_id is None
+    if not new_conversation:
+        existing = find_message(connection, owner, message_id)
+        if existing is not None:
+            return existing
     started = now()
     earlier: tuple[HistoryTurn, ...] = ()
     if conversation_id is None:
@@ -218,7 +225,13 @@ def begin_message(
         },
     ).scalar_one_or_none()
     if pk is None:
-        # The same message id, sent twice at once: the other request runs it.
+        # The id is taken: sent before (a replay), or twice at once (the other runs it).
+        if new_conversation:
+            connection.execute(
+                delete(conversations).where(
+                    *_of(conversations, owner), conversations.c.id == conversation_id
+                )
+            )
         raced = find_message(connection, owner, message_id)
         if raced is None:  # pragma: no cover - the conflicting row cannot vanish here
             raise RuntimeError(f"message {message_id!r} conflicted, then was not found")

@@ -96,6 +96,25 @@ async def test_the_same_message_id_again_is_the_stored_message_not_a_new_one(
     assert (again.pk, again.status, again.question) == (first.pk, "running", "Why is the sky blue?")
 
 
+async def test_sending_a_message_again_leaves_the_conversations_as_they_were(
+    store: Store,
+) -> None:
+    """A first message is inserted without a look first; when its id turns out taken, the
+    conversation made for it goes again, and a follow-up sent again touches nothing."""
+    first = await begin(store)
+    assert isinstance(first, NewMessage)
+    follow_up = await begin(store, message_id="m-2", conversation_id=first.conversation_id)
+    assert isinstance(follow_up, NewMessage)
+    before = await store.conversations(ALICE, limit=10, before=None)
+    again = await begin(store)
+    follow_up_again = await begin(store, message_id="m-2", conversation_id=first.conversation_id)
+    after = await store.conversations(ALICE, limit=10, before=None)
+    assert isinstance(again, ExistingMessage)
+    assert isinstance(follow_up_again, ExistingMessage)
+    assert again.conversation_id == first.conversation_id
+    assert after == before  # no new conversation, and none moved up
+
+
 async def test_message_and_conversation_ids_are_per_owner(store: Store) -> None:
     alices = await begin(store, ALICE, conversation_id="shared")
     bobs = await begin(store, BOB, conversation_id="shared")
