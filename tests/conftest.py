@@ -24,7 +24,6 @@ def no_secret_in_any_log_line() -> Iterator[None]:
     finally:
         root.removeHandler(watch)
         ours.setLevel(level)
-    assert watch.lines > 0
     assert watch.found == [], f"a secret-shaped string was logged by: {sorted(set(watch.found))}"
 
 

@@ -63,7 +63,11 @@ class RelayPublisher:
         while not self._closed:
             await self._ready.wait()
             self._ready = trio.Event()
-            await self._send()
+            # Never cancelled halfway (the run ends by cancelling this task): coredis loses
+            # the pooled connection of a pipeline cancelled in flight, and once the pool is
+            # empty every relay waits out its timeout. `_send` is bounded on its own.
+            with trio.CancelScope(shield=True):
+                await self._send()
 
     async def close(self) -> None:
         """Send what is left (shielded and bounded by the caller)."""
