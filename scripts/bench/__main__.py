@@ -1,6 +1,6 @@
 """`python -m scripts.bench` (`make bench`): every scenario, a table each, JSON and plots.
 
-python -m scripts.bench                   # the full run (about 5 minutes on 2 cores)
+python -m scripts.bench                   # the full run (about 20 minutes on 2 cores)
 python -m scripts.bench --quick           # smaller counts, for a smoke test
 python -m scripts.bench --only overhead,storm
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from . import scenarios
+from . import profile, scenarios
 from .report import plot, print_tables
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
@@ -31,6 +31,7 @@ ALL = (
     "auth",
     "limits",
     "openai",
+    "phases",
 )
 
 
@@ -55,6 +56,7 @@ async def run(only: tuple[str, ...], quick: bool) -> dict[str, Any]:
             "auth": lambda: scenarios.auth(work, 10 if quick else 60, 3 if quick else 10),
             "limits": lambda: scenarios.limits(work, 10 if quick else 60, 3 if quick else 10),
             "openai": lambda: scenarios.openai_route(work, 10 if quick else 60, 3 if quick else 10),
+            "phases": lambda: profile.phases(work, 4 if quick else 10),
         }
         for name in only:
             print(f"running {name} ...", flush=True)

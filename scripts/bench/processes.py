@@ -3,6 +3,7 @@ own process with its own CPU, and readings of their CPU time and memory from /pr
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -153,7 +154,12 @@ def ensemble_file(
     return path
 
 
+_STORES = itertools.count(1)
+
+
 def service_env(upstream_url: str, ensemble: Path, **extra: str) -> dict[str, str]:
+    """The service as users run it: its defaults, the embedded SQLite store among them (a
+    fresh database file per start, beside the ensemble file), unless `extra` says else."""
     return {
         "USE_LLM_MOCK": "false",
         "LLM_BASE_URL": f"{upstream_url}/v1",
@@ -163,8 +169,6 @@ def service_env(upstream_url: str, ensemble: Path, **extra: str) -> dict[str, st
         "REQUEST_TIMEOUT_S": "3600",
         "ENSEMBLE_RELOAD_S": "0",
         "PYTHONUNBUFFERED": "1",
-        # Storage off unless a scenario measures it (the `storage` scenario): the others'
-        # numbers stay comparable with the runs before storage existed.
-        "DATABASE_URL": "none",
+        "DATABASE_URL": f"sqlite:///{ensemble.parent / f'store-{next(_STORES)}.db'}",
         **extra,
     }

@@ -1,7 +1,12 @@
-"""Profile the service under the saturation load with py-spy; the busiest functions go to
-docs/benchmarks/profile.txt. Run it before optimising (`pip install py-spy`):
+"""Profile the service under the saturation load with py-spy; the busiest functions, and
+the service's CPU per pipeline split by phase, go to docs/benchmarks/profile.txt. Run it
+before optimising (`pip install py-spy`):
 
-    python -m scripts.bench.profile [--seconds 15]
+    python -m scripts.bench.profile [--seconds 15] [--store sqlite|none] [--route ROUTE]
+
+The phases are told apart by the service's own modules on each sampled stack (every thread:
+the database's too), the innermost that names a phase winning; what names none (trio's
+scheduler, Hypercorn's loop between requests) is `other`.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import collections
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -21,37 +28,158 @@ from .scenarios import INSTANT_UPSTREAM
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "profile.txt"
 
+# (phase, what a stack frame's text holds when the sample is spent for it).
+PHASES = (
+    ("record", ("service/storage/", "sqlalchemy/", "sqlite3")),
+    (
+        "encode and send",
+        (
+            "service/api/sse.py",
+            "service/api/event_stream.py",
+            "chat_format.py",
+            "hypercorn/",
+            "h11/",
+            "service/connections/",
+        ),
+    ),
+    ("summary relay", ("service/pipeline/summary.py", "service/pipeline/summarize.py")),
+    (
+        "agents",
+        (
+            "service/pipeline/gather.py",
+            "service/pipeline/answers.py",
+            "service/pipeline/calls.py",
+            "service/llm/",
+            "openai/",
+            "httpx2/",
+            "httpcore2/",
+        ),
+    ),
+    (
+        "parse and admit",
+        (
+            "service/api/launch.py",
+            "service/api/process_request.py",
+            "service/api/access.py",
+            "service/api/streams.py",
+            "service/limits/",
+            "quart/",
+            "quart_trio/",
+            "werkzeug/",
+        ),
+    ),
+    ("telemetry", ("service/telemetry/", "opentelemetry/", "prometheus_client/")),
+)
 
-async def profile(seconds: float) -> str:
+
+@dataclass
+class Profiled:
+    """One profiled saturation run: py-spy's collapsed stacks and what the run did."""
+
+    heading: str
+    raw: str
+    pipelines: int
+    cpu_ms_per_pipeline: float
+
+    def phases(self) -> dict[str, float]:
+        """The service's CPU per pipeline (ms), split by the phase each sample was spent in."""
+        samples: collections.Counter[str] = collections.Counter()
+        for line in self.raw.splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack:
+                continue
+            frames = stack.split(";")
+            if any(frames[-1].startswith(idle) for idle in IDLE):
+                continue
+            samples[_phase(frames)] += int(count_text)
+        total = sum(samples.values()) or 1
+        return {
+            phase: round(samples[phase] / total * self.cpu_ms_per_pipeline, 2)
+            for phase in (*(name for name, _ in PHASES), "other")
+        }
+
+    def table(self) -> str:
+        lines = [
+            f"{self.heading}: {self.pipelines} pipelines at 32 clients, "
+            f"{self.cpu_ms_per_pipeline:.2f} ms of service CPU per pipeline",
+            "",
+            "phase             ms per pipeline",
+        ]
+        lines += [f"{phase:<17} {ms:6.2f}" for phase, ms in self.phases().items()]
+        return "\n".join(lines) + "\n"
+
+
+async def profiled(work: Path, seconds: float, route: str, **env: str) -> Profiled:
+    """The service (its defaults, and `env`) at saturation on the instant upstream, sampled
+    by py-spy for `seconds` while 32 clients keep it busy."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    async with started(INSTANT_UPSTREAM, {}, work / "instant-profile.log") as fake:
+        ensemble = ensemble_file(work / "profile.toml", 2, "bench-agent-0", "bench-summary-0")
+        settings = service_env(fake.url, ensemble, **env)
+        async with started(
+            [sys.executable, "-m", "service"], settings, work / "svc-profile.log"
+        ) as svc:
+            await closed_loop(svc.url, 4, requests_each=5)
+            raw = work / "profile-raw.txt"
+            cpu_before = svc.cpu_seconds()
+            loads = []
+
+            async def load() -> None:
+                loads.append(await closed_loop(svc.url, 32, duration_s=seconds + 2, route=route))
+
+            sampling = ("--duration", str(int(seconds)), "--format", "raw", "--output", str(raw))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(load)
+                await trio.run_process(
+                    [py_spy, "record", "--pid", str(svc.process.pid), *sampling],
+                    capture_stdout=True,
+                    capture_stderr=True,
+                )
+            pipelines = len(loads[0].timings)
+            cpu_ms = 1000 * (svc.cpu_seconds() - cpu_before) / max(pipelines, 1)
+            store = "no store" if env.get("DATABASE_URL") == "none" else "SQLite store"
+            return Profiled(f"{route}, {store}", raw.read_text(), pipelines, round(cpu_ms, 2))
+
+
+async def phases(work: Path, seconds: float) -> dict[str, Any]:
+    """Scenario 10: the CPU per pipeline by phase, on both routes, with the store on and
+    off: where the next change should cut."""
+    runs = []
+    for route, env in (
+        ("/api/process", {}),
+        ("/api/process", {"DATABASE_URL": "none"}),
+        ("/v1/chat/completions", {}),
+    ):
+        run = await profiled(work, seconds, route, **env)
+        runs.append(
+            {
+                "heading": run.heading,
+                "pipelines": run.pipelines,
+                "cpu_ms_per_pipeline": run.cpu_ms_per_pipeline,
+                "phases": run.phases(),
+            }
+        )
+    return {"clients": 32, "seconds": seconds, "runs": runs}
+
+
+async def profile(seconds: float, store: str, route: str) -> str:
     with tempfile.TemporaryDirectory(prefix="profile-") as scratch:
-        work = Path(scratch)
-        async with started(INSTANT_UPSTREAM, {}, work / "instant.log") as fake:
-            ensemble = ensemble_file(work / "zero.toml", 2, "bench-agent-0", "bench-summary-0")
-            env = service_env(fake.url, ensemble)
-            async with started([sys.executable, "-m", "service"], env, work / "svc.log") as svc:
-                await closed_loop(svc.url, 4, requests_each=5)
-                raw = work / "profile.txt"
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(lambda: closed_loop(svc.url, 32, duration_s=seconds + 2))
-                    await trio.run_process(
-                        [
-                            py_spy,
-                            "record",
-                            "--pid",
-                            str(svc.process.pid),
-                            "--duration",
-                            str(int(seconds)),
-                            "--format",
-                            "raw",
-                            "--output",
-                            str(raw),
-                            "--nonblocking",
-                        ],
-                        capture_stdout=True,
-                        capture_stderr=True,
-                    )
-                return summarize(raw.read_text())
+        env = {"DATABASE_URL": "none"} if store == "none" else {}
+        run = await profiled(Path(scratch), seconds, route, **env)
+        return run.table() + "\n" + summarize(run.raw)
+
+
+# A sampled thread that only waits: trio's worker threads between jobs, the event loop in
+# epoll. py-spy cannot always tell these from work; they are no CPU of any phase.
+IDLE = ("WorkerThread._work (", "EpollIOManager.get_events (")
+
+
+def _phase(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for phase, marks in PHASES:
+            if any(mark in frame for mark in marks):
+                return phase
+    return "other"
 
 
 def summarize(raw: str, top: int = 25) -> str:
@@ -79,8 +207,10 @@ def summarize(raw: str, top: int = 25) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench.profile")
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--store", choices=("sqlite", "none"), default="sqlite")
+    parser.add_argument("--route", default="/api/process", help="or /v1/chat/completions")
     args = parser.parse_args()
-    text = trio.run(profile, args.seconds)
+    text = trio.run(profile, args.seconds, args.store, args.route)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(text)
     print(text)

@@ -65,6 +65,16 @@ def print_tables(results: dict[str, Any]) -> None:
     ):
         if key in results:
             _print_variants(title, results[key]["rows"])
+    if "phases" in results:
+        print("\n10. CPU per pipeline by phase (py-spy at saturation, 32 clients), in ms")
+        runs = results["phases"]["runs"]
+        names = list(runs[0]["phases"])
+        print(f"{'run':<38} {'total':>6} " + " ".join(f"{n[:9]:>9}" for n in names))
+        for run in runs:
+            print(
+                f"{run['heading']:<38} {run['cpu_ms_per_pipeline']:>6} "
+                + " ".join(f"{run['phases'][n]:>9}" for n in names)
+            )
     if "peer" in results:
         peer = results["peer"]
         if "skipped" in peer:

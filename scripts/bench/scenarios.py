@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import re
@@ -296,9 +297,9 @@ async def open_streams(work: Path, counts: list[int]) -> dict[str, Any]:
     upstream_argv = [sys.executable, "-m", "scripts.bench.stall_server"]
     async with started(upstream_argv, {}, work / "stall-3.log") as upstream:
         ensemble = _stalling_ensemble(work / "stall.toml", upstream.url, 2 * max(counts))
-        env = service_env(upstream.url, ensemble, SSE_KEEPALIVE_S="600")
         for count in counts:
             log = work / f"service-3-{count}.log"
+            env = service_env(upstream.url, ensemble, SSE_KEEPALIVE_S="600")
             async with started(_service_argv(), env, log) as service:
                 await _hold_streams(service, upstream.url, WARM_UP_STREAMS)
                 rows.append(await _hold_streams(service, upstream.url, count))
@@ -422,8 +423,14 @@ def _host_port(url: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# A message id per request of the run: with the store on (the default), an id sent again
+# would be a replay of the stored message, not a new stream.
+_MESSAGE_IDS = itertools.count(1)
+
+
 def _process_request(message: str) -> bytes:
-    body = json.dumps({"message": message, "message_id": message.replace(" ", "-")}).encode()
+    message_id = f"{message.replace(' ', '-')}-{next(_MESSAGE_IDS)}"
+    body = json.dumps({"message": message, "message_id": message_id}).encode()
     head = (
         "POST /api/process HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\n\r\n"
