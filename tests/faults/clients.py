@@ -8,6 +8,7 @@ count what every client got instead of sampling a few.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter
@@ -121,6 +122,17 @@ def _envelope_code(body: bytes) -> str | None:
         return str(json.loads(body)["error"]["code"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def numbered_questions() -> Callable[[], dict[str, Any]]:
+    """A new question, with its own message id, at every call: `under_load`'s payloads."""
+    numbers = itertools.count()
+
+    def next_payload() -> dict[str, Any]:
+        number = next(numbers)
+        return {"message": f"Question {number}?", "message_id": f"m-{number}"}
+
+    return next_payload
 
 
 async def under_load(

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trio
 
-from tests.faults.clients import Probes, StreamOutcome, probe, under_load
+from tests.faults.clients import Probes, StreamOutcome, numbered_questions, probe, under_load
 from tests.faults.outage import proxied
 from tests.faults.probes import log_matches, metric
 from tests.faults.records import stored_messages
@@ -60,15 +60,11 @@ async def test_postgresql_unreachable_under_load_loses_nothing_unaccounted(
                 stop = trio.Event()
                 outcomes: list[StreamOutcome] = []
                 plain, history = Probes(), Probes()
-                number = iter(range(1_000_000))
-
-                def next_payload() -> dict[str, str]:
-                    n = next(number)
-                    return {"message": f"Question {n}?", "message_id": f"m-{n}"}
+                questions = numbered_questions()
 
                 async def load() -> None:
                     outcomes.extend(
-                        await under_load(client, next_payload, workers=size.clients, stop=stop)
+                        await under_load(client, questions, workers=size.clients, stop=stop)
                     )
 
                 async with trio.open_nursery() as nursery:

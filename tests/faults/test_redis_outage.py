@@ -17,7 +17,15 @@ import pytest
 import trio
 
 from tests.databases import redis_reachable
-from tests.faults.clients import Probes, StreamOutcome, ms, percentile, probe, under_load
+from tests.faults.clients import (
+    Probes,
+    StreamOutcome,
+    ms,
+    numbered_questions,
+    percentile,
+    probe,
+    under_load,
+)
 from tests.faults.outage import proxied
 from tests.faults.probes import metric
 from tests.faults.report import CaseReport
@@ -81,15 +89,11 @@ async def test_redis_unreachable_under_load_is_the_configured_policy(
                     stop = trio.Event()
                     outcomes: list[StreamOutcome] = []
                     probes = Probes()
-                    numbers = iter(range(1_000_000))
-
-                    def next_payload() -> dict[str, str]:
-                        n = next(numbers)
-                        return {"message": f"Question {n}?", "message_id": f"m-{n}"}
+                    questions = numbered_questions()
 
                     async def load() -> None:
                         outcomes.extend(
-                            await under_load(client, next_payload, workers=size.clients, stop=stop)
+                            await under_load(client, questions, workers=size.clients, stop=stop)
                         )
 
                     async with trio.open_nursery() as nursery:
