@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 MAX_FRAMES = 20_000
 EXPIRE_S = 3600
 TIMEOUT_S = 1.0
+GATHER_S = 0.02
 
 
 def stream_key(principal: Principal, message_id: str) -> str:
@@ -45,13 +46,14 @@ class RedisRelay:
 @dataclass
 class RelayPublisher:
     """One run's events on their way to Redis, sent by a task of the run (never on the
-    stream's own path): a burst of events is one pipelined round trip."""
+    stream's own path): the bursts of GATHER_S are one pipelined round trip."""
 
     client: coredis.Redis[str]
     key: str
     _pending: list[tuple[int, str, str]] = field(default_factory=list)
     _ready: trio.Event = field(default_factory=trio.Event)
     _closed: bool = False
+    _sending: trio.Lock = field(default_factory=trio.Lock)
 
     def add(self, event_id: int, event_type: str, data: str) -> None:
         self._pending.append((event_id, event_type, data))
@@ -62,6 +64,9 @@ class RelayPublisher:
     async def send_in_background(self) -> None:
         while not self._closed:
             await self._ready.wait()
+            # The bursts of the next moment go along: one round trip for many (a follower
+            # on another instance sees them at most this much later; `close` sends the rest).
+            await trio.sleep(GATHER_S)
             self._ready = trio.Event()
             # Never cancelled halfway (the run ends by cancelling this task): coredis loses
             # the pooled connection of a pipeline cancelled in flight, and once the pool is
@@ -75,6 +80,12 @@ class RelayPublisher:
         await self._send()
 
     async def _send(self) -> None:
+        # One send at a time, each taking what is pending when its turn comes: the run's
+        # last send (`close`) never overtakes one in flight, so frames arrive in order.
+        async with self._sending:
+            await self._send_pending()
+
+    async def _send_pending(self) -> None:
         batch, self._pending = self._pending, []
         if not batch:
             return

@@ -42,3 +42,28 @@ async def test_runs_cancelled_while_relaying_lose_no_pooled_connection() -> None
     finally:
         await forget_redis_prefix(prefix)
     assert frames == 1
+
+
+async def test_the_last_send_never_overtakes_one_in_flight() -> None:
+    """The run's end sends what is left while the background send may still be on its way:
+    the frames reach Redis in their order, each once."""
+    await redis_reachable()
+    user = Principal(user=f"relay-{secrets.token_hex(4)}")
+    client: coredis.Redis[str] = coredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        async with client:
+            publisher = RedisRelay(client).publisher(user, "m-1")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(publisher.send_in_background)
+                for event_id in range(1, 201):
+                    publisher.add(event_id, "summary.delta", "{}")
+                    if event_id % 20 == 0:
+                        publisher.flush()
+                        await trio.sleep(0.005)
+                await publisher.close()
+                nursery.cancel_scope.cancel()
+            entries = await client.xrange(publisher.key)
+    finally:
+        await forget_redis_prefix(stream_key(user, "")[:-1])
+    ids = [int(entry.field_values["id"]) for entry in entries]
+    assert ids == list(range(1, 201))
