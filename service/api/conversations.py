@@ -112,9 +112,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-_OWNER = {"user": "An admin reads this user of its tenant"}
-
-
 @conversations.get("/api/conversations")
 @requires("history")
 @documented(

@@ -126,17 +126,6 @@ StreamEvent = Annotated[
     | ErrorEvent,
     Field(discriminator="type"),
 ]
-EVENT_MODELS: tuple[type[EventBase], ...] = (
-    AgentStartedEvent,
-    AgentRetryingEvent,
-    AgentCompletedEvent,
-    AgentFailedEvent,
-    SummaryStartedEvent,
-    SummaryDeltaEvent,
-    SummaryRestartedEvent,
-    DoneEvent,
-    ErrorEvent,
-)
 
 
 # --- OpenAI's chat completions ---------------------------------------------------------------
