@@ -3,9 +3,9 @@ POST /api/process and GET /api/messages/{id}/events (`StreamEvent`, one model pe
 name), and the chunks of POST /v1/chat/completions with `stream: true`.
 
 The encoders (sse.py, chat_format.py) write these by hand, because they run once per token
-and a model per event would cost more than the rest of the send; the contract tests read
-every event of real runs back through these models (extra fields forbidden), so the two
-cannot drift apart unnoticed.
+and a model per event would cost more than the rest of the send; the contract tests check
+every event of real runs against the schemas these models publish (extra fields
+forbidden), so the two cannot drift apart unnoticed.
 """
 
 from __future__ import annotations

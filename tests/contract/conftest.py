@@ -4,6 +4,7 @@ so what a client reads is what is checked)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,25 @@ def operations(document: dict[str, Any]) -> Iterator[Operation]:
     for path, methods in document["paths"].items():
         for method, operation in methods.items():
             yield method.upper(), path, operation
+
+
+async def published(client: httpx.AsyncClient) -> dict[str, Any]:
+    """The document the server publishes at /openapi.json."""
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def concrete(template: str, values: dict[str, str]) -> str:
+    """A documented path with each `{parameter}` given its value from `values`."""
+
+    def value(match: re.Match[str]) -> str:
+        assert match.group(1) in values, f"no value for the path parameter {match.group(1)}"
+        return values[match.group(1)]
+
+    return re.sub(r"\{(\w+)\}", value, template)
 
 
 def validator(document: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:

@@ -6,12 +6,10 @@ answer also has to be one the document gives that operation."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any
 
 from tests.auth.test_access import World, call, make_key, world
-from tests.contract.conftest import operations, response_problems
+from tests.contract.conftest import concrete, operations, published, response_problems
 
 # alice's own keys come last: they may delete her rows, so the others go first.
 STRANGERS = ("anonymous", "revoked", "expired", "metrics-token", "bob", "carol", "admin")
@@ -28,14 +26,6 @@ MAY = {
 }
 
 
-def concrete(template: str, values: dict[str, str]) -> str:
-    def value(match: re.Match[str]) -> str:
-        assert match.group(1) in values, f"no value for {match.group(1)}: add one"
-        return values[match.group(1)]
-
-    return re.sub(r"\{(\w+)\}", value, template)
-
-
 async def alices_rows_are_there(w: World) -> bool:
     conversation = await call(w, "alice", "GET", f"/api/conversations/{w.conversation}")
     message = await call(w, "alice", "GET", "/api/messages/m-alice")
@@ -44,7 +34,7 @@ async def alices_rows_are_there(w: World) -> bool:
 
 async def test_every_caller_on_every_documented_operation(tmp_path: Path) -> None:
     async with world(tmp_path) as w:
-        document: dict[str, Any] = (await w.service.client.get("/openapi.json")).json()
+        document = await published(w.service.client)
         _, victim = await make_key(w.service, "victim")
         values = {
             "conversation_id": w.conversation,

@@ -12,16 +12,11 @@ from typing import Any
 import httpx
 
 from scripts.fake_upstream import Behaviour, FakeUpstream
-from tests.contract.conftest import component, response_problems, schema_problems
+from tests.contract.conftest import component, published, response_problems, schema_problems
 from tests.integration.harness import RunningService, SseEvent, read_events, running_service
 from tests.integration.test_upstream_faults import MOCK_FAILURES_EXAMPLE
 
 QUICK = {"MOCK_FIRST_TOKEN_MS": "10", "MOCK_TOKEN_MS": "1"}
-
-
-async def document_of(service: RunningService) -> dict[str, Any]:
-    document: dict[str, Any] = (await service.client.get("/openapi.json")).json()
-    return document
 
 
 async def stream_problems(
@@ -47,7 +42,7 @@ async def test_every_kind_of_event_matches_the_published_schema(tmp_path: Path) 
     limits.write_text("[anonymous]\nrequests_per_minute = 600\ntokens_per_minute = 100000\n")
     env = {**QUICK, "ENSEMBLE_FILE": str(MOCK_FAILURES_EXAMPLE), "LIMITS_FILE": str(limits)}
     async with running_service(tmp_path, None, env=env) as service:
-        document = await document_of(service)
+        document = await published(service.client)
         events, problems = await stream_problems(
             service, document, {"message": "Hi?", "message_id": "m-1"}
         )
@@ -80,7 +75,7 @@ async def test_every_kind_of_event_matches_the_published_schema(tmp_path: Path) 
 async def test_an_error_event_matches_the_published_schema(tmp_path: Path) -> None:
     fake = FakeUpstream(default=Behaviour(status=401))
     async with running_service(tmp_path, fake) as service:
-        document = await document_of(service)
+        document = await published(service.client)
         events, problems = await stream_problems(
             service, document, {"message": "Hi?", "message_id": "m-1"}
         )
@@ -92,7 +87,7 @@ async def test_openai_chunks_completions_and_errors_match_the_published_schema(
     tmp_path: Path,
 ) -> None:
     async with running_service(tmp_path, None, env=QUICK) as service:
-        document = await document_of(service)
+        document = await published(service.client)
         question = {"model": "default", "messages": [{"role": "user", "content": "Hi?"}]}
         chunks: list[Any] = []
         async with service.client.stream(
@@ -126,7 +121,7 @@ async def test_history_keys_and_usage_with_real_rows_match_the_published_schema(
 ) -> None:
     env = {**QUICK, "ENSEMBLE_FILE": str(MOCK_FAILURES_EXAMPLE)}
     async with running_service(tmp_path, None, env=env) as service:
-        document = await document_of(service)
+        document = await published(service.client)
         first = await service.client.post(
             "/api/process", json={"message": "Hi?", "message_id": "m-1"}
         )

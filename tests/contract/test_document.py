@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
@@ -17,8 +16,8 @@ from service.api.contract import Undocumented, openapi_document
 from service.api.process_request import ProcessBody
 from service.api.schemas import ErrorEnvelope, Health
 from service.app import create_app
-from tests.contract.conftest import operations
-from tests.integration.harness import RunningService, running_service
+from tests.contract.conftest import concrete, operations, published
+from tests.integration.harness import running_service
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 # A value for each path parameter, so every documented path can be asked for.
@@ -31,29 +30,12 @@ PATH_VALUES = {
 }
 
 
-async def fetch_document(service: RunningService) -> dict[str, Any]:
-    response = await service.client.get("/openapi.json")
-    assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("application/json")
-    document: dict[str, Any] = response.json()
-    return document
-
-
-def concrete(template: str) -> str:
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        assert name in PATH_VALUES, f"no value for the path parameter {name}: add one"
-        return PATH_VALUES[name]
-
-    return re.sub(r"\{(\w+)\}", value, template)
-
-
 @pytest.mark.parametrize("auth", ["keys", "none"])
 async def test_the_document_is_valid_openapi_3_1_with_security_and_event_schemas(
     tmp_path: Path, auth: str
 ) -> None:
     async with running_service(tmp_path, None, env={"AUTH": auth}) as service:
-        document = await fetch_document(service)
+        document = await published(service.client)
     validate(document)  # raises on any violation of the OpenAPI 3.1 schema
     assert document["openapi"] == "3.1.0"
     schemas = document["components"]["schemas"]
@@ -84,7 +66,7 @@ async def test_every_route_served_is_documented_and_every_documented_route_is_se
     tmp_path: Path,
 ) -> None:
     async with running_service(tmp_path, None) as service:
-        document = await fetch_document(service)
+        document = await published(service.client)
         documented = {(method, path) for method, path, _ in operations(document)}
         # The app the server runs, built again from the same resources.
         rules = {
@@ -98,14 +80,14 @@ async def test_every_route_served_is_documented_and_every_documented_route_is_se
         # (not "no such route", not 405), and each method it does not document is a 405.
         unreached, unrefused = [], []
         for method, path in sorted(documented):
-            response = await service.client.request(method, concrete(path))
+            response = await service.client.request(method, concrete(path, PATH_VALUES))
             body = response.json() if "json" in response.headers.get("Content-Type", "") else {}
             message = body.get("error", {}).get("message") if isinstance(body, dict) else None
             if response.status_code == 405 or message == "no such route":
                 unreached.append(f"{method} {path}: {response.status_code}")
         for path in {path for _, path in documented}:
             for method in METHODS - {m for m, p in documented if p == path}:
-                response = await service.client.request(method, concrete(path))
+                response = await service.client.request(method, concrete(path, PATH_VALUES))
                 if response.status_code != 405:
                     unrefused.append(f"{method} {path}: {response.status_code}")
         missing = await service.client.get("/api/not-a-route")
@@ -132,17 +114,17 @@ async def test_the_schemas_are_the_models_the_routes_use(
     tmp_path: Path, model: type[BaseModel]
 ) -> None:
     async with running_service(tmp_path, None) as service:
-        document = await fetch_document(service)
-    published = document["components"]["schemas"][model.__name__]
+        document = await published(service.client)
+    in_document = document["components"]["schemas"][model.__name__]
     own = model.model_json_schema(ref_template="#/components/schemas/{model}")
     own.pop("$defs", None)
-    assert published == own
+    assert in_document == own
 
 
 async def test_the_request_body_schema_refuses_what_the_route_refuses(tmp_path: Path) -> None:
     """The published body schema forbids extra fields because the route does."""
     async with running_service(tmp_path, None) as service:
-        document = await fetch_document(service)
+        document = await published(service.client)
         response = await service.client.post(
             "/api/process", json={"message": "Hi?", "message_id": "m-1", "colour": "red"}
         )

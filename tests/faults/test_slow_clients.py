@@ -16,13 +16,13 @@ import httpx
 import pytest
 import trio
 
-from scripts.fake_upstream import Behaviour, FakeUpstream, base_url, serve_fake_upstream
+from scripts.fake_upstream import Behaviour, FakeUpstream, serve_fake_upstream
 from tests.faults.clients import StreamOutcome, ask, ms, percentile
 from tests.faults.hostile import StuckReader, Tally, idle, never_read, slowloris
 from tests.faults.probes import Held, connections_to
 from tests.faults.report import CaseReport
 from tests.faults.sizes import sized
-from tests.integration.harness import host_port
+from tests.integration.harness import host_port, upstream_env
 from tests.service_process import served
 
 # A stream's writes end at its deadline: the request's, plus 2 s (README, SEND_TIMEOUT_S).
@@ -133,10 +133,7 @@ async def test_slow_and_stuck_clients_do_not_starve_the_others(
         binds = await upstream.start(serve_fake_upstream, fake)
         upstream_port = host_port(binds[0])[1]
         env = {
-            "USE_LLM_MOCK": "false",
-            "LLM_BASE_URL": base_url(binds),
-            "LLM_KEY": "test-key",
-            "ENSEMBLE_FILE": str(ensemble_file),
+            **upstream_env(binds, ensemble_file),
             "DATABASE_URL": "none",
             "REQUEST_TIMEOUT_S": str(crowd.request_timeout_s),
         }

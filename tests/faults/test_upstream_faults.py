@@ -15,13 +15,13 @@ import httpx
 import pytest
 import trio
 
-from scripts.fake_upstream import Behaviour, FakeUpstream, base_url, serve_fake_upstream
+from scripts.fake_upstream import Behaviour, FakeUpstream, serve_fake_upstream
 from service.llm.pool import KEEPALIVE_S
 from tests.faults.clients import StreamOutcome, ask
 from tests.faults.probes import connections_to
 from tests.faults.report import CaseReport
 from tests.faults.sizes import sized
-from tests.integration.harness import host_port
+from tests.integration.harness import host_port, upstream_env
 from tests.service_process import served
 
 FAULTS = {
@@ -115,13 +115,7 @@ async def test_every_upstream_fault_ends_each_stream_once_and_leaves_nothing_ope
     async with trio.open_nursery() as upstream:
         binds = await upstream.start(serve_fake_upstream, fake)
         upstream_port = host_port(binds[0])[1]
-        env = {
-            "USE_LLM_MOCK": "false",
-            "LLM_BASE_URL": base_url(binds),
-            "LLM_KEY": "test-key",
-            "ENSEMBLE_FILE": str(ensemble_file),
-            "DATABASE_URL": "none",
-        }
+        env = {**upstream_env(binds, ensemble_file), "DATABASE_URL": "none"}
         async with served(tmp_path, **env) as service:
             limits = httpx.Limits(max_connections=None)
             async with httpx.AsyncClient(base_url=service.url, timeout=30, limits=limits) as client:

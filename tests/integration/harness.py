@@ -92,6 +92,16 @@ async def iter_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
             fields[name] = value
 
 
+def upstream_env(binds: list[str], ensemble_file: Path) -> dict[str, str]:
+    """The settings that point the service at the fake upstream serving on `binds`."""
+    return {
+        "USE_LLM_MOCK": "false",
+        "LLM_BASE_URL": base_url(binds),
+        "LLM_KEY": "test-key",
+        "ENSEMBLE_FILE": str(ensemble_file),
+    }
+
+
 @asynccontextmanager
 async def running_service(
     tmp_path: Path,
@@ -125,12 +135,7 @@ async def running_service(
                     **(agent_extra or {}),
                 )
             ensemble_file.write_text(ensemble.replace("{upstream}", base_url(upstream_binds)))
-            settings_env |= {
-                "USE_LLM_MOCK": "false",
-                "LLM_BASE_URL": base_url(upstream_binds),
-                "LLM_KEY": "test-key",
-                "ENSEMBLE_FILE": str(ensemble_file),
-            }
+            settings_env |= upstream_env(upstream_binds, ensemble_file)
         settings = load_settings({**settings_env, **(env or {})}, dotenv_path=None)
         shutdown = trio.Event()
         stopped = trio.Event()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.contract.conftest import operations
+from tests.contract.conftest import operations, published
 from tests.integration.harness import running_service
 from tests.web.browser import BrowserThread, page_errors, screenshot
 
@@ -15,7 +15,7 @@ async def test_the_reference_shows_every_operation_from_the_server_alone(
     browser: BrowserThread, tmp_path: Path
 ) -> None:
     async with running_service(tmp_path, None, env={"AUTH": "keys"}) as service:
-        document = (await service.client.get("/openapi.json")).json()
+        document = await published(service.client)
         page = await browser.new_page(service.url)
         fetched: list[str] = []
 
