@@ -26,28 +26,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-_TAKE = (
-    _NOW
-    + """
-local cost, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + cost * interval
-local capacity = burst * interval
-if new_tat - now > capacity + 1e-6 then
-  return {0, tostring(new_tat - now - capacity), tostring((now + capacity - tat) / interval)}
-end
-local ttl_ms = math.ceil((new_tat - now) * 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', ttl_ms)
-return {1, '0', tostring(math.floor((now + capacity - new_tat) / interval + 1e-3))}
-"""
-)
-
-# A request's checks in one step: KEYS = requests, streams, tokens (one hash tag);
-# ARGV = the three checks' parameters, an empty string for a check not made.
-_CHECK = (
-    _NOW
-    + """
+# A GCRA bucket's verdict, without taking: (allowed, seconds to wait, units left, the TAT
+# once taken). A microsecond of slack keeps a full bucket's last unit: (now + interval) - now
+# can come out a hair over the interval.
+_PEEK = """
 local function peek(key, cost, interval, burst)
   local tat = tonumber(redis.call('GET', key) or now)
   if tat < now then tat = now end
@@ -58,6 +40,29 @@ local function peek(key, cost, interval, burst)
   end
   return true, 0, math.floor((now + capacity - new_tat) / interval + 1e-3), new_tat
 end
+"""
+
+_TAKE = (
+    _NOW
+    + _PEEK
+    + """
+local ok, wait, left, new_tat = peek(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]),
+                                     tonumber(ARGV[3]))
+if not ok then
+  return {0, tostring(wait), tostring(left)}
+end
+local ttl_ms = math.ceil((new_tat - now) * 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', ttl_ms)
+return {1, '0', tostring(left)}
+"""
+)
+
+# A request's checks in one step: KEYS = requests, streams, tokens (one hash tag);
+# ARGV = the three checks' parameters, an empty string for a check not made.
+_CHECK = (
+    _NOW
+    + _PEEK
+    + """
 local req_ok, req_wait, req_left, req_tat = true, 0, 0, nil
 if ARGV[1] ~= '' then
   req_ok, req_wait, req_left, req_tat = peek(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]),
