@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from quart import request
 
 from ..errors import InvalidRequest
+from .sse import MAX_EVENT_ID
 from .validation import CURSOR_PATTERN, first_problem
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
@@ -275,7 +276,7 @@ class EventsQuery(Query):
     last_event_id: int = Field(
         default=0,
         ge=0,
-        le=999_999_999,
+        le=MAX_EVENT_ID,
         description="Events after this id (the `Last-Event-ID` header wins)",
     )
 

@@ -20,7 +20,7 @@ from ..events import Failed, PublicError
 from ..runs.live import Part
 from ..runs.relay import TIMEOUT_S, RedisRelay, stream_key
 from ..storage import FINISHED, Store
-from .sse import SseEncoder
+from .sse import MAX_EVENT_ID, SseEncoder
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,15 @@ async def _ending(store: Store, principal: Principal, message_id: str, after: in
     """What is left of a finished message's stream once its stored events are sent: nothing
     when they end with a terminal event, else an `error` (`interrupted`) to end it, made up
     here: a run whose server died (kill -9) stored none, and a client must still learn the
-    stream is over."""
+    stream is over. Its id is MAX_EVENT_ID: the client may hold ids sent live after the
+    last stored phase, which nothing remembers (docs/storage.md)."""
     end = await store.stored_end(principal, message_id)
-    if end is None or end.last_type in TERMINAL_TYPES or after > end.last_event_id:
+    if end is None or end.last_type in TERMINAL_TYPES or after >= MAX_EVENT_ID:
         return []
     encoder = SseEncoder(message_id=message_id, conversation_id=end.conversation_id)
     interrupted = Failed(source="server", error=PublicError.of(RunInterrupted()))
     _, event_type, data = encoder.encode_parts(interrupted)
-    return [(end.last_event_id + 1, event_type, data)]
+    return [(MAX_EVENT_ID, event_type, data)]
 
 
 class StoredFrames:

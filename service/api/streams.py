@@ -22,6 +22,7 @@ from ..resources import Resources
 from ..storage import (
     FINISHED,
 )
+from . import sse
 from .access import current_principal, requires
 from .contract import documented, event_stream, link, returns
 from .conversations import checked_id, store
@@ -144,7 +145,7 @@ async def process() -> Response:
 
 
 # An event id, or empty: EventSource sends an empty one when the last event reset it.
-LAST_EVENT_ID = re.compile("^[0-9]{0,9}$")
+LAST_EVENT_ID = re.compile(f"^[0-9]{{0,{len(str(sse.MAX_EVENT_ID))}}}$")
 
 
 def _last_event_id() -> int:

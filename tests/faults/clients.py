@@ -124,6 +124,14 @@ def _envelope_code(body: bytes) -> str | None:
         return None
 
 
+async def until(done: Callable[[], bool], *, poll_s: float = 0.05) -> None:
+    """Wait until `done()`, a condition on what other tasks (clients) fill in, holds."""
+    while True:
+        if done():
+            return
+        await trio.sleep(poll_s)
+
+
 def numbered_questions() -> Callable[[], dict[str, Any]]:
     """A new question, with its own message id, at every call: `under_load`'s payloads."""
     numbers = itertools.count()
