@@ -18,6 +18,7 @@ from .api.keys import key_routes
 from .api.openai_routes import openai_routes
 from .api.raw_path import KeepEncodedSlashes
 from .api.streams import streams
+from .api.unstarted import EndUnstartedRuns
 from .api.usage import usage_routes
 from .errors import NotAllowed, NotAuthenticated, ServiceError, StorageUnavailableError
 from .limits import LimiterUnavailable, RateLimited
@@ -84,6 +85,8 @@ def create_app(resources: Resources) -> QuartTrio:
         log.exception("unhandled error", exc_info=error)
         return error_response(ServiceError())
 
-    app.asgi_app = KeepEncodedSlashes(AccessLog(app.asgi_app))  # type: ignore[method-assign]
+    app.asgi_app = KeepEncodedSlashes(  # type: ignore[method-assign]
+        AccessLog(EndUnstartedRuns(app.asgi_app))
+    )
     publish_contract(app)
     return app

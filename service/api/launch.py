@@ -49,6 +49,7 @@ from .conversations import store
 from .event_stream import FrameSource
 from .sse import SseEncoder
 from .stored_frames import RelayedFrames, StoredFrames
+from .unstarted import driven_by_the_response
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ def _run(
             raise ShuttingDown()
         resources.runs.start_soon(_without_the_client(driver.run), name="run")
         return Launched(live, None, headers)
-    return Launched(live, driver.run, headers)
+    return Launched(live, driven_by_the_response(driver), headers)
 
 
 def _without_the_client(run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:

@@ -6,10 +6,27 @@ except ValidationError as exc:
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+import re
+from typing import Annotated
+
+from pydantic import Field, ValidationError
 
 from ..auth.keys import DURATION_PATTERN
 from ..errors import InvalidRequest
+
+# Every id the API accepts (`message_id`, `conversation_id`, the ids in a path, a `user` or
+# `tenant`): printable ASCII without the space and without `/`, 1 to MAX_ID characters. Such
+# an id is safe in a response header (no CR, LF or NUL), names one path segment (an encoded
+# slash never routes), reads the same in a log line, and is text both databases store as is.
+MAX_ID = 128
+ID_PATTERN = "^[\\x21-\\x2e\\x30-\\x7e]+$"
+ID_RULE = f"must be 1 to {MAX_ID} printable ASCII characters, without spaces or '/'"
+ClientId = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN)]
+_ID = re.compile(f"[\\x21-\\x2e\\x30-\\x7e]{{1,{MAX_ID}}}")
+# Text a database stores as is: PostgreSQL refuses the NUL character in text, SQLite keeps
+# it, so it is refused on both (no input means one thing on one database, another on the other).
+NO_NUL = "^[^\\x00]*$"
+NO_NUL_RULE = "must not contain the NUL character (U+0000)"
 
 # Holds a character that is not white space: the characters of Python's str.isspace(),
 # spelled out so that every regular expression engine (pydantic's, a client's) reads it alike.
@@ -19,12 +36,14 @@ NOT_BLANK = (
 )
 # A page's end: the last conversation's `updated_at` in microseconds since the epoch, a dot,
 # and its id. Any such pair is a position in the list, so no well-formed cursor is refused.
-CURSOR_PATTERN = r"^[0-9]{1,16}\.[\s\S]{1,128}$"
+CURSOR_PATTERN = r"^[0-9]{1,16}\.[^\x00]{1,128}$"
 # What a value that does not match each pattern is told.
 _PATTERN_MESSAGES = {
     DURATION_PATTERN: "expected a number and a unit, e.g. 30d, 12h, 90m",
     NOT_BLANK: "must not be blank",
     CURSOR_PATTERN: "not a cursor this server gave",
+    ID_PATTERN: ID_RULE,
+    NO_NUL: NO_NUL_RULE,
 }
 
 _MESSAGES = {
@@ -37,6 +56,20 @@ _MESSAGES = {
     "int_parsing": "must be a whole number",
     "int_type": "must be a whole number",
 }
+
+
+def checked_id(value: str, field: str) -> str:
+    """`value` if it is an id (ID_PATTERN); else the 400 naming `field`."""
+    if not _ID.fullmatch(value):
+        raise InvalidRequest(f"{field}: {ID_RULE}", field=field)
+    return value
+
+
+def checked_text(value: str, field: str) -> str:
+    """`value` if both databases store it as is; else the 400 naming `field`."""
+    if "\x00" in value:
+        raise InvalidRequest(f"{field}: {NO_NUL_RULE}", field=field)
+    return value
 
 
 def first_problem(exc: ValidationError) -> InvalidRequest:
