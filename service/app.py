@@ -14,6 +14,7 @@ from .api.connection import StreamingHTTPConnection
 from .api.contract import contract, publish_contract
 from .api.conversations import conversations
 from .api.empty import no_content
+from .api.envelope import NO_SNIFF
 from .api.keys import key_routes
 from .api.openai_routes import openai_routes
 from .api.raw_path import KeepEncodedSlashes
@@ -56,6 +57,13 @@ def create_app(resources: Resources) -> QuartTrio:
     app.register_blueprint(contract)
 
     app.before_request(identify_caller)
+
+    @app.after_request
+    async def _no_sniffing(response: Response) -> Response:
+        # Answers hold clients' text (errors name what was sent, stored questions): a
+        # browser must never guess HTML or script from it.
+        response.headers.setdefault(NO_SNIFF[0], NO_SNIFF[1])
+        return response
 
     @app.errorhandler(ServiceError)
     async def _service_error(error: ServiceError) -> Response:

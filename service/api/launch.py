@@ -50,6 +50,7 @@ from .event_stream import FrameSource
 from .sse import SseEncoder
 from .stored_frames import RelayedFrames, StoredFrames
 from .unstarted import driven_by_the_response
+from .validation import header_safe
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,15 @@ class Launched:
     headers: dict[str, str] = field(default_factory=dict)
     # "run", or, for a message id sent before, "joined", "replayed" or "followed".
     outcome: str = "run"
+
+    def __post_init__(self) -> None:
+        # The last guard before a value reaches a header: the ids in them are checked at
+        # the edge, but a row stored before that rule may hold anything (a CR, LF or NUL
+        # there was a 500 after the message was stored, or an injected header).
+        unsafe = [name for name, value in self.headers.items() if not header_safe(value)]
+        for name in unsafe:
+            log.warning("%s not sent: its value is not printable ASCII", name)
+            del self.headers[name]
 
 
 def set_outcome(outcome: str) -> None:

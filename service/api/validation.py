@@ -23,6 +23,9 @@ ID_PATTERN = "^[\\x21-\\x2e\\x30-\\x7e]+$"
 ID_RULE = f"must be 1 to {MAX_ID} printable ASCII characters, without spaces or '/'"
 ClientId = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN)]
 _ID = re.compile(f"[\\x21-\\x2e\\x30-\\x7e]{{1,{MAX_ID}}}")
+# What a response header may carry: printable ASCII and the space, nothing else (no CR, LF
+# or NUL to end it early or inject another; no byte a client could read as another encoding).
+_HEADER_VALUE = re.compile("[\\x20-\\x7e]*")
 # Text a database stores as is: PostgreSQL refuses the NUL character in text, SQLite keeps
 # it, so it is refused on both (no input means one thing on one database, another on the other).
 NO_NUL = "^[^\\x00]*$"
@@ -63,6 +66,10 @@ def checked_id(value: str, field: str) -> str:
     if not _ID.fullmatch(value):
         raise InvalidRequest(f"{field}: {ID_RULE}", field=field)
     return value
+
+
+def header_safe(value: str) -> bool:
+    return _HEADER_VALUE.fullmatch(value) is not None
 
 
 def checked_text(value: str, field: str) -> str:

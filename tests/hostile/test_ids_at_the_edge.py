@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import trio
 
+from service.auth import ANONYMOUS
+from service.storage import MessageEnd, NewMessage
 from tests.databases import BACKENDS, database_url
 from tests.integration.harness import RunningService, running_service
 
@@ -135,3 +137,33 @@ async def test_a_start_that_fails_after_storing_ends_the_message_and_frees_its_s
         assert cancel.status_code == 409
         answered = await service.client.post("/api/process", json=ask("m-2"))
         assert answered.status_code == 200, answered.text
+
+
+@pytest.mark.parametrize("bad", ["CR", "LF"])
+async def test_an_id_stored_before_the_rule_never_reaches_a_header(
+    url: str, tmp_path: Path, bad: str
+) -> None:
+    """A row stored before ids were checked may hold a CR or LF in its conversation id:
+    sending its message again replays it, without that header (once a 500, or a header
+    of the client's choosing)."""
+    async with one_stream_service(url, tmp_path) as service:
+        store = service.resources.store
+        assert store is not None
+        begun = await store.begin_message(
+            ANONYMOUS,
+            message_id="m-old",
+            conversation_id=BAD_IDS[bad],
+            question="Why is the sky blue?",
+            ensemble="default",
+            ensemble_version="v0",
+            trace_id=None,
+            history_max_chars=1000,
+        )
+        assert isinstance(begun, NewMessage)
+        await store.record(begun.pk, end=MessageEnd("failed", None, "internal_error", {}, {}, None))
+        replayed = await service.client.post("/api/process", json=ask("m-old"))
+        assert replayed.status_code == 200
+        assert replayed.headers["X-Replayed"] == "true"
+        assert "X-Conversation-Id" not in replayed.headers
+        assert "X-Injected" not in replayed.headers
+        assert "event: error" in replayed.text
