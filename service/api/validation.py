@@ -15,14 +15,21 @@ from ..auth.keys import DURATION_PATTERN
 from ..errors import InvalidRequest
 
 # Every id the API accepts (`message_id`, `conversation_id`, the ids in a path, a `user` or
-# `tenant`): printable ASCII without the space and without `/`, 1 to MAX_ID characters. Such
-# an id is safe in a response header (no CR, LF or NUL), names one path segment (an encoded
-# slash never routes), reads the same in a log line, and is text both databases store as is.
+# `tenant`): printable ASCII without the space and without `/`, 1 to MAX_ID characters, and
+# not `.` or `..`. Such an id is safe in a response header (no CR, LF or NUL), names one
+# path segment (an encoded slash never routes; a client would resolve `.` and `..` away),
+# reads the same in a log line, and is text both databases store as is.
 MAX_ID = 128
-ID_PATTERN = "^[\\x21-\\x2e\\x30-\\x7e]+$"
-ID_RULE = f"must be 1 to {MAX_ID} printable ASCII characters, without spaces or '/'"
+# One character that is not a dot, or a dot and one that is not, or two dots and any; then
+# any. (No look-ahead: pydantic's regular expressions, and many clients', have none.)
+ID_PATTERN = (
+    "^(?:\\.?[\\x21-\\x2d\\x30-\\x7e]|\\.\\.[\\x21-\\x2e\\x30-\\x7e])[\\x21-\\x2e\\x30-\\x7e]*$"
+)
+ID_RULE = (
+    f"must be 1 to {MAX_ID} printable ASCII characters, without spaces or '/', and not '.' or '..'"
+)
 ClientId = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN)]
-_ID = re.compile(f"[\\x21-\\x2e\\x30-\\x7e]{{1,{MAX_ID}}}")
+_ID = re.compile(ID_PATTERN)
 # What a response header may carry: printable ASCII and the space, nothing else (no CR, LF
 # or NUL to end it early or inject another; no byte a client could read as another encoding).
 _HEADER_VALUE = re.compile("[\\x20-\\x7e]*")
@@ -63,7 +70,7 @@ _MESSAGES = {
 
 def checked_id(value: str, field: str) -> str:
     """`value` if it is an id (ID_PATTERN); else the 400 naming `field`."""
-    if not _ID.fullmatch(value):
+    if not (len(value) <= MAX_ID and _ID.fullmatch(value)):
         raise InvalidRequest(f"{field}: {ID_RULE}", field=field)
     return value
 
