@@ -9,6 +9,7 @@ for ever with its stream slot taken.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ import trio
 
 from service.auth import ANONYMOUS
 from service.storage import MessageEnd, NewMessage
+from tests.auth.test_settings_and_cli import keys_command
 from tests.databases import BACKENDS, database_url
 from tests.integration.harness import RunningService, running_service
 
@@ -167,3 +169,23 @@ async def test_an_id_stored_before_the_rule_never_reaches_a_header(
         assert "X-Conversation-Id" not in replayed.headers
         assert "X-Injected" not in replayed.headers
         assert "event: error" in replayed.text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--user", "alice smith"),
+        ("--user", "a/b"),
+        ("--user", "alice", "--tenant", "acme\tcorp"),
+        ("--user", "alice", "--tenant", ".."),
+    ],
+    ids=["space", "slash", "tab", "dots"],
+)
+async def test_the_keys_command_holds_user_and_tenant_to_the_id_rule(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    refused = await keys_command(tmp_path, "create", *args)
+    assert refused.returncode == 2, refused.stdout
+    assert b"printable ASCII" in refused.stderr
+    listed = await keys_command(tmp_path, "list", "--json")
+    assert json.loads(listed.stdout)["keys"] == []
