@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from scripts.fake_upstream import Behaviour, FakeUpstream
 from tests.databases import BACKENDS, database_url
 from tests.integration.harness import running_service
 
@@ -78,3 +79,29 @@ async def test_a_nul_in_a_v1_message_is_a_400_on_both_databases(
         assert refused.status_code == 400
         assert refused.json()["error"]["param"] == "messages[0].content"
         assert (await service.client.get("/api/messages/m")).status_code == 404
+
+
+async def test_a_nul_in_a_models_answer_is_stored_the_same_on_both_databases(
+    url: str, tmp_path: Path
+) -> None:
+    """A client cannot send a NUL, but a model can write one. PostgreSQL refused the
+    answer and the summary holding it, so the message stayed `running` for good (SQLite
+    kept them). Now both keep such text, the NUL as U+FFFD; the stream, and its replay, carry
+    the NUL as sent."""
+    fake = FakeUpstream(
+        {"fake-a": Behaviour(tokens=["a\x00b"]), "fake-summary": Behaviour(tokens=["sum\x00"])}
+    )
+    env = {"DATABASE_URL": url}
+    async with running_service(tmp_path, fake, agents={"alpha": "fake-a"}, env=env) as service:
+        sent = await service.client.post("/api/process", json={"message": "Hi?", "message_id": "m"})
+        stored = (await service.client.get("/api/messages/m")).json()
+        replayed = await service.client.post(
+            "/api/process", json={"message": "Hi?", "message_id": "m"}
+        )
+    assert "event: done" in sent.text
+    assert stored["status"] == "completed"
+    assert stored["summary"] == "sum\ufffd"
+    assert [answer["text"] for answer in stored["agents"]] == ["a\ufffdb"]
+    assert replayed.headers["X-Replayed"] == "true"
+    assert replayed.text == sent.text
+    assert "\\u0000" in sent.text
