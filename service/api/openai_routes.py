@@ -19,10 +19,10 @@ when the client hangs up. See chat_format.py for how its events become OpenAI's 
 from __future__ import annotations
 
 import secrets
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import trio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from quart import Blueprint, Response, current_app, request
 
 from ..ensemble import UnknownEnsemble
@@ -39,18 +39,22 @@ from .event_stream import EventStreamBody
 from .launch import RunRequest, launch
 from .schemas import respond
 from .sse import HEADERS
-from .validation import checked_id, checked_text, first_problem
+from .validation import NO_NUL, checked_id, checked_text, first_problem
 
 openai_routes = Blueprint("openai", __name__)
 
 ROLES = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
+# Checked by the route (`_text`, naming `messages[i].content`); published here.
+TextContent = Annotated[str, WithJsonSchema({"type": "string", "pattern": NO_NUL})]
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: ROLES
-    content: str | list[dict[str, Any]] | None = None
+    content: TextContent | list[dict[str, Any]] | None = None
 
 
 class StreamOptions(BaseModel):

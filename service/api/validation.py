@@ -38,11 +38,14 @@ _HEADER_VALUE = re.compile("[\\x20-\\x7e]*")
 NO_NUL = "^[^\\x00]*$"
 NO_NUL_RULE = "must not contain the NUL character (U+0000)"
 
-# Holds a character that is not white space: the characters of Python's str.isspace(),
-# spelled out so that every regular expression engine (pydantic's, a client's) reads it alike.
+# Holds a character that is not white space (the characters of Python's str.isspace(),
+# spelled out so that every regular expression engine, pydantic's or a client's, reads it
+# alike), and no NUL anywhere (NO_NUL).
 NOT_BLANK = (
-    "[^\\t\\n\\u000b\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "^[^\\u0000]*"
+    "[^\\u0000\\t\\n\\u000b\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a"
     "\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    "[^\\u0000]*$"
 )
 # A page's end: the last conversation's `updated_at` in microseconds since the epoch, a dot,
 # and its id. Any such pair is a position in the list, so no well-formed cursor is refused.
