@@ -35,7 +35,7 @@ _ID = re.compile(ID_PATTERN)
 _HEADER_VALUE = re.compile("[\\x20-\\x7e]*")
 # Text a database stores as is: PostgreSQL refuses the NUL character in text, SQLite keeps
 # it, so it is refused on both (no input means one thing on one database, another on the other).
-NO_NUL = "^[^\\x00]*$"
+NO_NUL = "^[^\\u0000]*$"
 NO_NUL_RULE = "must not contain the NUL character (U+0000)"
 
 # Holds a character that is not white space (the characters of Python's str.isspace(),
@@ -49,7 +49,7 @@ NOT_BLANK = (
 )
 # A page's end: the last conversation's `updated_at` in microseconds since the epoch, a dot,
 # and its id. Any such pair is a position in the list, so no well-formed cursor is refused.
-CURSOR_PATTERN = r"^[0-9]{1,16}\.[^\x00]{1,128}$"
+CURSOR_PATTERN = r"^[0-9]{1,16}\.[^\u0000]{1,128}$"
 # What a value that does not match each pattern is told.
 _PATTERN_MESSAGES = {
     DURATION_PATTERN: "expected a number and a unit, e.g. 30d, 12h, 90m",
