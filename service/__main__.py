@@ -9,6 +9,8 @@ SIGTERM / SIGINT. WORKERS=1 serves in this process; WORKERS=n supervises n worke
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import socket
 import sys
 
@@ -17,11 +19,37 @@ import trio
 from .ensemble import EnsembleError
 from .logs import configure_logging
 from .resources import load_configured_ensembles
-from .settings import SettingsError, load_settings
+from .settings import Settings, SettingsError, load_settings
 from .storage import StorageStartError, prepare_database
 from .storage.prices import load_prices
 from .telemetry.metrics import prepare_multiprocess_dir
 from .workers import Supervisor, open_listener
+
+log = logging.getLogger("service")
+
+
+def warn_when_open_to_anyone(settings: Settings) -> None:
+    """AUTH=none with a real provider on an address others can reach: say so, loudly. The
+    default binds every interface (a container's port must be reachable), so this is the
+    only thing between an operator who forgot AUTH and a stranger spending their key."""
+    if settings.use_llm_mock or settings.auth_modes or _loopback(settings.http_addr.host):
+        return
+    log.warning(
+        "AUTH=none and a real provider: anyone who can reach %s spends the provider's key "
+        "(LLM_KEY). Set AUTH=keys or AUTH=jwt, or bind to this machine only with "
+        "HTTP_ADDR=127.0.0.1:%d",
+        settings.http_addr.for_hypercorn(),
+        settings.http_addr.port,
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.fanout_listen_fd is None:
         # Not in a worker: it would delete the metrics files of the workers started before it.
         prepare_multiprocess_dir()
+        warn_when_open_to_anyone(settings)  # once, not once per worker
     if listener is not None:
         return trio.run(Supervisor(settings, listener).run)
     # Imported here: the parent of WORKERS > 1 never runs the app itself.

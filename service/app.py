@@ -14,10 +14,12 @@ from .api.connection import StreamingHTTPConnection
 from .api.contract import contract, publish_contract
 from .api.conversations import conversations
 from .api.empty import no_content
+from .api.envelope import NO_SNIFF
 from .api.keys import key_routes
 from .api.openai_routes import openai_routes
 from .api.raw_path import KeepEncodedSlashes
 from .api.streams import streams
+from .api.unstarted import EndUnstartedRuns
 from .api.usage import usage_routes
 from .errors import NotAllowed, NotAuthenticated, ServiceError, StorageUnavailableError
 from .limits import LimiterUnavailable, RateLimited
@@ -56,6 +58,13 @@ def create_app(resources: Resources) -> QuartTrio:
 
     app.before_request(identify_caller)
 
+    @app.after_request
+    async def _no_sniffing(response: Response) -> Response:
+        # Answers hold clients' text (errors name what was sent, stored questions): a
+        # browser must never guess HTML or script from it.
+        response.headers.setdefault(NO_SNIFF[0], NO_SNIFF[1])
+        return response
+
     @app.errorhandler(ServiceError)
     async def _service_error(error: ServiceError) -> Response:
         if isinstance(error, NotAuthenticated):
@@ -84,6 +93,8 @@ def create_app(resources: Resources) -> QuartTrio:
         log.exception("unhandled error", exc_info=error)
         return error_response(ServiceError())
 
-    app.asgi_app = KeepEncodedSlashes(AccessLog(app.asgi_app))  # type: ignore[method-assign]
+    app.asgi_app = KeepEncodedSlashes(  # type: ignore[method-assign]
+        AccessLog(EndUnstartedRuns(app.asgi_app))
+    )
     publish_contract(app)
     return app

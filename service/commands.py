@@ -16,8 +16,10 @@ import sys
 from typing import Any
 
 from .api.keys import key_json
+from .api.validation import ID_RULE, checked_id
 from .auth import DEFAULT_TENANT
 from .auth.keys import issue_key, parse_duration
+from .errors import InvalidRequest
 from .settings import SettingsError, load_settings
 from .storage import Database, StorageStartError, prepare_database
 from .storage.keys import list_keys, revoke_key
@@ -35,14 +37,22 @@ def _database() -> Database:
     return prepare_database(settings.database_url.get_secret_value())
 
 
+def _an_id(value: str) -> str:
+    """A user or tenant: the API's id rule, so a key made here can be named over HTTP too."""
+    try:
+        return checked_id(value, "id")
+    except InvalidRequest:
+        raise argparse.ArgumentTypeError(ID_RULE) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="bring DATABASE_URL's schema up to date")
     keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="make a key; it is printed once")
-    create.add_argument("--user", required=True)
-    create.add_argument("--tenant", default=DEFAULT_TENANT)
+    create.add_argument("--user", required=True, type=_an_id)
+    create.add_argument("--tenant", default=DEFAULT_TENANT, type=_an_id)
     create.add_argument("--role", choices=("user", "admin"), default="user")
     create.add_argument(
         "--scope",

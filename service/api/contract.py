@@ -33,6 +33,7 @@ from .access import requires
 from .envelope import OPENAI_PREFIX
 from .event_schemas import ChatCompletion, ChatCompletionChunk, StreamEvent
 from .schemas import ErrorEnvelope, OpenAIErrorEnvelope
+from .validation import ID_PATTERN, MAX_ID
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -237,8 +238,9 @@ def _parameters(rule_path: str, operation: Operation) -> list[dict[str, Any]]:
     for converter, name in _PARAM.findall(rule_path):
         schema: dict[str, Any] = {"type": "string", "minLength": 1}
         if converter != "path":
-            schema["maxLength"] = 128
-            schema["pattern"] = "^[^/]+$"
+            # An id in a path: the one rule for ids (validation.py), checked by the route.
+            schema["maxLength"] = MAX_ID
+            schema["pattern"] = ID_PATTERN
         parameters.append(
             {
                 "name": name,

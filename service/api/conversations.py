@@ -11,7 +11,7 @@ from typing import Any
 
 from quart import Blueprint, Response, current_app
 
-from ..errors import InvalidRequest, NotFound, StorageDisabled
+from ..errors import NotFound, StorageDisabled
 from ..resources import Resources
 from ..storage import (
     AgentAnswer,
@@ -24,10 +24,9 @@ from .access import current_principal, requires
 from .contract import documented, empty, returns
 from .empty import no_content
 from .schemas import read_query, respond
+from .validation import checked_id
 
 conversations = Blueprint("conversations", __name__)
-
-MAX_ID = 128
 
 
 def store() -> Store:
@@ -35,12 +34,6 @@ def store() -> Store:
     if resources.store is None:
         raise StorageDisabled()
     return resources.store
-
-
-def checked_id(value: str, field: str) -> str:
-    if not 1 <= len(value) <= MAX_ID:
-        raise InvalidRequest(f"{field}: must be 1 to {MAX_ID} characters", field=field)
-    return value
 
 
 def _time(value: datetime | None) -> str | None:

@@ -29,6 +29,9 @@ _BY_STATUS: dict[int, type[ServiceError]] = {
 }
 
 
+# Sent with every answer (app.py; the parser's refusals in connections/http1.py too).
+NO_SNIFF = ("X-Content-Type-Options", "nosniff")
+
 OPENAI_PREFIX = "/v1/"
 # OpenAI's error types by status (the SDKs choose their exception by status alone).
 _OPENAI_TYPES = {

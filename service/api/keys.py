@@ -14,10 +14,10 @@ from ..storage.keys import KeyRecord, list_keys, revoke_key
 from . import schemas
 from .access import current_principal, requires
 from .contract import documented, empty, link, returns
-from .conversations import checked_id, store
+from .conversations import store
 from .empty import no_content
 from .schemas import respond
-from .validation import first_problem
+from .validation import NO_NUL, ClientId, checked_id, first_problem
 
 key_routes = Blueprint("keys", __name__)
 
@@ -27,7 +27,7 @@ class NewKey(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    user: str = Field(min_length=1, max_length=128)
+    user: ClientId
     role: Literal["user", "admin"] = "user"
     scopes: list[Literal["process", "history", "admin"]] = Field(default_factory=list)
     expires: str | None = Field(
@@ -35,7 +35,7 @@ class NewKey(BaseModel):
         pattern=DURATION_PATTERN,
         description="How long it lasts: `30d`, `12h`, `90m`; none, for ever",
     )
-    name: str | None = Field(default=None, max_length=128)
+    name: str | None = Field(default=None, max_length=128, pattern=NO_NUL)
 
 
 def key_json(record: KeyRecord) -> dict[str, Any]:

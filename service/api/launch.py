@@ -49,6 +49,8 @@ from .conversations import store
 from .event_stream import FrameSource
 from .sse import SseEncoder
 from .stored_frames import RelayedFrames, StoredFrames
+from .unstarted import driven_by_the_response
+from .validation import header_safe
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,15 @@ class Launched:
     headers: dict[str, str] = field(default_factory=dict)
     # "run", or, for a message id sent before, "joined", "replayed" or "followed".
     outcome: str = "run"
+
+    def __post_init__(self) -> None:
+        # The last guard before a value reaches a header: the ids in them are checked at
+        # the edge, but a row stored before that rule may hold anything (a CR, LF or NUL
+        # there was a 500 after the message was stored, or an injected header).
+        unsafe = [name for name, value in self.headers.items() if not header_safe(value)]
+        for name in unsafe:
+            log.warning("%s not sent: its value is not printable ASCII", name)
+            del self.headers[name]
 
 
 def set_outcome(outcome: str) -> None:
@@ -281,7 +292,7 @@ def _run(
             raise ShuttingDown()
         resources.runs.start_soon(_without_the_client(driver.run), name="run")
         return Launched(live, None, headers)
-    return Launched(live, driver.run, headers)
+    return Launched(live, driven_by_the_response(driver), headers)
 
 
 def _without_the_client(run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:

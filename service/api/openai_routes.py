@@ -19,10 +19,10 @@ when the client hangs up. See chat_format.py for how its events become OpenAI's 
 from __future__ import annotations
 
 import secrets
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import trio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from quart import Blueprint, Response, current_app, request
 
 from ..ensemble import UnknownEnsemble
@@ -39,18 +39,22 @@ from .event_stream import EventStreamBody
 from .launch import RunRequest, launch
 from .schemas import respond
 from .sse import HEADERS
-from .validation import first_problem
+from .validation import NO_NUL, checked_id, checked_text, first_problem
 
 openai_routes = Blueprint("openai", __name__)
 
 ROLES = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
+# Checked by the route (`_text`, naming `messages[i].content`); published here.
+TextContent = Annotated[str, WithJsonSchema({"type": "string", "pattern": NO_NUL})]
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: ROLES
-    content: str | list[dict[str, Any]] | None = None
+    content: TextContent | list[dict[str, Any]] | None = None
 
 
 class StreamOptions(BaseModel):
@@ -125,7 +129,7 @@ async def model(model_id: str) -> dict[str, Any]:
 
 def _text(message: ChatMessage, index: int) -> str:
     if message.content is None or isinstance(message.content, str):
-        return message.content or ""
+        return checked_text(message.content or "", f"messages[{index}].content")
     texts = []
     for part in message.content:
         if part.get("type") != "text" or not isinstance(part.get("text"), str):
@@ -133,7 +137,7 @@ def _text(message: ChatMessage, index: int) -> str:
                 f"messages[{index}].content: only text parts are supported",
                 field=f"messages[{index}].content",
             )
-        texts.append(part["text"])
+        texts.append(checked_text(part["text"], f"messages[{index}].content"))
     return "\n".join(texts)
 
 
@@ -185,9 +189,7 @@ def _conversation(
 
 def _metadata_id(body: ChatRequest, name: str) -> str | None:
     value = (body.metadata or {}).get(name)
-    if value is not None and not 1 <= len(value) <= 128:
-        raise InvalidRequest(f"metadata.{name}: must be 1 to 128 characters", field="metadata")
-    return value
+    return None if value is None else checked_id(value, f"metadata.{name}")
 
 
 def _error_classes() -> dict[str, type[ServiceError]]:

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidRequest
 from ..pipeline import PipelineRequest
-from .validation import NOT_BLANK, first_problem
+from .validation import NOT_BLANK, ClientId, checked_text, first_problem
 
-Id = Annotated[str, Field(min_length=1, max_length=128)]
+# An ensemble is looked up by name among those loaded, never stored unless found.
+EnsembleName = Annotated[str, Field(min_length=1, max_length=128)]
 
 OnDisconnect = Literal["cancel", "continue"]
 
@@ -25,15 +26,17 @@ class ProcessBody(BaseModel):
 
     message: str = Field(
         pattern=NOT_BLANK,
-        description="The question (not blank; at most MAX_MESSAGE_CHARS)",
+        description="The question (not blank, no NUL character; at most MAX_MESSAGE_CHARS)",
     )
-    message_id: Id = Field(
+    message_id: ClientId = Field(
         description="Your id for it, unique per caller: sending it again never runs it twice"
     )
-    conversation_id: Id | None = Field(
+    conversation_id: ClientId | None = Field(
         default=None, description="Continue this conversation: its turns are the history"
     )
-    ensemble: Id | None = Field(default=None, description="Which ensemble; else the default")
+    ensemble: EnsembleName | None = Field(
+        default=None, description="Which ensemble; else the default"
+    )
     on_disconnect: OnDisconnect = Field(
         default="cancel",
         description='"cancel": a hang-up cancels every upstream call; "continue": the run '
@@ -70,6 +73,9 @@ def parse_process_request(raw: bytes, *, max_message_chars: int) -> ProcessReque
         raise InvalidRequest("the body holds a number with too many digits") from exc
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object")
+    if isinstance(data.get("message"), str):
+        # Before the pattern (which refuses it too): told as a NUL, not as a blank message.
+        checked_text(data["message"], "message")
     try:
         body = ProcessBody.model_validate(data)
     except ValidationError as exc:

@@ -16,9 +16,8 @@ from quart import request
 
 from ..errors import InvalidRequest
 from .sse import MAX_EVENT_ID
-from .validation import CURSOR_PATTERN, first_problem
+from .validation import CURSOR_PATTERN, ClientId, first_problem
 
-Id = Annotated[str, Field(min_length=1, max_length=128)]
 # When something happened: ISO 8601 with the UTC offset.
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
@@ -256,11 +255,15 @@ class HistoryQuery(Query):
         pattern=CURSOR_PATTERN,
         description="`next_cursor` of the page before",
     )
-    user: Id | None = Field(default=None, description="An admin reads this user of its tenant")
+    user: ClientId | None = Field(
+        default=None, description="An admin reads this user of its tenant"
+    )
 
 
 class OwnerQuery(Query):
-    user: Id | None = Field(default=None, description="An admin reads this user of its tenant")
+    user: ClientId | None = Field(
+        default=None, description="An admin reads this user of its tenant"
+    )
 
 
 class UsageQuery(Query):
@@ -269,7 +272,7 @@ class UsageQuery(Query):
 
 
 class TenantUsageQuery(UsageQuery):
-    user: Id | None = Field(default=None, description="Only this user of the tenant")
+    user: ClientId | None = Field(default=None, description="Only this user of the tenant")
 
 
 class EventsQuery(Query):

@@ -25,13 +25,14 @@ from ..storage import (
 from . import sse
 from .access import current_principal, requires
 from .contract import documented, event_stream, link, returns
-from .conversations import checked_id, store
+from .conversations import store
 from .event_stream import EventStreamBody, FrameSource
 from .launch import RunRequest, elsewhere, launch, set_outcome
 from .process_request import ProcessBody, ProcessRequest, parse_process_request
 from .schemas import Cancelling, EventsQuery, read_query, respond
 from .sse import HEADERS
 from .stored_frames import StoredFrames
+from .validation import checked_id
 
 log = logging.getLogger(__name__)
 

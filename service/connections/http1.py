@@ -115,6 +115,8 @@ class Http1Protocol(H11Protocol):
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
+                    # As every answer of the app has (api/envelope.py NO_SNIFF).
+                    (b"x-content-type-options", b"nosniff"),
                     *self.config.response_headers("h11"),
                 ],
             )

@@ -24,6 +24,7 @@ import trio
 
 from ..auth import Principal
 from ..errors import RequestError, ServiceError
+from ..key_parts import key_part
 from ..telemetry.metrics import METRICS
 from .backend import LimiterBackend, LimiterError, Rate, Slot
 from .policy import LimitPolicy, Limits
@@ -144,7 +145,7 @@ class Limiter:
             else (
                 f"key:{principal.key_id}"
                 if principal.key_id
-                else f"user:{principal.tenant}/{principal.user}"
+                else f"user:{key_part(principal.tenant)}/{key_part(principal.user)}"
             )
         )
         admission = Admission(self.backend, limits, identity, lease_s=self.lease_s)
@@ -213,7 +214,7 @@ class Limiter:
         budget = None if anonymous else self.policy.tenant_budget(tenant)
         if budget is not None:
             now = datetime.now(UTC)
-            key = f"rl:{{tenant:{tenant}}}:day:{now.date().isoformat()}"
+            key = f"rl:{{tenant:{key_part(tenant)}}}:day:{now.date().isoformat()}"
             if not await self.backend.spend(key, estimate_tokens, budget=budget, ttl_s=2 * DAY_S):
                 midnight = datetime.combine(
                     now.date() + timedelta(days=1), datetime.min.time(), UTC

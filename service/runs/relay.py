@@ -21,6 +21,7 @@ import trio
 from coredis.tokens import PureToken
 
 from ..auth import Principal
+from ..key_parts import key_part
 from ..telemetry.metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,10 @@ GATHER_S = 0.02
 
 
 def stream_key(principal: Principal, message_id: str) -> str:
-    return f"fanout:events:{{{principal.tenant}/{principal.user}/{message_id}}}"
+    """The run's stream: its parts encoded, so no two owners' runs share one (a `/` in a
+    tenant or user name once could), and the whole key is its own hash tag."""
+    parts = (principal.tenant, principal.user, message_id)
+    return "fanout:events:{" + "/".join(key_part(part) for part in parts) + "}"
 
 
 class RedisRelay:

@@ -45,6 +45,8 @@ def _sqlite_setup(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_database_engine(url: str) -> Engine:
+    """The engine for `url`. Its errors never show a statement's parameters
+    (`hide_parameters`): they hold what clients sent, and errors reach the log."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -56,6 +58,7 @@ def create_database_engine(url: str) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             parsed,
+            hide_parameters=True,
             pool_size=POOL_SIZE,
             max_overflow=0,
             connect_args={"check_same_thread": False, "timeout": STATEMENT_TIMEOUT_MS / 1000},
@@ -70,6 +73,7 @@ def create_database_engine(url: str) -> Engine:
         options = " ".join([*(given if isinstance(given, tuple) else [given]), STATEMENT_TIMEOUT])
         return create_engine(
             parsed.difference_update_query(["options"]),
+            hide_parameters=True,
             pool_size=POOL_SIZE,
             max_overflow=0,
             pool_pre_ping=True,

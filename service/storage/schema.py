@@ -6,6 +6,8 @@ is unique per owner only, so one owner's ids say nothing about another's.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -21,6 +23,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 # Constraint names the same on SQLite and PostgreSQL, so migrations can name them.
 metadata = MetaData(
@@ -35,6 +39,23 @@ metadata = MetaData(
 TENANT = 128
 OWNER = 128  # a user id
 CLIENT_ID = 128  # ids a client chooses (conversation_id, message_id), as the API allows
+
+
+class ModelText(TypeDecorator[str]):
+    """What a model wrote (an answer, a summary). A client's text with a NUL is refused at
+    the edge, but a model may write one, and PostgreSQL refuses NUL in text (SQLite keeps
+    it): kept as U+FFFD on both, so the message is stored the same on either. The stored
+    stream keeps the NUL itself (its events are JSON, where it is `\\u0000`)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return value.replace("\x00", "\ufffd") if value is not None else None
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return value if value is None else str(value)
+
 
 conversations = Table(
     "conversations",
@@ -59,7 +80,7 @@ messages = Table(
     Column("question", Text, nullable=False),
     # running, completed, failed, cancelled, interrupted
     Column("status", String(16), nullable=False),
-    Column("summary", Text, nullable=True),
+    Column("summary", ModelText, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("ensemble", String(CLIENT_ID), nullable=True),
     Column("ensemble_version", String(64), nullable=True),
@@ -90,7 +111,7 @@ agent_answers = Table(
     Column("model", String(200), nullable=True),
     # completed, failed, cut
     Column("outcome", String(16), nullable=False),
-    Column("text", Text, nullable=True),
+    Column("text", ModelText, nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("attempts", Integer, nullable=False),
     Column("prompt_tokens", Integer, nullable=True),

@@ -1,0 +1,172 @@
+"""Any id is either refused with a 400 naming its field, or comes back intact: from the
+store, in the response header, in the events, at its own path, on replay and through /v1.
+
+Hypothesis draws the ids (printable ASCII mixed with what once broke something: CR, LF,
+NUL, a tab, DEL, `/`, a space, dots, non-ASCII); the rule they are held to is written here
+on its own, as docs/security.md states it, not imported from the service.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.integration.harness import running_service
+
+QUESTION = "Why is the sky blue?"
+EXAMPLES = 40
+FAST_MOCK = {"MOCK_FIRST_TOKEN_MS": "1", "MOCK_TOKEN_MS": "0"}
+
+IDS = st.text(
+    alphabet=st.one_of(
+        st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+        st.sampled_from(["\r", "\n", "\x00", "\t", "\x7f", "/", " ", ".", "é", "\u2028"]),
+    ),
+    max_size=130,
+)
+PROPERTY = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def follows_the_rule(value: str) -> bool:
+    """docs/security.md: printable ASCII without the space and `/`, 1 to 128 characters,
+    and not `.` or `..`."""
+    return (
+        1 <= len(value) <= 128
+        and all("!" <= character <= "~" and character != "/" for character in value)
+        and value not in (".", "..")
+    )
+
+
+def at(path: str, value: str) -> str:
+    return path.format(quote(value, safe=""))
+
+
+def events(text: str) -> list[tuple[str, str]]:
+    """(event, data) of each frame of a stream."""
+    found = []
+    for frame in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in frame.split("\n") if ": " in line)
+        if "event" in fields:
+            found.append((fields["event"], fields.get("data", "")))
+    return found
+
+
+def process(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    return client.post("/api/process", json={"message": QUESTION, **body})
+
+
+def refused_naming(response: httpx.Response, field: str) -> None:
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == field
+
+
+async def run_property(tmp_path: Path, check: Callable[[httpx.Client], None]) -> None:
+    async with running_service(tmp_path, None, env=FAST_MOCK) as service:
+
+        def in_thread() -> None:
+            with httpx.Client(base_url=service.url, timeout=10) as client:
+                check(client)
+
+        await trio.to_thread.run_sync(in_thread)
+
+
+async def test_any_conversation_id_is_refused_or_round_trips(tmp_path: Path) -> None:
+    numbers = itertools.count()
+
+    def check(client: httpx.Client) -> None:
+        @PROPERTY
+        @given(conversation_id=IDS)
+        def round_trip(conversation_id: str) -> None:
+            message_id = f"m-{next(numbers)}"
+            sent = {"message_id": message_id, "conversation_id": conversation_id}
+            answered = process(client, sent)
+            if not follows_the_rule(conversation_id):
+                refused_naming(answered, "conversation_id")
+                assert client.get(at("/api/messages/{}", message_id)).status_code == 404
+                return
+            assert answered.status_code == 200, answered.text
+            assert answered.headers["X-Conversation-Id"] == conversation_id
+            assert events(answered.text)[-1][0] == "done"
+            stored = client.get(at("/api/messages/{}", message_id)).json()
+            assert stored["conversation_id"] == conversation_id
+            conversation = client.get(at("/api/conversations/{}", conversation_id))
+            assert conversation.status_code == 200, conversation.text
+            assert conversation.json()["id"] == conversation_id
+            again = process(client, sent)
+            assert again.headers["X-Replayed"] == "true"
+            assert again.headers["X-Conversation-Id"] == conversation_id
+            assert events(again.text) == events(answered.text)
+
+        round_trip()
+
+    await run_property(tmp_path, check)
+
+
+async def test_any_message_id_is_refused_or_round_trips(tmp_path: Path) -> None:
+    def check(client: httpx.Client) -> None:
+        sent_before: set[str] = set()
+
+        @PROPERTY
+        @given(message_id=IDS)
+        def round_trip(message_id: str) -> None:
+            answered = process(client, {"message_id": message_id})
+            if not follows_the_rule(message_id):
+                refused_naming(answered, "message_id")
+                return
+            assert answered.status_code == 200, answered.text
+            assert (answered.headers.get("X-Replayed") == "true") == (message_id in sent_before)
+            sent_before.add(message_id)
+            stored = client.get(at("/api/messages/{}", message_id))
+            assert stored.status_code == 200, stored.text
+            assert stored.json()["message_id"] == message_id
+            resumed = client.get(at("/api/messages/{}/events", message_id))
+            assert events(resumed.text) == events(answered.text)
+            assert client.post(at("/api/messages/{}/cancel", message_id)).status_code == 409
+
+        round_trip()
+
+    await run_property(tmp_path, check)
+
+
+async def test_any_v1_metadata_id_is_refused_or_round_trips(tmp_path: Path) -> None:
+    numbers = itertools.count()
+
+    def check(client: httpx.Client) -> None:
+        @PROPERTY
+        @given(conversation_id=IDS, stream=st.booleans())
+        def round_trip(conversation_id: str, stream: bool) -> None:
+            message_id = f"v-{next(numbers)}"
+            body = {
+                "model": "default",
+                "messages": [{"role": "user", "content": QUESTION}],
+                "metadata": {"message_id": message_id, "conversation_id": conversation_id},
+                "stream": stream,
+            }
+            answered = client.post("/v1/chat/completions", json=body)
+            if not follows_the_rule(conversation_id):
+                assert answered.status_code == 400, answered.text
+                assert answered.json()["error"]["param"] == "metadata.conversation_id"
+                assert client.get(at("/api/messages/{}", message_id)).status_code == 404
+                return
+            assert answered.status_code == 200, answered.text
+            assert answered.headers["X-Conversation-Id"] == conversation_id
+            stored = client.get(at("/api/messages/{}", message_id)).json()
+            assert stored["conversation_id"] == conversation_id
+            assert stored["status"] == "completed"
+
+        round_trip()
+
+    await run_property(tmp_path, check)

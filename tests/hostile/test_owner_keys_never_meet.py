@@ -1,0 +1,49 @@
+"""Two owners never share a key of shared state: a `/` (or a brace) in a tenant or a user
+name once made `fanout:events:{a/b/c/m}` the relay stream of both tenant "a/b", user "c"
+and tenant "a", user "b/c", and the same two shared one limiter bucket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.auth import Principal
+from service.limits import Limiter, MemoryBackend, RateLimited, load_policy
+from service.runs.relay import stream_key
+
+# Each pair: two different owners whose names, joined with "/", read the same.
+MEETING_OWNERS = [
+    (Principal(user="c", tenant="a/b"), Principal(user="b/c", tenant="a")),
+    (Principal(user="x", tenant="a/b/c"), Principal(user="c/x", tenant="a/b")),
+]
+BRACED_OWNERS = [Principal(user="c}x", tenant="a"), Principal(user="c", tenant="{a}")]
+
+
+@pytest.mark.parametrize(("one", "other"), MEETING_OWNERS)
+def test_two_owners_relay_streams_are_different_keys(one: Principal, other: Principal) -> None:
+    assert stream_key(one, "m") != stream_key(other, "m")
+
+
+@pytest.mark.parametrize("owner", BRACED_OWNERS)
+def test_a_relay_key_keeps_one_hash_tag_whatever_the_names(owner: Principal) -> None:
+    key = stream_key(owner, "m{1}")
+    assert key.count("{") == 1
+    assert key.count("}") == 1
+    assert key.endswith("}")
+
+
+@pytest.mark.parametrize(("one", "other"), MEETING_OWNERS)
+async def test_two_owners_never_share_a_stream_slot(
+    one: Principal, other: Principal, tmp_path: Path
+) -> None:
+    limits = tmp_path / "limits.toml"
+    limits.write_text("[default]\nconcurrent_streams = 1\n")
+    limiter = Limiter(load_policy(limits), MemoryBackend(), on_error="open")
+    held = await limiter.admit(one, "10.0.0.1", anonymous=False, max_tokens=[None])
+    with pytest.raises(RateLimited):  # the limit holds for the owner itself...
+        await limiter.admit(one, "10.0.0.1", anonymous=False, max_tokens=[None])
+    # ...and the other owner has a slot of its own.
+    theirs = await limiter.admit(other, "10.0.0.2", anonymous=False, max_tokens=[None])
+    await theirs.settle(None)
+    await held.settle(None)
