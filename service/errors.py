@@ -115,12 +115,6 @@ class TooManyFailedAttempts(RequestError):
     default_message = "too many failed sign-ins from this address; wait and try again"
 
 
-class MessageIdConflict(RequestError):
-    code = "message_id_conflict"
-    status = 409
-    default_message = "this message_id was already sent with a different message"
-
-
 class NotRunningHere(RequestError):
     code = "not_running_here"
     status = 409

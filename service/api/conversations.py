@@ -73,6 +73,13 @@ def _message(message: MessageDetail) -> schemas.Message:
     return schemas.Message.model_validate(
         {
             "message_id": message.message_id,
+            "version": message.version,
+            "parent": (
+                {"message_id": message.parent[0], "version": message.parent[1]}
+                if message.parent is not None
+                else None
+            ),
+            "current": message.current,
             "conversation_id": message.conversation_id,
             "question": message.question,
             "status": message.status,

@@ -8,9 +8,10 @@ the route presents them.
     body = EventStreamBody(launched.source, ..., present=frame, drive=launched.drive)
 
 A new message is stored as `running` before it runs, which is what makes a `message_id`
-idempotent: the same caller sending it again gets the stored stream replayed (finished),
-the live one joined (running here) or followed (running elsewhere), never a second run; with
-a different message it gets 409.
+idempotent: the same caller sending the same message again gets the stored stream replayed
+(finished), the live one joined (running here) or followed (running elsewhere), never a
+second run. Other text under the id, an edit or a regenerate is the id's next version: it
+runs, and the id names it from then on (storage/queries.py, `begin_message`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from quart import request
 from ..auth import Principal
 from ..client_address import client_address
 from ..ensemble import Ensemble, LoadedEnsembles
-from ..errors import MessageIdConflict, ShuttingDown
+from ..errors import NotFound, ShuttingDown
 from ..limits import Admission, Settlement
 from ..llm.pool import REQUEST_CALLS
 from ..pipeline import PipelineRequest, RunContext, Turn, run_pipeline
@@ -40,6 +41,7 @@ from ..storage import (
     MessageEnd,
     NewMessage,
     StorageUnavailable,
+    UnknownMessage,
 )
 from ..storage.recorder import Recorder
 from ..telemetry.access_log import CURRENT_REQUEST
@@ -58,6 +60,9 @@ log = logging.getLogger(__name__)
 TRACE_ID_HEADER = "X-Trace-Id"
 CONVERSATION_HEADER = "X-Conversation-Id"
 REPLAYED_HEADER = "X-Replayed"
+# Which version of its message id a stream is: 1, then one more for each message sent again
+# under the id with other text, each edit and each regenerate.
+VERSION_HEADER = "X-Message-Version"
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,8 @@ class RunRequest:
     history: tuple[Turn, ...] | None = None
     client_context: str | None = None
     summary_max_tokens: int | None = None
+    # Run the stored message again as its next version (its text: the stored one).
+    regenerate: bool = False
 
 
 @dataclass
@@ -178,12 +185,18 @@ async def _start(
                 principal,
                 message_id=pipeline_request.message_id,
                 conversation_id=pipeline_request.conversation_id,
-                question=pipeline_request.message,
+                question=pipeline_request.message or None,
                 ensemble=run.ensemble_name,
                 ensemble_version=run.loaded.version,
                 trace_id=trace_id,
                 history_max_chars=settings.history_max_chars,
+                regenerate=run.regenerate,
             )
+        except UnknownMessage as exc:
+            end_span(span, "failed", "not_found")
+            raise NotFound(
+                "message_id: no message by this id to regenerate", field="message_id"
+            ) from exc
         except StorageUnavailable:
             # Never a broken stream for a database that fails: this one runs unrecorded.
             log.error(
@@ -191,14 +204,14 @@ async def _start(
                 exc_info=True,
                 extra={"message_id": pipeline_request.message_id},
             )
-            if run.continues:
+            if run.continues or run.regenerate:
                 end_span(span, "failed", "storage_unavailable")
                 raise
     if isinstance(begun, ExistingMessage):
         end_span(span, "ok")
         if admission is not None:
             await admission.settle(None)  # a replay or a join runs nothing
-        return _follow_existing(resources, principal, pipeline_request, begun, trace_id)
+        return _follow_existing(resources, principal, pipeline_request.message_id, begun, trace_id)
 
     try:
         return _run(resources, principal, run, span, begun, admission)
@@ -209,7 +222,7 @@ async def _start(
                 await resources.store.record(
                     begun.pk, end=MessageEnd("failed", None, "internal_error", {}, {}, None)
                 )
-            resources.live.remove(principal, pipeline_request.message_id)
+            resources.live.remove(principal, pipeline_request.message_id, begun.version)
         raise
 
 
@@ -228,7 +241,10 @@ def _run(
     recorder: Recorder | None = None
     primary_models = {member.name: member.model or "" for member in ensemble.members}
     if begun is not None and resources.store is not None:
-        pipeline_request = replace(pipeline_request, conversation_id=begun.conversation_id)
+        # The stored text: a regenerate sends none.
+        pipeline_request = replace(
+            pipeline_request, conversation_id=begun.conversation_id, message=begun.question
+        )
         if run.history is None:
             history = history_turns(begun.history)
         recorder = Recorder(
@@ -263,8 +279,10 @@ def _run(
     # Kept whole while it runs when someone may join or resume it; else read once.
     live = LiveRun(retain=recorder is not None)
     on_end: Callable[[], None] | None = None
-    if recorder is not None:
-        on_end = partial(resources.live.remove, principal, pipeline_request.message_id)
+    if recorder is not None and begun is not None:
+        on_end = partial(
+            resources.live.remove, principal, pipeline_request.message_id, begun.version
+        )
     driver = RunDriver(
         produce=partial(run_pipeline, context),
         live=live,
@@ -276,15 +294,18 @@ def _run(
         settlement=Settlement(admission) if admission is not None else None,
         background=resources.runs,
         relay=(
-            resources.relay.publisher(principal, pipeline_request.message_id)
-            if resources.relay is not None and recorder is not None
+            resources.relay.publisher(principal, pipeline_request.message_id, begun.version)
+            if resources.relay is not None and recorder is not None and begun is not None
             else None
         ),
         on_end=on_end,
     )
-    if recorder is not None:
-        resources.live.add(principal, pipeline_request.message_id, live, driver.cancel)
     headers = {TRACE_ID_HEADER: trace_id, **(admission.headers if admission else {})}
+    if recorder is not None and begun is not None:
+        resources.live.add(
+            principal, pipeline_request.message_id, begun.version, live, driver.cancel
+        )
+        headers[VERSION_HEADER] = str(begun.version)
     if conversation_id is not None:
         headers[CONVERSATION_HEADER] = conversation_id
     if run.continues:
@@ -308,29 +329,34 @@ def _without_the_client(run: Callable[[], Awaitable[None]]) -> Callable[[], Awai
 def _follow_existing(
     resources: Resources,
     principal: Principal,
-    pipeline_request: PipelineRequest,
+    message_id: str,
     existing: ExistingMessage,
     trace_id: str,
 ) -> Launched:
-    if existing.question != pipeline_request.message:
-        raise MessageIdConflict(field="message_id")
-    headers = {TRACE_ID_HEADER: trace_id, CONVERSATION_HEADER: existing.conversation_id}
-    source: FrameSource | None = resources.live.get(principal, pipeline_request.message_id)
+    """The same message sent again: its run joined, followed or replayed."""
+    headers = {
+        TRACE_ID_HEADER: trace_id,
+        CONVERSATION_HEADER: existing.conversation_id,
+        VERSION_HEADER: str(existing.version),
+    }
+    source: FrameSource | None = resources.live.get(principal, message_id, existing.version)
     if source is not None:
         outcome = "joined"
     elif existing.status in FINISHED:
-        source = StoredFrames(store(), principal, pipeline_request.message_id)
+        source = StoredFrames(store(), principal, message_id, existing.version)
         headers[REPLAYED_HEADER] = "true"
         outcome = "replayed"
     else:
-        source = elsewhere(resources, principal, pipeline_request.message_id)
+        source = elsewhere(resources, principal, message_id, existing.version)
         outcome = "followed"
     set_outcome(outcome)
     return Launched(source, None, headers, outcome)
 
 
-def elsewhere(resources: Resources, principal: Principal, message_id: str) -> FrameSource:
+def elsewhere(
+    resources: Resources, principal: Principal, message_id: str, version: int
+) -> FrameSource:
     """A run in progress on another instance: live through the relay, when there is one."""
     if resources.relay is not None:
-        return RelayedFrames(store(), resources.relay, principal, message_id)
-    return StoredFrames(store(), principal, message_id)
+        return RelayedFrames(store(), resources.relay, principal, message_id, version)
+    return StoredFrames(store(), principal, message_id, version)

@@ -228,7 +228,7 @@ RUN_STATUSES = {kind.status for kind in ERROR_CLASSES.values() if kind.status >=
             },
         )
     },
-    errors=tuple(sorted({404, 409, 429} | RUN_STATUSES)),
+    errors=tuple(sorted({404, 429} | RUN_STATUSES)),
 )
 async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, str]]:
     resources = _resources()

@@ -22,11 +22,26 @@ OnDisconnect = Literal["cancel", "continue"]
 class ProcessBody(BaseModel):
     """A question for the agents of an ensemble."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        # A `message`, unless the stored one is run again.
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["message"], "properties": {"message": {"type": "string"}}},
+                {"required": ["regenerate"], "properties": {"regenerate": {"const": True}}},
+            ]
+        },
+    )
 
-    message: str = Field(
+    message: str | None = Field(
+        default=None,
         pattern=NOT_BLANK,
-        description="The question (not blank, no NUL character; at most MAX_MESSAGE_CHARS)",
+        description=(
+            "The question (not blank, no NUL character; at most MAX_MESSAGE_CHARS); "
+            "needed unless `regenerate` is true"
+        ),
     )
     message_id: ClientId = Field(
         description="Your id for it, unique per caller: sending it again never runs it twice"
@@ -42,6 +57,11 @@ class ProcessBody(BaseModel):
         description='"cancel": a hang-up cancels every upstream call; "continue": the run '
         "finishes and is kept, to resume (needs storage)",
     )
+    regenerate: bool = Field(
+        default=False,
+        description="Run the stored message `message_id` again, as its next version, keeping "
+        "the answers before (needs storage); with a `message`, that text instead",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +70,8 @@ class ProcessRequest:
     # "cancel": a hang-up cancels every upstream call at once; "continue": the run finishes
     # and is stored, for the client to resume.
     on_disconnect: OnDisconnect = "cancel"
+    # Run the stored message again; the pipeline's message is "" until the store gives it.
+    regenerate: bool = False
 
 
 def _is_utf8(value: str | None) -> bool:
@@ -83,16 +105,21 @@ def parse_process_request(raw: bytes, *, max_message_chars: int) -> ProcessReque
     for name in ("message", "message_id", "conversation_id", "ensemble"):
         if not _is_utf8(getattr(body, name)):
             raise InvalidRequest(f"{name}: must be valid Unicode text", field=name)
-    if not body.message.strip():
+    if body.message is None and not body.regenerate:
+        raise InvalidRequest("message: is required (unless regenerate is true)", field="message")
+    message = body.message or ""
+    if body.message is not None and not message.strip():
         raise InvalidRequest("message: must not be blank", field="message")
-    if len(body.message) > max_message_chars:
+    if len(message) > max_message_chars:
         raise InvalidRequest(
             f"message: must be at most {max_message_chars} characters", field="message"
         )
     pipeline = PipelineRequest(
-        message=body.message,
+        message=message,
         message_id=body.message_id,
         conversation_id=body.conversation_id,
         ensemble=body.ensemble,
     )
-    return ProcessRequest(pipeline=pipeline, on_disconnect=body.on_disconnect)
+    return ProcessRequest(
+        pipeline=pipeline, on_disconnect=body.on_disconnect, regenerate=body.regenerate
+    )

@@ -140,8 +140,24 @@ class AgentAnswer(Shape):
     usage: TokenUsage | None
 
 
+class MessageRef(Shape):
+    message_id: str
+    version: int
+
+
 class Message(Shape):
     message_id: str
+    version: int = Field(
+        description="1, then one more for each message sent again under the id with other "
+        "text, each edit and each regenerate; the id names the newest"
+    )
+    parent: MessageRef | None = Field(
+        description="The turn this one follows in its conversation; null for the first"
+    )
+    current: bool = Field(
+        description="On its conversation's current branch: the path from the newest turn "
+        "back to the first (an edit or a regenerate starts a new one)"
+    )
     conversation_id: str
     question: str
     status: Status

@@ -32,13 +32,15 @@ BLOCK_MS = 1000
 POLL_S = 0.5
 
 
-async def _ending(store: Store, principal: Principal, message_id: str, after: int) -> list[Part]:
+async def _ending(
+    store: Store, principal: Principal, message_id: str, version: int | None, after: int
+) -> list[Part]:
     """What is left of a finished message's stream once its stored events are sent: nothing
     when they end with a terminal event, else an `error` (`interrupted`) to end it, made up
     here: a run whose server died (kill -9) stored none, and a client must still learn the
     stream is over. Its id is MAX_EVENT_ID: the client may hold ids sent live after the
     last stored phase, which nothing remembers (docs/storage.md)."""
-    end = await store.stored_end(principal, message_id)
+    end = await store.stored_end(principal, message_id, version)
     if end is None or end.last_type in TERMINAL_TYPES or after >= MAX_EVENT_ID:
         return []
     encoder = SseEncoder(message_id=message_id, conversation_id=end.conversation_id)
@@ -48,21 +50,30 @@ async def _ending(store: Store, principal: Principal, message_id: str, after: in
 
 
 class StoredFrames:
-    def __init__(self, store: Store, principal: Principal, message_id: str) -> None:
+    """A stored message's frames: `version` None is the newest (the one its id names)."""
+
+    def __init__(
+        self, store: Store, principal: Principal, message_id: str, version: int | None = None
+    ) -> None:
         self._store = store
         self._principal = principal
         self._message_id = message_id
+        self._version = version
 
     async def frames_after(self, after: int) -> Sequence[Part]:
         while True:
-            found = await self._store.events_after(self._principal, self._message_id, after)
+            found = await self._store.events_after(
+                self._principal, self._message_id, after, version=self._version
+            )
             if found is None:
                 return []  # deleted while it was followed
             status, events = found
             if events:
                 return [(e.event_id, e.type, e.data) for e in events]
             if status in FINISHED:
-                return await _ending(self._store, self._principal, self._message_id, after)
+                return await _ending(
+                    self._store, self._principal, self._message_id, self._version, after
+                )
             await trio.sleep(POLL_S)
 
 
@@ -70,25 +81,30 @@ class RelayedFrames:
     """A run on another instance: the database's phases, then the Redis Stream, live."""
 
     def __init__(
-        self, store: Store, relay: RedisRelay, principal: Principal, message_id: str
+        self, store: Store, relay: RedisRelay, principal: Principal, message_id: str, version: int
     ) -> None:
         self._store = store
         self._client = relay.client
         self._principal = principal
         self._message_id = message_id
-        self._key = stream_key(principal, message_id)
+        self._version = version
+        self._key = stream_key(principal, message_id, version)
         self._cursor = "0-0"
 
     async def frames_after(self, after: int) -> Sequence[Part]:
         while True:
-            found = await self._store.events_after(self._principal, self._message_id, after)
+            found = await self._store.events_after(
+                self._principal, self._message_id, after, version=self._version
+            )
             if found is None:
                 return []
             status, events = found
             if events:
                 return [(e.event_id, e.type, e.data) for e in events]
             if status in FINISHED:
-                return await _ending(self._store, self._principal, self._message_id, after)
+                return await _ending(
+                    self._store, self._principal, self._message_id, self._version, after
+                )
             frames = await self._read(after)
             if frames:
                 return frames

@@ -80,6 +80,7 @@ _STREAM_HEADERS = {
     "X-Conversation-Id": "The message's conversation (with storage on)",
     "X-Trace-Id": "The trace of this request, to find it in a tracing backend",
     "X-Replayed": "`true` when a finished message's stored stream is sent again",
+    "X-Message-Version": "Which version of its `message_id` this is (with storage on)",
     "RateLimit": "With rate limits on: the remaining quota",
     "RateLimit-Policy": "With rate limits on: the limits that apply",
 }
@@ -91,13 +92,16 @@ _STREAM_HEADERS = {
     "Ask every agent of an ensemble at once; the events stream back as they happen",
     tag="streams",
     description=(
-        "The same `message_id` again replays a finished message's stream or joins a running "
-        "one; with another `message`, it is a 409. A hang-up cancels every upstream call, "
-        'unless `on_disconnect` is `"continue"`.'
+        "The same `message_id` and `message` again replays a finished message's stream or "
+        "joins a running one. Another `message` under the id is its next version: it runs, "
+        "in a conversation of its own, or, with the `conversation_id` it was in, as an edit "
+        "that branches the conversation there. `regenerate` runs the stored message again as "
+        "its next version. The id names its newest version from then on. A hang-up cancels "
+        'every upstream call, unless `on_disconnect` is `"continue"`.'
     ),
     body=ProcessBody,
     replies={200: event_stream("StreamEvent", "The run's events", _NEXT, **_STREAM_HEADERS)},
-    errors=(404, 409, 503),
+    errors=(404, 503),
 )
 async def process() -> Response:
     resources = _resources()
@@ -110,6 +114,11 @@ async def process() -> Response:
         raise InvalidRequest(
             'on_disconnect: "continue" needs a database to resume from (DATABASE_URL=none)',
             field="on_disconnect",
+        )
+    if parsed.regenerate and resources.store is None:
+        raise InvalidRequest(
+            "regenerate: needs a database that holds the message (DATABASE_URL=none)",
+            field="regenerate",
         )
     principal = current_principal()
     pipeline_request = parsed.pipeline
@@ -134,6 +143,7 @@ async def process() -> Response:
             loaded=loaded,
             route="/api/process",
             continues=continues,
+            regenerate=parsed.regenerate,
         ),
     )
     body = EventStreamBody(
@@ -182,16 +192,21 @@ async def resume(message_id: str) -> Response:
     after = _last_event_id()
     principal = current_principal()
     settings = resources.settings
-    source: FrameSource | None = resources.live.get(principal, message_id)
+    # The id names its newest version; that one is followed to its end, even if a newer
+    # one is sent meanwhile.
+    version = await store().newest_version(principal, message_id)
+    if version is None:
+        raise NotFound("no such message")
+    source: FrameSource | None = resources.live.get(principal, message_id, version)
     if source is None:
-        found = await store().events_after(principal, message_id, after)
+        found = await store().events_after(principal, message_id, after, version=version)
         if found is None:
             raise NotFound("no such message")
         status, _ = found
         source = (
-            StoredFrames(store(), principal, message_id)
+            StoredFrames(store(), principal, message_id, version)
             if status in FINISHED
-            else elsewhere(resources, principal, message_id)
+            else elsewhere(resources, principal, message_id, version)
         )
     body = EventStreamBody(
         source,
@@ -217,9 +232,9 @@ async def cancel(message_id: str) -> tuple[dict[str, str], int]:
     resources = _resources()
     checked_id(message_id, "message_id")
     principal = current_principal()
-    if resources.live.cancel(principal, message_id):
-        return respond(Cancelling(status="cancelling")), 202
-    found = await store().events_after(principal, message_id, 0)
-    if found is None:
+    version = await store().newest_version(principal, message_id)
+    if version is None:
         raise NotFound("no such message")
+    if resources.live.cancel(principal, message_id, version):
+        return respond(Cancelling(status="cancelling")), 202
     raise NotRunningHere()

@@ -75,31 +75,37 @@ class LiveRun:
 
 
 class LiveRuns:
-    """The runs in progress on this instance, by owner (tenant and user) and message id, each
-    with what stops it."""
+    """The runs in progress on this instance, by owner (tenant and user), message id and
+    version (a message id sent again with other text runs as its next version, maybe while
+    the one before still runs), each with what stops it."""
 
     def __init__(self) -> None:
-        self._runs: dict[tuple[str, str, str], tuple[LiveRun, Callable[[], None]]] = {}
+        self._runs: dict[tuple[str, str, str, int], tuple[LiveRun, Callable[[], None]]] = {}
 
     def add(
-        self, principal: Principal, message_id: str, run: LiveRun, cancel: Callable[[], None]
+        self,
+        principal: Principal,
+        message_id: str,
+        version: int,
+        run: LiveRun,
+        cancel: Callable[[], None],
     ) -> None:
-        self._runs[(principal.tenant, principal.user, message_id)] = (run, cancel)
+        self._runs[(principal.tenant, principal.user, message_id, version)] = (run, cancel)
 
-    def get(self, principal: Principal, message_id: str) -> LiveRun | None:
-        found = self._runs.get((principal.tenant, principal.user, message_id))
+    def get(self, principal: Principal, message_id: str, version: int) -> LiveRun | None:
+        found = self._runs.get((principal.tenant, principal.user, message_id, version))
         return found[0] if found is not None else None
 
-    def cancel(self, principal: Principal, message_id: str) -> bool:
+    def cancel(self, principal: Principal, message_id: str, version: int) -> bool:
         """Cancel the run (it ends with `cancelled`); False if it is not running here."""
-        found = self._runs.get((principal.tenant, principal.user, message_id))
+        found = self._runs.get((principal.tenant, principal.user, message_id, version))
         if found is None:
             return False
         found[1]()
         return True
 
-    def remove(self, principal: Principal, message_id: str) -> None:
-        self._runs.pop((principal.tenant, principal.user, message_id), None)
+    def remove(self, principal: Principal, message_id: str, version: int) -> None:
+        self._runs.pop((principal.tenant, principal.user, message_id, version), None)
 
     def __len__(self) -> int:
         return len(self._runs)

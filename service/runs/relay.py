@@ -3,9 +3,9 @@ to a Redis Stream, so a join or a resume that lands on another instance follows 
 live instead of waiting for the database's phases.
 
     relay = RedisRelay(client)
-    out = relay.publisher(principal, "m-1")        # the running instance: a run's consumer
+    out = relay.publisher(principal, "m-1", 1)     # the running instance: a run's consumer
     out.add(event_id, event_type, data); out.flush()
-    RelayedFrames(store, relay, principal, "m-1")   # any other instance (api/stored_frames.py)
+    RelayedFrames(store, relay, principal, "m-1", 1)  # any other instance (api/stored_frames.py)
 
 Streams are trimmed (MAXLEN) and expire an hour after their last frame. Redis going away
 costs only liveness: followers read the database's phases, as they would without Redis.
@@ -32,10 +32,11 @@ TIMEOUT_S = 1.0
 GATHER_S = 0.02
 
 
-def stream_key(principal: Principal, message_id: str) -> str:
+def stream_key(principal: Principal, message_id: str, version: int) -> str:
     """The run's stream: its parts encoded, so no two owners' runs share one (a `/` in a
-    tenant or user name once could), and the whole key is its own hash tag."""
-    parts = (principal.tenant, principal.user, message_id)
+    tenant or user name once could), and the whole key is its own hash tag. Each version of
+    a message id has its own: two may run at once."""
+    parts = (principal.tenant, principal.user, message_id, str(version))
     return "fanout:events:{" + "/".join(key_part(part) for part in parts) + "}"
 
 
@@ -43,8 +44,8 @@ class RedisRelay:
     def __init__(self, client: coredis.Redis[str]) -> None:
         self.client = client
 
-    def publisher(self, principal: Principal, message_id: str) -> RelayPublisher:
-        return RelayPublisher(self.client, stream_key(principal, message_id))
+    def publisher(self, principal: Principal, message_id: str, version: int) -> RelayPublisher:
+        return RelayPublisher(self.client, stream_key(principal, message_id, version))
 
 
 @dataclass

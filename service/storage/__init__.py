@@ -30,6 +30,7 @@ from .records import (
     NewMessage,
     Status,
     StoredEvent,
+    UnknownMessage,
 )
 from .store import StorageUnavailable, Store
 
@@ -105,6 +106,7 @@ __all__ = [
     "StorageUnavailable",
     "Store",
     "StoredEvent",
+    "UnknownMessage",
     "keep_house",
     "open_store",
     "prepare_database",

@@ -58,6 +58,32 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
+@contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite changes a table's constraints by copying it and dropping the old one, and with
+    foreign keys on, that drop would delete every row that refers to it (ON DELETE CASCADE).
+    Off while migrating (the pragma only takes outside a transaction), checked after."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration left {len(broken)} row(s) without their parent")
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def upgrade_to(engine: Engine, revision: str) -> None:
+    """Upgrade to `revision`, not further (tests of a migration start from the one before)."""
+    with engine.connect() as connection, _sqlite_foreign_keys_off(connection):
+        command.upgrade(_alembic_config(connection), revision)
+        connection.commit()
+
+
 def migrate(engine: Engine) -> str | None:
     """Upgrade to the newest revision; return it. A database already there is left alone."""
     if engine.dialect.name == "sqlite":
@@ -67,7 +93,7 @@ def migrate(engine: Engine) -> str | None:
 
 
 def _migrate(engine: Engine) -> str | None:
-    with engine.connect() as connection:
+    with engine.connect() as connection, _sqlite_foreign_keys_off(connection):
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -41,6 +41,7 @@ from .records import (
     Status,
     StoredEnd,
     StoredEvent,
+    UnknownMessage,
 )
 from .schema import agent_answers, conversations, instances, message_events, messages, usage
 
@@ -71,21 +72,18 @@ def _title(question: str) -> str:
 
 
 def history(
-    connection: Connection, owner: Owner, conversation_id: str, max_chars: int
+    connection: Connection, owner: Owner, conversation_id: str, max_chars: int, *, after: int | None
 ) -> tuple[HistoryTurn, ...]:
-    """The conversation's completed turns, oldest first: as many of the newest as fit."""
-    rows = connection.execute(
-        select(messages.c.question, messages.c.summary)
-        .where(
-            *_of(messages, owner),
-            messages.c.conversation_id == conversation_id,
-            messages.c.status == "completed",
-        )
-        .order_by(messages.c.pk.desc())
-    )
+    """The completed turns on the branch that ends with the turn `after` (a message's pk; None:
+    no turn before), oldest first: as many of the newest as fit."""
+    if after is None:
+        return ()
+    branch = _branch(connection, owner, conversation_id)
     kept: list[HistoryTurn] = []
     used = 0
-    for row in rows:
+    for row in _path(branch, after):
+        if row.status != "completed":
+            continue
         size = len(row.question) + len(row.summary or "")
         if used + size > max_chars:
             break
@@ -94,18 +92,59 @@ def history(
     return tuple(reversed(kept))
 
 
+def _branch(connection: Connection, owner: Owner, conversation_id: str) -> dict[int, Any]:
+    """The conversation's turns by pk, with what walking a branch needs."""
+    rows = connection.execute(
+        select(
+            messages.c.pk,
+            messages.c.parent_pk,
+            messages.c.question,
+            messages.c.summary,
+            messages.c.status,
+        ).where(*_of(messages, owner), messages.c.conversation_id == conversation_id)
+    )
+    return {row.pk: row for row in rows}
+
+
+def _path(turns: dict[int, Any], last: int | None) -> list[Any]:
+    """The turns from `last` back to the first, following parents (each older than its child)."""
+    path = []
+    while last is not None and (row := turns.get(last)) is not None:
+        path.append(row)
+        last = row.parent_pk if row.parent_pk is not None and row.parent_pk < last else None
+    return path
+
+
+def _leaf(connection: Connection, owner: Owner, conversation_id: str) -> int | None:
+    """The conversation's newest turn: where its current branch ends."""
+    return connection.execute(
+        select(func.max(messages.c.pk)).where(
+            *_of(messages, owner), messages.c.conversation_id == conversation_id
+        )
+    ).scalar()
+
+
 # The statements a stream writes, built once: building a statement (and its cache key) cost
 # more than running it. Each is run with a dict (or a list of dicts) of its bound values.
-_FIND_MESSAGE = select(
-    messages.c.pk,
-    messages.c.conversation_id,
-    messages.c.question,
-    messages.c.status,
-    messages.c.instance,
-).where(
-    messages.c.tenant == bindparam("tenant"),
-    messages.c.owner == bindparam("owner"),
-    messages.c.message_id == bindparam("message_id"),
+# The newest version of the owner's message by its id.
+_FIND_MESSAGE = (
+    select(
+        messages.c.pk,
+        messages.c.conversation_id,
+        messages.c.question,
+        messages.c.status,
+        messages.c.instance,
+        messages.c.version,
+        messages.c.parent_pk,
+        messages.c.ensemble,
+    )
+    .where(
+        messages.c.tenant == bindparam("tenant"),
+        messages.c.owner == bindparam("owner"),
+        messages.c.message_id == bindparam("message_id"),
+    )
+    .order_by(messages.c.version.desc())
+    .limit(1)
 )
 _INSERT_EVENTS = insert(message_events)
 _INSERT_AGENT = insert(agent_answers)
@@ -144,28 +183,76 @@ _UPSERT_CONVERSATION = text(
     "ON CONFLICT (tenant, owner, id) DO UPDATE SET updated_at = excluded.updated_at"
 ).bindparams(bindparam("created_at", type_=_WHEN), bindparam("updated_at", type_=_WHEN))
 # The message, unless the owner already has one by its id (then no row comes back).
+# The message, unless the owner already has this version of its id (then no row comes back).
 _INSERT_MESSAGE = text(
-    "INSERT INTO messages (tenant, owner, message_id, conversation_id, question, status, "
-    "ensemble, ensemble_version, trace_id, instance, created_at) "
-    "VALUES (:tenant, :owner, :message_id, :conversation_id, :question, 'running', :ensemble, "
-    ":ensemble_version, :trace_id, :instance, :created_at) "
-    "ON CONFLICT (tenant, owner, message_id) DO NOTHING RETURNING pk"
+    "INSERT INTO messages (tenant, owner, message_id, version, parent_pk, conversation_id, "
+    "question, status, ensemble, ensemble_version, trace_id, instance, created_at) "
+    "VALUES (:tenant, :owner, :message_id, :version, :parent_pk, :conversation_id, :question, "
+    "'running', :ensemble, :ensemble_version, :trace_id, :instance, :created_at) "
+    "ON CONFLICT (tenant, owner, message_id, version) DO NOTHING RETURNING pk"
 ).bindparams(bindparam("created_at", type_=_WHEN))
+# Tries at a version: another request may take the one chosen (two edits at once).
+_VERSION_TRIES = 5
 
 
-def find_message(connection: Connection, owner: Owner, message_id: str) -> ExistingMessage | None:
-    row = connection.execute(
+def find_message(connection: Connection, owner: Owner, message_id: str) -> Any:
+    """The newest version of the owner's message `message_id` (a row), or None."""
+    return connection.execute(
         _FIND_MESSAGE, {"tenant": owner.tenant, "owner": owner.user, "message_id": message_id}
     ).first()
-    if row is None:
-        return None
+
+
+def _existing(row: Any) -> ExistingMessage:
     return ExistingMessage(
         pk=row.pk,
         conversation_id=row.conversation_id,
         question=row.question,
         status=cast(Status, row.status),
         instance=row.instance,
+        version=row.version,
     )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where a new message goes: its version, conversation (None: a new one) and parent."""
+
+    version: int
+    conversation_id: str | None
+    parent: int | None
+    question: str
+
+
+def _plan(
+    newest: Any,
+    *,
+    conversation_id: str | None,
+    question: str | None,
+    ensemble: str,
+    regenerate: bool,
+) -> _Plan | None:
+    """What sending `message_id` again means, given its newest version (None: the
+    same message sent again, to replay or join):
+
+    - `regenerate`: the same turn again, a new version beside it (same parent);
+    - the same text, conversation and ensemble: the same message (None);
+    - other text in the same conversation: an edit, a new version beside it;
+    - other text and no conversation, or another one: a new message there, next version.
+    """
+    if regenerate:
+        text = question if question is not None else newest.question
+        return _Plan(newest.version + 1, newest.conversation_id, newest.parent_pk, text)
+    assert question is not None
+    same_conversation = conversation_id in (None, newest.conversation_id)
+    if question == newest.question and newest.ensemble == ensemble and same_conversation:
+        return None
+    if conversation_id == newest.conversation_id:
+        return _Plan(newest.version + 1, conversation_id, newest.parent_pk, question)
+    return _Plan(newest.version + 1, conversation_id, _NEW_TURN, question)
+
+
+# A plan's parent when the message is a new turn of its conversation: the newest turn there.
+_NEW_TURN = -1
 
 
 def begin_message(
@@ -174,37 +261,91 @@ def begin_message(
     *,
     message_id: str,
     conversation_id: str | None,
-    question: str,
+    question: str | None,
     ensemble: str,
     ensemble_version: str,
     trace_id: str | None,
     instance: str,
     history_max_chars: int,
+    regenerate: bool = False,
 ) -> NewMessage | ExistingMessage:
-    """Store a new `running` message, or return the owner's message with this id.
+    """Store a new `running` message, or return the owner's message with this id when it
+    is the same one sent again (see `_plan` for what another text, an edit or a regenerate
+    makes). `question` None is a regenerate of the stored text.
 
-    Most messages start a conversation: those are inserted at once, and only when the
-    insert finds the id taken (a message sent again) is the stored one read, and the
-    conversation just made for it removed. A message that continues a conversation is
-    looked up first, so that sending it again changes nothing."""
-    new_conversation = conversation_id is None
-    if not new_conversation:
-        existing = find_message(connection, owner, message_id)
-        if existing is not None:
-            return existing
+    Most messages start a conversation with a new id: those are inserted at once, and only
+    when the insert finds the id taken is the stored one read, and the conversation just
+    made for it removed. Raises UnknownMessage for a regenerate of an id never sent."""
+    newest = None
+    if conversation_id is not None or regenerate:
+        newest = find_message(connection, owner, message_id)
+        if newest is None and regenerate:
+            raise UnknownMessage(message_id)
+    for _ in range(_VERSION_TRIES):
+        if newest is None:
+            assert question is not None
+            plan = _Plan(1, conversation_id, _NEW_TURN, question)
+        else:
+            found = _plan(
+                newest,
+                conversation_id=conversation_id,
+                question=question,
+                ensemble=ensemble,
+                regenerate=regenerate,
+            )
+            if found is None:
+                return _existing(newest)
+            plan = found
+        begun = _insert(
+            connection,
+            owner,
+            plan,
+            message_id=message_id,
+            ensemble=ensemble,
+            ensemble_version=ensemble_version,
+            trace_id=trace_id,
+            instance=instance,
+            history_max_chars=history_max_chars,
+        )
+        if begun is not None:
+            return begun
+        # The version is taken: sent before (a replay), or at once by another request.
+        newest = find_message(connection, owner, message_id)
+        if newest is None:  # pragma: no cover - the conflicting row cannot vanish here
+            raise RuntimeError(f"message {message_id!r} conflicted, then was not found")
+    raise RuntimeError(f"message {message_id!r}: no free version after {_VERSION_TRIES} tries")
+
+
+def _insert(
+    connection: Connection,
+    owner: Owner,
+    plan: _Plan,
+    *,
+    message_id: str,
+    ensemble: str,
+    ensemble_version: str,
+    trace_id: str | None,
+    instance: str,
+    history_max_chars: int,
+) -> NewMessage | None:
+    """The planned message, stored `running`; None if its version was taken meanwhile."""
     started = now()
-    earlier: tuple[HistoryTurn, ...] = ()
+    conversation_id = plan.conversation_id
+    new_conversation = conversation_id is None
+    parent = plan.parent
     if conversation_id is None:
         conversation_id = new_conversation_id()  # new: nothing earlier to read
-    else:
-        earlier = history(connection, owner, conversation_id, history_max_chars)
+        parent = None
+    elif parent == _NEW_TURN:
+        parent = _leaf(connection, owner, conversation_id)
+    earlier = history(connection, owner, conversation_id, history_max_chars, after=parent)
     connection.execute(
         _UPSERT_CONVERSATION,
         {
             "tenant": owner.tenant,
             "owner": owner.user,
             "id": conversation_id,
-            "title": _title(question),
+            "title": _title(plan.question),
             "created_at": started,
             "updated_at": started,
         },
@@ -215,8 +356,10 @@ def begin_message(
             "tenant": owner.tenant,
             "owner": owner.user,
             "message_id": message_id,
+            "version": plan.version,
+            "parent_pk": parent,
             "conversation_id": conversation_id,
-            "question": question,
+            "question": plan.question,
             "ensemble": ensemble,
             "ensemble_version": ensemble_version,
             "trace_id": trace_id,
@@ -225,18 +368,20 @@ def begin_message(
         },
     ).scalar_one_or_none()
     if pk is None:
-        # The id is taken: sent before (a replay), or twice at once (the other runs it).
         if new_conversation:
             connection.execute(
                 delete(conversations).where(
                     *_of(conversations, owner), conversations.c.id == conversation_id
                 )
             )
-        raced = find_message(connection, owner, message_id)
-        if raced is None:  # pragma: no cover - the conflicting row cannot vanish here
-            raise RuntimeError(f"message {message_id!r} conflicted, then was not found")
-        return raced
-    return NewMessage(pk=pk, conversation_id=conversation_id, history=earlier)
+        return None
+    return NewMessage(
+        pk=pk,
+        conversation_id=conversation_id,
+        history=earlier,
+        version=plan.version,
+        question=plan.question,
+    )
 
 
 # Adds to the ledger's line (one statement, so two runs ending at once both count).
@@ -321,13 +466,21 @@ def record_phases(connection: Connection, phases: Sequence[Phase]) -> None:
         connection.execute(_ADD_USAGE, line)
 
 
-def stored_end(connection: Connection, owner: Owner, message_id: str) -> StoredEnd | None:
+def _version_of(connection: Connection, owner: Owner, message_id: str, version: int | None) -> Any:
+    """The owner's message `message_id` at `version` (None: the newest), or None."""
+    query = select(
+        messages.c.pk, messages.c.conversation_id, messages.c.status, messages.c.version
+    ).where(*_of(messages, owner), messages.c.message_id == message_id)
+    if version is not None:
+        return connection.execute(query.where(messages.c.version == version)).first()
+    return connection.execute(query.order_by(messages.c.version.desc()).limit(1)).first()
+
+
+def stored_end(
+    connection: Connection, owner: Owner, message_id: str, version: int | None = None
+) -> StoredEnd | None:
     """The last stored event of the owner's message; None if there is no such message."""
-    row = connection.execute(
-        select(messages.c.pk, messages.c.conversation_id).where(
-            *_of(messages, owner), messages.c.message_id == message_id
-        )
-    ).first()
+    row = _version_of(connection, owner, message_id, version)
     if row is None:
         return None
     last_batch = connection.execute(
@@ -343,15 +496,11 @@ def stored_end(connection: Connection, owner: Owner, message_id: str) -> StoredE
 
 
 def events_after(
-    connection: Connection, owner: Owner, message_id: str, after: int
+    connection: Connection, owner: Owner, message_id: str, after: int, version: int | None = None
 ) -> tuple[Status, tuple[StoredEvent, ...]] | None:
     """The message's status and its events with an id above `after`; None if no such
-    message of this owner."""
-    row = connection.execute(
-        select(messages.c.pk, messages.c.status).where(
-            *_of(messages, owner), messages.c.message_id == message_id
-        )
-    ).first()
+    message of this owner. `version` None: the newest."""
+    row = _version_of(connection, owner, message_id, version)
     if row is None:
         return None
     rows = connection.execute(
@@ -366,6 +515,12 @@ def events_after(
         if event_id > after
     )
     return cast(Status, row.status), stored
+
+
+def newest_version(connection: Connection, owner: Owner, message_id: str) -> int | None:
+    """The version the owner's message id names now; None if it names none."""
+    row = _version_of(connection, owner, message_id, None)
+    return None if row is None else int(row.version)
 
 
 def list_conversations(
@@ -419,18 +574,22 @@ def get_conversation(
         .where(*_of(messages, owner), messages.c.conversation_id == conversation_id)
         .order_by(messages.c.pk)
     ).all()
-    return summary, _details(connection, rows)
+    return summary, _details(connection, owner, rows)
 
 
 def get_message(connection: Connection, owner: Owner, message_id: str) -> MessageDetail | None:
+    """The newest version of the owner's message `message_id`."""
     rows = connection.execute(
-        select(messages).where(*_of(messages, owner), messages.c.message_id == message_id)
+        select(messages)
+        .where(*_of(messages, owner), messages.c.message_id == message_id)
+        .order_by(messages.c.version.desc())
+        .limit(1)
     ).all()
-    details = _details(connection, rows)
+    details = _details(connection, owner, rows)
     return details[0] if details else None
 
 
-def _details(connection: Connection, rows: Sequence[Any]) -> list[MessageDetail]:
+def _details(connection: Connection, owner: Owner, rows: Sequence[Any]) -> list[MessageDetail]:
     answers: dict[int, list[AgentAnswer]] = {row.pk: [] for row in rows}
     if answers:
         for answer in connection.execute(
@@ -451,9 +610,24 @@ def _details(connection: Connection, rows: Sequence[Any]) -> list[MessageDetail]
                     completion_tokens=answer.completion_tokens,
                 )
             )
+    # Each message's parent, named as the API names messages, and whether it is on its
+    # conversation's current branch (from the newest turn back to the first).
+    names: dict[int, tuple[str, int]] = {}
+    current: set[int] = set()
+    for conversation_id in {row.conversation_id for row in rows}:
+        turns = connection.execute(
+            select(
+                messages.c.pk, messages.c.parent_pk, messages.c.message_id, messages.c.version
+            ).where(*_of(messages, owner), messages.c.conversation_id == conversation_id)
+        ).all()
+        names |= {turn.pk: (turn.message_id, turn.version) for turn in turns}
+        by_pk = {turn.pk: turn for turn in turns}
+        current |= {turn.pk for turn in _path(by_pk, max(by_pk, default=None))}
     return [
         MessageDetail(
             message_id=row.message_id,
+            version=row.version,
+            parent=names.get(row.parent_pk) if row.parent_pk is not None else None,
             conversation_id=row.conversation_id,
             question=row.question,
             status=row.status,
@@ -468,6 +642,7 @@ def _details(connection: Connection, rows: Sequence[Any]) -> list[MessageDetail]
             created_at=as_utc(row.created_at),
             finished_at=as_utc(row.finished_at) if row.finished_at else None,
             agents=tuple(answers[row.pk]),
+            current=row.pk in current,
         )
         for row in rows
     ]

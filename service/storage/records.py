@@ -45,22 +45,32 @@ class HistoryTurn:
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
-    """The message was stored as `running`: this request runs it."""
+    """The message was stored as `running`: this request runs it. `version` is 1 for a new
+    id, the next one for a message sent again with other text, an edit or a regenerate."""
 
     pk: int
     conversation_id: str
     history: tuple[HistoryTurn, ...]
+    version: int = 1
+    # The text it runs: the stored one for a regenerate that sent none.
+    question: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ExistingMessage:
-    """A message with this id was already sent by the same owner."""
+    """The newest message the owner sent under this id, and it is the same one sent again
+    (text, conversation and ensemble): replay or join it."""
 
     pk: int
     conversation_id: str
     question: str
     status: Status
     instance: str
+    version: int = 1
+
+
+class UnknownMessage(LookupError):
+    """A regenerate or an edit named a message id the owner never sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,9 @@ class ConversationSummary:
 @dataclass(frozen=True, slots=True)
 class MessageDetail:
     message_id: str
+    version: int
+    # The turn it follows in its conversation: (message_id, version), None for the first.
+    parent: tuple[str, int] | None
     conversation_id: str
     question: str
     status: Status
@@ -137,3 +150,5 @@ class MessageDetail:
     created_at: datetime
     finished_at: datetime | None
     agents: tuple[AgentAnswer, ...]
+    # On its conversation's current branch: the path from the newest turn back to the first.
+    current: bool = True

@@ -92,7 +92,13 @@ messages = Table(
     Column("instance", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
-    UniqueConstraint("tenant", "owner", "message_id"),
+    # A message id names the newest of its versions: a message sent again under it with
+    # other text, an edit or a regenerated answer is a new row with the next version.
+    Column("version", Integer, nullable=False, server_default="1"),
+    # The turn this one follows in its conversation (None: the first). An edit or a
+    # regenerated answer has the parent of the turn it replaces: a branch from there.
+    Column("parent_pk", BigInteger().with_variant(Integer, "sqlite"), nullable=True),
+    UniqueConstraint("tenant", "owner", "message_id", "version"),
     ForeignKeyConstraint(
         ["tenant", "owner", "conversation_id"],
         ["conversations.tenant", "conversations.owner", "conversations.id"],

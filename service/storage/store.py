@@ -127,12 +127,14 @@ class Store:
         *,
         message_id: str,
         conversation_id: str | None,
-        question: str,
+        question: str | None,
         ensemble: str,
         ensemble_version: str,
         trace_id: str | None,
         history_max_chars: int,
+        regenerate: bool = False,
     ) -> NewMessage | ExistingMessage:
+        """See queries.begin_message; UnknownMessage for a regenerate of an unknown id."""
         return await self.read(
             lambda connection: queries.begin_message(
                 connection,
@@ -145,6 +147,7 @@ class Store:
                 trace_id=trace_id,
                 instance=self.instance,
                 history_max_chars=history_max_chars,
+                regenerate=regenerate,
             )
         )
 
@@ -222,16 +225,33 @@ class Store:
             )
 
     async def events_after(
-        self, principal: Principal, message_id: str, after: int, *, user: str | None = None
+        self,
+        principal: Principal,
+        message_id: str,
+        after: int,
+        *,
+        user: str | None = None,
+        version: int | None = None,
     ) -> tuple[Status, tuple[StoredEvent, ...]] | None:
+        """`version` None: the newest, the one the id names."""
         owner = owner_of(principal, user)
         return await self.read(
-            lambda connection: queries.events_after(connection, owner, message_id, after)
+            lambda connection: queries.events_after(connection, owner, message_id, after, version)
         )
 
-    async def stored_end(self, principal: Principal, message_id: str) -> StoredEnd | None:
+    async def stored_end(
+        self, principal: Principal, message_id: str, version: int | None = None
+    ) -> StoredEnd | None:
         owner = owner_of(principal)
-        return await self.read(lambda connection: queries.stored_end(connection, owner, message_id))
+        return await self.read(
+            lambda connection: queries.stored_end(connection, owner, message_id, version)
+        )
+
+    async def newest_version(self, principal: Principal, message_id: str) -> int | None:
+        owner = owner_of(principal)
+        return await self.read(
+            lambda connection: queries.newest_version(connection, owner, message_id)
+        )
 
     # --- history ------------------------------------------------------------------------
 

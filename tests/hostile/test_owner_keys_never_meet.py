@@ -22,12 +22,12 @@ BRACED_OWNERS = [Principal(user="c}x", tenant="a"), Principal(user="c", tenant="
 
 @pytest.mark.parametrize(("one", "other"), MEETING_OWNERS)
 def test_two_owners_relay_streams_are_different_keys(one: Principal, other: Principal) -> None:
-    assert stream_key(one, "m") != stream_key(other, "m")
+    assert stream_key(one, "m", 1) != stream_key(other, "m", 1)
 
 
 @pytest.mark.parametrize("owner", BRACED_OWNERS)
 def test_a_relay_key_keeps_one_hash_tag_whatever_the_names(owner: Principal) -> None:
-    key = stream_key(owner, "m{1}")
+    key = stream_key(owner, "m{1}", 1)
     assert key.count("{") == 1
     assert key.count("}") == 1
     assert key.endswith("}")

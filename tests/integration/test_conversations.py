@@ -1,6 +1,7 @@
 """Conversations over HTTP, on SQLite and on the machine's PostgreSQL: follow-ups with
-history, idempotent message ids (replay, join, conflict), resume after a dropped connection,
-hang-ups that still leave a record, and the history endpoints."""
+history, idempotent message ids (replay, join; versions are in test_message_versions.py),
+resume after a dropped connection, hang-ups that still leave a record, and the history
+endpoints."""
 
 from __future__ import annotations
 
@@ -120,18 +121,6 @@ async def test_the_same_message_id_again_replays_the_stream_exactly(
     assert again.headers["X-Conversation-Id"] == first.headers["X-Conversation-Id"]
     assert events_of(replayed) == events_of(original)
     assert len(fake.calls) == calls  # never run twice
-
-
-async def test_the_same_message_id_with_another_message_is_a_409(url: str, tmp_path: Path) -> None:
-    async with service_on(url, tmp_path) as service:
-        await ask(service, body("m-1"))
-        conflict = await service.client.post("/api/process", json=body("m-1", "Other?"))
-    assert conflict.status_code == 409
-    assert conflict.json()["error"] == {
-        "code": "message_id_conflict",
-        "message": "this message_id was already sent with a different message",
-        "field": "message_id",
-    }
 
 
 async def test_a_second_request_for_a_running_message_joins_it(url: str, tmp_path: Path) -> None:

@@ -20,13 +20,13 @@ RUNS = 100  # more than the client's pool holds (coredis: 64)
 async def test_runs_cancelled_while_relaying_lose_no_pooled_connection() -> None:
     await redis_reachable()
     user = Principal(user=f"relay-{secrets.token_hex(4)}")
-    prefix = stream_key(user, "")[:-1]  # every key of this test's runs
+    prefix = stream_key(user, "", 0).removesuffix("/0}")  # every key of this test's runs
     client: coredis.Redis[str] = coredis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         async with client:
             relay = RedisRelay(client)
             for run in range(RUNS):
-                publisher = relay.publisher(user, f"m-{run}")
+                publisher = relay.publisher(user, f"m-{run}", 1)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(publisher.send_in_background)
                     publisher.add(1, "done", "{}")
@@ -35,7 +35,7 @@ async def test_runs_cancelled_while_relaying_lose_no_pooled_connection() -> None
                         await trio.lowlevel.checkpoint()
                     nursery.cancel_scope.cancel()  # ...when the run ends
             with trio.fail_after(2):
-                last = relay.publisher(user, "last")
+                last = relay.publisher(user, "last", 1)
                 last.add(1, "done", "{}")
                 await last.close()
                 frames = await client.xlen(last.key)
@@ -52,7 +52,7 @@ async def test_the_last_send_never_overtakes_one_in_flight() -> None:
     client: coredis.Redis[str] = coredis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         async with client:
-            publisher = RedisRelay(client).publisher(user, "m-1")
+            publisher = RedisRelay(client).publisher(user, "m-1", 1)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(publisher.send_in_background)
                 for event_id in range(1, 201):
@@ -64,6 +64,6 @@ async def test_the_last_send_never_overtakes_one_in_flight() -> None:
                 nursery.cancel_scope.cancel()
             entries = await client.xrange(publisher.key)
     finally:
-        await forget_redis_prefix(stream_key(user, "")[:-1])
+        await forget_redis_prefix(stream_key(user, "", 0).removesuffix("/0}"))
     ids = [int(entry.field_values["id"]) for entry in entries]
     assert ids == list(range(1, 201))

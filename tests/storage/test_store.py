@@ -21,6 +21,7 @@ from service.storage.records import (
     NewMessage,
     Owner,
     StoredEvent,
+    UnknownMessage,
 )
 from service.storage.schema import instances, messages, metadata
 from service.storage.store import Store
@@ -86,14 +87,111 @@ async def test_a_new_message_starts_a_conversation_titled_by_its_question(store:
     assert conversation.title == "Why is the sky blue? And the sea?"
 
 
-async def test_the_same_message_id_again_is_the_stored_message_not_a_new_one(
-    store: Store,
-) -> None:
+async def test_the_same_message_id_and_text_again_is_the_stored_message(store: Store) -> None:
     first = await begin(store)
-    again = await begin(store, question="something else")
+    again = await begin(store)
     assert isinstance(first, NewMessage)
     assert isinstance(again, ExistingMessage)
-    assert (again.pk, again.status, again.question) == (first.pk, "running", "Why is the sky blue?")
+    assert (again.pk, again.status, again.version) == (first.pk, "running", 1)
+
+
+async def test_other_text_under_a_message_id_is_its_next_version_in_a_conversation_of_its_own(
+    store: Store,
+) -> None:
+    """The original service's two curl examples send one id with two texts: both run."""
+    first = await begin(store, message_id="message_123", question="Explain gravity")
+    second = await begin(store, message_id="message_123", question="Build me a robot")
+    assert isinstance(first, NewMessage)
+    assert isinstance(second, NewMessage)
+    assert (first.version, second.version) == (1, 2)
+    assert second.conversation_id != first.conversation_id
+    assert second.history == ()
+    newest = await store.message(ALICE, "message_123")
+    assert newest is not None
+    assert (newest.version, newest.question) == (2, "Build me a robot")
+    # The first stays in its own conversation's history.
+    kept = await store.conversation(ALICE, first.conversation_id)
+    assert kept is not None
+    assert [(m.message_id, m.version, m.question) for m in kept[1]] == [
+        ("message_123", 1, "Explain gravity")
+    ]
+    again = await begin(store, message_id="message_123", question="Build me a robot")
+    assert isinstance(again, ExistingMessage)
+    assert again.pk == second.pk
+
+
+async def test_an_edit_branches_the_conversation_from_the_turn_it_replaces(store: Store) -> None:
+    conversation = await answered(store, "m-1", "First?", "one")
+    await answered(store, "m-2", "Second?", "two", conversation_id=conversation)
+    await answered(store, "m-3", "Third?", "three", conversation_id=conversation)
+    edit = await begin(
+        store, message_id="m-2", question="Second, edited?", conversation_id=conversation
+    )
+    assert isinstance(edit, NewMessage)
+    assert edit.version == 2
+    assert [turn.question for turn in edit.history] == ["First?"]  # not m-2 or m-3
+    assert await store.record(edit.pk, end=completed("two, edited"))
+    follow_up = await begin(
+        store, message_id="m-4", question="Fourth?", conversation_id=conversation
+    )
+    assert isinstance(follow_up, NewMessage)
+    assert [turn.question for turn in follow_up.history] == ["First?", "Second, edited?"]
+    found = await store.conversation(ALICE, conversation)
+    assert found is not None
+    shown = [(m.message_id, m.version, m.parent, m.current) for m in found[1]]
+    assert shown == [
+        ("m-1", 1, None, True),
+        ("m-2", 1, ("m-1", 1), False),
+        ("m-3", 1, ("m-2", 1), False),
+        ("m-2", 2, ("m-1", 1), True),
+        ("m-4", 1, ("m-2", 2), True),
+    ]
+
+
+async def test_a_regenerate_is_a_new_version_of_the_same_turn(store: Store) -> None:
+    conversation = await answered(store, "m-1", "First?", "one")
+    await answered(store, "m-2", "Second?", "two", conversation_id=conversation)
+    again = await store.begin_message(
+        ALICE,
+        message_id="m-2",
+        conversation_id=None,
+        question=None,
+        ensemble="default",
+        ensemble_version="v1",
+        trace_id=None,
+        history_max_chars=24_000,
+        regenerate=True,
+    )
+    assert isinstance(again, NewMessage)
+    assert (again.version, again.question, again.conversation_id) == (2, "Second?", conversation)
+    assert [turn.question for turn in again.history] == ["First?"]
+    with pytest.raises(UnknownMessage):
+        await store.begin_message(
+            ALICE,
+            message_id="never-sent",
+            conversation_id=None,
+            question=None,
+            ensemble="default",
+            ensemble_version="v1",
+            trace_id=None,
+            history_max_chars=24_000,
+            regenerate=True,
+        )
+
+
+async def test_events_follow_the_newest_version_unless_one_is_named(store: Store) -> None:
+    first = await begin(store, question="One?")
+    second = await begin(store, question="Two?")
+    assert isinstance(first, NewMessage)
+    assert isinstance(second, NewMessage)
+    assert await store.record(first.pk, events=[StoredEvent(1, "done", "{}")])
+    assert await store.events_after(ALICE, "m-1", 0) == ("running", ())
+    assert await store.events_after(ALICE, "m-1", 0, version=1) == (
+        "running",
+        (StoredEvent(1, "done", "{}"),),
+    )
+    assert await store.newest_version(ALICE, "m-1") == 2
+    assert await store.newest_version(BOB, "m-1") is None
 
 
 async def test_sending_a_message_again_leaves_the_conversations_as_they_were(

@@ -1,0 +1,68 @@
+"""Migration 0002 (message versions) on a database that already holds conversations: every
+row, answer and event stays, each message is version 1, and each follows the turn before it
+in its conversation; on SQLite too, where the table is copied to change its constraint."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from service.storage.database import Database
+from service.storage.migrate import head_revision, migrate, upgrade_to
+
+CONVERSATION_OF = {"a": "c1", "b": "c1", "c": "c2", "d": "c1"}
+
+
+def test_messages_stored_before_versions_keep_their_answers_and_follow_each_other(
+    url: str,
+) -> None:
+    database = Database.connect(url)
+    try:
+        upgrade_to(database.engine, "0001")
+        with database.engine.begin() as connection:
+            for conversation in ("c1", "c2"):
+                connection.execute(
+                    text(
+                        "INSERT INTO conversations VALUES "
+                        "('t', 'u', :id, 'x', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    ),
+                    {"id": conversation},
+                )
+            for message_id, conversation in CONVERSATION_OF.items():
+                pk = connection.execute(
+                    text(
+                        "INSERT INTO messages (tenant, owner, message_id, conversation_id, "
+                        "question, status, instance, created_at) VALUES ('t', 'u', :m, :c, "
+                        "'q', 'completed', 'i', CURRENT_TIMESTAMP) RETURNING pk"
+                    ),
+                    {"m": message_id, "c": conversation},
+                ).scalar_one()
+                connection.execute(
+                    text("INSERT INTO message_events VALUES (:pk, 1, '[]')"), {"pk": pk}
+                )
+                connection.execute(
+                    text(
+                        "INSERT INTO agent_answers (message_pk, agent, outcome, attempts) "
+                        "VALUES (:pk, 'llm-1', 'completed', 1)"
+                    ),
+                    {"pk": pk},
+                )
+
+        assert migrate(database.engine) == head_revision()
+
+        with database.engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT pk, message_id, version, parent_pk FROM messages ORDER BY pk")
+            ).all()
+            events = connection.execute(text("SELECT count(*) FROM message_events")).scalar()
+            answers = connection.execute(text("SELECT count(*) FROM agent_answers")).scalar()
+    finally:
+        database.close()
+    pk_of = {row.message_id: row.pk for row in rows}
+    assert [(row.message_id, row.version) for row in rows] == [(m, 1) for m in CONVERSATION_OF]
+    assert {row.message_id: row.parent_pk for row in rows} == {
+        "a": None,
+        "b": pk_of["a"],
+        "c": None,
+        "d": pk_of["b"],
+    }
+    assert (events, answers) == (4, 4)
