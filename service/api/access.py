@@ -66,6 +66,24 @@ def _required_where_unrouted() -> Requirement:
     return "process"
 
 
+def caller_address() -> str:
+    """The client's address (see client_address.py), worked out once per request: the
+    refused sign-ins limit and the rate limits count the same address."""
+    address: str | None = g.get("client_address")
+    if address is None:
+        resources: Resources = current_app.extensions["fanout"]
+        header = resources.settings.forwarded_header
+        address = client_address(
+            request.remote_addr or "unknown",
+            # Every line of the header: a proxy may add its own line after the client's.
+            chain=", ".join(request.headers.getlist(header)) or None,
+            header=header,
+            trusted=resources.trusted_proxies,
+        )
+        g.client_address = address
+    return address
+
+
 def _credentials() -> str | None:
     authorization = request.headers.get("Authorization", "")
     scheme, _, token = authorization.partition(" ")
@@ -97,12 +115,7 @@ async def identify_caller() -> None:
     ):
         return
     authenticator = resources.authenticator
-    address = client_address(
-        request.remote_addr or "unknown",
-        forwarded=request.headers.get("Forwarded"),
-        forwarded_for=request.headers.get("X-Forwarded-For"),
-        trusted=resources.trusted_proxies,
-    )
+    address = caller_address()
     if not authenticator.anonymous and not resources.failed_attempts.allowed(address):
         raise TooManyFailedAttempts()
     try:
