@@ -109,12 +109,6 @@ class NotAllowed(RequestError):
     default_message = "this credential may not do this"
 
 
-class TooManyFailedAttempts(RequestError):
-    code = "rate_limited"
-    status = 429
-    default_message = "too many failed sign-ins from this address; wait and try again"
-
-
 class MessageIdConflict(RequestError):
     code = "message_id_conflict"
     status = 409

@@ -23,9 +23,11 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from ..auth import Principal
 from ..auth.errors import Unauthenticated
 from ..client_address import client_address
-from ..errors import NotAllowed, NotAuthenticated, TooManyFailedAttempts
+from ..errors import NotAllowed, NotAuthenticated
+from ..limits.sign_ins import TooManySignIns
 from ..resources import Resources
 from ..telemetry.access_log import CURRENT_REQUEST
+from ..telemetry.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +118,17 @@ async def identify_caller() -> None:
         return
     authenticator = resources.authenticator
     address = caller_address()
-    if not authenticator.anonymous and not resources.failed_attempts.allowed(address):
-        raise TooManyFailedAttempts()
+    failures = resources.failed_attempts
+    if not authenticator.anonymous:
+        verdict = await failures.check(address)
+        if not verdict.allowed:
+            METRICS.rate_limited.labels(limit="sign_ins").inc()
+            raise TooManySignIns(verdict, burst=failures.burst, every_s=failures.every_s)
     try:
         principal = await authenticator.principal_for(token)
     except Unauthenticated as exc:
         if token is not None:  # a guess, not a client that sent nothing
-            resources.failed_attempts.failed(address)
+            await failures.failed(address)
         log.info("refused a caller from %s: %s", address, exc)
         raise NotAuthenticated() from None
     g.principal = principal

@@ -213,6 +213,8 @@ class Limiter:
             slot = Slot(
                 f"rl:{tag}:streams", secrets.token_hex(8), limits.concurrent_streams, self.lease_s
             )
+            # No window: a slot comes back when a stream ends, not on a clock.
+            policies.append(f'"streams";q={limits.concurrent_streams}')
         if estimate_tokens is not None and limits.tokens_per_minute is not None:
             tokens = Rate(
                 f"rl:{tag}:tokens",
@@ -231,7 +233,9 @@ class Limiter:
                 )
             if tokens is not None:
                 states.append(f'"tokens";r={int(checked.tokens_remaining)};t=60')
-            admission.headers = _header_fields(policies, states) if policies else {}
+            if slot is not None:
+                states.append(f'"streams";r={int(checked.streams_remaining)}')
+            admission.headers = header_fields(policies, states) if policies else {}
             if checked.refused is not None:
                 raise RateLimited(checked.refused, checked.retry_after_s)
             if slot is not None:
@@ -256,6 +260,6 @@ def _seconds(value: float) -> int:
     return max(1, math.ceil(value))
 
 
-def _header_fields(policies: list[str], states: list[str]) -> dict[str, str]:
+def header_fields(policies: list[str], states: list[str]) -> dict[str, str]:
     """The IETF RateLimit-Policy and RateLimit fields (structured lists, one item a limit)."""
     return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(states)}

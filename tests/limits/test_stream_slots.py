@@ -4,8 +4,9 @@ gives its slot back when it ends or its client hangs up; in memory and on Redis.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -109,3 +110,53 @@ async def test_a_key_capped_at_two_cannot_open_a_third_resume_and_gets_slots_bac
     assert third_error["message"].startswith("concurrent_streams reached")
     assert third_retry_after is not None
     assert fourth_status == 429
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_stream_limit_429_tells_the_truth_about_what_is_left(
+    tmp_path: Path, backend: str
+) -> None:
+    """Refused for its stream slot, a request was charged nothing: its `RateLimit` says the
+    requests it still has (the next one is admitted once a slot is free) and no free slot."""
+    path = tmp_path / "limits.toml"
+    path.write_text("[anonymous]\nrequests_per_minute = 60\nburst = 3\nconcurrent_streams = 1\n")
+    # An address of this test only (through a trusted proxy): its Redis keys are its own.
+    address = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    env = {
+        "LIMITS_FILE": str(path),
+        "MOCK_FIRST_TOKEN_MS": "60000",
+        "TRUSTED_PROXIES": "127.0.0.0/8",
+    }
+    if backend == "redis":
+        await redis_reachable()
+        env["REDIS_URL"] = REDIS_URL
+    headers = {"X-Forwarded-For": address}
+    try:
+        async with running_service(tmp_path, None, env=env) as service:
+
+            def post(number: int) -> AbstractAsyncContextManager[httpx.Response]:
+                payload = {"message": "Hi?", "message_id": f"m-{number}"}
+                return service.client.stream("POST", "/api/process", json=payload, headers=headers)
+
+            async with post(1) as holding:
+                held_fields = holding.headers["RateLimit"]
+                async with post(2) as refused:
+                    refused_status = refused.status_code
+                    refused_fields = refused.headers["RateLimit"]
+                    policy = refused.headers["RateLimit-Policy"]
+            # The holder left: its slot comes back, and the request the 429 promised is there.
+            with trio.fail_after(10):
+                while True:
+                    async with post(3) as after:
+                        if after.status_code == 200:
+                            after_fields = after.headers["RateLimit"]
+                            break
+                    await trio.sleep(0.05)
+    finally:
+        await forget_redis_prefix(f"fanout:rl:{{ip:{address}}}")
+    assert held_fields == '"requests";r=2;t=1, "streams";r=0'
+    assert refused_status == 429
+    assert refused_fields == '"requests";r=2;t=1, "streams";r=0'
+    assert policy == '"requests";q=3;w=3, "streams";q=1'
+    assert after_fields.startswith('"requests";r=1;')
+    assert after_fields.endswith('"streams";r=0')
