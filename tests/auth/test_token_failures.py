@@ -201,3 +201,47 @@ async def test_hostile_tokens_are_401s_counted_by_the_sign_in_limit_without_a_tr
     assert tracebacks == []
     refusals = [r for r in caplog.records if r.getMessage().startswith("refused a caller")]
     assert len(refusals) == len(tokens)
+
+
+# What a hostile client can put in a header value: every byte HTTP/1.1 lets through
+# (visible ASCII, obs-text, and spaces or tabs inside), as h11 on both ends enforces.
+_LEGAL = bytes([0x09, 0x20, *range(0x21, 0x7F), *range(0x80, 0x100)])
+header_bytes = st.binary(max_size=300).map(
+    lambda raw: bytes(byte for byte in raw if byte in _LEGAL).strip()
+)
+credentials = st.one_of(
+    header_bytes.map(lambda raw: b"Bearer " + raw),
+    st.builds(
+        lambda header, claims, noise: b"Bearer " + assemble(header, claims, noise).encode(),
+        headers,
+        claim_sets,
+        st.binary(max_size=80),
+    ),
+    header_bytes.map(lambda raw: b"Bearer fo_" + raw),
+    header_bytes,
+)
+
+
+@settings(max_examples=4, deadline=None)
+@example(sent=[b"Bearer " + assemble({"alg": "ES256", "kid": "rsa-1"}, good_claims()).encode()])
+@given(sent=st.lists(credentials, min_size=40, max_size=40))
+async def test_any_credential_header_over_http_is_a_401_never_an_error(
+    tmp_path_factory: pytest.TempPathFactory, sent: list[bytes]
+) -> None:
+    keys = _KEYS
+    env = {
+        "AUTH": "keys,jwt",
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+        "AUTH_FAILURE_BURST": "1000",
+    }
+    statuses: dict[int, int] = {}
+    async with trio.open_nursery() as nursery:
+        env["JWT_JWKS_URL"] = await nursery.start(serve_jwks, keys)
+        async with running_service(tmp_path_factory.mktemp("svc"), None, env=env) as service:
+            for value in (raw.strip() for raw in sent):
+                for name in ("Authorization", "X-API-Key"):
+                    response = await service.client.get("/api/conversations", headers={name: value})
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        nursery.cancel_scope.cancel()
+    assert set(statuses) == {401}
