@@ -3,7 +3,8 @@
 Each address has a GCRA bucket of `burst` failures, one back every `every_s`, kept with the
 other limits of that address (`rl:{ip:ADDRESS}:sign_ins`), so two instances count the same
 failures. If Redis does not answer, each instance counts in its own memory meanwhile (a
-guesser is still slowed down; nobody is locked out by an outage).
+guesser is still slowed down; nobody is locked out by an outage), and asks Redis again
+only after REDIS_RETRY_S, so an outage does not add RATE_LIMIT_TIMEOUT_S to every request.
 
     failures = SharedFailedAttempts(backend, burst=20, every_s=3)
     verdict = await failures.check(address)
@@ -16,6 +17,8 @@ from __future__ import annotations
 import logging
 import math
 
+import trio
+
 from ..auth.failures import FailedAttempts, SignInVerdict
 from ..telemetry.metrics import METRICS
 from .admission import RateLimited, header_fields
@@ -24,6 +27,9 @@ from .backend import LimiterBackend, LimiterError
 log = logging.getLogger(__name__)
 
 LIMIT = "sign_ins"
+# After Redis failed to answer, how long the count stays in this process before Redis is
+# asked again.
+REDIS_RETRY_S = 1.0
 
 
 class TooManySignIns(RateLimited):
@@ -55,11 +61,14 @@ class SharedFailedAttempts:
         self._backend = backend
         # While the backend does not answer: this process's own count.
         self._fallback = FailedAttempts(burst=burst, every_s=every_s)
+        self._down_until = -math.inf
 
     def _key(self, address: str) -> str:
         return f"rl:{{ip:{address}}}:{LIMIT}"
 
     async def check(self, address: str) -> SignInVerdict:
+        if self._redis_is_down():
+            return await self._fallback.check(address)
         try:
             verdict = await self._backend.peek(
                 self._key(address), cost=1, interval_s=self.every_s, burst=self.burst
@@ -71,6 +80,9 @@ class SharedFailedAttempts:
         return SignInVerdict(verdict.allowed, verdict.retry_after_s, remaining)
 
     async def failed(self, address: str) -> None:
+        if self._redis_is_down():
+            await self._fallback.failed(address)
+            return
         try:
             await self._backend.take(
                 self._key(address), cost=1, interval_s=self.every_s, burst=self.burst
@@ -79,6 +91,10 @@ class SharedFailedAttempts:
             self._unreachable("count", exc)
             await self._fallback.failed(address)
 
+    def _redis_is_down(self) -> bool:
+        return trio.current_time() < self._down_until
+
     def _unreachable(self, operation: str, exc: LimiterError) -> None:
+        self._down_until = trio.current_time() + REDIS_RETRY_S
         METRICS.limiter_errors.labels(operation=f"sign_in_{operation}").inc()
         log.warning("rate limiter unreachable; counting sign-ins in this process: %s", exc)
