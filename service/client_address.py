@@ -1,9 +1,11 @@
 """The client's address: the socket's peer, or, when that peer is a proxy the operator
-trusts (TRUSTED_PROXIES, CIDRs), what the proxies say: the rightmost address in
-`X-Forwarded-For` (or `Forwarded: for=`) that is not itself a trusted proxy. Headers from
-anyone else are ignored, so a client cannot pick the address it is limited by.
+trusts (TRUSTED_PROXIES, CIDRs), what the proxies say in the one header the operator named
+(FORWARDED_HEADER: `X-Forwarded-For`, or `Forwarded`, its `for=` parameters): the rightmost
+address in it that is not itself a trusted proxy. The other header is never read, so a
+client cannot pick its address by sending the header its proxy passes through untouched;
+headers from an untrusted peer are ignored too.
 
-    address = client_address("10.0.0.5", forwarded=None, forwarded_for="203.0.113.9",
+    address = client_address("10.0.0.5", chain="203.0.113.9", header="X-Forwarded-For",
                              trusted=networks)
 """
 
@@ -12,8 +14,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
+from typing import Literal
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+ForwardedHeader = Literal["X-Forwarded-For", "Forwarded"]
+FORWARDED_HEADERS: tuple[ForwardedHeader, ...] = ("X-Forwarded-For", "Forwarded")
 _FORWARDED_FOR = re.compile(r'for="?\[?([^\]";,]+)\]?(?::\d+)?"?', re.IGNORECASE)
 
 
@@ -29,6 +34,14 @@ def parse_networks(value: str) -> tuple[Network, ...]:
         except ValueError as exc:
             raise ValueError(f"{part!r} is not an address or a CIDR") from exc
     return tuple(networks)
+
+
+def parse_forwarded_header(value: str) -> ForwardedHeader:
+    """`x-forwarded-for` or `Forwarded`, in any case -> its usual spelling; else ValueError."""
+    for name in FORWARDED_HEADERS:
+        if value.strip().lower() == name.lower():
+            return name
+    raise ValueError("expected X-Forwarded-For or Forwarded (the header your proxy writes)")
 
 
 def _trusted(address: str, trusted: Sequence[Network]) -> bool:
@@ -50,21 +63,23 @@ def _valid(address: str) -> bool:
 def client_address(
     peer: str,
     *,
-    forwarded: str | None,
-    forwarded_for: str | None,
+    chain: str | None,
+    header: ForwardedHeader,
     trusted: Sequence[Network],
 ) -> str:
-    """`forwarded` and `forwarded_for` are the `Forwarded` and `X-Forwarded-For` headers."""
+    """`chain` is the value of the `header` FORWARDED_HEADER names (every line of it, joined
+    with commas), or None when the request has none."""
     if not trusted or not _trusted(peer, trusted):
         return peer
-    chain: list[str] = []
-    if forwarded:
-        chain = _FORWARDED_FOR.findall(forwarded)
-    elif forwarded_for:
-        chain = [hop.strip() for hop in forwarded_for.split(",")]
-    for hop in reversed(chain):
+    hops: list[str] = []
+    if chain:
+        if header == "Forwarded":
+            hops = _FORWARDED_FOR.findall(chain)
+        else:
+            hops = [hop.strip() for hop in chain.split(",")]
+    for hop in reversed(hops):
         if not _valid(hop):
             return peer  # a garbled chain says nothing reliable: the proxy itself
         if not _trusted(hop, trusted):
             return hop
-    return chain[0] if chain else peer
+    return hops[0] if hops else peer

@@ -109,12 +109,6 @@ class NotAllowed(RequestError):
     default_message = "this credential may not do this"
 
 
-class TooManyFailedAttempts(RequestError):
-    code = "rate_limited"
-    status = 429
-    default_message = "too many failed sign-ins from this address; wait and try again"
-
-
 class NotRunningHere(RequestError):
     code = "not_running_here"
     status = 409

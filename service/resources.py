@@ -17,7 +17,7 @@ import coredis
 import trio
 
 from .auth.authenticate import Authenticator
-from .auth.failures import FailedAttempts
+from .auth.failures import FailedAttempts, SignInLimit
 from .auth.tokens import TokenVerifier
 from .client_address import Network, parse_networks
 from .ensemble import (
@@ -32,6 +32,7 @@ from .ensemble import (
 from .lifecycle import Lifecycle
 from .limits import Limiter, MemoryBackend, load_policy
 from .limits.redis import RedisBackend
+from .limits.sign_ins import SharedFailedAttempts
 from .llm import ChatModel, MockChatModel, ProviderRouter
 from .llm.mock import MOCK_FAULTS, mock_fault
 from .runs import LiveRuns
@@ -65,8 +66,8 @@ class Resources:
     trusted_proxies: tuple[Network, ...] = ()
     # PRICES_FILE's table, when there is one.
     prices: dict[str, Price] | None = None
-    # Failed sign-ins per client address.
-    failed_attempts: FailedAttempts = field(default_factory=FailedAttempts)
+    # Failed sign-ins per client address (in Redis with REDIS_URL).
+    failed_attempts: SignInLimit = field(default_factory=FailedAttempts)
 
 
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
@@ -185,6 +186,26 @@ async def open_limiter(settings: Settings) -> AsyncIterator[Limiter | None]:
 
 
 @asynccontextmanager
+async def open_sign_in_limit(
+    settings: Settings, limiter: Limiter | None
+) -> AsyncIterator[SignInLimit]:
+    """The refused sign-ins limit: in Redis with REDIS_URL (every instance counts the same
+    failures; the limiter's connection when there is one), else in this process."""
+    burst, every_s = settings.auth_failure_burst, settings.auth_failure_every_s
+    if settings.redis_url is None:
+        yield FailedAttempts(burst=burst, every_s=every_s)
+        return
+    if limiter is not None and isinstance(limiter.backend, RedisBackend):
+        yield SharedFailedAttempts(limiter.backend, burst=burst, every_s=every_s)
+        return
+    backend = RedisBackend(
+        settings.redis_url.get_secret_value(), timeout_s=settings.rate_limit_timeout_s
+    )
+    async with backend:
+        yield SharedFailedAttempts(backend, burst=burst, every_s=every_s)
+
+
+@asynccontextmanager
 async def open_relay(settings: Settings) -> AsyncIterator[RedisRelay | None]:
     """The live relay between instances: with REDIS_URL and a database to follow runs in."""
     if settings.redis_url is None or not settings.storage_enabled:
@@ -213,6 +234,7 @@ async def open_resources(
         async with (
             open_store(settings) as store,
             open_limiter(settings) as limiter,
+            open_sign_in_limit(settings, limiter) as failed_attempts,
             open_relay(settings) as relay,
         ):
             tokens = TokenVerifier.from_settings(settings) if "jwt" in settings.auth_modes else None
@@ -226,9 +248,7 @@ async def open_resources(
                 store=store,
                 authenticator=Authenticator(settings, store, tokens),
                 prices=load_prices(settings.prices_file) if settings.prices_file else None,
-                failed_attempts=FailedAttempts(
-                    burst=settings.auth_failure_burst, every_s=settings.auth_failure_every_s
-                ),
+                failed_attempts=failed_attempts,
             )
     finally:
         # Closing sockets must finish even when the server is being cancelled.

@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
 )
 
-from .client_address import parse_networks
+from .client_address import ForwardedHeader, parse_forwarded_header, parse_networks
 from .urls import check_base_url, redact_url
 
 DEFAULT_ENSEMBLE_FILE = Path(__file__).parent / "ensemble" / "default.toml"
@@ -145,8 +145,11 @@ class Settings(BaseModel):
     # A stream's concurrency slot is a lease this long, renewed while it runs: the slots of
     # an instance that died free themselves within it.
     stream_lease_s: PositiveSeconds = 30.0
-    # Proxies whose X-Forwarded-For / Forwarded headers are believed (CIDRs, comma-separated).
+    # Proxies whose FORWARDED_HEADER is believed (CIDRs, comma-separated).
     trusted_proxies: str = ""
+    # The one header the trusted proxies write the client's address in: X-Forwarded-For or
+    # Forwarded. The other is never read (a proxy passes it through from the client).
+    forwarded_header: ForwardedHeader = "X-Forwarded-For"
     # Worker processes sharing one listening port; 1 serves in this process.
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     # Internal, not for operators: with WORKERS > 1 the parent starts each worker with the
@@ -216,6 +219,11 @@ class Settings(BaseModel):
     def _check_trusted_proxies(cls, value: str) -> str:
         parse_networks(value)
         return value
+
+    @field_validator("forwarded_header", mode="before")
+    @classmethod
+    def _check_forwarded_header(cls, value: object) -> object:
+        return parse_forwarded_header(value) if isinstance(value, str) else value
 
     @field_validator("limits_file")
     @classmethod

@@ -23,9 +23,11 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from ..auth import Principal
 from ..auth.errors import Unauthenticated
 from ..client_address import client_address
-from ..errors import NotAllowed, NotAuthenticated, TooManyFailedAttempts
+from ..errors import NotAllowed, NotAuthenticated
+from ..limits.sign_ins import TooManySignIns
 from ..resources import Resources
 from ..telemetry.access_log import CURRENT_REQUEST
+from ..telemetry.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,24 @@ def _required_where_unrouted() -> Requirement:
     return "process"
 
 
+def caller_address() -> str:
+    """The client's address (see client_address.py), worked out once per request: the
+    refused sign-ins limit and the rate limits count the same address."""
+    address: str | None = g.get("client_address")
+    if address is None:
+        resources: Resources = current_app.extensions["fanout"]
+        header = resources.settings.forwarded_header
+        address = client_address(
+            request.remote_addr or "unknown",
+            # Every line of the header: a proxy may add its own line after the client's.
+            chain=", ".join(request.headers.getlist(header)) or None,
+            header=header,
+            trusted=resources.trusted_proxies,
+        )
+        g.client_address = address
+    return address
+
+
 def _credentials() -> str | None:
     authorization = request.headers.get("Authorization", "")
     scheme, _, token = authorization.partition(" ")
@@ -97,19 +117,18 @@ async def identify_caller() -> None:
     ):
         return
     authenticator = resources.authenticator
-    address = client_address(
-        request.remote_addr or "unknown",
-        forwarded=request.headers.get("Forwarded"),
-        forwarded_for=request.headers.get("X-Forwarded-For"),
-        trusted=resources.trusted_proxies,
-    )
-    if not authenticator.anonymous and not resources.failed_attempts.allowed(address):
-        raise TooManyFailedAttempts()
+    address = caller_address()
+    failures = resources.failed_attempts
+    if not authenticator.anonymous:
+        verdict = await failures.check(address)
+        if not verdict.allowed:
+            METRICS.rate_limited.labels(limit="sign_ins").inc()
+            raise TooManySignIns(verdict, burst=failures.burst, every_s=failures.every_s)
     try:
         principal = await authenticator.principal_for(token)
     except Unauthenticated as exc:
         if token is not None:  # a guess, not a client that sent nothing
-            resources.failed_attempts.failed(address)
+            await failures.failed(address)
         log.info("refused a caller from %s: %s", address, exc)
         raise NotAuthenticated() from None
     g.principal = principal

@@ -26,7 +26,6 @@ from opentelemetry.trace import Span, SpanKind
 from quart import request
 
 from ..auth import Principal
-from ..client_address import client_address
 from ..ensemble import Ensemble, LoadedEnsembles
 from ..errors import NotFound, ShuttingDown
 from ..limits import Admission, Settlement
@@ -47,6 +46,7 @@ from ..storage.recorder import Recorder
 from ..telemetry.access_log import CURRENT_REQUEST
 from ..telemetry.stream import StreamTelemetry
 from ..telemetry.tracing import context_from_headers, end_span, trace_id_of, tracer
+from .access import caller_address
 from .conversations import store
 from .event_stream import FrameSource
 from .sse import SseEncoder
@@ -139,15 +139,9 @@ async def _admit(
 ) -> Admission | None:
     if resources.limiter is None:
         return None
-    address = client_address(
-        request.remote_addr or "unknown",
-        forwarded=request.headers.get("Forwarded"),
-        forwarded_for=request.headers.get("X-Forwarded-For"),
-        trusted=resources.trusted_proxies,
-    )
     return await resources.limiter.admit(
         principal,
-        address,
+        caller_address(),
         anonymous=resources.authenticator.anonymous,
         max_tokens=[member.max_tokens for member in ensemble.members],
     )

@@ -23,7 +23,7 @@ from ..storage import (
     FINISHED,
 )
 from . import sse
-from .access import current_principal, requires
+from .access import caller_address, current_principal, requires
 from .contract import documented, event_stream, link, returns
 from .conversations import store
 from .event_stream import EventStreamBody, FrameSource
@@ -182,11 +182,19 @@ def _last_event_id() -> int:
             {"type": "string", "pattern": LAST_EVENT_ID.pattern},
         )
     },
-    replies={200: event_stream("StreamEvent", "The events after the one given")},
+    replies={
+        200: event_stream(
+            "StreamEvent",
+            "The events after the one given",
+            None,
+            **{name: _STREAM_HEADERS[name] for name in ("RateLimit", "RateLimit-Policy")},
+        )
+    },
     errors=(400, 404, 503),
 )
 async def resume(message_id: str) -> Response:
-    """The message's events after `Last-Event-ID`, then the live run until its end."""
+    """The message's events after `Last-Event-ID`, then the live run until its end. It
+    holds one of the caller's `concurrent_streams` slots while it streams."""
     resources = _resources()
     checked_id(message_id, "message_id")
     after = _last_event_id()
@@ -208,14 +216,21 @@ async def resume(message_id: str) -> Response:
             if status in FINISHED
             else elsewhere(resources, principal, message_id, version)
         )
+    held = None
+    if resources.limiter is not None:
+        held = await resources.limiter.admit_stream(
+            principal, caller_address(), anonymous=resources.authenticator.anonymous
+        )
     body = EventStreamBody(
         source,
         keepalive_s=settings.sse_keepalive_s,
         deadline_s=settings.request_timeout_s,
         after=after,
+        # The slot is held while the body streams, freed when it ends or the client leaves.
+        drive=held.hold if held is not None else None,
     )
     set_outcome("resumed")
-    return sse_response(body, {})
+    return sse_response(body, held.headers if held is not None else {})
 
 
 @streams.post("/api/messages/<message_id>/cancel")

@@ -6,6 +6,10 @@ Keys come from JWT_JWKS_URL, fetched with httpx at start and every JWT_JWKS_REFR
 the background; a token naming a `kid` not seen yet fetches it again, at most once per
 JWT_JWKS_MIN_REFETCH_S. If the JWKS cannot be fetched, the keys already known keep working.
 
+Every way a token can fail to verify (garbled, an algorithm that does not fit the key it
+names, a key of the wrong type, a library error) ends in `Unauthenticated`: a 401, counted
+by the refused sign-ins limit, and one log line without a traceback.
+
     verifier = TokenVerifier.from_settings(settings)
     principal = await verifier.principal_for(token)     # or raises Unauthenticated
 """
@@ -14,12 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import trio
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..settings import Settings
 from .errors import Unauthenticated
@@ -30,6 +36,29 @@ log = logging.getLogger(__name__)
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 SYMMETRIC = ("HS256", "HS384", "HS512")
 JWKS_TIMEOUT_S = 5.0
+# The algorithms each kind of public key verifies; an EC key, only those of its own curve.
+RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+
+
+@dataclass(frozen=True, slots=True)
+class JwksKey:
+    """A key of the JWKS, and the algorithm its entry names (`alg`), when it names one."""
+
+    key: Any
+    algorithm: str | None
+
+
+def fits(algorithm: str, key: JwksKey) -> bool:
+    """Whether a token's `alg` may be checked with this key. PyJWT, handed a key of another
+    kind, raises TypeError instead of refusing: a kid of an RSA key under `ES256` was a 500."""
+    if key.algorithm is not None and key.algorithm != algorithm:
+        return False
+    if isinstance(key.key, rsa.RSAPublicKey):
+        return algorithm in RSA_ALGORITHMS
+    if isinstance(key.key, ec.EllipticCurvePublicKey):
+        return EC_ALGORITHMS.get(key.key.curve.name) == algorithm
+    return False
 
 
 def claim(claims: Mapping[str, Any], path: str) -> Any:
@@ -69,7 +98,7 @@ class TokenVerifier:
         self._leeway_s = leeway_s
         self._refresh_s = refresh_s
         self._min_refetch_s = min_refetch_s
-        self._keys: dict[str, Any] = {}
+        self._keys: dict[str, JwksKey] = {}
         self._last_fetch = -float("inf")
         self._fetching = trio.Lock()
 
@@ -114,19 +143,38 @@ class TokenVerifier:
                 async with httpx.AsyncClient(timeout=JWKS_TIMEOUT_S) as client:
                     response = await client.get(self._jwks_url or "")
                     response.raise_for_status()
-                    keys = jwt.PyJWKSet.from_dict(response.json())
-            except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
+                    self.load_jwks(response.json())
+            except (httpx.HTTPError, ValueError) as exc:
                 log.warning(
                     "could not fetch the JWKS (%s); keeping %d key(s)", exc, len(self._keys)
                 )
-                return
-            self._keys = {key.key_id: key.key for key in keys.keys if key.key_id}
 
-    async def _key_for(self, kid: str | None) -> Any:
+    def load_jwks(self, document: object) -> None:
+        """Take the keys of a JWKS document (its parsed JSON); ValueError if it has none
+        usable, and then the keys known before stay."""
+        try:
+            assert isinstance(document, dict)
+            keys = jwt.PyJWKSet.from_dict(document).keys
+            stated = {
+                entry.get("kid"): entry.get("alg")
+                for entry in document["keys"]
+                if isinstance(entry, dict)
+            }
+        except (AssertionError, AttributeError, TypeError, KeyError, jwt.PyJWTError) as exc:
+            raise ValueError(f"not a JWKS: {exc}") from exc
+        self._keys = {
+            key.key_id: JwksKey(key.key, _text_or_none(stated.get(key.key_id)))
+            for key in keys
+            if key.key_id
+        }
+
+    async def _key_for(self, kid: object, algorithm: str) -> Any:
         if self._static_key is not None:
             return self._static_key
         if kid is None:
             raise Unauthenticated("the token names no key (kid)")
+        if not isinstance(kid, str):
+            raise Unauthenticated("the token's kid is not a string")
         if kid not in self._keys:
             with trio.move_on_after(JWKS_TIMEOUT_S):
                 if self._fetching.locked():
@@ -134,20 +182,33 @@ class TokenVerifier:
                         pass  # a fetch is under way (the first, at start): its keys count
                 elif trio.current_time() - self._last_fetch >= self._min_refetch_s:
                     await self._fetch()
-        try:
-            return self._keys[kid]
-        except KeyError:
-            raise Unauthenticated(f"no known key {kid!r}") from None
+        found = self._keys.get(kid)
+        if found is None:
+            raise Unauthenticated(f"no known key {kid[:64]!r}")
+        if not fits(algorithm, found):
+            raise Unauthenticated(f"algorithm {algorithm} does not fit key {kid[:64]!r}")
+        return found.key
 
     async def principal_for(self, token: str) -> Principal:
+        try:
+            return await self._principal_for(token)
+        except Unauthenticated:
+            raise
+        except Exception as exc:
+            # Anything else a hostile token makes the JWT library raise is a refusal too:
+            # never a 500, never a traceback per guess in the log.
+            kind = type(exc).__name__
+            raise Unauthenticated(f"the token could not be verified ({kind})") from exc
+
+    async def _principal_for(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"not a JWT: {exc}") from exc
         algorithm = header.get("alg")
-        if algorithm not in self.algorithms:
-            raise Unauthenticated(f"algorithm {algorithm!r} is not accepted")
-        key = await self._key_for(header.get("kid"))
+        if not isinstance(algorithm, str) or algorithm not in self.algorithms:
+            raise Unauthenticated(f"algorithm {str(algorithm)[:32]!r} is not accepted")
+        key = await self._key_for(header.get("kid"), algorithm)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -174,3 +235,7 @@ class TokenVerifier:
             roles = roles.split()
         admin = isinstance(roles, list) and self._admin_role in roles
         return Principal(user=user, tenant=tenant, role="admin" if admin else "user")
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -5,6 +5,9 @@ runs, and what it reserved is settled when its run ends.
     ...                                   # raises RateLimited (429) or LimiterUnavailable (503)
     await admission.settle(used_tokens)   # the run ended: unused tokens go back, slot freed
 
+    held = await limiter.admit_stream(principal, address, anonymous=False)   # a resume
+    body = EventStreamBody(..., drive=held.hold)   # the slot is freed when the stream ends
+
 Requests are a GCRA rate with a burst; streams are leased slots; tokens per minute are
 reserved up front (fan-out aware: every agent's and the summarizer's `max_tokens`, or an
 estimate) and settled with what the providers reported; a tenant's daily budget likewise.
@@ -34,6 +37,8 @@ log = logging.getLogger(__name__)
 # A stream's slot is a lease this long (STREAM_LEASE_S), renewed while the stream runs: a
 # crashed instance's slots free themselves within it.
 LEASE_S = 30.0
+# How long freeing a slot may take once its stream is over (Redis has its own timeout).
+SETTLE_S = 5.0
 DAY_S = 86_400.0
 
 OnError = Literal["open", "closed"]
@@ -88,6 +93,16 @@ class Admission:
             except LimiterError as exc:
                 log.warning("could not renew a stream's slot: %s", exc)
 
+    async def hold(self) -> None:
+        """Hold the stream's slot until cancelled (the stream ended or its client left),
+        then free it: for a stream that runs nothing (a resume), in its response's nursery."""
+        try:
+            await self.keep_lease()
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(SETTLE_S):
+                await self.settle(None)
+
     async def settle(self, used_tokens: int | None) -> None:
         """Give back what was reserved and not used (`None`: nothing ran; all of it), and
         free the stream's slot. Once; never raises."""
@@ -130,14 +145,19 @@ class Limiter:
         address: str,
         *,
         anonymous: bool,
-        max_tokens: Sequence[int | None],
+        max_tokens: Sequence[int | None] | None,
     ) -> Admission:
         """Check and reserve; `max_tokens` has one entry per upstream call the run will make
-        (each agent and the summarizer), None where the member sets no `max_tokens`."""
+        (each agent and the summarizer), None where the member sets no `max_tokens`; None
+        for a stream that runs nothing (see `admit_stream`)."""
         limits = self.policy.for_caller(principal, anonymous=anonymous)
-        estimate_tokens = sum(
-            tokens if tokens is not None else limits.estimate_tokens_per_call
-            for tokens in max_tokens
+        estimate_tokens = (
+            None
+            if max_tokens is None
+            else sum(
+                tokens if tokens is not None else limits.estimate_tokens_per_call
+                for tokens in max_tokens
+            )
         )
         identity = (
             f"ip:{address}"
@@ -168,15 +188,24 @@ class Limiter:
             raise
         return admission
 
+    async def admit_stream(
+        self, principal: Principal, address: str, *, anonymous: bool
+    ) -> Admission:
+        """A stream that runs nothing (a resume): it takes one of the caller's
+        `concurrent_streams` slots, like a run's stream, and nothing else."""
+        return await self.admit(principal, address, anonymous=anonymous, max_tokens=None)
+
     async def _check(
-        self, admission: Admission, tenant: str, anonymous: bool, estimate_tokens: int
+        self, admission: Admission, tenant: str, anonymous: bool, estimate_tokens: int | None
     ) -> None:
+        """`estimate_tokens` None: a stream that runs nothing, checked for its slot only."""
         limits = admission.limits
+        runs = estimate_tokens is not None
         tag = "{" + admission.identity + "}"
         requests = tokens = None
         slot = None
         policies: list[str] = []
-        if limits.requests_per_minute is not None:
+        if runs and limits.requests_per_minute is not None:
             interval = 60.0 / limits.requests_per_minute
             burst = limits.burst or 1
             requests = Rate(f"rl:{tag}:requests", 1, interval, burst)
@@ -185,7 +214,9 @@ class Limiter:
             slot = Slot(
                 f"rl:{tag}:streams", secrets.token_hex(8), limits.concurrent_streams, self.lease_s
             )
-        if limits.tokens_per_minute is not None:
+            # No window: a slot comes back when a stream ends, not on a clock.
+            policies.append(f'"streams";q={limits.concurrent_streams}')
+        if estimate_tokens is not None and limits.tokens_per_minute is not None:
             tokens = Rate(
                 f"rl:{tag}:tokens",
                 estimate_tokens,
@@ -203,16 +234,18 @@ class Limiter:
                 )
             if tokens is not None:
                 states.append(f'"tokens";r={int(checked.tokens_remaining)};t=60')
-            admission.headers = _header_fields(policies, states) if policies else {}
+            if slot is not None:
+                states.append(f'"streams";r={int(checked.streams_remaining)}')
+            admission.headers = header_fields(policies, states) if policies else {}
             if checked.refused is not None:
                 raise RateLimited(checked.refused, checked.retry_after_s)
             if slot is not None:
                 admission.slot_key, admission.lease = slot.key, slot.lease
-            if tokens is not None:
+            if tokens is not None and estimate_tokens is not None:
                 admission.tokens_key, admission.token_interval_s = tokens.key, tokens.interval_s
                 admission.reserved_tokens = estimate_tokens
-        budget = None if anonymous else self.policy.tenant_budget(tenant)
-        if budget is not None:
+        budget = None if anonymous or not runs else self.policy.tenant_budget(tenant)
+        if budget is not None and estimate_tokens is not None:
             now = datetime.now(UTC)
             key = f"rl:{{tenant:{key_part(tenant)}}}:day:{now.date().isoformat()}"
             if not await self.backend.spend(key, estimate_tokens, budget=budget, ttl_s=2 * DAY_S):
@@ -228,6 +261,6 @@ def _seconds(value: float) -> int:
     return max(1, math.ceil(value))
 
 
-def _header_fields(policies: list[str], states: list[str]) -> dict[str, str]:
+def header_fields(policies: list[str], states: list[str]) -> dict[str, str]:
     """The IETF RateLimit-Policy and RateLimit fields (structured lists, one item a limit)."""
     return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(states)}

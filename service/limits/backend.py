@@ -49,8 +49,12 @@ class Checked:
 
     refused: str | None
     retry_after_s: float
+    # What is left of each limit once this request is counted: after it, if it was
+    # admitted; if refused, as before it (a refusal takes nothing).
     requests_remaining: float
     tokens_remaining: float
+    # Free stream slots, counted the same way.
+    streams_remaining: float = 0.0
 
 
 class LimiterError(Exception):
@@ -74,6 +78,10 @@ class LimiterBackend(Protocol):
     async def take(self, key: str, *, cost: float, interval_s: float, burst: float) -> Verdict:
         """Take `cost` units from a bucket that refills one unit per `interval_s` and holds
         `burst` units, unless that would overdraw it."""
+        ...
+
+    async def peek(self, key: str, *, cost: float, interval_s: float, burst: float) -> Verdict:
+        """What `take` would answer, taking nothing."""
         ...
 
     async def give_back(self, key: str, *, cost: float, interval_s: float) -> None:

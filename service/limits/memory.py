@@ -38,20 +38,31 @@ class MemoryBackend:
         # No await between the checks and the writes: atomic within this process.
         now = self._now()
         found = [self._peek(rate, now) if rate else None for rate in (requests, tokens)]
-        requests_left = found[0][2] if found[0] else 0.0
-        tokens_left = found[1][2] if found[1] else 0.0
-        if requests is not None and found[0] is not None and not found[0][0]:
-            return Checked("requests_per_minute", found[0][1], requests_left, tokens_left)
-        if slot is not None and len(self._held(slot.key, now)) >= slot.limit:
-            return Checked("concurrent_streams", 1.0, requests_left, tokens_left)
-        if tokens is not None and found[1] is not None and not found[1][0]:
-            return Checked("tokens_per_minute", found[1][1], requests_left, tokens_left)
+        held = len(self._held(slot.key, now)) if slot is not None else 0
+        refused: str | None = None
+        wait = 0.0
+        if found[0] is not None and not found[0][0]:
+            refused, wait = "requests_per_minute", found[0][1]
+        elif slot is not None and held >= slot.limit:
+            refused, wait = "concurrent_streams", 1.0
+        elif found[1] is not None and not found[1][0]:
+            refused, wait = "tokens_per_minute", found[1][1]
+        admitted = refused is None
+        checked = Checked(
+            refused,
+            wait,
+            _left(requests, found[0], admitted),
+            _left(tokens, found[1], admitted),
+            max(slot.limit - held - admitted, 0) if slot is not None else 0.0,
+        )
+        if not admitted:
+            return checked
         for rate, result in ((requests, found[0]), (tokens, found[1])):
             if rate is not None and result is not None:
                 self._tat[rate.key] = result[3]
         if slot is not None:
             self._slots[slot.key][slot.lease] = now + slot.ttl_s
-        return Checked(None, 0.0, requests_left, tokens_left)
+        return checked
 
     def _peek(self, rate: Rate, now: float) -> tuple[bool, float, float, float]:
         """(allowed, retry after, remaining, the new TAT if taken) for a GCRA bucket."""
@@ -86,6 +97,12 @@ class MemoryBackend:
         )
         if allowed:
             self._tat[key] = new_tat
+        return Verdict(allowed, retry_after, remaining)
+
+    async def peek(self, key: str, *, cost: float, interval_s: float, burst: float) -> Verdict:
+        allowed, retry_after, remaining, _ = self._peek(
+            Rate(key, cost, interval_s, burst), self._now()
+        )
         return Verdict(allowed, retry_after, remaining)
 
     async def give_back(self, key: str, *, cost: float, interval_s: float) -> None:
@@ -131,3 +148,12 @@ class MemoryBackend:
 
     async def aclose(self) -> None:
         pass
+
+
+def _left(rate: Rate | None, peeked: tuple[bool, float, float, float] | None, taken: bool) -> float:
+    """Units left of a bucket: after this request's cost if it was taken, else as before it
+    (a peek that would have allowed it counted its cost as gone)."""
+    if rate is None or peeked is None:
+        return 0.0
+    allowed, _, remaining, _ = peeked
+    return remaining + rate.cost if allowed and not taken else remaining

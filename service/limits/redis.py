@@ -57,6 +57,15 @@ return {1, '0', tostring(left)}
 """
 )
 
+_PEEK_ONLY = (
+    _NOW
+    + _PEEK
+    + """
+local ok, wait, left = peek(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+return {ok and 1 or 0, tostring(wait), tostring(left)}
+"""
+)
+
 # A request's checks in one step: KEYS = requests, streams, tokens (one hash tag);
 # ARGV = the three checks' parameters, an empty string for a check not made.
 _CHECK = (
@@ -73,17 +82,25 @@ if ARGV[7] ~= '' then
   tok_ok, tok_wait, tok_left, tok_tat = peek(KEYS[3], tonumber(ARGV[7]), tonumber(ARGV[8]),
                                              tonumber(ARGV[9]))
 end
-if not req_ok then
-  return {'requests_per_minute', tostring(req_wait), tostring(req_left), tostring(tok_left)}
-end
+local held, limit = 0, tonumber(ARGV[5]) or 0
 if ARGV[4] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
-    return {'concurrent_streams', '1', tostring(req_left), tostring(tok_left)}
-  end
+  held = redis.call('ZCARD', KEYS[2])
 end
-if not tok_ok then
-  return {'tokens_per_minute', tostring(tok_wait), tostring(req_left), tostring(tok_left)}
+local refused, wait = '', 0
+if not req_ok then
+  refused, wait = 'requests_per_minute', req_wait
+elseif ARGV[4] ~= '' and held >= limit then
+  refused, wait = 'concurrent_streams', 1
+elseif not tok_ok then
+  refused, wait = 'tokens_per_minute', tok_wait
+end
+if refused ~= '' then
+  -- Nothing is applied: what is left is what was left before this request.
+  if ARGV[1] ~= '' and req_ok then req_left = req_left + tonumber(ARGV[1]) end
+  if ARGV[7] ~= '' and tok_ok then tok_left = tok_left + tonumber(ARGV[7]) end
+  return {refused, tostring(wait), tostring(req_left), tostring(tok_left),
+          tostring(limit - held)}
 end
 if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], string.format('%.6f', req_tat), 'PX',
@@ -98,7 +115,7 @@ if ARGV[7] ~= '' then
   redis.call('SET', KEYS[3], string.format('%.6f', tok_tat), 'PX',
              math.ceil((tok_tat - now) * 1000) + 1000)
 end
-return {'', '0', tostring(req_left), tostring(tok_left)}
+return {'', '0', tostring(req_left), tostring(tok_left), tostring(limit - held - 1)}
 """
 )
 
@@ -199,6 +216,7 @@ class RedisBackend:
             ("check", _CHECK),
             ("release", _RELEASE),
             ("take", _TAKE),
+            ("peek", _PEEK_ONLY),
             ("give_back", _GIVE_BACK),
             ("acquire", _ACQUIRE),
             ("refresh", _REFRESH),
@@ -237,9 +255,15 @@ class RedisBackend:
         args += [requests.cost, requests.interval_s, requests.burst] if requests else ["", "", ""]
         args += [slot.lease, slot.limit, slot.ttl_s] if slot else ["", "", ""]
         args += [tokens.cost, tokens.interval_s, tokens.burst] if tokens else ["", "", ""]
-        refused, wait, requests_left, tokens_left = await self._run("check", keys, *args)
+        refused, wait, requests_left, tokens_left, streams_left = await self._run(
+            "check", keys, *args
+        )
         return Checked(
-            refused or None, float(wait), max(float(requests_left), 0), max(float(tokens_left), 0)
+            refused or None,
+            float(wait),
+            max(float(requests_left), 0),
+            max(float(tokens_left), 0),
+            max(float(streams_left), 0) if slot else 0.0,
         )
 
     async def release(
@@ -256,6 +280,10 @@ class RedisBackend:
 
     async def take(self, key: str, *, cost: float, interval_s: float, burst: float) -> Verdict:
         allowed, retry_after, remaining = await self._run("take", key, cost, interval_s, burst)
+        return Verdict(bool(int(allowed)), float(retry_after), max(float(remaining), 0.0))
+
+    async def peek(self, key: str, *, cost: float, interval_s: float, burst: float) -> Verdict:
+        allowed, retry_after, remaining = await self._run("peek", key, cost, interval_s, burst)
         return Verdict(bool(int(allowed)), float(retry_after), max(float(remaining), 0.0))
 
     async def give_back(self, key: str, *, cost: float, interval_s: float) -> None:

@@ -75,7 +75,7 @@ async def a_request_is_checked_all_or_nothing(backend: LimiterBackend) -> None:
     slot = Slot("k:streams", "lease-1", 1, 5.0)
     first = await backend.check(requests=requests, slot=slot, tokens=Rate("k:tokens", 60, 1.0, 100))
     assert first.refused is None
-    assert (first.requests_remaining, first.tokens_remaining) == (4, 40)
+    assert (first.requests_remaining, first.tokens_remaining, first.streams_remaining) == (4, 40, 0)
     # The slot is taken: refused, and nothing else was applied (no request, no tokens).
     busy = await backend.check(
         requests=requests,
@@ -83,6 +83,8 @@ async def a_request_is_checked_all_or_nothing(backend: LimiterBackend) -> None:
         tokens=Rate("k:tokens", 30, 1.0, 100),
     )
     assert busy.refused == "concurrent_streams"
+    # What is left is told as it is: the refusal took no request and no tokens.
+    assert (busy.requests_remaining, busy.tokens_remaining, busy.streams_remaining) == (4, 40, 0)
     again = await backend.check(requests=requests, slot=None, tokens=Rate("k:tokens", 40, 1.0, 100))
     assert again.refused is None
     assert (again.requests_remaining, again.tokens_remaining) == (3, 0)
@@ -90,6 +92,7 @@ async def a_request_is_checked_all_or_nothing(backend: LimiterBackend) -> None:
     short = await backend.check(requests=requests, slot=None, tokens=Rate("k:tokens", 50, 1.0, 100))
     assert short.refused == "tokens_per_minute"
     assert short.retry_after_s == pytest.approx(50, abs=0.5)
+    assert short.requests_remaining == 3
     # The run ended having used 10 of its 60: 50 come back, and its slot is free.
     await backend.release(
         tokens=Rate("k:tokens", 50, 1.0, 0), slot_key="k:streams", lease="lease-1"

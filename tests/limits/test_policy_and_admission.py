@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -143,29 +144,25 @@ async def test_anonymous_callers_are_limited_per_address(
     await limiter.admit(nobody, "10.0.0.2", anonymous=True, max_tokens=[None])
 
 
-def test_x_forwarded_for_counts_only_from_trusted_proxies() -> None:
+def test_the_forwarded_header_counts_only_from_trusted_proxies() -> None:
     from service.client_address import client_address, parse_networks
 
     trusted = parse_networks("10.0.0.0/8")
+    xff = partial(client_address, header="X-Forwarded-For", trusted=trusted)
     spoof = "6.6.6.6, 203.0.113.9"
-    assert client_address("198.51.100.7", forwarded=None, forwarded_for=spoof, trusted=trusted) == (
-        "198.51.100.7"
-    )
-    assert client_address("10.1.2.3", forwarded=None, forwarded_for=spoof, trusted=trusted) == (
-        "203.0.113.9"
-    )
+    assert xff("198.51.100.7", chain=spoof) == "198.51.100.7"
+    assert xff("10.1.2.3", chain=spoof) == "203.0.113.9"
     hops = "6.6.6.6, 203.0.113.9, 10.9.9.9"  # the rightmost untrusted hop, past our proxies
-    assert client_address("10.1.2.3", forwarded=None, forwarded_for=hops, trusted=trusted) == (
-        "203.0.113.9"
-    )
+    assert xff("10.1.2.3", chain=hops) == "203.0.113.9"
+    assert xff("10.1.2.3", chain="junk") == "10.1.2.3"
+    assert xff("10.1.2.3", chain=None) == "10.1.2.3"
     forwarded = 'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"'
-    assert client_address("10.1.2.3", forwarded=forwarded, forwarded_for=None, trusted=trusted) == (
+    assert client_address("10.1.2.3", chain=forwarded, header="Forwarded", trusted=trusted) == (
         "2001:db8::1"
     )
-    assert client_address("10.1.2.3", forwarded=None, forwarded_for="junk", trusted=trusted) == (
+    assert client_address("10.1.2.3", chain=spoof, header="X-Forwarded-For", trusted=()) == (
         "10.1.2.3"
     )
-    assert client_address("10.1.2.3", forwarded=None, forwarded_for=spoof, trusted=()) == "10.1.2.3"
 
 
 def test_the_shipped_limits_file_loads() -> None:
