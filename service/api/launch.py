@@ -203,9 +203,14 @@ async def _start(
                 raise
     if isinstance(begun, ExistingMessage):
         end_span(span, "ok")
+        launched = _follow_existing(
+            resources, principal, pipeline_request.message_id, begun, trace_id
+        )
         if admission is not None:
-            await admission.settle(None)  # a replay or a join runs nothing
-        return _follow_existing(resources, principal, pipeline_request.message_id, begun, trace_id)
+            # A replay or a join runs nothing, but it is a stream: it holds its slot.
+            await admission.keep_only_the_slot()
+            launched.drive = admission.hold
+        return launched
 
     try:
         return _run(resources, principal, run, span, begun, admission)

@@ -301,7 +301,10 @@ async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, 
         while parts := await launched.source.frames_after(after):
             for part in parts:
                 whole.add(*part)
-            after += len(parts)
+            after = parts[-1][0]
+        # As a stream's body does when its last event is out: a run has stored its end by
+        # then, and a follower's held slot is given back.
+        nursery.cancel_scope.cancel()
     if whole.final is None:
         raise run_failed(whole.error or {})
     completion = ChatCompletion.model_validate(whole.json())

@@ -103,6 +103,24 @@ class Admission:
             with trio.CancelScope(shield=True), trio.move_on_after(SETTLE_S):
                 await self.settle(None)
 
+    async def keep_only_the_slot(self) -> None:
+        """A stream that turns out to run nothing (a join or a replay of a message sent
+        before): give back the tokens and budget reserved, keep the stream's slot (`hold`
+        frees it when the stream ends). Never raises."""
+        if self.settled or self.backend is None:
+            return
+        unused, tokens_key, budget_key = self.reserved_tokens, self.tokens_key, self.budget_key
+        self.reserved_tokens, self.tokens_key, self.budget_key = 0, None, None
+        try:
+            if tokens_key is not None:
+                tokens = Rate(tokens_key, unused, self.token_interval_s, 0)
+                await self.backend.release(tokens=tokens, slot_key=None, lease=None)
+            if budget_key is not None and unused:
+                await self.backend.adjust(budget_key, -unused)
+        except LimiterError as exc:
+            METRICS.limiter_errors.labels(operation="settle").inc()
+            log.warning("could not give back a follower's reservation: %s", exc)
+
     async def settle(self, used_tokens: int | None) -> None:
         """Give back what was reserved and not used (`None`: nothing ran; all of it), and
         free the stream's slot. Once; never raises."""

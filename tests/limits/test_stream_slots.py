@@ -160,3 +160,42 @@ async def test_a_stream_limit_429_tells_the_truth_about_what_is_left(
     assert policy == '"requests";q=3;w=3, "streams";q=1'
     assert after_fields.startswith('"requests";r=1;')
     assert after_fields.endswith('"streams";r=0')
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_post_that_joins_a_running_message_holds_a_slot_while_it_streams(
+    tmp_path: Path, backend: str
+) -> None:
+    """Sending a running message again joins it (nothing runs twice), and that join is a
+    stream like any other: it holds one of the caller's slots until its client leaves."""
+    async with service_with(tmp_path, backend) as service:
+        user, user_id = await make_key(service, "user")
+        as_user = {"Authorization": f"Bearer {user}"}
+        payload = {"message": "Hi?", "message_id": "m-1", "on_disconnect": "continue"}
+
+        def post() -> AbstractAsyncContextManager[httpx.Response]:
+            return service.client.stream("POST", "/api/process", json=payload, headers=as_user)
+
+        async with post() as started:
+            assert started.status_code == 200  # its run goes on, holding one slot
+        async with post() as joined:
+            async with post() as refused:
+                refused_status = refused.status_code
+                await refused.aread()
+        # The join's client left: its slot comes back, and a join is admitted again.
+        with trio.fail_after(10):
+            while True:
+                async with post() as again:
+                    if again.status_code == 200:
+                        break
+                await trio.sleep(0.05)
+        await service.client.post("/api/messages/m-1/cancel", headers=as_user)
+        with trio.fail_after(10):
+            while (  # noqa: ASYNC110
+                await service.client.get("/api/messages/m-1", headers=as_user)
+            ).json()["status"] == "running":
+                await trio.sleep(0.05)
+    if backend == "redis":
+        await forget_redis_prefix(f"fanout:rl:{{key:{user_id}}}")
+    assert joined.status_code == 200
+    assert refused_status == 429
