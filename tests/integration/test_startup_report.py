@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+
+from service.storage.migrate import head_revision
 from tests.databases import REDIS_URL, postgres_schema, redis_reachable
 from tests.service_process import served
 
@@ -31,7 +35,7 @@ async def test_the_defaults_say_the_mock_the_ensemble_the_store_and_that_guards_
         "  models:   the mock (USE_LLM_MOCK=true): canned answers, no provider is called",
         f"  ensemble: {default_ensemble}: agents llm-1 (mock), llm-2 (mock); "
         "summarizer llm-combine (mock)",
-        "  store:    SQLite data/fanout.db, schema 0001",
+        f"  store:    SQLite data/fanout.db, schema {head_revision()}",
         "  auth:     none (every caller is anonymous)",
         "  limits:   off",
         "  redis:    off",
@@ -70,11 +74,17 @@ async def test_a_real_provider_postgres_and_redis_are_named_by_host_only(tmp_pat
     assert block[2].endswith(
         "agents llm-1 (gpt-4o-mini), llm-2 (gpt-4o-mini); summarizer llm-combine (gpt-4o-mini)"
     )
-    assert block[3] == "  store:    PostgreSQL at 127.0.0.1:5432, database test, schema 0001"
+    postgres, redis = make_url(url), urlsplit(REDIS_URL)
+    postgres_at = f"{postgres.host}:{postgres.port}" if postgres.port else postgres.host
+    redis_at = f"{redis.hostname}:{redis.port}" if redis.port else redis.hostname
+    assert block[3] == (
+        f"  store:    PostgreSQL at {postgres_at}, "
+        f"database {postgres.database}, schema {head_revision()}"
+    )
     assert block[4:] == [
         "  auth:     keys",
         f"  limits:   on ({limits}, shared in Redis)",
-        "  redis:    on (127.0.0.1:6379)",
+        f"  redis:    on ({redis_at})",
     ]
     for secret in (PASSWORD, KEY, URL_SECRET):
         assert secret not in log
