@@ -21,13 +21,7 @@ import httpx2
 import openai
 
 from ..errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from .model import (
-    ChatRequest,
-    Completion,
-    CompletionStream,
-    FinishReason,
-    Usage,
-)
+from .model import ChatRequest, Completion, CompletionStream, FinishReason, Usage
 from .pool import PooledTransport
 from .upstream_errors import map_openai_error
 
