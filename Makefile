@@ -1,8 +1,10 @@
-# Two commands matter: `make run` and `make test`. Everything installs itself on first use.
+# Two commands matter: `make run` and `make test`. Everything installs itself on first use:
+# `make run` only what serving needs, the targets that test or lint the dev tools on top.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed
+RUN_INSTALLED := $(VENV)/.installed-run
+DEV_INSTALLED := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -12,50 +14,55 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-26s %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml
+# The service and its own dependencies: all that `make run` needs.
+$(RUN_INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+# The dev tools on top (pytest, ruff, mypy, Playwright, schemathesis, ...).
+$(DEV_INSTALLED): $(RUN_INSTALLED) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-install: $(INSTALLED) ## create the virtualenv with the service and its dev tools
+install: $(DEV_INSTALLED) ## create the virtualenv with the service and its dev tools
 
-run: $(INSTALLED) ## serve on HTTP_ADDR (default :8080), mock LLM unless USE_LLM_MOCK=false
+run: $(RUN_INSTALLED) ## serve on HTTP_ADDR (default :8080), mock LLM unless USE_LLM_MOCK=false
 	$(BIN)/python -m service
 
-test: $(INSTALLED) ## run the whole test suite
+test: $(DEV_INSTALLED) ## run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # PostgreSQL and Redis are required here (REQUIRE_SERVICES=0 lets their cases skip instead).
-test-faults: $(INSTALLED) ## the fault suite (kills, outages, hostile clients, soak): a table of cases and counts
+test-faults: $(DEV_INSTALLED) ## the fault suite (kills, outages, hostile clients, soak): a table of cases and counts
 	REQUIRE_SERVICES=$${REQUIRE_SERVICES:-1} FAULTS_REPORT=test-artifacts/faults.md \
 		$(BIN)/python -m pytest tests/faults -m faults $(PYTEST_ARGS)
 
 browser: ## install Chromium (apt) for the page's browser tests, if none is installed
 	scripts/install_chromium.sh
 
-lint: $(INSTALLED) ## ruff (with the ASYNC rules) and mypy --strict
+lint: $(DEV_INSTALLED) ## ruff (with the ASYNC rules) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-format: $(INSTALLED) ## apply ruff's formatting and safe fixes
+format: $(DEV_INSTALLED) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test-coverage: $(INSTALLED) ## tests with a coverage total
+test-coverage: $(DEV_INSTALLED) ## tests with a coverage total
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
-test-coverage-detailed: $(INSTALLED) ## tests with a per-file coverage table and missed lines
+test-coverage-detailed: $(DEV_INSTALLED) ## tests with a per-file coverage table and missed lines
 	$(BIN)/python -m pytest --cov --cov-report=term-missing $(PYTEST_ARGS)
 
-test-coverage-visualize: $(INSTALLED) ## HTML coverage report in htmlcov/, opened when a browser exists
+test-coverage-visualize: $(DEV_INSTALLED) ## HTML coverage report in htmlcov/, opened when a browser exists
 	$(BIN)/python -m pytest --cov --cov-report=html $(PYTEST_ARGS)
 	@$(BIN)/python scripts/open_report.py htmlcov/index.html
 
 BENCHED := $(VENV)/.bench-installed
-$(BENCHED): $(INSTALLED) pyproject.toml
+$(BENCHED): $(DEV_INSTALLED) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 

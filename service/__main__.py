@@ -20,6 +20,7 @@ from .ensemble import EnsembleError
 from .logs import configure_logging
 from .resources import load_configured_ensembles
 from .settings import Settings, SettingsError, load_settings
+from .startup_report import log_startup
 from .storage import StorageStartError, prepare_database
 from .storage.prices import load_prices
 from .telemetry.metrics import prepare_multiprocess_dir
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         # Fail before binding the port: an invalid ensemble file must stop the start.
-        load_configured_ensembles(settings)
+        ensembles = load_configured_ensembles(settings)
         if settings.prices_file is not None:
             try:
                 load_prices(settings.prices_file)
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(level=settings.log_level, production=settings.production)
+    log_startup(settings, ensembles)
     if settings.fanout_listen_fd is None:
         # Not in a worker: it would delete the metrics files of the workers started before it.
         prepare_multiprocess_dir()

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import ServiceError
-from .llm import Usage
+from .llm import FinishReason, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,8 @@ class Timings:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """`models` maps each member that answered to the model that did."""
+    """`models` maps each member that answered to the model that did; `finish_reason` says
+    why the summary ended (`length`: its max_tokens cut it), None where it is not known."""
 
     summarizer: str
     usage: Mapping[str, Usage]
@@ -120,6 +121,7 @@ class Done:
     agents: AgentCounts = AgentCounts()
     models: Mapping[str, str] = field(default_factory=dict)
     ensemble_version: str = ""
+    finish_reason: FinishReason | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,3 +124,6 @@ def configure_logging(*, level: str, production: bool) -> None:
     # The SDK's HTTP clients log every request at info; that is noise beside our own lines.
     for name in ("httpx2", "httpcore2", "openai"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # Alembic says "Context impl ..." each time a migration context is made (three per
+    # start) and a line per step; storage/migrate.py logs one line for what a start migrated.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

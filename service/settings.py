@@ -23,14 +23,20 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from .client_address import ForwardedHeader, parse_forwarded_header, parse_networks
 from .urls import check_base_url, redact_url
 
 DEFAULT_ENSEMBLE_FILE = Path(__file__).parent / "ensemble" / "default.toml"
+# LLM_MODEL when it is not set: the mock answers as what it is, a real provider gets this.
+MOCK_MODEL = "mock"
+DEFAULT_MODEL = "gpt-4o-mini"
+_BOOL = TypeAdapter(bool)
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -73,7 +79,8 @@ class Settings(BaseModel):
     production: bool = False
     http_addr: BindAddress = Field(default_factory=lambda: parse_http_addr(":8080"))
     llm_base_url: str = "https://api.openai.com/v1"
-    llm_model: str = Field(default="gpt-4o-mini", min_length=1)
+    # Unset: MOCK_MODEL with the mock on, else DEFAULT_MODEL (see _default_model).
+    llm_model: str = Field(default=DEFAULT_MODEL, min_length=1)
     ensemble_file: Path = DEFAULT_ENSEMBLE_FILE
     # How often the ensemble files are checked for changes; 0 turns watching off (SIGHUP
     # still reloads).
@@ -169,6 +176,19 @@ class Settings(BaseModel):
         if name == "LLM_KEY":
             return self.llm_key.get_secret_value().strip()
         return self._environ.get(name, "").strip()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        """With the mock on and no LLM_MODEL, members answer as `mock`: nothing (the page, the
+        `done` event, usage) claims a real model answered. An LLM_MODEL set is kept."""
+        if not isinstance(data, dict) or "llm_model" in data:
+            return data
+        try:
+            mock = _BOOL.validate_python(data.get("use_llm_mock", True))
+        except ValidationError:
+            return data  # USE_LLM_MOCK's own check names the problem
+        return {**data, "llm_model": MOCK_MODEL} if mock else data
 
     @field_validator("http_addr", mode="before")
     @classmethod

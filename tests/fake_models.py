@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import trio
 
 from service.errors import ServiceError
-from service.llm import ChatRequest, Completion, CompletionStream, Usage
+from service.llm import ChatRequest, Completion, CompletionStream, FinishReason, Usage
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class _Stream:
     script: Script
     call: Call
     usage: Usage | None = None
+    finish_reason: FinishReason = "stop"
 
     async def __aiter__(self) -> AsyncIterator[str]:
         await trio.sleep(self.script.delay_s)

@@ -44,6 +44,13 @@ def usage_of(data: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def finish_reason_of(data: dict[str, Any]) -> str:
+    """The `done` event's finish reason (`length`: max_tokens cut the summary); `stop` for a
+    run stored before `done` said it."""
+    reason = data.get("finish_reason")
+    return reason if isinstance(reason, str) else "stop"
+
+
 def fanout_summary(data: dict[str, Any]) -> dict[str, Any]:
     """The `fanout` extension on a finished completion: how the ensemble got there."""
     return {
@@ -126,7 +133,7 @@ class ChatChunks:
                 "object": "chat.completion.chunk",
                 "created": self._created,
                 "model": self._model,
-                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason_of(data)}],
                 "fanout": fanout_summary(data),
             }
             out += _event(final)
@@ -195,7 +202,7 @@ class ChatCompletion:
                         "content": "".join(self._content),
                         "reasoning_content": "".join(self._reasoning),
                     },
-                    "finish_reason": "stop",
+                    "finish_reason": finish_reason_of(final),
                 }
             ],
             "usage": usage_of(final),

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from ..llm import FinishReason
 from .schemas import Shape, Timings, TokenUsage
 
 
@@ -101,6 +102,13 @@ class DoneEvent(EventBase):
     usage: dict[str, TokenUsage] = Field(description="Tokens, per agent and summarizer")
     timings: Timings
     ensemble_version: str | None = None
+    finish_reason: FinishReason | None = Field(
+        default=None,
+        description=(
+            "Why the summary ended: `stop` (it was done), `length` (its `max_tokens` cut it), "
+            "`content_filter` (the provider's filter stopped it)"
+        ),
+    )
     charged: Charge | None = Field(
         default=None, description="With rate limits on: what the request was charged"
     )
@@ -148,7 +156,7 @@ class Delta(Shape):
 class ChunkChoice(Shape):
     index: int
     delta: Delta
-    finish_reason: Literal["stop"] | None
+    finish_reason: FinishReason | None
 
 
 class ChatCompletionChunk(Shape):
@@ -182,7 +190,7 @@ class CompletionMessage(Shape):
 class CompletionChoice(Shape):
     index: int
     message: CompletionMessage
-    finish_reason: Literal["stop"]
+    finish_reason: FinishReason
 
 
 class ChatCompletion(Shape):

@@ -74,6 +74,7 @@ def describe(event: Event) -> tuple[str, str, str, dict[str, Any]]:
             agents=agents,
             models=models,
             ensemble_version=version,
+            finish_reason=finish_reason,
         ):
             extras = {
                 "final": True,
@@ -88,6 +89,8 @@ def describe(event: Event) -> tuple[str, str, str, dict[str, Any]]:
             }
             if version:
                 extras["ensemble_version"] = version
+            if finish_reason is not None:
+                extras["finish_reason"] = finish_reason
             return "done", "Completed", name, extras
         case Failed(source=source, error=error, usage=usage, agents=agents):
             extras = {

@@ -8,6 +8,7 @@ from .model import (
     Completion,
     CompletionStream,
     Endpoint,
+    FinishReason,
     Usage,
 )
 from .openai_model import OpenAIChatModel
@@ -20,6 +21,7 @@ __all__ = [
     "Completion",
     "CompletionStream",
     "Endpoint",
+    "FinishReason",
     "MockChatModel",
     "OpenAIChatModel",
     "ProviderRouter",

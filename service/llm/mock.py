@@ -3,7 +3,8 @@
 Its text depends only on the caller and the prompt, so a test can predict it. An agent's
 answer opens with a sentence that names the agent; a summarizer's prompt that labels answers
 as `<answer from="NAME">...</answer>` gets back the opening sentence of each, so anyone can
-see that the summary was built from every answer:
+see that the summary was built from every answer. Like a real model it stops after the
+request's `max_tokens` tokens (one word-sized piece each), with finish reason `length`:
 
     model = MockChatModel(first_token_delay_s=0.25, token_delay_s=0.025)
     completion = await model.complete(request)
@@ -38,7 +39,7 @@ from ..errors import (
     UpstreamRateLimited,
     UpstreamUnavailable,
 )
-from .model import ChatRequest, Completion, CompletionStream, Usage
+from .model import ChatRequest, Completion, CompletionStream, FinishReason, Usage
 
 FAULT_PREFIX = "mock:"
 _FAILURES: dict[str, Callable[[], UpstreamError]] = {
@@ -108,6 +109,14 @@ def split_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+def reply_tokens(request: ChatRequest) -> tuple[list[str], FinishReason]:
+    """The tokens the mock sends for `request`, cut at its `max_tokens`, and why they end."""
+    tokens = split_tokens(mock_reply(request))
+    if request.max_tokens is not None and len(tokens) > request.max_tokens:
+        return tokens[: request.max_tokens], "length"
+    return tokens, "stop"
+
+
 def _usage(request: ChatRequest, tokens: list[str]) -> Usage:
     prompt_tokens = sum(len(m.content.split()) for m in request.messages)
     return Usage(prompt_tokens=prompt_tokens, completion_tokens=len(tokens))
@@ -126,12 +135,15 @@ class _MockStream:
         tokens: list[str],
         first_token_delay_s: float,
         token_delay_s: float,
+        finish_reason: FinishReason,
     ) -> None:
         self._request = request
         self._tokens = tokens
         self._first_token_delay_s = first_token_delay_s
         self._token_delay_s = token_delay_s
+        self._finish_reason = finish_reason
         self.usage: Usage | None = None
+        self.finish_reason: FinishReason = "stop"
 
     async def __aiter__(self) -> AsyncIterator[str]:
         await trio.sleep(self._first_token_delay_s)
@@ -143,6 +155,7 @@ class _MockStream:
                 raise _failure(fault, self._request.model)
             yield token
         self.usage = _usage(self._request, self._tokens)
+        self.finish_reason = self._finish_reason
 
 
 class MockChatModel:
@@ -169,17 +182,18 @@ class MockChatModel:
 
     async def complete(self, request: ChatRequest) -> Completion:
         first_token_delay_s = await self._misbehave(request, streaming=False)
-        text = mock_reply(request)
-        tokens = split_tokens(text)
+        tokens, finish_reason = reply_tokens(request)
         # Take as long as streaming the same answer would, so a demo feels like the real thing.
         await trio.sleep(first_token_delay_s + self.token_delay_s * max(len(tokens) - 1, 0))
-        return Completion(text=text, usage=_usage(request, tokens))
+        return Completion(
+            text="".join(tokens), usage=_usage(request, tokens), finish_reason=finish_reason
+        )
 
     @asynccontextmanager
     async def stream(self, request: ChatRequest) -> AsyncIterator[CompletionStream]:
         first_token_delay_s = await self._misbehave(request, streaming=True)
-        tokens = split_tokens(mock_reply(request))
-        yield _MockStream(request, tokens, first_token_delay_s, self.token_delay_s)
+        tokens, finish_reason = reply_tokens(request)
+        yield _MockStream(request, tokens, first_token_delay_s, self.token_delay_s, finish_reason)
 
     async def aclose(self) -> None:
         return None

@@ -4,7 +4,7 @@
     async with model.stream(request) as stream:
         async for text in stream:
             ...
-        usage = stream.usage
+        usage, finish_reason = stream.usage, stream.finish_reason
 
 Implementations raise only `service.errors.UpstreamError` subclasses (or `trio.Cancelled`):
 provider exceptions are mapped at this boundary, once.
@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
+# Why a model stopped, in OpenAI's words: it was done, or it reached `max_tokens` ("length"),
+# or the provider's filter stopped it.
+FinishReason = Literal["stop", "length", "content_filter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +72,18 @@ class Usage:
 class Completion:
     text: str
     usage: Usage | None
+    finish_reason: FinishReason = "stop"
 
 
 class CompletionStream(Protocol):
-    """Text deltas of a streamed completion; `usage` is known once iteration has ended."""
+    """Text deltas of a streamed completion; `usage` and `finish_reason` are known once
+    iteration has ended."""
 
     @property
     def usage(self) -> Usage | None: ...
+
+    @property
+    def finish_reason(self) -> FinishReason: ...
 
     def __aiter__(self) -> AsyncIterator[str]: ...
 

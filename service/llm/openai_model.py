@@ -21,13 +21,18 @@ import httpx2
 import openai
 
 from ..errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from .model import ChatRequest, Completion, CompletionStream, Usage
+from .model import ChatRequest, Completion, CompletionStream, FinishReason, Usage
 from .pool import PooledTransport
 from .upstream_errors import map_openai_error
 
 _CHAT_PATH = "/chat/completions"
 # Ollama and vLLM accept any key; the SDK refuses to start without one.
 _PLACEHOLDER_KEY = "unused"
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+}
 
 
 def _body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -83,6 +88,20 @@ def _text_of(choices: Any, key: str) -> str | None:
     return content if isinstance(content, str) else None
 
 
+def _finish_reason_of(choices: Any) -> FinishReason | None:
+    """`choices[0]["finish_reason"]` of a response or chunk, or None where it is absent.
+
+    A reason outside OpenAI's chat reasons (a server's own word, `tool_calls` we never ask
+    for) reads as `stop`: the model ended on its own.
+    """
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    reason = choices[0].get("finish_reason")
+    if not isinstance(reason, str):
+        return None
+    return _FINISH_REASONS.get(reason, "stop")
+
+
 def _mapped(exc: openai.OpenAIError | json.JSONDecodeError | httpx2.HTTPError) -> UpstreamError:
     """The service error for anything the SDK or its HTTP client raises mid-call."""
     if isinstance(exc, openai.OpenAIError):
@@ -99,6 +118,7 @@ class _OpenAIStream:
     def __init__(self, chunks: openai.AsyncStream[object]) -> None:
         self._chunks = chunks
         self.usage: Usage | None = None
+        self.finish_reason: FinishReason = "stop"
 
     async def __aiter__(self) -> AsyncIterator[str]:
         try:
@@ -108,6 +128,9 @@ class _OpenAIStream:
                     raise UpstreamBadResponse()
                 if chunk.get("usage") is not None:
                     self.usage = _usage(chunk["usage"])
+                reason = _finish_reason_of(chunk.get("choices"))
+                if reason is not None:
+                    self.finish_reason = reason
                 text = _text_of(chunk.get("choices"), "delta")
                 if text:
                     yield _clean(text)
@@ -160,7 +183,11 @@ class OpenAIChatModel:
         text = _text_of(response.get("choices"), "message")
         if text is None and not isinstance(response.get("choices"), list):
             raise UpstreamBadResponse()
-        return Completion(text=_clean(text or ""), usage=_usage(response.get("usage")))
+        return Completion(
+            text=_clean(text or ""),
+            usage=_usage(response.get("usage")),
+            finish_reason=_finish_reason_of(response.get("choices")) or "stop",
+        )
 
     @asynccontextmanager
     async def stream(self, request: ChatRequest) -> AsyncIterator[CompletionStream]:

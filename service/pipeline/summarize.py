@@ -132,4 +132,5 @@ async def summarize(
         agents=counts,
         models=models,
         ensemble_version=run.ensemble_version,
+        finish_reason=result.finish_reason,
     )

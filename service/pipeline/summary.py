@@ -17,7 +17,7 @@ import trio
 from ..ensemble import Target
 from ..errors import UpstreamBadResponse, UpstreamError
 from ..events import Event, PublicError, SummaryRestarted
-from ..llm import ChatMessage, Usage
+from ..llm import ChatMessage, FinishReason, Usage
 from .calls import Attempts, MemberCalls, counted_if_cancelled, log, log_failed_attempt
 from .context import RunContext
 
@@ -26,6 +26,8 @@ from .context import RunContext
 class SummaryResult:
     usage: Usage | None
     model: str
+    # Why the summary's text ended: `length` when the summarizer's max_tokens cut it.
+    finish_reason: FinishReason = "stop"
 
 
 class _BrokeMidStream(Exception):
@@ -67,7 +69,9 @@ class _Streaming(MemberCalls):
                             await self.forward(text, target)
                 if not forwarded:
                     raise UpstreamBadResponse(f"{self.member.name} returned an empty summary")
-                return SummaryResult(usage=stream.usage, model=target.model)
+                return SummaryResult(
+                    usage=stream.usage, model=target.model, finish_reason=stream.finish_reason
+                )
             except UpstreamError as error:
                 if forwarded:
                     log_failed_attempt(

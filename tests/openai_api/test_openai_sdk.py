@@ -99,6 +99,33 @@ async def test_a_stream_is_chunks_with_one_finish_reason_usage_and_done(tmp_path
     assert all(chunk.object == "chat.completion.chunk" for chunk in chunks)
 
 
+async def test_the_mock_answers_as_mock_and_stops_at_max_tokens_with_length(
+    tmp_path: Path,
+) -> None:
+    async with running_service(tmp_path, None, env=QUICK) as s:
+        whole = await client(s).chat.completions.create(
+            model="default", messages=QUESTION, max_tokens=5
+        )
+        stream = await client(s).chat.completions.create(
+            model="default",
+            messages=QUESTION,
+            max_tokens=5,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+    fanout: dict[str, Any] = (whole.model_extra or {})["fanout"]
+    assert fanout["usage"]["llm-combine"]["completion_tokens"] == 5
+    assert whole.choices[0].finish_reason == "length"
+    assert fanout["models"] == {"llm-1": "mock", "llm-2": "mock", "llm-combine": "mock"}
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert [reason for reason in reasons if reason is not None] == ["length"]
+    finishing = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+    streamed_fanout: dict[str, Any] = (finishing.model_extra or {})["fanout"]
+    assert streamed_fanout["usage"]["llm-combine"]["completion_tokens"] == 5
+    assert set(streamed_fanout["models"].values()) == {"mock"}
+
+
 async def test_the_sync_client_works_too(tmp_path: Path) -> None:
     async with running_service(tmp_path, None, env=QUICK) as s:
 

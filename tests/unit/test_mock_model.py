@@ -158,3 +158,35 @@ async def test_a_cut_stream_breaks_after_three_tokens(autojump_clock: MockClock)
         await read_all()
     assert len(received) == CUT_AFTER_TOKENS
     assert caught.value.code == "upstream_unavailable"
+
+
+async def test_max_tokens_cuts_the_answer_with_finish_reason_length() -> None:
+    model = MockChatModel()
+    call = ChatRequest(
+        model="mock",
+        messages=(ChatMessage("user", "Explain gravity like I am 5"),),
+        caller="a",
+        max_tokens=5,
+    )
+    whole = split_tokens(mock_reply(call))
+    assert len(whole) > 5
+    async with model.stream(call) as stream:
+        streamed = [token async for token in stream]
+    completion = await model.complete(call)
+    assert streamed == whole[:5]
+    assert stream.usage is not None
+    assert (stream.usage.completion_tokens, stream.finish_reason) == (5, "length")
+    assert completion.text == "".join(whole[:5])
+    assert completion.usage is not None
+    assert (completion.usage.completion_tokens, completion.finish_reason) == (5, "length")
+
+
+async def test_an_answer_within_max_tokens_ends_with_stop() -> None:
+    model = MockChatModel()
+    call = request("a", "gravity?")
+    roomy = ChatRequest(model="mock", messages=call.messages, caller="a", max_tokens=1000)
+    async with model.stream(roomy) as stream:
+        streamed = "".join([token async for token in stream])
+    assert streamed == mock_reply(call)
+    assert stream.finish_reason == "stop"
+    assert (await model.complete(call)).finish_reason == "stop"

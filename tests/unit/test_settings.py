@@ -96,7 +96,15 @@ def test_dotenv_fills_in_but_the_real_environment_wins(tmp_path: Path) -> None:
 
 
 def test_an_empty_value_means_unset() -> None:
-    assert load_settings({"LLM_MODEL": ""}, dotenv_path=None).llm_model == "gpt-4o-mini"
+    assert load_settings({"LLM_MODEL": ""}, dotenv_path=None).llm_model == "mock"
+
+
+def test_the_mock_answers_as_mock_unless_llm_model_is_set() -> None:
+    assert load_settings({}, dotenv_path=None).llm_model == "mock"
+    chosen = load_settings({"LLM_MODEL": "llama3.2"}, dotenv_path=None)
+    assert (chosen.use_llm_mock, chosen.llm_model) == (True, "llama3.2")
+    real = load_settings({"USE_LLM_MOCK": "false", "LLM_KEY": "sk-x"}, dotenv_path=None)
+    assert real.llm_model == "gpt-4o-mini"
 
 
 def test_credentials_in_a_url_are_redacted() -> None:
