@@ -58,7 +58,18 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def worker_number() -> int:
+    """Which of the parallel test processes this is (pytest-xdist's gw0, gw1, ...); 0 alone."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+
+
+# A Redis database of each test process's own (1, 2, ...; 0 is left to whoever else uses
+# the server), so tests running at once never meet in Redis.
+REDIS_DATABASE = 1 + worker_number()
+REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{REDIS_DATABASE}")
 
 
 async def redis_reachable() -> None:

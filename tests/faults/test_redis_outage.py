@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trio
 
-from tests.databases import redis_reachable
+from tests.databases import redis_reachable, worker_number
 from tests.faults.clients import (
     Probes,
     StreamOutcome,
@@ -33,7 +33,8 @@ from tests.faults.sizes import sized
 from tests.service_process import served
 
 # A Redis database of the suite's own, emptied afterwards: other tests use database 0.
-REDIS_DATABASE = 11
+# Emptied whole at the end: one of its own per test process (tests/databases.py has 1 to 8).
+REDIS_DATABASE = 9 + worker_number()
 MOCK = {"MOCK_FIRST_TOKEN_MS": "100", "MOCK_TOKEN_MS": "10"}
 LIMITS = "[anonymous]\nrequests_per_minute = 60000\nburst = 1000\nconcurrent_streams = 1000\n"
 ROUTES = ("/healthz", "/readyz", "/metrics")

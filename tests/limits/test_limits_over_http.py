@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from tests.databases import REDIS_URL, forget_redis_prefix, redis_reachable
+from tests.databases import REDIS_DATABASE, REDIS_URL, forget_redis_prefix, redis_reachable
 from tests.integration.harness import RunningService, read_events, running_service
 from tests.integration.test_main_process import parse_sse
 from tests.proxy import TcpProxy
@@ -204,7 +204,7 @@ async def test_redis_going_away_is_the_configured_policy_never_a_500(
         port = await nursery.start(proxy.serve)
         env = {
             "LIMITS_FILE": str(path),
-            "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "REDIS_URL": f"redis://127.0.0.1:{port}/{REDIS_DATABASE}",
             "RATE_LIMIT_ON_ERROR": policy,
             "RATE_LIMIT_TIMEOUT_S": "0.3",
         }
