@@ -58,8 +58,6 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
-
-
 def worker_number() -> int:
     """Which of the parallel test processes this is (pytest-xdist's gw0, gw1, ...); 0 alone."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")

@@ -6,7 +6,8 @@ every version with its parent."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,27 @@ AGENT = "fake-a"
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with database_url(request.param, tmp_path) as url:
         yield url
+
+
+@asynccontextmanager
+async def serving(url: str, tmp_path: Path) -> AsyncIterator[tuple[RunningService, FakeUpstream]]:
+    """The service on the database at `url`, its one agent answered by a fake upstream."""
+    fake = FakeUpstream()
+    async with running_service(
+        tmp_path, fake, agents={"llm-1": AGENT}, env={"DATABASE_URL": url}
+    ) as service:
+        yield service, fake
+
+
+async def conversation_of(service: RunningService, *turns: tuple[str, str]) -> str:
+    """Each (message_id, text) sent as the next turn of one new conversation; its id."""
+    (first_id, first_text), *rest = turns
+    first, _ = await send(service, {"message": first_text, "message_id": first_id})
+    conversation = first.headers["X-Conversation-Id"]
+    for message_id, text in rest:
+        follow_up = {"message": text, "message_id": message_id, "conversation_id": conversation}
+        await send(service, follow_up)
+    return conversation
 
 
 async def send(
@@ -55,10 +77,7 @@ def history_sent(fake: FakeUpstream) -> list[str]:
 async def test_the_original_services_two_examples_both_stream_their_own_answer(
     url: str, tmp_path: Path
 ) -> None:
-    fake = FakeUpstream()
-    async with running_service(
-        tmp_path, fake, agents={"llm-1": AGENT}, env={"DATABASE_URL": url}
-    ) as service:
+    async with serving(url, tmp_path) as (service, fake):
         first, first_events = await send(
             service, {"message": "Explain gravity like I am 5", "message_id": "message_123"}
         )
@@ -91,10 +110,7 @@ async def test_the_original_services_two_examples_both_stream_their_own_answer(
 async def test_the_same_text_again_replays_the_newest_version_without_a_call(
     url: str, tmp_path: Path
 ) -> None:
-    fake = FakeUpstream()
-    async with running_service(
-        tmp_path, fake, agents={"llm-1": AGENT}, env={"DATABASE_URL": url}
-    ) as service:
+    async with serving(url, tmp_path) as (service, fake):
         await send(service, {"message": "One?", "message_id": "m-1"})
         _, second_events = await send(service, {"message": "Two?", "message_id": "m-1"})
         calls = len(fake.calls)
@@ -110,14 +126,8 @@ async def test_the_same_text_again_replays_the_newest_version_without_a_call(
 async def test_regenerate_runs_a_turn_again_and_keeps_the_answer_before(
     url: str, tmp_path: Path
 ) -> None:
-    fake = FakeUpstream()
-    async with running_service(
-        tmp_path, fake, agents={"llm-1": AGENT}, env={"DATABASE_URL": url}
-    ) as service:
-        first, _ = await send(service, {"message": "First?", "message_id": "m-1"})
-        conversation = first.headers["X-Conversation-Id"]
-        follow = {"message_id": "m-2", "conversation_id": conversation}
-        await send(service, {"message": "Second?", **follow})
+    async with serving(url, tmp_path) as (service, fake):
+        conversation = await conversation_of(service, ("m-1", "First?"), ("m-2", "Second?"))
         since = len(fake.calls)
         again, events = await send(service, {"message_id": "m-2", "regenerate": True})
         unknown = await service.client.post(
@@ -147,17 +157,10 @@ async def test_regenerate_runs_a_turn_again_and_keeps_the_answer_before(
 async def test_an_edit_branches_the_conversation_and_follow_ups_see_the_new_branch(
     url: str, tmp_path: Path
 ) -> None:
-    fake = FakeUpstream()
-    async with running_service(
-        tmp_path, fake, agents={"llm-1": AGENT}, env={"DATABASE_URL": url}
-    ) as service:
-        first, _ = await send(service, {"message": "First?", "message_id": "m-1"})
-        conversation = first.headers["X-Conversation-Id"]
-        for message_id, text in (("m-2", "Second?"), ("m-3", "Third?")):
-            await send(
-                service,
-                {"message": text, "message_id": message_id, "conversation_id": conversation},
-            )
+    async with serving(url, tmp_path) as (service, fake):
+        conversation = await conversation_of(
+            service, ("m-1", "First?"), ("m-2", "Second?"), ("m-3", "Third?")
+        )
         edited, _ = await send(
             service,
             {"message": "Second, edited?", "message_id": "m-2", "conversation_id": conversation},

@@ -50,6 +50,17 @@ async def resume(
         yield response
 
 
+async def cancel_and_wait(service: RunningService, key: str, message_id: str) -> None:
+    """Cancel the caller's running message and wait until it is stored as ended."""
+    headers = {"Authorization": f"Bearer {key}"}
+    await service.client.post(f"/api/messages/{message_id}/cancel", headers=headers)
+    with trio.fail_after(10):
+        while (  # noqa: ASYNC110
+            await service.client.get(f"/api/messages/{message_id}", headers=headers)
+        ).json()["status"] == "running":
+            await trio.sleep(0.05)
+
+
 async def resume_status(service: RunningService, key: str, message_id: str) -> int:
     async with resume(service, key, message_id) as response:
         return response.status_code
@@ -93,13 +104,7 @@ async def test_a_key_capped_at_two_cannot_open_a_third_resume_and_gets_slots_bac
                     break
                 await trio.sleep(0.05)
         # The run ends before the service stops (a run cut by the shutdown is another story).
-        as_runner = {"Authorization": f"Bearer {runner}"}
-        await service.client.post("/api/messages/m-1/cancel", headers=as_runner)
-        with trio.fail_after(10):
-            while (  # noqa: ASYNC110
-                await service.client.get("/api/messages/m-1", headers=as_runner)
-            ).json()["status"] == "running":
-                await trio.sleep(0.05)
+        await cancel_and_wait(service, runner, "m-1")
     if backend == "redis":
         for key_id in (user_id, runner_id):
             await forget_redis_prefix(f"fanout:rl:{{key:{key_id}}}")
@@ -189,12 +194,7 @@ async def test_a_post_that_joins_a_running_message_holds_a_slot_while_it_streams
                     if again.status_code == 200:
                         break
                 await trio.sleep(0.05)
-        await service.client.post("/api/messages/m-1/cancel", headers=as_user)
-        with trio.fail_after(10):
-            while (  # noqa: ASYNC110
-                await service.client.get("/api/messages/m-1", headers=as_user)
-            ).json()["status"] == "running":
-                await trio.sleep(0.05)
+        await cancel_and_wait(service, user, "m-1")
     if backend == "redis":
         await forget_redis_prefix(f"fanout:rl:{{key:{user_id}}}")
     assert joined.status_code == 200

@@ -231,18 +231,22 @@ async def test_each_error_status_is_the_sdks_own_exception(tmp_path: Path) -> No
     assert limited.value.body["type"] == "rate_limit_error"  # type: ignore[index]
 
 
-async def test_conflict_too_large_and_draining_are_409_413_and_503(tmp_path: Path) -> None:
+async def test_a_message_id_again_replays_or_runs_its_next_version_and_413_and_503(
+    tmp_path: Path,
+) -> None:
     async with running_service(tmp_path, None, env=QUICK) as s:
         sdk = client(s)
-        await sdk.chat.completions.create(
+        first = await sdk.chat.completions.with_raw_response.create(
             model="default", messages=QUESTION, metadata={"message_id": "m-1"}
         )
-        with pytest.raises(openai.ConflictError):
-            await sdk.chat.completions.create(
-                model="default",
-                messages=[{"role": "user", "content": "Something else?"}],
-                metadata={"message_id": "m-1"},
-            )
+        replayed = await sdk.chat.completions.with_raw_response.create(
+            model="default", messages=QUESTION, metadata={"message_id": "m-1"}
+        )
+        other = await sdk.chat.completions.with_raw_response.create(
+            model="default",
+            messages=[{"role": "user", "content": "Something else?"}],
+            metadata={"message_id": "m-1"},
+        )
         with pytest.raises(openai.APIStatusError) as too_large:
             await sdk.chat.completions.create(
                 model="default", messages=[{"role": "user", "content": "x" * 1_100_000}]
@@ -250,6 +254,12 @@ async def test_conflict_too_large_and_draining_are_409_413_and_503(tmp_path: Pat
         s.resources.lifecycle.begin_draining()
         with pytest.raises(openai.InternalServerError) as draining:
             await sdk.chat.completions.create(model="default", messages=QUESTION)
+    versions = [r.headers["X-Message-Version"] for r in (first, replayed, other)]
+    assert versions == ["1", "1", "2"]
+    assert replayed.headers["X-Replayed"] == "true"
+    answer = first.parse().choices[0].message.content
+    assert replayed.parse().choices[0].message.content == answer
+    assert "X-Replayed" not in other.headers
     assert too_large.value.status_code == 413
     assert draining.value.status_code == 503
     assert draining.value.body["code"] == "shutting_down"  # type: ignore[index]

@@ -50,6 +50,20 @@ async def begin(
     )
 
 
+async def regenerate(store: Store, message_id: str) -> NewMessage | ExistingMessage:
+    return await store.begin_message(
+        ALICE,
+        message_id=message_id,
+        conversation_id=None,
+        question=None,
+        ensemble="default",
+        ensemble_version="v1",
+        trace_id=None,
+        history_max_chars=24_000,
+        regenerate=True,
+    )
+
+
 def completed(summary: str) -> MessageEnd:
     return MessageEnd(
         status="completed",
@@ -151,32 +165,12 @@ async def test_an_edit_branches_the_conversation_from_the_turn_it_replaces(store
 async def test_a_regenerate_is_a_new_version_of_the_same_turn(store: Store) -> None:
     conversation = await answered(store, "m-1", "First?", "one")
     await answered(store, "m-2", "Second?", "two", conversation_id=conversation)
-    again = await store.begin_message(
-        ALICE,
-        message_id="m-2",
-        conversation_id=None,
-        question=None,
-        ensemble="default",
-        ensemble_version="v1",
-        trace_id=None,
-        history_max_chars=24_000,
-        regenerate=True,
-    )
+    again = await regenerate(store, "m-2")
     assert isinstance(again, NewMessage)
     assert (again.version, again.question, again.conversation_id) == (2, "Second?", conversation)
     assert [turn.question for turn in again.history] == ["First?"]
     with pytest.raises(UnknownMessage):
-        await store.begin_message(
-            ALICE,
-            message_id="never-sent",
-            conversation_id=None,
-            question=None,
-            ensemble="default",
-            ensemble_version="v1",
-            trace_id=None,
-            history_max_chars=24_000,
-            regenerate=True,
-        )
+        await regenerate(store, "never-sent")
 
 
 async def test_events_follow_the_newest_version_unless_one_is_named(store: Store) -> None:
