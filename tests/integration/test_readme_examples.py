@@ -272,7 +272,7 @@ EXPECTED = [
     Expected('"regenerate":true', [200, 200], a_regenerate_then_an_edit),
     Expected("Tell me a long story", [200, 200], a_resume_after_event_7),
     Expected("--expires 30d", [], a_key_printed_once_on_the_last_line),
-    Expected("AUTH=keys make run", [200, 401], a_key_lets_in_and_no_key_is_a_401),
+    Expected("--name laptop --json", [200, 401], a_key_lets_in_and_no_key_is_a_401),
     Expected("/admin/ensemble", [200], the_ensemble_state),
     Expected('"ensemble":"code"', [200], the_code_ensemble_answers),
 ]
