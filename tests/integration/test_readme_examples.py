@@ -40,7 +40,7 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 NOT_RUN = re.compile(r"^<!-- not run: (.+) -->$")
 # `AUTH=keys make run    # in another terminal`: the server this block talks to.
 MAKE_RUN = re.compile(r"^(?P<settings>(?:[A-Z][A-Z0-9_]*=\S+\s+)*)make run\b")
-RUNNABLE = {"sh": "shell", "python": "python"}
+RUNNABLE = {"sh", "python"}
 SHOWN_ONLY = {"text", "json", "toml"}  # output and files: read, never run
 STATUS_LINE = re.compile(r"^readme-example: HTTP (\d{3}) (\S+) (\S+)$", re.M)
 
@@ -289,7 +289,7 @@ def expected_of(block: Block) -> Expected:
 
 def test_every_example_is_run_or_says_why_not() -> None:
     languages = {block.language for block in BLOCKS}
-    assert languages <= RUNNABLE.keys() | SHOWN_ONLY, "a block no test knows how to treat"
+    assert languages <= RUNNABLE | SHOWN_ONLY, "a block no test knows how to treat"
     not_run = [block for block in BLOCKS if block.not_run is not None]
     # Only what cannot run on a test machine: the service's own start and suite, a provider.
     assert 0 < len(not_run) <= 3
@@ -327,7 +327,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     shutil.copytree(ROOT / "service", source / "service", ignore=ignore)
     prefix = work / "venv"
     install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--prefix"]
-    subprocess.run([*install, str(prefix), str(source)], check=True, capture_output=True)
+    done = subprocess.run([*install, str(prefix), str(source)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     (site_packages,) = prefix.glob("lib/python*/site-packages")
     return Installed(prefix, site_packages)
 
