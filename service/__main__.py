@@ -1,10 +1,10 @@
-"""python -m service: read settings, check the ensemble and the database, serve until
-SIGTERM / SIGINT. WORKERS=1 serves in this process; WORKERS=n supervises n worker processes
-(workers.py).
+"""llm-fanout (the console script) or python -m service: read settings, check the ensemble
+and the database, serve until SIGTERM / SIGINT. WORKERS=1 serves in this process; WORKERS=n
+supervises n worker processes (workers.py).
 
-    python -m service            # serve
-    python -m service migrate    # bring DATABASE_URL's schema up to date, then exit
-    python -m service keys ...   # create, list and revoke API keys (commands.py)
+    llm-fanout            # serve
+    llm-fanout migrate    # bring DATABASE_URL's schema up to date, then exit
+    llm-fanout keys ...   # create, list and revoke API keys (commands.py)
 """
 
 from __future__ import annotations

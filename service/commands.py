@@ -1,8 +1,11 @@
-"""The commands besides serving: `python -m service migrate` and `python -m service keys ...`.
+"""The commands besides serving: `llm-fanout migrate` and `llm-fanout keys ...`.
 
-    python -m service keys create --user alice --tenant acme --role user --expires 30d
-    python -m service keys list [--json]
-    python -m service keys revoke key_3f2a...
+    llm-fanout keys create --user alice --tenant acme --role user --expires 30d
+    llm-fanout keys list [--json]
+    llm-fanout keys revoke key_3f2a...
+
+`llm-fanout` is the console script the package installs (`make run` puts it in .venv/bin);
+`python -m service ...` is the same thing, for an interpreter that has the package.
 
 They use the same DATABASE_URL as the server. `keys create` prints the key once, alone on
 the last line of standard output (or, with --json, an object with `key` and `id`).
@@ -46,7 +49,8 @@ def _an_id(value: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m service")
+    # The documented spelling, whichever way it was started (usage lines and errors name it).
+    parser = argparse.ArgumentParser(prog="llm-fanout")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="bring DATABASE_URL's schema up to date")
     keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)

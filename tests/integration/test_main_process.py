@@ -1,5 +1,6 @@
-"""`python -m service` as a user runs it: the README's curl, SIGTERM, start-up errors,
-reloading the ensemble file (SIGHUP, edits), and WORKERS processes sharing one port."""
+"""`python -m service` as a user runs it: SIGTERM during the README's curl, start-up errors,
+reloading the ensemble file (SIGHUP, edits), and WORKERS processes sharing one port. The
+README's examples themselves run in test_readme_examples.py."""
 
 from __future__ import annotations
 
@@ -82,22 +83,6 @@ def parse_sse(text: str) -> list[SseEvent]:
         data = "\n".join(ln.removeprefix("data: ") for ln in lines if ln.startswith("data: "))
         events.append(SseEvent(id=fields["id"], event=fields["event"], data=json.loads(data)))
     return events
-
-
-async def test_the_readme_curl_example_works_against_python_m_service(tmp_path: Path) -> None:
-    async with python_m_service(tmp_path) as (_process, url):
-        curl = await trio.run_process(
-            ["bash", "-c", readme_curl(url)], capture_stdout=True, capture_stderr=True
-        )
-    events = parse_sse(curl.stdout.decode())
-
-    assert [e.event for e in events[:2]] == ["agent.started", "agent.started"]
-    assert events[-1].event == "done"
-    assert all(e.data["message_id"] == "message_123" for e in events)
-    summary = "".join(e.data["message"] for e in events if e.event == "summary.delta")
-    assert summary.startswith("Combining 2 answers.")
-    assert "From llm-1:" in summary
-    assert "From llm-2:" in summary
 
 
 async def test_sigterm_ends_open_streams_with_shutting_down_and_exits_zero(
