@@ -326,7 +326,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "service", source / "service", ignore=ignore)
     prefix = work / "venv"
-    install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--prefix"]
+    # --ignore-installed: without it, pip first uninstalls the package from the environment
+    # the tests run in (its editable install), and every later `python -m service` fails.
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+    install += ["--ignore-installed", "--prefix"]
     done = subprocess.run([*install, str(prefix), str(source)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     (site_packages,) = prefix.glob("lib/python*/site-packages")
