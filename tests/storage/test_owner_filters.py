@@ -1,0 +1,153 @@
+"""Every query keeps to its owner: two owners that chose the same ids (conversation and
+message ids are the client's), and the same user name in two tenants, never see a row of
+the other. Each case here was checked against the query with that one condition removed.
+"""
+
+from __future__ import annotations
+
+from service.auth import Principal
+from service.storage.records import NewMessage, StoredEvent, UsageLine
+from service.storage.store import Store
+from tests.storage.test_store import begin, completed
+
+ALICE = Principal(user="alice")
+BOB = Principal(user="bob")
+ACME_ALICE = Principal(user="alice", tenant="acme")
+GLOBEX_ALICE = Principal(user="alice", tenant="globex")
+
+
+async def finished(
+    store: Store,
+    principal: Principal,
+    *,
+    message_id: str,
+    question: str,
+    summary: str,
+    conversation_id: str,
+) -> NewMessage:
+    begun = await begin(
+        store, principal, message_id=message_id, question=question, conversation_id=conversation_id
+    )
+    assert isinstance(begun, NewMessage)
+    assert await store.record(begun.pk, end=completed(summary))
+    return begun
+
+
+async def test_a_conversation_shows_only_its_owners_messages_under_a_shared_id(
+    store: Store,
+) -> None:
+    await finished(
+        store, ALICE, message_id="a-1", question="Alice?", summary="A.", conversation_id="c"
+    )
+    await finished(store, BOB, message_id="b-1", question="Bob?", summary="B.", conversation_id="c")
+    for principal, mine in ((ALICE, ["Alice?"]), (BOB, ["Bob?"])):
+        found = await store.conversation(principal, "c")
+        assert found is not None
+        _, messages = found
+        assert [m.question for m in messages] == mine
+
+
+async def test_a_conversation_shows_only_its_tenants_messages_for_the_same_user_name(
+    store: Store,
+) -> None:
+    await finished(
+        store, ACME_ALICE, message_id="a-1", question="Acme?", summary="A.", conversation_id="c"
+    )
+    await finished(
+        store, GLOBEX_ALICE, message_id="g-1", question="Globex?", summary="G.", conversation_id="c"
+    )
+    found = await store.conversation(GLOBEX_ALICE, "c")
+    assert found is not None
+    assert [m.question for m in found[1]] == ["Globex?"]
+
+
+async def test_a_follow_up_is_prompted_with_its_owners_turns_only(store: Store) -> None:
+    """The history a follow-up is sent to the models with: another owner's turns under the
+    same conversation id would leak into the prompt."""
+    await finished(store, BOB, message_id="b-1", question="Bob?", summary="B.", conversation_id="c")
+    await finished(
+        store, GLOBEX_ALICE, message_id="g-1", question="Globex?", summary="G.", conversation_id="c"
+    )
+    await finished(
+        store, ALICE, message_id="a-1", question="Alice?", summary="A.", conversation_id="c"
+    )
+    follow_up = await begin(store, ALICE, message_id="a-2", question="More?", conversation_id="c")
+    assert isinstance(follow_up, NewMessage)
+    assert [(t.question, t.summary) for t in follow_up.history] == [("Alice?", "A.")]
+
+
+async def test_a_message_id_taken_in_another_tenant_is_new_here(store: Store) -> None:
+    """A follow-up looks its id up first: the look-up must not find another tenant's
+    message (it would be replayed to this caller as if it were theirs)."""
+    acme = await begin(store, ACME_ALICE, message_id="m", question="Acme?", conversation_id="c")
+    globex = await begin(
+        store, GLOBEX_ALICE, message_id="m", question="Globex?", conversation_id="c"
+    )
+    assert isinstance(acme, NewMessage)
+    assert isinstance(globex, NewMessage)
+    assert acme.pk != globex.pk
+    detail = await store.message(GLOBEX_ALICE, "m")
+    assert detail is not None
+    assert detail.question == "Globex?"
+
+
+async def test_a_message_id_taken_by_another_user_is_new_here(store: Store) -> None:
+    alices = await begin(store, ALICE, message_id="m", question="Alice?", conversation_id="c")
+    bobs = await begin(store, BOB, message_id="m", question="Bob?", conversation_id="c")
+    assert isinstance(alices, NewMessage)
+    assert isinstance(bobs, NewMessage)
+    assert alices.pk != bobs.pk
+
+
+async def test_a_stored_end_is_the_owners_own_message(store: Store) -> None:
+    acme = await begin(store, ACME_ALICE, message_id="m", conversation_id="acme-c")
+    assert isinstance(acme, NewMessage)
+    await store.record(acme.pk, events=[StoredEvent(1, "done", "{}")], end=completed("A."))
+    assert await store.stored_end(GLOBEX_ALICE, "m") is None
+    assert await store.stored_end(BOB, "m") is None
+    globex = await begin(store, GLOBEX_ALICE, message_id="m", conversation_id="globex-c")
+    assert isinstance(globex, NewMessage)
+    end = await store.stored_end(GLOBEX_ALICE, "m")
+    assert end is not None
+    assert (end.last_event_id, end.last_type, end.conversation_id) == (0, None, "globex-c")
+
+
+async def test_events_of_a_message_are_read_by_its_owner_only(store: Store) -> None:
+    acme = await begin(store, ACME_ALICE, message_id="m", conversation_id="c")
+    assert isinstance(acme, NewMessage)
+    await store.record(acme.pk, events=[StoredEvent(1, "agent.started", "{}")])
+    assert await store.events_after(GLOBEX_ALICE, "m", 0) is None
+    assert await store.events_after(Principal(user="bob", tenant="acme"), "m", 0) is None
+
+
+def line(tenant: str, user: str, day: str, calls: int) -> UsageLine:
+    return UsageLine(tenant, user, "", "model-x", day, calls, 10 * calls, 100 * calls)
+
+
+async def test_the_usage_report_counts_its_tenants_lines_only(store: Store) -> None:
+    begun = await begin(store, ACME_ALICE)
+    assert isinstance(begun, NewMessage)
+    await store.record(
+        begun.pk,
+        usage=[
+            line("acme", "alice", "2026-12-01", 1),
+            line("globex", "alice", "2026-12-01", 7),
+        ],
+    )
+    mine = await store.usage(ACME_ALICE, user=None, since=None, until=None)
+    assert [(r["user"], r["calls"]) for r in mine] == [("alice", 1)]
+    admin = Principal(user="root", tenant="globex", role="admin")
+    theirs = await store.usage(admin, user=None, since=None, until=None)
+    assert [(r["user"], r["calls"]) for r in theirs] == [("alice", 7)]
+
+
+async def test_the_usage_report_days_are_inclusive_at_both_ends(store: Store) -> None:
+    """`from` and `to` are documented as inclusive (the API's schema and /api/usage)."""
+    begun = await begin(store, ACME_ALICE)
+    assert isinstance(begun, NewMessage)
+    days = ["2026-11-30", "2026-12-01", "2026-12-02", "2026-12-03"]
+    await store.record(begun.pk, usage=[line("acme", "alice", day, 1) for day in days])
+    report = await store.usage(ACME_ALICE, user=None, since="2026-12-01", until="2026-12-02")
+    assert [r["day"] for r in report] == ["2026-12-01", "2026-12-02"]
+    one_day = await store.usage(ACME_ALICE, user=None, since="2026-12-03", until="2026-12-03")
+    assert [r["day"] for r in one_day] == ["2026-12-03"]
