@@ -3,6 +3,7 @@ failed with its check changed by hand (or by `make mutation`) before it was kept
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +28,6 @@ from service.storage.migrate import migrate
 from service.storage.store import Store
 from tests.auth.jwks_server import AUDIENCE, ISSUER, SigningKeys, serve_jwks
 from tests.auth.test_access import make_key
-from tests.auth.test_settings_and_cli import keys_command
 from tests.auth.test_tokens import verifier
 from tests.integration.harness import running_service
 
@@ -73,7 +73,14 @@ async def test_only_the_bearer_scheme_carries_a_credential(tmp_path: Path) -> No
 # --- what `keys create` and POST /admin/keys store ---------------------------------------
 
 
-async def test_keys_create_refuses_an_empty_or_overlong_user_or_tenant(tmp_path: Path) -> None:
+def test_keys_create_refuses_an_empty_or_overlong_user_or_tenant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m service keys create`, run in this process (the same entry point)."""
+    from service.commands import run_command
+
+    monkeypatch.chdir(tmp_path)  # no .env of the work tree
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'keys.db'}")
     results = {}
     for label, args in {
         "empty user": ("--user", ""),
@@ -82,12 +89,15 @@ async def test_keys_create_refuses_an_empty_or_overlong_user_or_tenant(tmp_path:
         "tenant of 129": ("--user", "alice", "--tenant", "t" * 129),
         "user and tenant of 128": ("--user", "u" * 128, "--tenant", "t" * 128),
     }.items():
-        done = await keys_command(tmp_path, "create", *args, "--json")
-        results[label] = (done.returncode, done.stderr.decode())
+        code = run_command(["keys", "create", *args, "--json"])
+        results[label] = (code, capsys.readouterr().err)
     refused = {label: code for label, (code, _) in results.items() if code != 0}
     assert refused == {"empty user": 2, "empty tenant": 2, "user of 129": 2, "tenant of 129": 2}
     assert "user: must be 1 to 128 characters" in results["empty user"][1]
     assert "tenant: must be 1 to 128 characters" in results["empty tenant"][1]
+    assert run_command(["keys", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["keys"]
+    assert [(k["user"], k["tenant"]) for k in listed] == [("u" * 128, "t" * 128)]
 
 
 @pytest.mark.parametrize(
