@@ -151,3 +151,17 @@ async def test_the_usage_report_days_are_inclusive_at_both_ends(store: Store) ->
     assert [r["day"] for r in report] == ["2026-12-01", "2026-12-02"]
     one_day = await store.usage(ACME_ALICE, user=None, since="2026-12-03", until="2026-12-03")
     assert [r["day"] for r in one_day] == ["2026-12-03"]
+
+
+async def test_events_after_an_id_start_past_it_even_inside_a_stored_batch(store: Store) -> None:
+    """What a resume with `Last-Event-ID: N` is sent: from N + 1, though N was stored in
+    the same batch as N + 1."""
+    begun = await begin(store, ALICE)
+    assert isinstance(begun, NewMessage)
+    first = [StoredEvent(1, "agent.started", "{}"), StoredEvent(2, "agent.completed", "{}")]
+    await store.record(begun.pk, events=first)
+    await store.record(begun.pk, events=[StoredEvent(3, "done", "{}")], end=completed("A."))
+    for after, expected in ((0, [1, 2, 3]), (1, [2, 3]), (2, [3]), (3, [])):
+        found = await store.events_after(ALICE, "m-1", after)
+        assert found is not None
+        assert [event.event_id for event in found[1]] == expected, after
