@@ -88,16 +88,48 @@ def test_keys_create_refuses_an_empty_or_overlong_user_or_tenant(
         "user of 129": ("--user", "u" * 129),
         "tenant of 129": ("--user", "alice", "--tenant", "t" * 129),
         "user and tenant of 128": ("--user", "u" * 128, "--tenant", "t" * 128),
+        "user and tenant of 1": ("--user", "u", "--tenant", "t"),
+        "no duration": ("--user", "alice", "--expires", "forever"),
     }.items():
         code = run_command(["keys", "create", *args, "--json"])
         results[label] = (code, capsys.readouterr().err)
     refused = {label: code for label, (code, _) in results.items() if code != 0}
-    assert refused == {"empty user": 2, "empty tenant": 2, "user of 129": 2, "tenant of 129": 2}
+    assert refused == {
+        "empty user": 2,
+        "empty tenant": 2,
+        "user of 129": 2,
+        "tenant of 129": 2,
+        "no duration": 2,
+    }
     assert "user: must be 1 to 128 characters" in results["empty user"][1]
     assert "tenant: must be 1 to 128 characters" in results["empty tenant"][1]
     assert run_command(["keys", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["keys"]
-    assert [(k["user"], k["tenant"]) for k in listed] == [("u" * 128, "t" * 128)]
+    assert [(k["user"], k["tenant"]) for k in listed] == [("u" * 128, "t" * 128), ("u", "t")]
+    assert results["no duration"][1] == (
+        "error: 'forever': expected a number and a unit, e.g. 30d, 12h, 90m\n"
+    )
+
+
+def test_a_key_with_an_unknown_scope_is_never_issued(tmp_path: Path) -> None:
+    """The command and the route offer only known scopes; issue_key, which both call,
+    refuses any other itself."""
+    database = Database.connect(f"sqlite:///{tmp_path / 'keys.db'}")
+    migrate(database.engine)
+    try:
+        with database.engine.begin() as connection:
+            with pytest.raises(ValueError, match="unknown scope"):
+                issue_key(
+                    connection,
+                    user="alice",
+                    tenant="acme",
+                    role="user",
+                    scopes=frozenset({"process", "root"}),
+                    expires_in=None,
+                    name=None,
+                )
+    finally:
+        database.close()
 
 
 @pytest.mark.parametrize(
