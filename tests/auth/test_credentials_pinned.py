@@ -17,6 +17,7 @@ import pytest
 import trio
 import trio.testing
 
+from service.auth import ANONYMOUS
 from service.auth.authenticate import TOUCH_EVERY_S, Authenticator
 from service.auth.errors import Unauthenticated
 from service.auth.keys import issue_key
@@ -68,6 +69,13 @@ async def test_only_the_bearer_scheme_carries_a_credential(tmp_path: Path) -> No
             )
             statuses[scheme] = response.status_code
     assert statuses == {"Bearer": 200, "bearer": 200, "Basic": 401, "Token": 401, "Digest": 401}
+
+
+async def test_without_auth_every_caller_is_the_anonymous_admin() -> None:
+    settings = load_settings({"AUTH": "none"}, dotenv_path=None)
+    auth = Authenticator(settings, None, None)
+    for token in (None, "", "fo_anything", "not.a.jwt"):
+        assert await auth.principal_for(token) == ANONYMOUS
 
 
 # --- what `keys create` and POST /admin/keys store ---------------------------------------

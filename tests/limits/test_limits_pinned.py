@@ -117,3 +117,18 @@ async def test_a_spent_daily_budget_says_retry_at_the_end_of_the_day(
     assert refusal.value.limit == "tokens_per_day"
     assert refusal.value.status == 429
     assert abs(int(refusal.value.headers["Retry-After"]) - expected) <= 2
+
+
+async def test_a_lease_not_renewed_frees_its_slot_at_exactly_its_length(
+    tmp_path: Path, autojump_clock: MockClock
+) -> None:
+    """A crashed instance's streams stop counting once their lease has run out: held up
+    to that instant, free from it on."""
+    text = "[default]\nconcurrent_streams = 1\n"
+    limiter = Limiter(policy(tmp_path, text), MemoryBackend(), on_error="open", lease_s=3.0)
+    admitted_at = trio.current_time()
+    await limiter.admit(ALICE, "a", anonymous=False, max_tokens=[None])  # never settled
+    await trio.sleep_until(admitted_at + 2.999)
+    assert await refused(limiter, ALICE, [None]) == "concurrent_streams"
+    await trio.sleep_until(admitted_at + 3.0)
+    assert await refused(limiter, ALICE, [None]) == ""
