@@ -78,6 +78,22 @@ async def test_without_auth_every_caller_is_the_anonymous_admin() -> None:
         assert await auth.principal_for(token) == ANONYMOUS
 
 
+async def test_a_keys_only_service_refuses_anything_but_a_key_as_401(tmp_path: Path) -> None:
+    """A JWT or any other token sent to AUTH=keys is refused as a credential of the wrong
+    kind (never looked up, never a 500)."""
+    token = hs256(sub="alice")
+    async with running_service(tmp_path, None, env={"AUTH": "keys"}) as service:
+        statuses = [
+            (
+                await service.client.get(
+                    "/api/conversations", headers={"Authorization": f"Bearer {credential}"}
+                )
+            ).status_code
+            for credential in (token, "not-a-key")
+        ]
+    assert statuses == [401, 401]
+
+
 # --- what `keys create` and POST /admin/keys store ---------------------------------------
 
 
