@@ -20,11 +20,11 @@ import trio.testing
 from service.auth import ANONYMOUS
 from service.auth.authenticate import TOUCH_EVERY_S, Authenticator
 from service.auth.errors import Unauthenticated
-from service.auth.keys import issue_key
+from service.auth.keys import issue_key, key_hash
 from service.auth.tokens import TokenVerifier
 from service.settings import load_settings
 from service.storage.database import Database
-from service.storage.keys import find_key_by_hash
+from service.storage.keys import find_key_by_hash, revoke_key
 from service.storage.migrate import migrate
 from service.storage.store import Store
 from tests.auth.jwks_server import AUDIENCE, ISSUER, SigningKeys, serve_jwks
@@ -385,8 +385,6 @@ async def test_last_used_at_is_written_at_first_use_then_at_most_once_a_minute(
     auth = authenticator(counting_store, "0")
 
     async def last_used() -> datetime | None:
-        from service.auth.keys import key_hash
-
         record = await counting_store.read(lambda c: find_key_by_hash(c, key_hash(key)))
         assert record is not None
         return record.last_used_at
@@ -456,3 +454,29 @@ async def test_the_access_line_names_the_callers_user_and_tenant(
     }
     assert lines[("/api/conversations", 200)] == ("carol", "globex")
     assert lines[("/api/usage", 401)] == (None, None)
+
+
+async def test_a_refused_key_is_logged_as_revoked_or_expired(
+    counting_store: CountingStore, mock_clock: trio.testing.MockClock
+) -> None:
+    """The client hears only 401; the log says which (docs/security.md)."""
+    revoked = await new_key(counting_store)
+    record = await counting_store.read(lambda c: find_key_by_hash(c, key_hash(revoked)))
+    assert record is not None
+    await counting_store.read(lambda c: revoke_key(c, key_id=record.id, tenant=None))
+    expired, _ = await counting_store.read(
+        lambda c: issue_key(
+            c,
+            user="alice",
+            tenant="acme",
+            role="user",
+            scopes=frozenset(),
+            expires_in=timedelta(microseconds=1),
+            name=None,
+        )
+    )
+    auth = authenticator(counting_store, "0")
+    with pytest.raises(Unauthenticated, match=rf"key {record.id} is revoked"):
+        await auth.principal_for(revoked)
+    with pytest.raises(Unauthenticated, match=r"key key_\w+ expired"):
+        await auth.principal_for(expired)
