@@ -373,7 +373,12 @@ async def test_a_key_is_looked_up_once_per_cache_interval(
         with pytest.raises(Unauthenticated):
             await auth.principal_for("fo_not-a-key")
     assert counting_store.reads == 2  # a refusal is cached as well
-    mock_clock.jump(5.01)
+    assert (await auth.principal_for(key)).user == "alice"
+    assert counting_store.reads == 2  # the key's entry outlived the refusal's
+    mock_clock.jump(4.999)
+    assert (await auth.principal_for(key)).user == "alice"
+    assert counting_store.reads == 2
+    mock_clock.jump(0.001)  # AUTH_CACHE_S since the look-up: looked up again
     assert (await auth.principal_for(key)).user == "alice"
     assert counting_store.reads == 3
 

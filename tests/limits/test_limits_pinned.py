@@ -13,6 +13,8 @@ from trio.testing import MockClock
 
 from service.auth import Principal
 from service.limits import Limiter, LimitPolicy, MemoryBackend, RateLimited, load_policy
+from service.limits.admission import LimiterUnavailable, OnError
+from service.limits.backend import Checked, LimiterError
 from service.limits.memory import SWEEP_EVERY
 
 ALICE = Principal(user="alice", tenant="acme", key_id="key_a")
@@ -132,3 +134,49 @@ async def test_a_lease_not_renewed_frees_its_slot_at_exactly_its_length(
     assert await refused(limiter, ALICE, [None]) == "concurrent_streams"
     await trio.sleep_until(admitted_at + 3.0)
     assert await refused(limiter, ALICE, [None]) == ""
+
+
+async def test_a_request_without_a_stream_limit_has_no_lease_to_keep(
+    tmp_path: Path, autojump_clock: MockClock
+) -> None:
+    text = "[default]\nrequests_per_minute = 60\n"
+    limiter = Limiter(policy(tmp_path, text), MemoryBackend(), on_error="open")
+    admission = await limiter.admit(ALICE, "a", anonymous=False, max_tokens=[None])
+    with trio.fail_after(1):
+        await admission.keep_lease()  # returns at once: nothing to renew
+
+
+async def test_callers_without_a_key_are_limited_per_user_not_together(
+    tmp_path: Path, autojump_clock: MockClock
+) -> None:
+    """JWT callers have no key id: each user has its own bucket, as each key has."""
+    text = "[default]\nrequests_per_minute = 1\nburst = 1\n"
+    limiter = Limiter(policy(tmp_path, text), MemoryBackend(), on_error="open")
+    alice, bob = Principal(user="alice", tenant="acme"), Principal(user="bob", tenant="acme")
+    assert await refused(limiter, alice, [None]) == ""
+    assert await refused(limiter, alice, [None]) == "requests_per_minute"
+    assert await refused(limiter, bob, [None]) == ""
+    assert await refused(limiter, ALICE, [None]) == ""  # alice's key: a bucket of its own
+
+
+class UnreachableBackend(MemoryBackend):
+    """A limiter store that cannot be reached (Redis down)."""
+
+    async def check(self, **kw: object) -> Checked:  # type: ignore[override]
+        raise LimiterError("connection refused")
+
+
+@pytest.mark.parametrize("on_error", ["open", "closed"])
+async def test_an_unreachable_limiter_admits_or_refuses_as_configured(
+    tmp_path: Path, autojump_clock: MockClock, on_error: OnError
+) -> None:
+    text = "[default]\nrequests_per_minute = 1\nconcurrent_streams = 1\n"
+    limiter = Limiter(policy(tmp_path, text), UnreachableBackend(), on_error=on_error)
+    if on_error == "closed":
+        with pytest.raises(LimiterUnavailable) as refusal:
+            await limiter.admit(ALICE, "a", anonymous=False, max_tokens=[None])
+        assert refusal.value.status == 503
+        return
+    admitted = await limiter.admit(ALICE, "a", anonymous=False, max_tokens=[None])
+    assert admitted.backend is None  # nothing reserved, so nothing to settle
+    await admitted.settle(10)
