@@ -485,3 +485,12 @@ async def test_a_refused_key_is_logged_as_revoked_or_expired(
         await auth.principal_for(revoked)
     with pytest.raises(Unauthenticated, match=r"key key_\w+ expired"):
         await auth.principal_for(expired)
+
+
+# Mutants of `make mutation` that no test kills, judged equivalent or not worth a test:
+# - authenticate.py `"jwt" in self.modes and self.tokens is not None` to `or`: the
+#   service builds a TokenVerifier exactly when AUTH has jwt (resources.py), so both
+#   halves are always equal.
+# - authenticate.py `len(self._cache) >= CACHE_MAX` to `>`: the cache may hold one entry
+#   more than CACHE_MAX (10,000) before it is cleared. Not equivalent, but pinning it
+#   costs 10,000 store reads per run for one entry of memory.

@@ -180,3 +180,27 @@ async def test_an_unreachable_limiter_admits_or_refuses_as_configured(
     admitted = await limiter.admit(ALICE, "a", anonymous=False, max_tokens=[None])
     assert admitted.backend is None  # nothing reserved, so nothing to settle
     await admitted.settle(10)
+
+
+# Mutants of `make mutation` that no test kills, judged equivalent (no caller can tell):
+# - memory.py, the sweep's schedule (`% SWEEP_EVERY == 0` negated, flipped, or `0` to
+#   `1`): the sweep only forgets state that has run out, so sweeping at another moment
+#   changes memory use, never an answer.
+# - memory.py, the sweep's `v > now` and `v[0] > now` to `>=`: a TAT equal to now reads
+#   as now anyway (`max(tat, now)`), and a counter expiring now is reset by `spend` and
+#   left alone by `adjust` either way.
+# - memory.py `check`, `rate is not None and result is not None` to `or`: `result` is
+#   None exactly when `rate` is.
+# - memory.py `_peek`, `> capacity_s + SLACK_S` to `>=`: equality needs a float sum to
+#   land exactly on the slack; the slack exists so that no reading is that close.
+# - memory.py `release`, `slot_key is not None and lease is not None` to `or`: an
+#   admission sets both or neither.
+# - memory.py `give_back`, `cost > 0` to `>= 0` or `> 1`: both branches give the same
+#   TAT for those costs once read through `max(tat, now)`, the only way a TAT is read.
+# - memory.py `adjust`, `expires > now` to `>=`: a counter expiring now is reset by the
+#   next `spend`, adjusted or not.
+# - memory.py `acquire_slot`, `return False` to `return None`: read as a bool.
+# - admission.py `settle`, `budget_key is not None and unused` to `or`: with the memory
+#   backend (the one these tests measure with) adjusting a missing key does nothing.
+#   Not shown equivalent on Redis, where a None key would reach the client: a Redis case
+#   would pin it (tests/limits/test_backends.py runs the backends, not settle).
