@@ -311,6 +311,25 @@ async def test_the_jwks_is_refetched_periodically_dropping_removed_keys(
         await check.principal_for(keys.token("old", sub="a"))
 
 
+async def test_a_token_naming_no_key_is_refused_without_asking_the_jwks(
+    jwks: tuple[SigningKeys, str],
+) -> None:
+    """No kid, no look-up: such tokens cannot make the provider be fetched."""
+    keys, url = jwks
+    check = verifier(jwks_url=url)  # refetches allowed at any time (min_refetch_s=0)
+    assert (await check.principal_for(keys.token("old", sub="a"))).user == "a"
+    fetched = keys.fetches
+    token = jwt.encode(
+        {"sub": "a", "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 300},
+        keys.keys["old"],
+        algorithm="RS256",
+    )
+    for _ in range(3):
+        with pytest.raises(Unauthenticated, match="names no key"):
+            await check.principal_for(token)
+    assert keys.fetches == fetched
+
+
 # --- the key cache and last_used_at (virtual time: the clock moves only when told) ------
 
 

@@ -182,6 +182,20 @@ async def test_an_unreachable_limiter_admits_or_refuses_as_configured(
     await admitted.settle(10)
 
 
+async def test_the_ratelimit_fields_name_the_tokens_limit_only_when_there_is_one(
+    tmp_path: Path, autojump_clock: MockClock
+) -> None:
+    both = "[default]\nrequests_per_minute = 60\ntokens_per_minute = 1000\n"
+    requests_only = "[default]\nrequests_per_minute = 60\n"
+    fields = {}
+    for name, text in (("both", both), ("requests only", requests_only)):
+        limiter = Limiter(policy(tmp_path, text), MemoryBackend(), on_error="open")
+        admission = await limiter.admit(ALICE, "a", anonymous=False, max_tokens=[100])
+        fields[name] = admission.headers["RateLimit"]
+    assert '"tokens";r=900;t=60' in fields["both"]
+    assert "tokens" not in fields["requests only"]
+
+
 # Mutants of `make mutation` that no test kills, judged equivalent (no caller can tell):
 # - memory.py, the sweep's schedule (`% SWEEP_EVERY == 0` negated, flipped, or `0` to
 #   `1`): the sweep only forgets state that has run out, so sweeping at another moment
