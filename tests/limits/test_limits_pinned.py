@@ -196,6 +196,21 @@ async def test_the_ratelimit_fields_name_the_tokens_limit_only_when_there_is_one
     assert "tokens" not in fields["requests only"]
 
 
+async def test_memory_slots_and_day_counters_end_at_exactly_their_ttl(
+    autojump_clock: MockClock,
+) -> None:
+    backend = MemoryBackend()
+    started = trio.current_time()
+    assert await backend.acquire_slot("streams", "a", limit=1, ttl_s=3.0)
+    assert await backend.spend("day", 10, budget=10, ttl_s=3.0)
+    await trio.sleep_until(started + 2.999)
+    assert not await backend.acquire_slot("streams", "b", limit=1, ttl_s=3.0)
+    assert not await backend.spend("day", 1, budget=10, ttl_s=3.0)
+    await trio.sleep_until(started + 3.0)
+    assert await backend.acquire_slot("streams", "b", limit=1, ttl_s=3.0)
+    assert await backend.spend("day", 10, budget=10, ttl_s=3.0)
+
+
 # Mutants of `make mutation` that no test kills, judged equivalent (no caller can tell):
 # - memory.py, the sweep's schedule (`% SWEEP_EVERY == 0` negated, flipped, or `0` to
 #   `1`): the sweep only forgets state that has run out, so sweeping at another moment
@@ -213,7 +228,7 @@ async def test_the_ratelimit_fields_name_the_tokens_limit_only_when_there_is_one
 #   TAT for those costs once read through `max(tat, now)`, the only way a TAT is read.
 # - memory.py `adjust`, `expires > now` to `>=`: a counter expiring now is reset by the
 #   next `spend`, adjusted or not.
-# - memory.py `acquire_slot`, `return False` to `return None`: read as a bool.
+# - memory.py `acquire_slot` and `spend`, `return False` to `return None`: read as a bool.
 # - admission.py `settle`, `budget_key is not None and unused` to `or`: with the memory
 #   backend (the one these tests measure with) adjusting a missing key does nothing.
 #   Not shown equivalent on Redis, where a None key would reach the client: a Redis case
