@@ -94,6 +94,15 @@ async def test_a_keys_only_service_refuses_anything_but_a_key_as_401(tmp_path: P
     assert statuses == [401, 401]
 
 
+async def test_a_wrong_method_on_an_open_route_is_a_405_for_anyone(tmp_path: Path) -> None:
+    """Which methods /healthz takes is no secret; on a guarded route the same mistake
+    from someone unidentified is a 401 (nothing said about the routes)."""
+    async with running_service(tmp_path, None, env={"AUTH": "keys"}) as service:
+        open_route = await service.client.post("/healthz")
+        guarded = await service.client.put("/api/conversations")
+    assert (open_route.status_code, guarded.status_code) == (405, 401)
+
+
 # --- what `keys create` and POST /admin/keys store ---------------------------------------
 
 
@@ -513,3 +522,8 @@ async def test_a_refused_key_is_logged_as_revoked_or_expired(
 # - authenticate.py `len(self._cache) >= CACHE_MAX` to `>`: the cache may hold one entry
 #   more than CACHE_MAX (10,000) before it is cleared. Not equivalent, but pinning it
 #   costs 10,000 store reads per run for one entry of memory.
+# - tokens.py `current_time() - self._last_fetch >= self._min_refetch_s` to `>`: differs
+#   only at the exact instant the interval ends; the JWKS is a real socket, so the test
+#   clock is real and cannot land on that instant.
+# - access.py `_required_where_unrouted`, the `return "process"` after a failed match:
+#   matching the same path with a method the router just listed as allowed does not fail.

@@ -165,3 +165,17 @@ async def test_events_after_an_id_start_past_it_even_inside_a_stored_batch(store
         found = await store.events_after(ALICE, "m-1", after)
         assert found is not None
         assert [event.event_id for event in found[1]] == expected, after
+
+
+async def test_a_follow_up_is_prompted_with_its_own_conversations_turns_only(
+    store: Store,
+) -> None:
+    await finished(
+        store, ALICE, message_id="a-1", question="One?", summary="1.", conversation_id="c1"
+    )
+    await finished(
+        store, ALICE, message_id="a-2", question="Two?", summary="2.", conversation_id="c2"
+    )
+    follow_up = await begin(store, ALICE, message_id="a-3", question="More?", conversation_id="c2")
+    assert isinstance(follow_up, NewMessage)
+    assert [t.question for t in follow_up.history] == ["Two?"]
