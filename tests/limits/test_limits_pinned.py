@@ -212,9 +212,10 @@ async def test_memory_slots_and_day_counters_end_at_exactly_their_ttl(
 
 
 # Mutants of `make mutation` that no test kills, judged equivalent (no caller can tell):
-# - memory.py, the sweep's schedule (`% SWEEP_EVERY == 0` negated, flipped, or `0` to
-#   `1`): the sweep only forgets state that has run out, so sweeping at another moment
-#   changes memory use, never an answer.
+# - memory.py, the sweep's schedule (`% SWEEP_EVERY == 0` flipped, or `0` to `1`): the
+#   sweep only forgets state that has run out, so sweeping at another moment changes
+#   memory use, never an answer. (Negated, it sweeps on nearly every operation: killed,
+#   by the sweep test's time bound, not by an answer.)
 # - memory.py, the sweep's `v > now` and `v[0] > now` to `>=`: a TAT equal to now reads
 #   as now anyway (`max(tat, now)`), and a counter expiring now is reset by `spend` and
 #   left alone by `adjust` either way.

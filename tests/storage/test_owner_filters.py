@@ -179,3 +179,12 @@ async def test_a_follow_up_is_prompted_with_its_own_conversations_turns_only(
     follow_up = await begin(store, ALICE, message_id="a-3", question="More?", conversation_id="c2")
     assert isinstance(follow_up, NewMessage)
     assert [t.question for t in follow_up.history] == ["Two?"]
+
+
+# Mutants of `make mutation` (owner-filter functions) that no test kills, judged
+# equivalent:
+# - begin_message, the owner condition of the delete that removes the conversation just
+#   made for a message whose id turned out taken: that conversation's id was generated a
+#   moment before (96 random bits), so no other owner has one by that id.
+# - begin_message, the `raise RuntimeError` after the conflicting row is not found again:
+#   unreachable inside the transaction (marked `pragma: no cover`).
