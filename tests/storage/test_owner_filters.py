@@ -112,6 +112,24 @@ async def test_a_stored_end_is_the_owners_own_message(store: Store) -> None:
     assert (end.last_event_id, end.last_type, end.conversation_id) == (0, None, "globex-c")
 
 
+async def test_a_stored_end_is_of_the_message_asked_for(store: Store) -> None:
+    first = await begin(store, ALICE, message_id="m-1", conversation_id="c1")
+    second = await begin(store, ALICE, message_id="m-2", conversation_id="c2")
+    assert isinstance(first, NewMessage)
+    assert isinstance(second, NewMessage)
+    await store.record(first.pk, events=[StoredEvent(1, "agent.started", "{}")])
+    await store.record(
+        second.pk,
+        events=[StoredEvent(1, "agent.started", "{}"), StoredEvent(2, "done", "{}")],
+        end=completed("B."),
+    )
+    ends = [await store.stored_end(ALICE, message_id) for message_id in ("m-1", "m-2")]
+    assert [(e.last_event_id, e.last_type, e.conversation_id) for e in ends if e] == [
+        (1, "agent.started", "c1"),
+        (2, "done", "c2"),
+    ]
+
+
 async def test_events_of_a_message_are_read_by_its_owner_only(store: Store) -> None:
     acme = await begin(store, ACME_ALICE, message_id="m", conversation_id="c")
     assert isinstance(acme, NewMessage)
