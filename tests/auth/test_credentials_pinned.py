@@ -527,3 +527,5 @@ async def test_a_refused_key_is_logged_as_revoked_or_expired(
 #   clock is real and cannot land on that instant.
 # - access.py `_required_where_unrouted`, the `return "process"` after a failed match:
 #   matching the same path with a method the router just listed as allowed does not fail.
+# - access.py, the `raise NotAllowed` for a route that declares no requirement: dropped,
+#   the scope check right after it refuses the same caller with the same 403.
