@@ -199,6 +199,33 @@ async def test_a_follow_up_is_prompted_with_its_own_conversations_turns_only(
     assert [t.question for t in follow_up.history] == ["Two?"]
 
 
+async def test_events_after_are_the_asked_messages_only(store: Store) -> None:
+    """A replay or resume of one message never carries another's events (another owner's
+    least of all)."""
+    alices = await begin(store, ALICE, message_id="m", conversation_id="c")
+    bobs = await begin(store, BOB, message_id="other", conversation_id="c")
+    assert isinstance(alices, NewMessage)
+    assert isinstance(bobs, NewMessage)
+    await store.record(alices.pk, events=[StoredEvent(1, "agent.started", '"alice"')])
+    await store.record(bobs.pk, events=[StoredEvent(1, "agent.started", '"bob"')])
+    found = await store.events_after(ALICE, "m", 0)
+    assert found is not None
+    assert [event.data for event in found[1]] == ['"alice"']
+
+
+async def test_a_conversation_is_the_one_asked_for(store: Store) -> None:
+    await finished(
+        store, ALICE, message_id="a-1", question="One?", summary="1.", conversation_id="c1"
+    )
+    await finished(
+        store, ALICE, message_id="a-2", question="Two?", summary="2.", conversation_id="c2"
+    )
+    for asked in ("c1", "c2"):
+        found = await store.conversation(ALICE, asked)
+        assert found is not None
+        assert found[0].id == asked
+
+
 # Mutants of `make mutation` (owner-filter functions) that no test kills, judged
 # equivalent:
 # - begin_message, the owner condition of the delete that removes the conversation just
@@ -206,3 +233,6 @@ async def test_a_follow_up_is_prompted_with_its_own_conversations_turns_only(
 #   moment before (96 random bits), so no other owner has one by that id.
 # - begin_message, the `raise RuntimeError` after the conflicting row is not found again:
 #   unreachable inside the transaction (marked `pragma: no cover`).
+# - events_after, the batch condition `last_event_id > after` dropped or moved to `>=`:
+#   the per-event filter after it keeps exactly the events past `after` either way (the
+#   condition only spares reading older batches).
