@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-faults browser lint format test-coverage test-coverage-detailed \
-	test-coverage-visualize bench service-build service-up service-logs service-down clean
+	test-coverage-visualize bench mutation service-build service-up service-logs service-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-26s %s\n", $$1, $$2}'
@@ -60,6 +60,11 @@ test-coverage-detailed: $(DEV_INSTALLED) ## tests with a per-file coverage table
 test-coverage-visualize: $(DEV_INSTALLED) ## HTML coverage report in htmlcov/, opened when a browser exists
 	$(BIN)/python -m pytest --cov --cov-report=html $(PYTEST_ARGS)
 	@$(BIN)/python scripts/open_report.py htmlcov/index.html
+
+# Not in CI: each module takes minutes (its area's tests run once per mutant).
+MODULES ?= service/auth/keys.py
+mutation: $(INSTALLED) ## mutation score of MODULES with their area's tests (MUTATION_ARGS: --tests ...)
+	$(BIN)/python -m scripts.mutation $(MODULES) $(MUTATION_ARGS)
 
 BENCHED := $(VENV)/.bench-installed
 $(BENCHED): $(DEV_INSTALLED) pyproject.toml
