@@ -8,16 +8,16 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from .api import error_response, http_exception_response, routes
 from .api.access import identify_caller
 from .api.connection import StreamingHTTPConnection
 from .api.contract import contract, publish_contract
 from .api.conversations import conversations
 from .api.empty import no_content
-from .api.envelope import NO_SNIFF
+from .api.envelope import NO_SNIFF, error_response, http_exception_response
 from .api.keys import key_routes
 from .api.openai_routes import openai_routes
 from .api.raw_path import KeepEncodedSlashes
+from .api.routes import routes
 from .api.streams import streams
 from .api.unstarted import EndUnstartedRuns
 from .api.usage import usage_routes

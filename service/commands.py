@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from .api.keys import key_json
+from .api.schemas import Key, respond
 from .api.validation import ID_RULE, checked_id
 from .auth import DEFAULT_TENANT
 from .auth.keys import issue_key, parse_duration
@@ -111,7 +111,7 @@ def _keys(args: argparse.Namespace, database: Database) -> int:
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if args.json:
-            print(json.dumps({"key": key, **key_json(record)}))
+            print(json.dumps({"key": key, **respond(Key.of(record))}))
         else:
             print(f"created {record.id} for {record.user} ({record.tenant}, {record.role})")
             print("keep this key: it is shown only now")
@@ -120,7 +120,7 @@ def _keys(args: argparse.Namespace, database: Database) -> int:
     if args.action == "list":
         with database.engine.begin() as connection:
             records = list_keys(connection, tenant=args.tenant)
-        rows: list[dict[str, Any]] = [key_json(record) for record in records]
+        rows: list[dict[str, Any]] = [respond(Key.of(record)) for record in records]
         if args.json:
             print(json.dumps({"keys": rows}))
         else:

@@ -1,7 +1,6 @@
-"""HTTP adapters only: request parsing and validation, the error envelope, SSE framing."""
+"""HTTP adapters only: request parsing and validation, the error envelope, SSE framing.
 
-from .envelope import error_response, http_exception_response
-from .routes import routes
-from .sse import SseEncoder
-
-__all__ = ["SseEncoder", "error_response", "http_exception_response", "routes"]
+Nothing is imported here, so that a command that needs one light module of the package (the
+id rule, a key's JSON shape) does not load every route: import from the modules themselves
+(`from .api.routes import routes`).
+"""

@@ -101,7 +101,7 @@ class EventStreamBody(ResponseBody):
             if not frames:
                 self._ended = True
                 raise StopAsyncIteration
-            self._after = frames[-1][0]  # ids rise, not always by one (sse.MAX_EVENT_ID)
+            self._after = frames[-1][0]  # ids rise, not always by one (validation.MAX_EVENT_ID)
             present = self._present
             return b"".join([present(*part) for part in frames])
         return KEEPALIVE

@@ -10,7 +10,7 @@ from quart import Blueprint, Response, request
 
 from ..auth.keys import DURATION_PATTERN, issue_key, parse_duration
 from ..errors import InvalidRequest, NotFound
-from ..storage.keys import KeyRecord, list_keys, revoke_key
+from ..storage.keys import list_keys, revoke_key
 from . import schemas
 from .access import current_principal, requires
 from .contract import documented, empty, link, returns
@@ -36,29 +36,6 @@ class NewKey(BaseModel):
         description="How long it lasts: `30d`, `12h`, `90m`; none, for ever",
     )
     name: str | None = Field(default=None, max_length=128, pattern=NO_NUL)
-
-
-def key_json(record: KeyRecord) -> dict[str, Any]:
-    return respond(key_shape(record))
-
-
-def key_shape(record: KeyRecord) -> schemas.Key:
-    def when(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return schemas.Key(
-        id=record.id,
-        prefix=record.prefix,
-        user=record.user,
-        tenant=record.tenant,
-        role=record.role,  # type: ignore[arg-type]
-        scopes=sorted(record.scopes),  # type: ignore[arg-type]
-        name=record.name,
-        created_at=record.created_at.isoformat(),
-        expires_at=when(record.expires_at),
-        revoked_at=when(record.revoked_at),
-        last_used_at=when(record.last_used_at),
-    )
 
 
 @key_routes.post("/admin/keys")
@@ -96,7 +73,7 @@ async def create() -> tuple[dict[str, Any], int]:
             name=body.name,
         )
     )
-    created = schemas.NewKeyCreated(key=key, **key_shape(record).model_dump())
+    created = schemas.NewKeyCreated(key=key, **schemas.Key.of(record).model_dump())
     return respond(created), 201
 
 
@@ -111,7 +88,7 @@ async def create() -> tuple[dict[str, Any], int]:
 async def listed() -> dict[str, Any]:
     tenant = current_principal().tenant
     records = await store().read(lambda connection: list_keys(connection, tenant=tenant))
-    return respond(schemas.KeyList(keys=[key_shape(record) for record in records]))
+    return respond(schemas.KeyList(keys=[schemas.Key.of(record) for record in records]))
 
 
 @key_routes.delete("/admin/keys/<key_id>")

@@ -8,15 +8,17 @@ routes build their answers from these (`respond`) and read their queries with th
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Any, Literal, TypeVar
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from quart import request
 
 from ..errors import InvalidRequest
-from .sse import MAX_EVENT_ID
-from .validation import CURSOR_PATTERN, ClientId, first_problem
+from .validation import CURSOR_PATTERN, MAX_EVENT_ID, ClientId, first_problem
+
+if TYPE_CHECKING:
+    from ..storage.keys import KeyRecord
 
 # When something happened: ISO 8601 with the UTC offset.
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -211,6 +213,25 @@ class Key(Shape):
     expires_at: Timestamp | None
     revoked_at: Timestamp | None
     last_used_at: Timestamp | None
+
+    @classmethod
+    def of(cls, record: KeyRecord) -> Key:
+        def when(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return cls(
+            id=record.id,
+            prefix=record.prefix,
+            user=record.user,
+            tenant=record.tenant,
+            role=record.role,  # type: ignore[arg-type]
+            scopes=sorted(record.scopes),  # type: ignore[arg-type]
+            name=record.name,
+            created_at=record.created_at.isoformat(),
+            expires_at=when(record.expires_at),
+            revoked_at=when(record.revoked_at),
+            last_used_at=when(record.last_used_at),
+        )
 
 
 class NewKeyCreated(Key):

@@ -20,7 +20,8 @@ from ..events import Failed, PublicError
 from ..runs.live import Part
 from ..runs.relay import TIMEOUT_S, RedisRelay, stream_key
 from ..storage import FINISHED, Store
-from .sse import MAX_EVENT_ID, SseEncoder
+from .sse import SseEncoder
+from .validation import MAX_EVENT_ID
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ from ..resources import Resources
 from ..storage import (
     FINISHED,
 )
-from . import sse
 from .access import caller_address, current_principal, requires
 from .contract import documented, event_stream, link, returns
 from .conversations import store
@@ -32,7 +31,7 @@ from .process_request import ProcessBody, ProcessRequest, parse_process_request
 from .schemas import Cancelling, EventsQuery, read_query, respond
 from .sse import HEADERS
 from .stored_frames import StoredFrames
-from .validation import checked_id
+from .validation import MAX_EVENT_ID, checked_id
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +155,7 @@ async def process() -> Response:
 
 
 # An event id, or empty: EventSource sends an empty one when the last event reset it.
-LAST_EVENT_ID = re.compile(f"^[0-9]{{0,{len(str(sse.MAX_EVENT_ID))}}}$")
+LAST_EVENT_ID = re.compile(f"^[0-9]{{0,{len(str(MAX_EVENT_ID))}}}$")
 
 
 def _last_event_id() -> int:
