@@ -31,8 +31,12 @@ install: $(DEV_INSTALLED) ## create the virtualenv with the service and its dev 
 run: $(RUN_INSTALLED) ## serve on HTTP_ADDR (default :8080), mock LLM unless USE_LLM_MOCK=false
 	$(BIN)/python -m service
 
-test: $(DEV_INSTALLED) ## run the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Independent tests run in TEST_WORKERS processes at once (pytest-xdist): most of a test's
+# time is spent waiting on a server, a subprocess or a database, so more workers than cores
+# pays; `worksteal` hands a waiting worker's queued tests to an idle one.
+TEST_WORKERS ?= 4
+test: $(DEV_INSTALLED) ## run the whole test suite (in TEST_WORKERS processes; 0 runs it in one)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # PostgreSQL and Redis are required here (REQUIRE_SERVICES=0 lets their cases skip instead).
 test-faults: $(DEV_INSTALLED) ## the fault suite (kills, outages, hostile clients, soak): a table of cases and counts
