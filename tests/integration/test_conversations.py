@@ -299,10 +299,20 @@ async def test_without_a_database_nothing_is_kept_and_history_says_so(tmp_path: 
 
 
 async def test_two_hundred_concurrent_streams_lose_no_row(url: str, tmp_path: Path) -> None:
+    async def stream(client: httpx.AsyncClient, payload: dict[str, Any]) -> None:
+        async with client.stream("POST", "/api/process", json=payload) as response:
+            await response.aread()
+
     async with service_on(url, tmp_path) as service:
-        async with trio.open_nursery() as nursery:
+        # A connection each: all 200 at once (the shared client's pool holds 100, and the
+        # rest waited for one, under load past its pool timeout).
+        limits = httpx.Limits(max_connections=200)
+        async with (
+            httpx.AsyncClient(base_url=service.url, timeout=30, limits=limits) as client,
+            trio.open_nursery() as nursery,
+        ):
             for number in range(200):
-                nursery.start_soon(ask, service, body(f"m-{number}", f"Q{number}?"))
+                nursery.start_soon(stream, client, body(f"m-{number}", f"Q{number}?"))
         statuses = [
             (await service.client.get(f"/api/messages/m-{number}")).json()["status"]
             for number in range(200)
