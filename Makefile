@@ -67,7 +67,7 @@ test-coverage-visualize: $(DEV_INSTALLED) ## HTML coverage report in htmlcov/, o
 
 # Not in CI: each module takes minutes (its area's tests run once per mutant).
 MODULES ?= service/auth/keys.py
-mutation: $(INSTALLED) ## mutation score of MODULES with their area's tests (MUTATION_ARGS: --tests ...)
+mutation: $(DEV_INSTALLED) ## mutation score of MODULES with their area's tests (MUTATION_ARGS: --tests ...)
 	$(BIN)/python -m scripts.mutation $(MODULES) $(MUTATION_ARGS)
 
 BENCHED := $(VENV)/.bench-installed
