@@ -5,6 +5,8 @@ the other. Each case here was checked against the query with that one condition 
 
 from __future__ import annotations
 
+import pytest
+
 from service.auth import Principal
 from service.storage.records import NewMessage, StoredEvent, UsageLine
 from service.storage.store import Store
@@ -86,6 +88,7 @@ async def test_a_message_id_taken_in_another_tenant_is_new_here(store: Store) ->
     assert isinstance(acme, NewMessage)
     assert isinstance(globex, NewMessage)
     assert acme.pk != globex.pk
+    assert (acme.version, globex.version) == (1, 1)  # not the next version of acme's
     detail = await store.message(GLOBEX_ALICE, "m")
     assert detail is not None
     assert detail.question == "Globex?"
@@ -97,6 +100,31 @@ async def test_a_message_id_taken_by_another_user_is_new_here(store: Store) -> N
     assert isinstance(alices, NewMessage)
     assert isinstance(bobs, NewMessage)
     assert alices.pk != bobs.pk
+    assert (alices.version, bobs.version) == (1, 1)  # not the next version of alice's
+
+
+@pytest.mark.parametrize("other", [BOB, GLOBEX_ALICE], ids=["another user", "another tenant"])
+async def test_a_follow_up_follows_its_owners_newest_turn_not_anothers(
+    store: Store, other: Principal
+) -> None:
+    """A new turn's parent is the newest turn of the caller's conversation: another owner's
+    newer turn under the same conversation id must not become it (the follow-up would lose
+    its own history, and its branch would run through a row it cannot see)."""
+    await finished(
+        store, ALICE, message_id="a-1", question="Alice?", summary="A.", conversation_id="c"
+    )
+    await finished(
+        store, other, message_id="o-1", question="Other?", summary="O.", conversation_id="c"
+    )
+    follow_up = await begin(store, ALICE, message_id="a-2", question="More?", conversation_id="c")
+    assert isinstance(follow_up, NewMessage)
+    assert [(t.question, t.summary) for t in follow_up.history] == [("Alice?", "A.")]
+    found = await store.conversation(ALICE, "c")
+    assert found is not None
+    assert [(m.message_id, m.parent, m.current) for m in found[1]] == [
+        ("a-1", None, True),
+        ("a-2", ("a-1", 1), True),
+    ]
 
 
 async def test_a_stored_end_is_the_owners_own_message(store: Store) -> None:
