@@ -56,6 +56,24 @@ async def jwks() -> AsyncIterator[tuple[SigningKeys, str]]:
         nursery.cancel_scope.cancel()
 
 
+async def test_a_token_signed_with_another_algorithm_than_its_key_states_is_refused(
+    jwks: tuple[SigningKeys, str],
+) -> None:
+    """The JWKS states `alg: RS256` for rsa-1: a token that key really signed, but with
+    RS512, is refused (a key is used with the algorithm its publisher gave it, no other)."""
+    keys, url = jwks
+    check = verifier(jwks_url=url)
+    token = jwt.encode(
+        good_claims(), keys.keys["rsa-1"], algorithm="RS512", headers={"kid": "rsa-1"}
+    )
+    as_stated = jwt.encode(
+        good_claims(), keys.keys["rsa-1"], algorithm="RS256", headers={"kid": "rsa-1"}
+    )
+    assert (await check.principal_for(as_stated)).user == "mallory"
+    with pytest.raises(Unauthenticated):
+        await check.principal_for(token)
+
+
 def hostile_tokens(keys: SigningKeys) -> dict[str, str]:
     claims = good_claims()
     public_pem = keys.public_pem("rsa-1").encode()
