@@ -532,3 +532,5 @@ async def test_a_refused_key_is_logged_as_revoked_or_expired(
 #   matching the same path with a method the router just listed as allowed does not fail.
 # - access.py, the `raise NotAllowed` for a route that declares no requirement: dropped,
 #   the scope check right after it refuses the same caller with the same 403.
+# - tokens.py `fits`, a `return False` replaced by `return None`: both are false to its one
+#   caller, which only tests the answer's truth.

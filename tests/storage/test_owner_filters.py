@@ -264,3 +264,8 @@ async def test_a_conversation_is_the_one_asked_for(store: Store) -> None:
 # - events_after, the batch condition `last_event_id > after` dropped or moved to `>=`:
 #   the per-event filter after it keeps exactly the events past `after` either way (the
 #   condition only spares reading older batches).
+# - _branch (the turns a history is walked over), its owner or its conversation condition
+#   dropped: the walk starts at the caller's own turn (a parent from _leaf or from the
+#   caller's own message, both filtered and pinned above) and follows parents, which are
+#   always of the same owner and conversation, so the extra rows are never reached. Kept as
+#   defence in depth.
