@@ -534,3 +534,12 @@ async def test_a_refused_key_is_logged_as_revoked_or_expired(
 #   the scope check right after it refuses the same caller with the same 403.
 # - tokens.py `fits`, a `return False` replaced by `return None`: both are false to its one
 #   caller, which only tests the answer's truth.
+# - tokens.py, the refusals of an algorithm not accepted and of a key that does not fit
+#   (`raise Unauthenticated` dropped in `_principal_for` and `_key_for`): PyJWT's decode,
+#   given the accepted algorithms and the key, refuses the same tokens, and `principal_for`
+#   turns that into the same 401. Kept so the reason logged is the real one. (A key used
+#   with an algorithm other than the one its JWKS states is pinned in
+#   test_token_failures.py.)
+# - tokens.py, `principal_for`'s last `raise Unauthenticated(...)` for any other library
+#   error: since `fits` refuses every key and algorithm that do not match, no token the
+#   tests can make reaches it; it is the net for what a future PyJWT may raise.
