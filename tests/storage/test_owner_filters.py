@@ -116,6 +116,10 @@ async def test_a_follow_up_follows_its_owners_newest_turn_not_anothers(
     await finished(
         store, other, message_id="o-1", question="Other?", summary="O.", conversation_id="c"
     )
+    # The other's turn is the newest row under the id, but not on the caller's branch.
+    shown = await store.conversation(ALICE, "c")
+    assert shown is not None
+    assert [(m.message_id, m.current) for m in shown[1]] == [("a-1", True)]
     follow_up = await begin(store, ALICE, message_id="a-2", question="More?", conversation_id="c")
     assert isinstance(follow_up, NewMessage)
     assert [(t.question, t.summary) for t in follow_up.history] == [("Alice?", "A.")]
