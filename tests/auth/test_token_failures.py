@@ -8,7 +8,6 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +42,6 @@ def assemble(header: Any, claims: Any, signature: bytes = b"\x00" * 64) -> str:
 def good_claims(**extra: Any) -> dict[str, Any]:
     expires = int(time.time()) + 300
     return {"sub": "mallory", "iss": ISSUER, "aud": AUDIENCE, "exp": expires, **extra}
-
-
-@pytest.fixture
-async def jwks() -> AsyncIterator[tuple[SigningKeys, str]]:
-    keys = SigningKeys()
-    keys.add("rsa-1", "rsa")
-    keys.add("ec-1", "ec")
-    async with trio.open_nursery() as nursery:
-        url = await nursery.start(serve_jwks, keys)
-        yield keys, url
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_token_signed_with_another_algorithm_than_its_key_states_is_refused(

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import jwt
 import pytest
-import trio
 
 from service.auth.errors import Unauthenticated
 from service.auth.tokens import ASYMMETRIC, SYMMETRIC, TokenVerifier
-from tests.auth.jwks_server import AUDIENCE, ISSUER, SigningKeys, serve_jwks
+from tests.auth.jwks_server import AUDIENCE, ISSUER, SigningKeys
 
 
 def verifier(
@@ -30,17 +28,6 @@ def verifier(
         refresh_s=300,
         min_refetch_s=0,
     )
-
-
-@pytest.fixture
-async def jwks() -> AsyncIterator[tuple[SigningKeys, str]]:
-    keys = SigningKeys()
-    keys.add("rsa-1", "rsa")
-    keys.add("ec-1", "ec")
-    async with trio.open_nursery() as nursery:
-        url = await nursery.start(serve_jwks, keys)
-        yield keys, url
-        nursery.cancel_scope.cancel()
 
 
 async def test_rs256_and_es256_tokens_from_the_jwks_name_their_user(
