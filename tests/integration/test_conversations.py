@@ -308,7 +308,10 @@ async def test_two_hundred_concurrent_streams_lose_no_row(url: str, tmp_path: Pa
         # timeout of 10 s to wait out: under parallel test workers the queue took longer.
         # (All 200 at once on SQLite, on a starved machine, outlast the store's write budget:
         # rows stay `running`, logged and counted; the performance work owns that.)
-        limits = httpx.Limits(max_connections=100)
+        # A fresh connection per stream: client and server share this one starved event loop,
+        # where the client could take longer than the server's 5 s keep-alive to send its
+        # next request on a reused connection, which the server had closed meanwhile.
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=0)
         async with (
             httpx.AsyncClient(base_url=service.url, timeout=30, limits=limits) as client,
             trio.open_nursery() as nursery,
