@@ -1,10 +1,25 @@
-"""What a pipeline run reports, as small frozen dataclasses.
+"""What a pipeline run reports, as small frozen dataclasses, each declaring everything about
+its kind in one place.
 
 A run sends any number of progress events and then exactly one terminal event, `Done` or
 `Failed` (unless it is cancelled, in which case nobody is listening any more).
 
-The pipeline produces them; the api layer encodes them and telemetry (later: the transcript,
-the limiter) consumes them. They live outside every one of those packages, beside
+Each event class declares, beside its fields:
+- `KIND`, the wire name (the SSE `event:` line and the JSON `type`);
+- `wire()`, its frame's `status`, `source` and its own fields, and `Fields`, the pydantic
+  model those fields are published as (api/event_schemas.py builds the document from it);
+- `OPENAI`, what it is in a chat completion: the answer's text (`content`), a line of the
+  agents' work (`reasoning`, with `reasoning_line` and the `fanout` extension's fields),
+  the finish (`finish`) or the failure (`error`);
+- `RESTARTS_ANSWER`: the answer's text so far is void;
+- `ANSWER`: an agent's outcome, listed in a whole completion's `fanout.answers`;
+- `STORED`: whether the transcript keeps it for replay and resume.
+The SSE encoder, the published schemas, the OpenAI mapping and the page's test read these;
+nothing else spells a kind out. Adding a kind: declare it here, produce it in the pipeline,
+show it on the page (service/web/static/app.js) if people should see it.
+
+The pipeline produces them; the api layer encodes them and telemetry, the recorder and the
+limiter's settlement consume them. They live outside every one of those packages, beside
 `errors.py`, so that a consumer depends on the events and never on the pipeline.
 """
 
@@ -12,9 +27,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from .errors import ServiceError
 from .llm import FinishReason, Usage
+from .shapes import AgentCounts as AgentCountsShape
+from .shapes import Charge, EventError, Shape, TokenUsage
+from .shapes import Timings as TimingsShape
+
+OpenAIRole = Literal["content", "reasoning", "finish", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +51,74 @@ class PublicError:
     def of(cls, error: ServiceError) -> PublicError:
         return cls(code=error.code, message=error.public_message)
 
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class NoFields(Shape):
+    """An event with nothing but the fields every event has."""
+
+
+class EventKind:
+    """What every event class declares (see the module's docstring)."""
+
+    __slots__ = ()
+
+    KIND: ClassVar[str]
+    Fields: ClassVar[type[Shape]] = NoFields
+    OPENAI: ClassVar[OpenAIRole] = "reasoning"
+    # The wire fields an agent's chunk repeats in its `fanout` extension, as (wire, extension).
+    EXTENSION: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # The answer's text so far is void (a whole completion drops it).
+    RESTARTS_ANSWER: ClassVar[bool] = False
+    # An agent's outcome: a whole completion lists it in `fanout.answers`.
+    ANSWER: ClassVar[bool] = False
+    STORED: ClassVar[bool] = True
+    TERMINAL: ClassVar[bool] = False
+    # The schema's name in the published document, when it is not the class's + "Event".
+    SCHEMA_NAME: ClassVar[str | None] = None
+
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        """(status, source, its own fields) of its frame."""
+        raise NotImplementedError
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        """Its line in OpenAI's `reasoning_content`, from its frame's data; None: no line."""
+        return None
+
+
+# --- the agents ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
-class AgentStarted:
+class AgentStarted(EventKind):
+    KIND = "agent.started"
+
     agent: str
 
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        return f"Sending to {self.agent}", self.agent, {}
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        return f"[{data.get('source', '')}] thinking...\n"
+
+
+class AgentRetryingFields(Shape):
+    attempt: int = Field(description="The call that comes next (2 for the first retry)")
+    model: str
+    error: EventError
+    delay_ms: float = Field(description="The wait before that call")
+
 
 @dataclass(frozen=True, slots=True)
-class AgentRetrying:
+class AgentRetrying(EventKind):
     """An agent's call failed in a way that may pass: `attempt` comes after `delay_ms`."""
+
+    KIND = "agent.retrying"
+    Fields = AgentRetryingFields
+    EXTENSION = (("model", "model"), ("attempt", "attempt"), ("error", "error"))
 
     agent: str
     attempt: int
@@ -44,10 +126,35 @@ class AgentRetrying:
     error: PublicError
     delay_ms: float
 
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        fields = {
+            "attempt": self.attempt,
+            "model": self.model,
+            "error": self.error.as_dict(),
+            "delay_ms": self.delay_ms,
+        }
+        return f"Retrying {self.agent} (attempt {self.attempt})", self.agent, fields
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        code = data.get("error", {}).get("code", "")
+        return f"[{data.get('source', '')}] retrying, attempt {data.get('attempt')} ({code})\n"
+
+
+class AgentCompletedFields(Shape):
+    message: str = Field(description="The agent's answer")
+    model: str = Field(description="The model that gave it (a fallback, if the primary failed)")
+    attempts: int
+
 
 @dataclass(frozen=True, slots=True)
-class AgentCompleted:
+class AgentCompleted(EventKind):
     """`model` is the one that answered (a fallback, when the primary failed)."""
+
+    KIND = "agent.completed"
+    Fields = AgentCompletedFields
+    EXTENSION = (("model", "model"), ("attempts", "attempts"), ("message", "text"))
+    ANSWER = True
 
     agent: str
     text: str
@@ -56,10 +163,29 @@ class AgentCompleted:
     retries: int = 0
     elapsed_ms: float = 0.0
 
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        fields = {"message": self.text, "model": self.model, "attempts": self.attempts}
+        return f"Received from {self.agent}", self.agent, fields
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        source, model = data.get("source", ""), data.get("model", "")
+        return f"[{source}] answered ({model}):\n{data.get('message', '')}\n\n"
+
+
+class AgentFailedFields(Shape):
+    error: EventError
+    attempts: int
+
 
 @dataclass(frozen=True, slots=True)
-class AgentFailed:
+class AgentFailed(EventKind):
     """`error.code` is the reason: an upstream code, or `agent_cut` for a straggler."""
+
+    KIND = "agent.failed"
+    Fields = AgentFailedFields
+    EXTENSION = (("attempts", "attempts"), ("error", "error"))
+    ANSWER = True
 
     agent: str
     error: PublicError
@@ -67,28 +193,91 @@ class AgentFailed:
     retries: int = 0
     elapsed_ms: float = 0.0
 
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        fields = {"error": self.error.as_dict(), "attempts": self.attempts}
+        return f"Failed {self.agent}", self.agent, fields
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        return f"[{data.get('source', '')}] no answer ({data.get('error', {}).get('code', '')})\n\n"
+
+
+# --- the summary -----------------------------------------------------------------------------
+
+
+class SummaryStartedFields(Shape):
+    agents: list[str] = Field(description="The agents whose answers are combined")
+    missing: list[str] = Field(description="The agents without an answer")
+    ensemble_version: str | None = None
+
 
 @dataclass(frozen=True, slots=True)
-class SummaryStarted:
+class SummaryStarted(EventKind):
+    KIND = "summary.started"
+    Fields = SummaryStartedFields
+
     summarizer: str
     agents: tuple[str, ...]
     missing: tuple[str, ...]
     ensemble_version: str = ""
 
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        fields: dict[str, Any] = {"agents": list(self.agents), "missing": list(self.missing)}
+        if self.ensemble_version:
+            fields["ensemble_version"] = self.ensemble_version
+        return f"Combining via {self.summarizer}", self.summarizer, fields
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        return f"[{data.get('source', '')}] combining {len(data.get('agents', []))} answer(s)\n"
+
+
+class SummaryDeltaFields(Shape):
+    message: str = Field(description="The next piece of the summary")
+
 
 @dataclass(frozen=True, slots=True)
-class SummaryDelta:
+class SummaryDelta(EventKind):
+    KIND = "summary.delta"
+    Fields = SummaryDeltaFields
+    OPENAI = "content"
+
     summarizer: str
     text: str
 
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        return "Streaming", self.summarizer, {"message": self.text}
+
+
+class SummaryRestartedFields(Shape):
+    model: str = Field(description="The model the summary starts again on")
+    error: EventError
+    discard: Literal[True] = Field(description="Drop the summary text received so far")
+
 
 @dataclass(frozen=True, slots=True)
-class SummaryRestarted:
+class SummaryRestarted(EventKind):
     """The summary broke off after some text and starts over on `model`: drop the text so far."""
+
+    KIND = "summary.restarted"
+    Fields = SummaryRestartedFields
+    EXTENSION = (("model", "model"), ("error", "error"), ("discard", "discard"))
+    RESTARTS_ANSWER = True
 
     summarizer: str
     model: str
     error: PublicError
+
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        fields = {"model": self.model, "error": self.error.as_dict(), "discard": True}
+        return f"Restarting the summary on {self.model}", self.summarizer, fields
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        return f"[{data.get('source', '')}] restarting the summary on {data.get('model', '')}\n"
+
+
+# --- the end ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +298,42 @@ class Timings:
     first_token_ms: float | None
     total_ms: float
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "agents_ms": dict(self.agents_ms),
+            "first_token_ms": self.first_token_ms,
+            "total_ms": self.total_ms,
+        }
+
+
+class DoneFields(Shape):
+    agents: AgentCountsShape
+    models: dict[str, str] = Field(description="Each member that answered: the model that did")
+    usage: dict[str, TokenUsage] = Field(description="Tokens, per agent and summarizer")
+    timings: TimingsShape
+    ensemble_version: str | None = None
+    finish_reason: FinishReason | None = Field(
+        default=None,
+        description=(
+            "Why the summary ended: `stop` (it was done), `length` (its `max_tokens` cut it), "
+            "`content_filter` (the provider's filter stopped it)"
+        ),
+    )
+    # Added by the encoder when limits are on: the event itself does not know the charge.
+    charged: Charge | None = Field(
+        default=None, description="With rate limits on: what the request was charged"
+    )
+
 
 @dataclass(frozen=True, slots=True)
-class Done:
+class Done(EventKind):
     """`models` maps each member that answered to the model that did; `finish_reason` says
     why the summary ended (`length`: its max_tokens cut it), None where it is not known."""
+
+    KIND = "done"
+    Fields = DoneFields
+    OPENAI = "finish"
+    TERMINAL = True
 
     summarizer: str
     usage: Mapping[str, Usage]
@@ -123,15 +343,51 @@ class Done:
     ensemble_version: str = ""
     finish_reason: FinishReason | None = None
 
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        fields: dict[str, Any] = {
+            "final": True,
+            "agents": self.agents.as_dict(),
+            "models": dict(self.models),
+            "usage": {caller: u.as_dict() for caller, u in self.usage.items()},
+            "timings": self.timings.as_dict(),
+        }
+        if self.ensemble_version:
+            fields["ensemble_version"] = self.ensemble_version
+        if self.finish_reason is not None:
+            fields["finish_reason"] = self.finish_reason
+        return "Completed", self.summarizer, fields
+
+
+class FailedFields(Shape):
+    error: EventError
+    usage: dict[str, TokenUsage]
+    agents: AgentCountsShape | None = None
+
 
 @dataclass(frozen=True, slots=True)
-class Failed:
+class Failed(EventKind):
     """`agents` is None when the run ended before the agents' outcomes were known."""
+
+    KIND = "error"
+    Fields = FailedFields
+    OPENAI = "error"
+    TERMINAL = True
+    SCHEMA_NAME = "ErrorEvent"
 
     source: str
     error: PublicError
     usage: Mapping[str, Usage] = field(default_factory=dict)
     agents: AgentCounts | None = None
+
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        fields: dict[str, Any] = {
+            "final": True,
+            "error": self.error.as_dict(),
+            "usage": {caller: u.as_dict() for caller, u in self.usage.items()},
+        }
+        if self.agents is not None:
+            fields["agents"] = self.agents.as_dict()
+        return "error", self.source, fields
 
 
 Event = (
@@ -145,4 +401,17 @@ Event = (
     | Done
     | Failed
 )
-TERMINAL_EVENTS = (Done, Failed)
+# Every kind, in the order the published document lists them.
+EVENT_KINDS: tuple[type[EventKind], ...] = (
+    AgentStarted,
+    AgentRetrying,
+    AgentCompleted,
+    AgentFailed,
+    SummaryStarted,
+    SummaryDelta,
+    SummaryRestarted,
+    Done,
+    Failed,
+)
+KINDS: Mapping[str, type[EventKind]] = {kind.KIND: kind for kind in EVENT_KINDS}
+TERMINAL_EVENTS = tuple(kind for kind in EVENT_KINDS if kind.TERMINAL)

@@ -21,6 +21,7 @@ import json
 import time
 from typing import Any
 
+from ..events import KINDS, EventKind
 from .sse import KEEPALIVE
 
 # What a run's error codes are in OpenAI's error shape: the type the SDKs show.
@@ -60,34 +61,13 @@ def fanout_summary(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def reasoning_line(event_type: str, data: dict[str, Any]) -> str | None:
-    """The agents' progress, as the text of `reasoning_content`."""
-    source = data.get("source", "")
-    if event_type == "agent.started":
-        return f"[{source}] thinking...\n"
-    if event_type == "agent.retrying":
-        code = data.get("error", {}).get("code", "")
-        return f"[{source}] retrying, attempt {data.get('attempt')} ({code})\n"
-    if event_type == "agent.completed":
-        return f"[{source}] answered ({data.get('model', '')}):\n{data.get('message', '')}\n\n"
-    if event_type == "agent.failed":
-        return f"[{source}] no answer ({data.get('error', {}).get('code', '')})\n\n"
-    if event_type == "summary.started":
-        return f"[{source}] combining {len(data.get('agents', []))} answer(s)\n"
-    if event_type == "summary.restarted":
-        return f"[{source}] restarting the summary on {data.get('model', '')}\n"
-    return None
-
-
-def agent_extension(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    extension: dict[str, Any] = {"event": event_type, "agent": data.get("source")}
-    for name in ("model", "attempts", "attempt", "error"):
-        if name in data:
-            extension[name] = data[name]
-    if event_type == "agent.completed":
-        extension["text"] = data.get("message", "")
-    if event_type == "summary.restarted":
-        extension["discard"] = True
+def agent_extension(kind: type[EventKind], data: dict[str, Any]) -> dict[str, Any]:
+    """The `fanout` object on an agent's chunk: the kind, the agent, and the fields its
+    declaration names."""
+    extension: dict[str, Any] = {"event": kind.KIND, "agent": data.get("source")}
+    for wire_name, name in kind.EXTENSION:
+        if wire_name in data:
+            extension[name] = data[wire_name]
     return extension
 
 
@@ -116,18 +96,23 @@ class ChatChunks:
 
     def present(self, event_id: int, event_type: str, data_json: str) -> bytes:
         data = json.loads(data_json)
+        kind = KINDS.get(event_type)
         out = b""
         if not self._started:
             self._started = True
             out += self._chunk({"role": "assistant", "content": ""})
-        if event_type == "summary.delta":
+        if kind is None:
+            return out
+        if kind.OPENAI == "content":
             return out + self._chunk({"content": data.get("message", "")})
-        line = reasoning_line(event_type, data)
-        if line is not None:
+        if kind.OPENAI == "reasoning":
+            line = kind.reasoning_line(data)
+            if line is None:
+                return out
             return out + self._chunk(
-                {"reasoning_content": line}, fanout=agent_extension(event_type, data)
+                {"reasoning_content": line}, fanout=agent_extension(kind, data)
             )
-        if event_type == "done":
+        if kind.OPENAI == "finish":
             final = {
                 "id": self._id,
                 "object": "chat.completion.chunk",
@@ -149,13 +134,11 @@ class ChatChunks:
                     }
                 )
             return out + b"data: [DONE]\n\n"
-        if event_type == "error":
-            error = data.get("error", {})
-            code = error.get("code", "internal_error")
-            return out + _event(
-                openai_error(error.get("message", ""), code, ERROR_TYPES.get(code, "server_error"))
-            )
-        return out
+        error = data.get("error", {})
+        code = error.get("code", "internal_error")
+        return out + _event(
+            openai_error(error.get("message", ""), code, ERROR_TYPES.get(code, "server_error"))
+        )
 
 
 class ChatCompletion:
@@ -173,19 +156,22 @@ class ChatCompletion:
 
     def add(self, event_id: int, event_type: str, data_json: str) -> None:
         data = json.loads(data_json)
-        if event_type == "summary.delta":
+        kind = KINDS.get(event_type)
+        if kind is None:
+            return
+        if kind.OPENAI == "content":
             self._content.append(data.get("message", ""))
-        elif event_type == "summary.restarted":
-            self._content.clear()  # a whole answer, unlike a stream, can take the restart
-        elif event_type == "done":
+        elif kind.OPENAI == "finish":
             self.final = data
-        elif event_type == "error":
+        elif kind.OPENAI == "error":
             self.error = data.get("error", {})
-        line = reasoning_line(event_type, data)
+        elif kind.RESTARTS_ANSWER:
+            self._content.clear()  # a whole answer, unlike a stream, can take the restart
+        line = kind.reasoning_line(data)
         if line is not None:
             self._reasoning.append(line)
-        if event_type in ("agent.completed", "agent.failed"):
-            self._agents.append(agent_extension(event_type, data))
+        if kind.ANSWER:
+            self._agents.append(agent_extension(kind, data))
 
     def json(self) -> dict[str, Any]:
         final = self.final or {}

@@ -13,6 +13,7 @@ from quart import Blueprint, Response, current_app
 
 from ..errors import NotFound, StorageDisabled
 from ..resources import Resources
+from ..shapes import TokenUsage
 from ..storage import (
     AgentAnswer,
     ConversationSummary,
@@ -61,7 +62,7 @@ def _agent(answer: AgentAnswer) -> schemas.AgentAnswer:
         usage=(
             None
             if answer.prompt_tokens is None
-            else schemas.TokenUsage(
+            else TokenUsage(
                 prompt_tokens=answer.prompt_tokens,
                 completion_tokens=answer.completion_tokens or 0,
             )

@@ -1,6 +1,7 @@
 """What the streams carry, as pydantic models for /openapi.json: every event of
 POST /api/process and GET /api/messages/{id}/events (`StreamEvent`, one model per `event:`
-name), and the chunks of POST /v1/chat/completions with `stream: true`.
+name, built from each kind's declaration in events.py), and the chunks of
+POST /v1/chat/completions with `stream: true`.
 
 The encoders (sse.py, chat_format.py) write these by hand, because they run once per token
 and a model per event would cost more than the rest of the send; the contract tests check
@@ -10,28 +11,15 @@ forbidden), so the two cannot drift apart unnoticed.
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, create_model
 
+from ..events import EVENT_KINDS, EventKind
 from ..llm import FinishReason
-from .schemas import Shape, Timings, TokenUsage
-
-
-class EventError(Shape):
-    code: str = Field(description="Why: see the README's table of error codes")
-    message: str
-
-
-class AgentCounts(Shape):
-    succeeded: int
-    failed: int
-    cut: int
-
-
-class Charge(Shape):
-    requests: int
-    tokens: int
+from ..shapes import Shape
 
 
 class EventBase(Shape):
@@ -43,97 +31,22 @@ class EventBase(Shape):
     source: str = Field(description="The agent or summarizer the event is about")
 
 
-class AgentStartedEvent(EventBase):
-    type: Literal["agent.started"]
-    final: Literal[False]
+def published(kind: type[EventKind]) -> type[EventBase]:
+    """The model of a kind's frames: what every event has, its `type` and `final`, and its
+    own fields."""
+    fields: dict[str, Any] = {
+        "type": (Literal[kind.KIND], ...),
+        "final": (Literal[kind.TERMINAL], ...),
+    }
+    fields |= {name: (f.annotation, f) for name, f in kind.Fields.model_fields.items()}
+    name = kind.SCHEMA_NAME or f"{kind.__name__}Event"
+    model: type[EventBase] = create_model(name, __base__=EventBase, **fields)
+    return model
 
 
-class AgentRetryingEvent(EventBase):
-    type: Literal["agent.retrying"]
-    final: Literal[False]
-    attempt: int = Field(description="The call that comes next (2 for the first retry)")
-    model: str
-    error: EventError
-    delay_ms: float = Field(description="The wait before that call")
-
-
-class AgentCompletedEvent(EventBase):
-    type: Literal["agent.completed"]
-    final: Literal[False]
-    message: str = Field(description="The agent's answer")
-    model: str = Field(description="The model that gave it (a fallback, if the primary failed)")
-    attempts: int
-
-
-class AgentFailedEvent(EventBase):
-    type: Literal["agent.failed"]
-    final: Literal[False]
-    error: EventError
-    attempts: int
-
-
-class SummaryStartedEvent(EventBase):
-    type: Literal["summary.started"]
-    final: Literal[False]
-    agents: list[str] = Field(description="The agents whose answers are combined")
-    missing: list[str] = Field(description="The agents without an answer")
-    ensemble_version: str | None = None
-
-
-class SummaryDeltaEvent(EventBase):
-    type: Literal["summary.delta"]
-    final: Literal[False]
-    message: str = Field(description="The next piece of the summary")
-
-
-class SummaryRestartedEvent(EventBase):
-    type: Literal["summary.restarted"]
-    final: Literal[False]
-    model: str = Field(description="The model the summary starts again on")
-    error: EventError
-    discard: Literal[True] = Field(description="Drop the summary text received so far")
-
-
-class DoneEvent(EventBase):
-    type: Literal["done"]
-    final: Literal[True]
-    agents: AgentCounts
-    models: dict[str, str] = Field(description="Each member that answered: the model that did")
-    usage: dict[str, TokenUsage] = Field(description="Tokens, per agent and summarizer")
-    timings: Timings
-    ensemble_version: str | None = None
-    finish_reason: FinishReason | None = Field(
-        default=None,
-        description=(
-            "Why the summary ended: `stop` (it was done), `length` (its `max_tokens` cut it), "
-            "`content_filter` (the provider's filter stopped it)"
-        ),
-    )
-    charged: Charge | None = Field(
-        default=None, description="With rate limits on: what the request was charged"
-    )
-
-
-class ErrorEvent(EventBase):
-    type: Literal["error"]
-    final: Literal[True]
-    error: EventError
-    usage: dict[str, TokenUsage]
-    agents: AgentCounts | None = None
-
-
-StreamEvent = Annotated[
-    AgentStartedEvent
-    | AgentRetryingEvent
-    | AgentCompletedEvent
-    | AgentFailedEvent
-    | SummaryStartedEvent
-    | SummaryDeltaEvent
-    | SummaryRestartedEvent
-    | DoneEvent
-    | ErrorEvent,
-    Field(discriminator="type"),
-]
+EVENT_MODELS = tuple(published(kind) for kind in EVENT_KINDS)
+# Built at run time from the kinds, so typed only as what pydantic reads.
+StreamEvent: Any = Annotated[reduce(or_, EVENT_MODELS), Field(discriminator="type")]
 
 
 # --- OpenAI's chat completions ---------------------------------------------------------------

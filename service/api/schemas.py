@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from quart import request
 
 from ..errors import InvalidRequest
+from ..shapes import Shape, Timings, TokenUsage
 from .validation import CURSOR_PATTERN, MAX_EVENT_ID, ClientId, first_problem
 
 if TYPE_CHECKING:
@@ -33,12 +34,6 @@ def _day(value: str) -> str:
 
 Day = Annotated[str, AfterValidator(_day), WithJsonSchema({"type": "string", "format": "date"})]
 Status = Literal["running", "completed", "failed", "cancelled", "interrupted"]
-
-
-class Shape(BaseModel):
-    """A response body: exactly these fields, nothing more."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def respond(body: Shape) -> dict[str, Any]:
@@ -118,17 +113,6 @@ class EnsembleStatus(Shape):
 
 
 # --- conversations ---------------------------------------------------------------------------
-
-
-class TokenUsage(Shape):
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class Timings(Shape):
-    agents_ms: dict[str, float]
-    first_token_ms: float | None
-    total_ms: float
 
 
 class AgentAnswer(Shape):

@@ -71,7 +71,8 @@ class Recorder:
         self._writing = trio.Lock()
 
     def observe(self, event: Event, stored: StoredEvent) -> None:
-        self._batch.events.append(stored)
+        if event.STORED:
+            self._batch.events.append(stored)
         match event:
             case AgentCompleted(agent=agent, text=text, model=model, attempts=attempts):
                 if model:
@@ -102,11 +103,7 @@ class Recorder:
                     error_code=None,
                     models=dict(models),
                     usage={caller: u.as_dict() for caller, u in usage.items()},
-                    timings={
-                        "agents_ms": dict(timings.agents_ms),
-                        "first_token_ms": timings.first_token_ms,
-                        "total_ms": timings.total_ms,
-                    },
+                    timings=timings.as_dict(),
                 )
             case Failed(error=error, usage=usage):
                 status = STATUS_OF_CODE.get(error.code, "failed")
