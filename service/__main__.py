@@ -1,10 +1,10 @@
 """llm-fanout (the console script) or python -m service: read settings, check the ensemble
 and the database, serve until SIGTERM / SIGINT. WORKERS=1 serves in this process; WORKERS=n
-supervises n worker processes (workers.py).
+supervises n worker processes (process/workers.py).
 
     llm-fanout            # serve
     llm-fanout migrate    # bring DATABASE_URL's schema up to date, then exit
-    llm-fanout keys ...   # create, list and revoke API keys (commands.py)
+    llm-fanout keys ...   # create, list and revoke API keys (process/commands.py)
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     command = sys.argv[1:] if argv is None else argv
     if command:
-        from .commands import run_command
+        from .process.commands import run_command
 
         return run_command(command)
-    from .start import serve
+    from .process.start import serve
 
     return serve()
 

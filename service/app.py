@@ -21,12 +21,12 @@ from .api.routes import routes
 from .api.streams import streams
 from .api.unstarted import EndUnstartedRuns
 from .api.usage import usage_routes
+from .connections.access_log import AccessLog
 from .errors import NotAllowed, NotAuthenticated, ServiceError, StorageUnavailableError
 from .limits import LimiterUnavailable, RateLimited
 from .resources import Resources
 from .storage import StorageUnavailable
 from .storage.store import NotYours
-from .telemetry.access_log import AccessLog
 from .web import web
 
 MAX_BODY_BYTES = 1024 * 1024

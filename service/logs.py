@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from .telemetry.access_log import CURRENT_REQUEST
+from .telemetry.request import CURRENT_REQUEST
 
 # Fields the service attaches with `extra=`; they are shown whenever a record has them.
 CONTEXT_FIELDS = (

@@ -20,14 +20,14 @@ from typing import Any, Literal, TypeVar
 from quart import current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from ..auth import Principal
 from ..auth.errors import Unauthenticated
 from ..client_address import client_address
 from ..errors import NotAllowed, NotAuthenticated
 from ..limits.sign_ins import TooManySignIns
+from ..principal import Principal
 from ..resources import Resources
-from ..telemetry.access_log import CURRENT_REQUEST
 from ..telemetry.metrics import METRICS
+from ..telemetry.request import CURRENT_REQUEST
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ import trio
 from opentelemetry.trace import Span, SpanKind
 from quart import request
 
-from ..auth import Principal
 from ..ensemble import Ensemble, LoadedEnsembles
 from ..errors import NotFound, ShuttingDown
 from ..limits import Admission, Settlement
 from ..llm.pool import REQUEST_CALLS
 from ..pipeline import PipelineRequest, RunContext, Turn, run_pipeline
+from ..principal import Principal
 from ..resources import Resources
 from ..runs import LiveRun, RunDriver
 from ..storage import (
@@ -43,7 +43,7 @@ from ..storage import (
     UnknownMessage,
 )
 from ..storage.recorder import Recorder
-from ..telemetry.access_log import CURRENT_REQUEST
+from ..telemetry.request import CURRENT_REQUEST
 from ..telemetry.stream import StreamTelemetry
 from ..telemetry.tracing import context_from_headers, end_span, trace_id_of, tracer
 from .access import caller_address

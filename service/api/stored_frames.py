@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import coredis
 import trio
 
-from ..auth import Principal
 from ..errors import RunInterrupted
 from ..events import Failed, PublicError
+from ..principal import Principal
 from ..runs.live import Part
 from ..runs.relay import TIMEOUT_S, RedisRelay, stream_key
 from ..storage import FINISHED, Store

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 
 import trio
 
+from ..principal import ANONYMOUS, Principal
 from ..settings import Settings
 from ..storage import Store
 from ..storage.keys import KeyRecord, find_key_by_hash, touch_key
 from .errors import Unauthenticated
 from .keys import key_hash, looks_like_key
-from .principal import ANONYMOUS, Principal
 from .tokens import TokenVerifier
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
+from ..principal import SCOPES, Role
 from ..storage.keys import KeyRecord, create_key
-from .principal import SCOPES, Role
 
 KEY_PREFIX = "fo_"
 # What a person recognises a key by in listings and logs: never enough to use it.

@@ -27,9 +27,9 @@ import jwt
 import trio
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ..principal import DEFAULT_TENANT, Principal
 from ..settings import Settings
 from .errors import Unauthenticated
-from .principal import DEFAULT_TENANT, Principal
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from typing import Literal
 
 import trio
 
-from ..auth import Principal
 from ..errors import RequestError, ServiceError
 from ..key_parts import key_part
+from ..principal import Principal
 from ..telemetry.metrics import METRICS
 from .backend import LimiterBackend, LimiterError, Rate, Slot
 from .policy import LimitPolicy, Limits

@@ -28,7 +28,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..auth import Principal
+from ..principal import Principal
 
 
 @dataclass(frozen=True, slots=True)

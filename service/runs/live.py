@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from ..auth import Principal
+from ..principal import Principal
 
 # An encoded event: (id, type, data), data its JSON exactly as it is sent.
 Part = tuple[int, str, str]

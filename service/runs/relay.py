@@ -20,8 +20,8 @@ import coredis
 import trio
 from coredis.tokens import PureToken
 
-from ..auth import Principal
 from ..key_parts import key_part
+from ..principal import Principal
 from ..telemetry.metrics import METRICS
 
 log = logging.getLogger(__name__)

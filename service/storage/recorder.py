@@ -21,7 +21,6 @@ from typing import Literal
 
 import trio
 
-from ..auth import Principal
 from ..events import (
     AgentCompleted,
     AgentFailed,
@@ -32,6 +31,7 @@ from ..events import (
     SummaryRestarted,
     SummaryStarted,
 )
+from ..principal import Principal
 from .records import AgentAnswer, MessageEnd, Status, StoredEvent, UsageLine
 from .store import Store
 

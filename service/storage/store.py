@@ -20,7 +20,7 @@ import trio
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..auth import Principal
+from ..principal import Principal
 from ..telemetry.metrics import METRICS
 from . import queries
 from .database import Database

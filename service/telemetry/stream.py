@@ -15,7 +15,6 @@ from collections.abc import Mapping
 import trio
 from opentelemetry.trace import Span
 
-from ..auth import DEFAULT_TENANT
 from ..events import (
     AgentCompleted,
     AgentFailed,
@@ -26,8 +25,9 @@ from ..events import (
     SummaryRestarted,
 )
 from ..llm import Usage
-from .access_log import RequestRecord
+from ..principal import DEFAULT_TENANT
 from .metrics import METRICS, Metrics
+from .request import RequestRecord
 from .tracing import end_span
 
 CUT_CODES = frozenset({"agent_cut", "deadline_exceeded"})

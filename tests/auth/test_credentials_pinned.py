@@ -110,7 +110,7 @@ def test_keys_create_refuses_an_empty_or_overlong_user_or_tenant(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`python -m service keys create`, run in this process (the same entry point)."""
-    from service.commands import run_command
+    from service.process.commands import run_command
 
     monkeypatch.chdir(tmp_path)  # no .env of the work tree
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'keys.db'}")

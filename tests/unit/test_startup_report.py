@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
+from service.process.startup_report import host_of, log_startup
 from service.resources import load_configured_ensembles
 from service.settings import load_settings
-from service.startup_report import host_of, log_startup
 
 
 @pytest.mark.parametrize(

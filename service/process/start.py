@@ -14,14 +14,14 @@ import sys
 
 import trio
 
-from .ensemble import EnsembleError
-from .logs import configure_logging
-from .resources import load_configured_ensembles
-from .settings import Settings, SettingsError, load_settings
+from ..ensemble import EnsembleError
+from ..logs import configure_logging
+from ..resources import load_configured_ensembles
+from ..settings import Settings, SettingsError, load_settings
+from ..storage import StorageStartError, prepare_database
+from ..storage.prices import load_prices
+from ..telemetry.metrics import prepare_multiprocess_dir
 from .startup_report import log_startup
-from .storage import StorageStartError, prepare_database
-from .storage.prices import load_prices
-from .telemetry.metrics import prepare_multiprocess_dir
 from .workers import Supervisor, open_listener
 
 log = logging.getLogger("service")

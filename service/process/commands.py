@@ -18,15 +18,15 @@ import json
 import sys
 from typing import Any
 
-from .api.schemas import Key, respond
-from .api.validation import ID_RULE, checked_id
-from .auth import DEFAULT_TENANT
-from .auth.keys import issue_key, parse_duration
-from .errors import InvalidRequest
-from .settings import SettingsError, load_settings
-from .storage import Database, StorageStartError, prepare_database
-from .storage.keys import list_keys, revoke_key
-from .storage.migrate import current_revision
+from ..api.schemas import Key, respond
+from ..api.validation import ID_RULE, checked_id
+from ..auth.keys import issue_key, parse_duration
+from ..errors import InvalidRequest
+from ..principal import DEFAULT_TENANT
+from ..settings import SettingsError, load_settings
+from ..storage import Database, StorageStartError, prepare_database
+from ..storage.keys import list_keys, revoke_key
+from ..storage.migrate import current_revision
 
 
 class CommandError(Exception):

@@ -13,36 +13,20 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import trio
 from hypercorn.typing import ASGIReceiveEvent, ASGISendEvent
 
-from ..connections.record import current_connection
-from .metrics import METRICS
+from ..telemetry.metrics import METRICS
+from ..telemetry.request import CURRENT_REQUEST, RequestRecord
+from .record import current_connection
 
 log = logging.getLogger("service.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 KNOWN_ROUTES = frozenset({"/api/process", "/admin/ensemble", "/metrics", "/healthz", "/readyz"})
-
-
-@dataclass
-class RequestRecord:
-    """What the access line needs, filled in by whoever knows it while the request runs."""
-
-    request_id: str
-    outcome: str = ""
-    trace_id: str = ""
-    # Who asked, once identified (ids only: never a key or token).
-    user: str = ""
-    tenant: str = ""
-
-
-CURRENT_REQUEST: ContextVar[RequestRecord | None] = ContextVar("current_request", default=None)
 
 
 class AccessLog:

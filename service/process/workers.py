@@ -19,8 +19,8 @@ import trio
 from hypercorn.config import Config
 from prometheus_client import multiprocess
 
-from .settings import BindAddress, Settings, SettingsError
-from .telemetry.metrics import multiprocess_dir
+from ..settings import BindAddress, Settings, SettingsError
+from ..telemetry.metrics import multiprocess_dir
 
 log = logging.getLogger("service.workers")
 

@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .ensemble import Ensemble, LoadedEnsembles, Member
-from .settings import Settings
-from .storage.migrate import head_revision
+from ..ensemble import Ensemble, LoadedEnsembles, Member
+from ..settings import Settings
+from ..storage.migrate import head_revision
 
 log = logging.getLogger("service.start")
 

@@ -15,16 +15,16 @@ import signal
 import trio
 from hypercorn.trio import serve
 
-from .app import create_app
-from .connections import ServiceConfig, use_guarded_connections
+from ..app import create_app
+from ..connections import ServiceConfig, use_guarded_connections
+from ..resources import Resources, open_resources
+from ..settings import Settings
+from ..storage import keep_house
+from ..telemetry.metrics import worker_exiting
+from ..telemetry.tracing import shutdown_tracing
 from .gc_tuning import tune_for_serving
-from .resources import Resources, open_resources
-from .settings import Settings
-from .storage import keep_house
-from .telemetry.metrics import worker_exiting
-from .telemetry.tracing import shutdown_tracing
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("service.server")  # the name operators filter on
 
 # Time after the grace period for the final `error` events to reach the clients.
 FLUSH_MARGIN_S = 2.0
