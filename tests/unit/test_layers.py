@@ -58,10 +58,6 @@ def imported_by(path: Path) -> set[str]:
     return found
 
 
-def within(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
-
-
 def part_of(name: str) -> str | None:
     """The package or root module of the service that `name` is in, if any."""
     parts = name.split(".")
