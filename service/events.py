@@ -55,6 +55,19 @@ class PublicError:
         return {"code": self.code, "message": self.message}
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Which step of a deliberation an agent's event belongs to: its phase (`answer`, the
+    members' first answers) and the round of that phase (0, then 1, 2... when it repeats).
+    Kept with the answers; not on the wire while every strategy has one step."""
+
+    phase: str = "answer"
+    round: int = 0
+
+
+FIRST_STEP = Step()
+
+
 class NoFields(Shape):
     """An event with nothing but the fields every event has."""
 
@@ -96,6 +109,7 @@ class AgentStarted(EventKind):
     KIND = "agent.started"
 
     agent: str
+    step: Step = FIRST_STEP
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
         return f"Sending to {self.agent}", self.agent, {}
@@ -125,6 +139,7 @@ class AgentRetrying(EventKind):
     model: str
     error: PublicError
     delay_ms: float
+    step: Step = FIRST_STEP
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
         fields = {
@@ -162,6 +177,7 @@ class AgentCompleted(EventKind):
     attempts: int = 1
     retries: int = 0
     elapsed_ms: float = 0.0
+    step: Step = FIRST_STEP
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
         fields = {"message": self.text, "model": self.model, "attempts": self.attempts}
@@ -192,6 +208,7 @@ class AgentFailed(EventKind):
     attempts: int = 1
     retries: int = 0
     elapsed_ms: float = 0.0
+    step: Step = FIRST_STEP
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
         fields = {"error": self.error.as_dict(), "attempts": self.attempts}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -252,6 +252,8 @@ class Ensemble(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     providers: dict[Name, Provider] = Field(default_factory=dict)
+    # How the members deliberate (service/pipeline/strategies.py): answer, then summarize.
+    strategy: Literal["summarize"] = "summarize"
     min_agents: Annotated[int, Field(ge=1)] = 1
     max_answer_chars: Annotated[int, Field(ge=100)] = 12_000
     straggler_grace_ms: Annotated[float, Field(ge=0)] | None = None

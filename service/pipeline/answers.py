@@ -1,6 +1,6 @@
 """One agent's answer despite a misbehaving upstream: retries, then fallbacks, maybe a hedge.
 
-    answer = await ask_agent(run, run.ensemble.agents[0], Attempts())
+    answer = await ask_agent(run, agent, Attempts(), messages)
 
 Raises the last `UpstreamError` when every target failed; the caller owns the deadline.
 """
@@ -14,10 +14,9 @@ import trio
 
 from ..ensemble import Agent, Target
 from ..errors import UpstreamBadResponse, UpstreamError
-from ..llm import Usage
+from ..llm import ChatMessage, Usage
 from .calls import Attempts, MemberCalls, counted_if_cancelled, log
 from .context import RunContext
-from .prompt import agent_messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +60,20 @@ class _Untried:
         return not self._targets
 
 
-async def ask_agent(run: RunContext, agent: Agent, attempts: Attempts) -> Answer:
+async def ask_agent(
+    run: RunContext, agent: Agent, attempts: Attempts, messages: Sequence[ChatMessage]
+) -> Answer:
     """The agent's answer from the first of its targets that gives one, trying them in order.
 
     With `hedge_after_ms`, a second request starts if no answer came by then: to the next
     target not tried yet (the first fallback model), else to the model being asked. Both go
     on to untried targets when theirs gives up; the first answer wins and the other request
     is cancelled at once. Raises the last error when every request failed. `attempts` counts
-    every request sent, and can be read after the agent was cut.
+    every request sent, and can be read after the agent was cut. `messages` are the prompt
+    the strategy's step gives it.
     """
     context = run.log_context(agent.name)
-    messages = agent_messages(agent, run.request.message, run.history, run.client_context)
-    asking = _Asking(run, agent, messages, attempts, context)
+    asking = _Asking(run, agent, tuple(messages), attempts, context)
     untried = _Untried(run.ensemble.targets(agent))
     if agent.hedge_after_ms is None:
         # Nothing to race: ask in this task. A race nursery and a task per stalled agent

@@ -1,8 +1,8 @@
-"""The agents' phase of a run: every agent at once, each outcome reported as it arrives.
+"""A step that asks members: every one at once, each outcome reported as it arrives.
 
     gathered = Gathered()
-    await gather_answers(run, events, gathered)
-    shortfall = quorum_shortfall(run, gathered)     # None: enough answers to summarize
+    await gather_answers(run, events, gathered, Ask(run.ensemble.agents, prompt))
+    shortfall = quorum_shortfall(run, gathered)     # None: enough answers to go on
 
 Each agent runs in its own task under its own timeout and turns its failure into an outcome,
 so its siblings keep running. Once `min_agents` have answered, the stragglers get
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -31,6 +32,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..events import (
+    FIRST_STEP,
     AgentCompleted,
     AgentCounts,
     AgentFailed,
@@ -38,8 +40,9 @@ from ..events import (
     AgentStarted,
     Event,
     PublicError,
+    Step,
 )
-from ..llm import Usage
+from ..llm import ChatMessage, Usage
 from ..telemetry.tracing import end_span, member_span, only_cancelled, record_answer
 from .answers import Answer, ask_agent
 from .calls import Attempts
@@ -47,6 +50,19 @@ from .context import RunContext
 from .timing import ms_since
 
 log = logging.getLogger(__name__)
+
+# The messages a step sends one member (rendered in the member's own task: a template that
+# fails there fails that member only).
+Prompt = Callable[[Agent], Sequence[ChatMessage]]
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One step of a deliberation that asks members: who, with what, and which step it is."""
+
+    members: tuple[Agent, ...]
+    prompt: Prompt
+    step: Step = FIRST_STEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +78,9 @@ class AgentOutcome:
 
 @dataclass
 class Gathered:
-    """The agents' progress, filled in as it happens so a deadline can report it too."""
+    """A step's progress, filled in as it happens so a deadline can report it too."""
 
+    step: Step = FIRST_STEP
     # Names in the order the agents are listed, all of them before any agent runs.
     started: list[str] = field(default_factory=list)
     outcomes: list[AgentOutcome] = field(default_factory=list)
@@ -101,20 +118,22 @@ class Gathered:
 async def _ask_agent(
     run: RunContext,
     agent: Agent,
+    prompt: Prompt,
     attempts: Attempts,
     results: trio.MemorySendChannel[AgentOutcome],
     cutting: trio.CancelScope,
 ) -> None:
     """Ask one agent; failures become an outcome here so the sibling agents keep running.
-    `cutting` is the scope that cuts the agents still running when the summary starts."""
+    `cutting` is the scope that cuts the agents still running when the step moves on."""
     async with results:
         with member_span("agent", agent.name, agent.model or "", run.ensemble_version) as span:
-            await _ask_agent_in_span(run, agent, attempts, results, cutting, span)
+            await _ask_agent_in_span(run, agent, prompt, attempts, results, cutting, span)
 
 
 async def _ask_agent_in_span(
     run: RunContext,
     agent: Agent,
+    prompt: Prompt,
     attempts: Attempts,
     results: trio.MemorySendChannel[AgentOutcome],
     cutting: trio.CancelScope,
@@ -125,7 +144,7 @@ async def _ask_agent_in_span(
     try:
         try:
             with trio.fail_after(agent.timeout_s or float("inf")):
-                answer = await ask_agent(run, agent, attempts)
+                answer = await ask_agent(run, agent, attempts, prompt(agent))
         finally:
             span.set_attribute("fanout.retries", attempts.retries)
     except BaseException as exc:
@@ -177,6 +196,7 @@ def _hand_over(results: trio.MemorySendChannel[AgentOutcome], outcome: AgentOutc
 
 def _report_retry(
     events: trio.MemorySendChannel[Event],
+    step: Step,
     agent: str,
     attempt: int,
     model: str,
@@ -191,46 +211,51 @@ def _report_retry(
         model=model,
         error=PublicError.of(error),
         delay_ms=round(delay_s * 1000, 1),
+        step=step,
     )
     with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
         events.send_nowait(retrying)
 
 
 async def gather_answers(
-    run: RunContext, events: trio.MemorySendChannel[Event], gathered: Gathered
+    run: RunContext, events: trio.MemorySendChannel[Event], gathered: Gathered, ask: Ask
 ) -> None:
-    """Run every agent concurrently and report each outcome (and its usage) as it arrives.
+    """Ask every member of `ask` concurrently and report each outcome (and its usage) as it
+    arrives.
 
     Once `min_agents` have answered, the stragglers get `straggler_grace_ms` (if set) and are
     then cut; once the quorum can no longer be met, the rest are cut at once.
     """
     ensemble = run.ensemble
+    members = ask.members
+    step = gathered.step = ask.step
     attempts = gathered.attempts
     attempts |= {
-        agent.name: Attempts(on_retry=partial(_report_retry, events, agent.name))
-        for agent in ensemble.agents
+        agent.name: Attempts(on_retry=partial(_report_retry, events, step, agent.name))
+        for agent in members
     }
     outcomes = gathered.outcomes
     succeeded = failed = 0
     started = trio.current_time()
-    results_in, results_out = trio.open_memory_channel[AgentOutcome](len(ensemble.agents))
-    # Cancels the agents still running when the summary starts without them.
+    results_in, results_out = trio.open_memory_channel[AgentOutcome](len(members))
+    # Cancels the agents still running when the step moves on without them.
     straggler_scope = trio.CancelScope()
 
     # Every start is reported before any agent runs, so no outcome can come before them.
-    for agent in ensemble.agents:
-        await events.send(AgentStarted(agent=agent.name))
+    for agent in members:
+        await events.send(AgentStarted(agent=agent.name, step=step))
         gathered.started.append(agent.name)
 
     async def run_agents() -> None:
         with straggler_scope:
             async with trio.open_nursery() as agents_nursery:
                 async with results_in:
-                    for agent in ensemble.agents:
+                    for agent in members:
                         agents_nursery.start_soon(
                             _ask_agent,
                             run,
                             agent,
+                            ask.prompt,
                             attempts[agent.name],
                             results_in.clone(),
                             straggler_scope,
@@ -255,6 +280,7 @@ async def gather_answers(
                             attempts=outcome.attempts.count,
                             retries=outcome.attempts.retries,
                             elapsed_ms=outcome.elapsed_ms,
+                            step=step,
                         )
                     )
                 else:
@@ -267,10 +293,11 @@ async def gather_answers(
                             attempts=outcome.attempts.count,
                             retries=outcome.attempts.retries,
                             elapsed_ms=outcome.elapsed_ms,
+                            step=step,
                         )
                     )
-                waiting = len(ensemble.agents) - succeeded - failed
-                if waiting and len(ensemble.agents) - failed < ensemble.min_agents:
+                waiting = len(members) - succeeded - failed
+                if waiting and len(members) - failed < ensemble.min_agents:
                     cut_reason = AgentCut("stopped: too few agents can answer to reach the quorum")
                     straggler_scope.cancel()
                 elif (
@@ -313,6 +340,7 @@ async def report_cut(
                 attempts=attempts.count,
                 retries=attempts.retries,
                 elapsed_ms=ms_since(started),
+                step=gathered.step,
             )
         )
 

@@ -416,6 +416,8 @@ def record_phases(connection: Connection, phases: Sequence[Phase]) -> None:
             [
                 {
                     "message_pk": pk,
+                    "phase": answer.phase,
+                    "round": answer.round,
                     "agent": answer.agent,
                     "model": answer.model,
                     "outcome": answer.outcome,
@@ -595,7 +597,12 @@ def _details(connection: Connection, owner: Owner, rows: Sequence[Any]) -> list[
         for answer in connection.execute(
             select(agent_answers)
             .where(agent_answers.c.message_pk.in_(list(answers)))
-            .order_by(agent_answers.c.message_pk, agent_answers.c.agent)
+            .order_by(
+                agent_answers.c.message_pk,
+                agent_answers.c.round,
+                agent_answers.c.phase,
+                agent_answers.c.agent,
+            )
         ):
             answers[answer.message_pk].append(
                 AgentAnswer(
@@ -608,6 +615,8 @@ def _details(connection: Connection, owner: Owner, rows: Sequence[Any]) -> list[
                     latency_ms=answer.latency_ms,
                     prompt_tokens=answer.prompt_tokens,
                     completion_tokens=answer.completion_tokens,
+                    phase=answer.phase,
+                    round=answer.round,
                 )
             )
     # Each message's parent, named as the API names messages, and whether it is on its

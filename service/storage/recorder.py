@@ -79,14 +79,32 @@ class Recorder:
                     self._models[agent] = model
                 self._batch.agents.append(
                     AgentAnswer(
-                        agent, model or None, "completed", text, None, attempts, event.elapsed_ms
+                        agent,
+                        model or None,
+                        "completed",
+                        text,
+                        None,
+                        attempts,
+                        event.elapsed_ms,
+                        phase=event.step.phase,
+                        round=event.step.round,
                     )
                 )
                 self._flush()
             case AgentFailed(agent=agent, error=error, attempts=attempts):
                 outcome: Literal["cut", "failed"] = "cut" if error.code in CUT_CODES else "failed"
                 self._batch.agents.append(
-                    AgentAnswer(agent, None, outcome, None, error.code, attempts, event.elapsed_ms)
+                    AgentAnswer(
+                        agent,
+                        None,
+                        outcome,
+                        None,
+                        error.code,
+                        attempts,
+                        event.elapsed_ms,
+                        phase=event.step.phase,
+                        round=event.step.round,
+                    )
                 )
                 self._flush()
             case SummaryStarted():

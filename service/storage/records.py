@@ -84,6 +84,9 @@ class AgentAnswer:
     latency_ms: float | None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # The step of the deliberation it answered (the first answers: `answer`, round 0).
+    phase: str = "answer"
+    round: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,6 +113,9 @@ agent_answers = Table(
     "agent_answers",
     metadata,
     Column("message_pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    # The step of the run's deliberation the answer belongs to (pipeline/strategies.py).
+    Column("phase", String(32), primary_key=True, server_default="answer"),
+    Column("round", Integer, primary_key=True, server_default="0"),
     Column("agent", String(CLIENT_ID), primary_key=True),
     Column("model", String(200), nullable=True),
     # completed, failed, cut

@@ -1,6 +1,7 @@
-"""Migration 0002 (message versions) on a database that already holds conversations: every
-row, answer and event stays, each message is version 1, and each follows the turn before it
-in its conversation; on SQLite too, where the table is copied to change its constraint."""
+"""Migrations on a database that already holds conversations. 0002 (message versions):
+every row, answer and event stays, each message is version 1, and each follows the turn
+before it in its conversation. 0003 (answers per step): every answer is its run's first
+answer. On SQLite too, where the table is copied to change a constraint or its key."""
 
 from __future__ import annotations
 
@@ -66,3 +67,58 @@ def test_messages_stored_before_versions_keep_their_answers_and_follow_each_othe
         "d": pk_of["b"],
     }
     assert (events, answers) == (4, 4)
+
+
+def test_answers_stored_before_steps_are_each_runs_first_answers_and_a_second_round_fits(
+    url: str,
+) -> None:
+    database = Database.connect(url)
+    try:
+        upgrade_to(database.engine, "0002")
+        with database.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO conversations VALUES "
+                    "('t', 'u', 'c1', 'x', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+            pk = connection.execute(
+                text(
+                    "INSERT INTO messages (tenant, owner, message_id, conversation_id, "
+                    "question, status, instance, created_at) VALUES ('t', 'u', 'm', 'c1', "
+                    "'q', 'completed', 'i', CURRENT_TIMESTAMP) RETURNING pk"
+                )
+            ).scalar_one()
+            for agent in ("llm-1", "llm-2"):
+                connection.execute(
+                    text(
+                        "INSERT INTO agent_answers (message_pk, agent, outcome, text, attempts) "
+                        "VALUES (:pk, :agent, 'completed', 'an answer', 1)"
+                    ),
+                    {"pk": pk, "agent": agent},
+                )
+
+        assert migrate(database.engine) == head_revision()
+
+        with database.engine.begin() as connection:
+            # The same agent answers again in a later round of the same run.
+            connection.execute(
+                text(
+                    "INSERT INTO agent_answers (message_pk, phase, round, agent, outcome, "
+                    "attempts) VALUES (:pk, 'debate', 1, 'llm-1', 'completed', 1)"
+                ),
+                {"pk": pk},
+            )
+            rows = connection.execute(
+                text(
+                    "SELECT agent, phase, round, text FROM agent_answers "
+                    "ORDER BY round, phase, agent"
+                )
+            ).all()
+    finally:
+        database.close()
+    assert [tuple(row) for row in rows] == [
+        ("llm-1", "answer", 0, "an answer"),
+        ("llm-2", "answer", 0, "an answer"),
+        ("llm-1", "debate", 1, None),
+    ]
