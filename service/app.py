@@ -22,8 +22,14 @@ from .api.streams import streams
 from .api.unstarted import EndUnstartedRuns
 from .api.usage import usage_routes
 from .connections.access_log import AccessLog
-from .errors import NotAllowed, NotAuthenticated, ServiceError, StorageUnavailableError
-from .limits import LimiterUnavailable, RateLimited
+from .errors import (
+    LimiterUnavailable,
+    NotAllowed,
+    NotAuthenticated,
+    RateLimited,
+    ServiceError,
+    StorageUnavailableError,
+)
 from .resources import Resources
 from .storage import StorageUnavailable
 from .storage.store import NotYours

@@ -13,6 +13,7 @@ private detail for the logs only.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -122,6 +123,28 @@ class StorageDisabled(RequestError):
 
 
 # --- upstream layer (mapped once, at the llm/ boundary) ------------------------------------
+
+
+class ModelNotFound(NotFound):
+    """An OpenAI client named a model (an ensemble) that is not loaded."""
+
+    code = "model_not_found"
+    default_message = "no such model"
+
+
+class RateLimited(RequestError):
+    code = "rate_limited"
+    status = 429
+    default_message = "a rate limit was reached"
+
+    def __init__(
+        self, limit: str, retry_after_s: float, headers: dict[str, str] | None = None
+    ) -> None:
+        self.limit = limit
+        self.retry_after = max(1, math.ceil(retry_after_s))
+        # Retry-After, exact in whole seconds (rounded up), and the RateLimit fields.
+        self.headers = {"Retry-After": str(self.retry_after), **(headers or {})}
+        super().__init__(f"{limit} reached; retry in {self.retry_after} s")
 
 
 class UpstreamError(ServiceError):
@@ -247,3 +270,9 @@ class ShuttingDown(ServiceError):
     code = "shutting_down"
     status = 503
     default_message = "the server is shutting down; retry on another instance"
+
+
+class LimiterUnavailable(ServiceError):
+    code = "rate_limiter_unavailable"
+    status = 503
+    default_message = "the rate limiter is not reachable; retry shortly"

@@ -38,6 +38,7 @@ from ..storage import (
     ExistingMessage,
     HistoryTurn,
     MessageEnd,
+    MessageStart,
     NewMessage,
     StorageUnavailable,
     UnknownMessage,
@@ -177,14 +178,16 @@ async def _start(
         try:
             begun = await resources.store.begin_message(
                 principal,
-                message_id=pipeline_request.message_id,
-                conversation_id=pipeline_request.conversation_id,
-                question=pipeline_request.message or None,
-                ensemble=run.ensemble_name,
-                ensemble_version=run.loaded.version,
-                trace_id=trace_id,
-                history_max_chars=settings.history_max_chars,
-                regenerate=run.regenerate,
+                MessageStart(
+                    message_id=pipeline_request.message_id,
+                    conversation_id=pipeline_request.conversation_id,
+                    question=pipeline_request.message or None,
+                    ensemble=run.ensemble_name,
+                    ensemble_version=run.loaded.version,
+                    trace_id=trace_id,
+                    history_max_chars=settings.history_max_chars,
+                    regenerate=run.regenerate,
+                ),
             )
         except UnknownMessage as exc:
             end_span(span, "failed", "not_found")

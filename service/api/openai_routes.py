@@ -2,9 +2,9 @@
 POST /v1/chat/completions with `model` = an ensemble's name.
 
 - `messages`: the last user message is the question; the user and assistant turns before it
-  are the history (the newest first, up to HISTORY_MAX_CHARS); system and developer messages
-  reach every agent and the summarizer as extra instructions beside their own prompts. Text
-  only: a string, or content parts of type `text`.
+  are the history (the newest whole exchanges that fit in HISTORY_MAX_CHARS); system and
+  developer messages reach every agent and the summarizer as extra instructions beside
+  their own prompts. Text only: a string, or content parts of type `text`.
 - `max_tokens` / `max_completion_tokens` cap the summary (the summarizer's own `max_tokens`,
   if smaller, stays). `temperature` and `user` are accepted and ignored: each member keeps
   its own temperature, and the caller is known from its key. `metadata.conversation_id`
@@ -23,22 +23,21 @@ from typing import Annotated, Any, Literal
 
 import trio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, current_app
 
-from ..ensemble import UnknownEnsemble
-from ..errors import InvalidRequest, NotFound, ServiceError, UnsupportedMediaType
+from ..errors import InvalidRequest, ModelNotFound, ServiceError
 from ..pipeline import PipelineRequest, Turn
 from ..resources import Resources
+from ..storage.history_budget import newest_that_fit
 from . import schemas
 from .access import current_principal, requires
 from .chat_format import ChatChunks
 from .chat_format import ChatCompletion as Completion
 from .contract import Reply, documented, returns, sse_event
 from .event_schemas import ChatCompletion
-from .event_stream import EventStreamBody
+from .front_door import event_stream_response, json_body, pick_ensemble
 from .launch import RunRequest, launch
 from .schemas import respond
-from .sse import HEADERS
 from .validation import NO_NUL, checked_id, checked_text, first_problem
 
 openai_routes = Blueprint("openai", __name__)
@@ -83,11 +82,6 @@ class ChatRequest(BaseModel):
     functions: list[Any] | None = None
     audio: dict[str, Any] | None = None
     modalities: list[str] | None = None
-
-
-class ModelNotFound(NotFound):
-    code = "model_not_found"
-    default_message = "no such model"
 
 
 def _resources() -> Resources:
@@ -176,15 +170,24 @@ def _conversation(
             )
         if message.role in ("user", "assistant") and texts[index].strip():
             turns.append(Turn(message.role, texts[index]))
-    # The newest turns that fit, as for a stored conversation.
-    kept: list[Turn] = []
-    used = 0
-    for turn in reversed(turns):
-        used += len(turn.text)
-        if used > history_max_chars:
-            break
-        kept.append(turn)
-    return texts[last_user], tuple(reversed(kept)), "\n\n".join(instructions) or None
+    return (
+        texts[last_user],
+        within_budget(turns, history_max_chars),
+        "\n\n".join(instructions) or None,
+    )
+
+
+def within_budget(turns: list[Turn], max_chars: int) -> tuple[Turn, ...]:
+    """The newest whole exchanges that fit, by the rule of a stored conversation: an
+    exchange is a user turn and the assistant turns after it."""
+    exchanges: list[list[Turn]] = []
+    for turn in turns:
+        if turn.role == "user" or not exchanges:
+            exchanges.append([])
+        exchanges[-1].append(turn)
+    sizes = (sum(len(turn.text) for turn in exchange) for exchange in reversed(exchanges))
+    kept = newest_that_fit(sizes, max_chars)
+    return tuple(turn for exchange in exchanges[len(exchanges) - kept :] for turn in exchange)
 
 
 def _metadata_id(body: ChatRequest, name: str) -> str | None:
@@ -233,10 +236,7 @@ RUN_STATUSES = {kind.status for kind in ERROR_CLASSES.values() if kind.status >=
 async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, str]]:
     resources = _resources()
     settings = resources.settings
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType(field="Content-Type")
-    raw = await request.get_data(as_text=False)
-    assert isinstance(raw, bytes)
+    raw = await json_body()
     try:
         body = ChatRequest.model_validate_json(raw)
     except ValidationError as exc:
@@ -248,11 +248,11 @@ async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, 
             f"messages: the last user message is over {settings.max_message_chars} characters",
             field="messages",
         )
-    loaded = resources.ensembles.current
-    try:
-        ensemble_name, ensemble = loaded.pick(body.model)
-    except UnknownEnsemble as exc:
-        raise ModelNotFound(f"The model {body.model!r} does not exist", field="model") from exc
+    loaded, ensemble_name, ensemble = pick_ensemble(
+        resources,
+        body.model,
+        unknown=lambda _: ModelNotFound(f"The model {body.model!r} does not exist", field="model"),
+    )
     completion_id = "chatcmpl-" + secrets.token_hex(12)
     launched = await launch(
         resources,
@@ -278,21 +278,7 @@ async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, 
         chunks = ChatChunks(
             completion_id=completion_id, model=ensemble_name, include_usage=include_usage
         )
-        stream = EventStreamBody(
-            launched.source,
-            keepalive_s=settings.sse_keepalive_s,
-            deadline_s=settings.request_timeout_s,
-            present=chunks.present,
-            drive=launched.drive,
-        )
-        response = Response(
-            stream,
-            status=200,
-            headers={**HEADERS, **launched.headers},
-            content_type="text/event-stream",
-        )
-        response.timeout = None
-        return response
+        return event_stream_response(resources, launched, present=chunks.present)
     whole = Completion(completion_id=completion_id, model=ensemble_name)
     async with trio.open_nursery() as nursery:
         if launched.drive is not None:

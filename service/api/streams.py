@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
 
 from quart import Blueprint, Response, current_app, request
 
@@ -16,7 +15,6 @@ from ..errors import (
     InvalidRequest,
     NotFound,
     NotRunningHere,
-    UnsupportedMediaType,
 )
 from ..resources import Resources
 from ..storage import (
@@ -26,10 +24,10 @@ from .access import caller_address, current_principal, requires
 from .contract import documented, event_stream, link, returns
 from .conversations import store
 from .event_stream import EventStreamBody, FrameSource
+from .front_door import event_stream_response, json_body, pick_ensemble, sse_response
 from .launch import RunRequest, elsewhere, launch, set_outcome
-from .process_request import ProcessBody, ProcessRequest, parse_process_request
+from .process_request import ProcessBody, parse_process_request
 from .schemas import Cancelling, EventsQuery, read_query, respond
-from .sse import HEADERS
 from .stored_frames import StoredFrames
 from .validation import MAX_EVENT_ID, checked_id
 
@@ -41,21 +39,6 @@ streams = Blueprint("streams", __name__)
 def _resources() -> Resources:
     resources: Resources = current_app.extensions["fanout"]
     return resources
-
-
-def sse_response(body: EventStreamBody, headers: Mapping[str, str]) -> Response:
-    response = Response(
-        body, status=200, headers={**HEADERS, **headers}, content_type="text/event-stream"
-    )
-    # Quart would cut the stream at RESPONSE_TIMEOUT; the run keeps its own deadline.
-    response.timeout = None
-    return response
-
-
-async def _body(raw: bytes, max_message_chars: int) -> ProcessRequest:
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType(field="Content-Type")
-    return parse_process_request(raw, max_message_chars=max_message_chars)
 
 
 # What a client can do with a message it sent (the fuzzer follows these too).
@@ -105,9 +88,7 @@ _STREAM_HEADERS = {
 async def process() -> Response:
     resources = _resources()
     settings = resources.settings
-    raw = await request.get_data(as_text=False)
-    assert isinstance(raw, bytes)
-    parsed = await _body(raw, settings.max_message_chars)
+    parsed = parse_process_request(await json_body(), max_message_chars=settings.max_message_chars)
     continues = parsed.on_disconnect == "continue"
     if continues and resources.store is None:
         raise InvalidRequest(
@@ -119,22 +100,13 @@ async def process() -> Response:
             "regenerate: needs a database that holds the message (DATABASE_URL=none)",
             field="regenerate",
         )
-    principal = current_principal()
     pipeline_request = parsed.pipeline
-
-    # Pinned here: a reload while this request runs changes nothing for it.
-    loaded = resources.ensembles.current
-    try:
-        ensemble_name, ensemble = loaded.pick(pipeline_request.ensemble)
-    except UnknownEnsemble as exc:
-        known = ", ".join(exc.known)
-        raise EnsembleNotFound(
-            f"ensemble: no ensemble named {exc.name!r} (one of: {known})", field="ensemble"
-        ) from exc
-
+    loaded, ensemble_name, ensemble = pick_ensemble(
+        resources, pipeline_request.ensemble, unknown=_no_such_ensemble
+    )
     launched = await launch(
         resources,
-        principal,
+        current_principal(),
         RunRequest(
             pipeline=pipeline_request,
             ensemble_name=ensemble_name,
@@ -145,13 +117,14 @@ async def process() -> Response:
             regenerate=parsed.regenerate,
         ),
     )
-    body = EventStreamBody(
-        launched.source,
-        keepalive_s=settings.sse_keepalive_s,
-        deadline_s=settings.request_timeout_s,
-        drive=launched.drive,
+    return event_stream_response(resources, launched)
+
+
+def _no_such_ensemble(exc: UnknownEnsemble) -> EnsembleNotFound:
+    known = ", ".join(exc.known)
+    return EnsembleNotFound(
+        f"ensemble: no ensemble named {exc.name!r} (one of: {known})", field="ensemble"
     )
-    return sse_response(body, launched.headers)
 
 
 # An event id, or empty: EventSource sends an empty one when the last event reset it.

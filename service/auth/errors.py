@@ -7,7 +7,3 @@ from __future__ import annotations
 class Unauthenticated(Exception):
     """No credentials, or credentials that do not identify anyone (the message says which,
     for the log)."""
-
-
-class Forbidden(Exception):
-    """Identified, but not allowed this route (the message names the missing scope)."""

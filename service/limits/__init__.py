@@ -2,7 +2,8 @@
 backends (this process's memory, or Redis shared by every instance), admission before a run
 and its settlement after."""
 
-from .admission import Admission, Limiter, LimiterUnavailable, RateLimited
+from ..errors import LimiterUnavailable, RateLimited
+from .admission import Admission, Limiter
 from .backend import LimiterBackend, LimiterError, Verdict
 from .memory import MemoryBackend
 from .policy import NO_LIMITS, LimitPolicy, Limits, load_policy

@@ -25,7 +25,7 @@ from typing import Literal
 
 import trio
 
-from ..errors import RequestError, ServiceError
+from ..errors import LimiterUnavailable, RateLimited
 from ..key_parts import key_part
 from ..principal import Principal
 from ..telemetry.metrics import METRICS
@@ -42,27 +42,6 @@ SETTLE_S = 5.0
 DAY_S = 86_400.0
 
 OnError = Literal["open", "closed"]
-
-
-class RateLimited(RequestError):
-    code = "rate_limited"
-    status = 429
-    default_message = "a rate limit was reached"
-
-    def __init__(
-        self, limit: str, retry_after_s: float, headers: dict[str, str] | None = None
-    ) -> None:
-        self.limit = limit
-        self.retry_after = max(1, math.ceil(retry_after_s))
-        # Retry-After, exact in whole seconds (rounded up), and the RateLimit fields.
-        self.headers = {"Retry-After": str(self.retry_after), **(headers or {})}
-        super().__init__(f"{limit} reached; retry in {self.retry_after} s")
-
-
-class LimiterUnavailable(ServiceError):
-    code = "rate_limiter_unavailable"
-    status = 503
-    default_message = "the rate limiter is not reachable; retry shortly"
 
 
 @dataclass

@@ -20,8 +20,9 @@ import math
 import trio
 
 from ..auth.failures import FailedAttempts, SignInVerdict
+from ..errors import RateLimited
 from ..telemetry.metrics import METRICS
-from .admission import RateLimited, header_fields
+from .admission import header_fields
 from .backend import LimiterBackend, LimiterError
 
 log = logging.getLogger(__name__)

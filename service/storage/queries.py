@@ -29,12 +29,14 @@ from sqlalchemy import (
     update,
 )
 
+from .history_budget import newest_that_fit
 from .records import (
     AgentAnswer,
     ConversationSummary,
     ExistingMessage,
     HistoryTurn,
     MessageDetail,
+    MessageStart,
     NewMessage,
     Owner,
     Phase,
@@ -79,17 +81,13 @@ def history(
     if after is None:
         return ()
     branch = _branch(connection, owner, conversation_id)
-    kept: list[HistoryTurn] = []
-    used = 0
-    for row in _path(branch, after):
-        if row.status != "completed":
-            continue
-        size = len(row.question) + len(row.summary or "")
-        if used + size > max_chars:
-            break
-        used += size
-        kept.append(HistoryTurn(question=row.question, summary=row.summary or ""))
-    return tuple(reversed(kept))
+    completed = [
+        HistoryTurn(question=row.question, summary=row.summary or "")
+        for row in _path(branch, after)
+        if row.status == "completed"
+    ]
+    kept = newest_that_fit((len(t.question) + len(t.summary) for t in completed), max_chars)
+    return tuple(reversed(completed[:kept]))
 
 
 def _branch(connection: Connection, owner: Owner, conversation_id: str) -> dict[int, Any]:
@@ -223,14 +221,7 @@ class _Plan:
     question: str
 
 
-def _plan(
-    newest: Any,
-    *,
-    conversation_id: str | None,
-    question: str | None,
-    ensemble: str,
-    regenerate: bool,
-) -> _Plan | None:
+def _plan(newest: Any, start: MessageStart) -> _Plan | None:
     """What sending `message_id` again means, given its newest version (None: the
     same message sent again, to replay or join):
 
@@ -239,12 +230,13 @@ def _plan(
     - other text in the same conversation: an edit, a new version beside it;
     - other text and no conversation, or another one: a new message there, next version.
     """
-    if regenerate:
+    conversation_id, question = start.conversation_id, start.question
+    if start.regenerate:
         text = question if question is not None else newest.question
         return _Plan(newest.version + 1, newest.conversation_id, newest.parent_pk, text)
     assert question is not None
     same_conversation = conversation_id in (None, newest.conversation_id)
-    if question == newest.question and newest.ensemble == ensemble and same_conversation:
+    if question == newest.question and newest.ensemble == start.ensemble and same_conversation:
         return None
     if conversation_id == newest.conversation_id:
         return _Plan(newest.version + 1, conversation_id, newest.parent_pk, question)
@@ -256,18 +248,7 @@ _NEW_TURN = -1
 
 
 def begin_message(
-    connection: Connection,
-    owner: Owner,
-    *,
-    message_id: str,
-    conversation_id: str | None,
-    question: str | None,
-    ensemble: str,
-    ensemble_version: str,
-    trace_id: str | None,
-    instance: str,
-    history_max_chars: int,
-    regenerate: bool = False,
+    connection: Connection, owner: Owner, start: MessageStart, *, instance: str
 ) -> NewMessage | ExistingMessage:
     """Store a new `running` message, or return the owner's message with this id when it
     is the same one sent again (see `_plan` for what another text, an edit or a regenerate
@@ -276,37 +257,22 @@ def begin_message(
     Most messages start a conversation with a new id: those are inserted at once, and only
     when the insert finds the id taken is the stored one read, and the conversation just
     made for it removed. Raises UnknownMessage for a regenerate of an id never sent."""
+    message_id = start.message_id
     newest = None
-    if conversation_id is not None or regenerate:
+    if start.conversation_id is not None or start.regenerate:
         newest = find_message(connection, owner, message_id)
-        if newest is None and regenerate:
+        if newest is None and start.regenerate:
             raise UnknownMessage(message_id)
     for _ in range(_VERSION_TRIES):
         if newest is None:
-            assert question is not None
-            plan = _Plan(1, conversation_id, _NEW_TURN, question)
+            assert start.question is not None
+            plan = _Plan(1, start.conversation_id, _NEW_TURN, start.question)
         else:
-            found = _plan(
-                newest,
-                conversation_id=conversation_id,
-                question=question,
-                ensemble=ensemble,
-                regenerate=regenerate,
-            )
+            found = _plan(newest, start)
             if found is None:
                 return _existing(newest)
             plan = found
-        begun = _insert(
-            connection,
-            owner,
-            plan,
-            message_id=message_id,
-            ensemble=ensemble,
-            ensemble_version=ensemble_version,
-            trace_id=trace_id,
-            instance=instance,
-            history_max_chars=history_max_chars,
-        )
+        begun = _insert(connection, owner, plan, start, instance=instance)
         if begun is not None:
             return begun
         # The version is taken: sent before (a replay), or at once by another request.
@@ -317,16 +283,7 @@ def begin_message(
 
 
 def _insert(
-    connection: Connection,
-    owner: Owner,
-    plan: _Plan,
-    *,
-    message_id: str,
-    ensemble: str,
-    ensemble_version: str,
-    trace_id: str | None,
-    instance: str,
-    history_max_chars: int,
+    connection: Connection, owner: Owner, plan: _Plan, start: MessageStart, *, instance: str
 ) -> NewMessage | None:
     """The planned message, stored `running`; None if its version was taken meanwhile."""
     started = now()
@@ -338,7 +295,7 @@ def _insert(
         parent = None
     elif parent == _NEW_TURN:
         parent = _leaf(connection, owner, conversation_id)
-    earlier = history(connection, owner, conversation_id, history_max_chars, after=parent)
+    earlier = history(connection, owner, conversation_id, start.history_max_chars, after=parent)
     connection.execute(
         _UPSERT_CONVERSATION,
         {
@@ -355,14 +312,14 @@ def _insert(
         {
             "tenant": owner.tenant,
             "owner": owner.user,
-            "message_id": message_id,
+            "message_id": start.message_id,
             "version": plan.version,
             "parent_pk": parent,
             "conversation_id": conversation_id,
             "question": plan.question,
-            "ensemble": ensemble,
-            "ensemble_version": ensemble_version,
-            "trace_id": trace_id,
+            "ensemble": start.ensemble,
+            "ensemble_version": start.ensemble_version,
+            "trace_id": start.trace_id,
             "instance": instance,
             "created_at": started,
         },

@@ -44,6 +44,22 @@ class HistoryTurn:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageStart:
+    """A message a route asks to start, as the store takes it: one record from the route
+    through the store to the query. `question` None is a regenerate of the stored text."""
+
+    message_id: str
+    conversation_id: str | None
+    question: str | None
+    ensemble: str
+    ensemble_version: str
+    trace_id: str | None
+    # The budget of the earlier turns the new message is given (HISTORY_MAX_CHARS).
+    history_max_chars: int
+    regenerate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """The message was stored as `running`: this request runs it. `version` is 1 for a new
     id, the next one for a message sent again with other text, an edit or a regenerate."""

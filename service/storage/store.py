@@ -5,7 +5,7 @@ within a bound and then given up, logged and counted (`fanout_storage_errors_tot
 failing database never breaks a stream.
 
     store = Store(database, instance="host:8080")
-    begun = await store.begin_message(principal, message_id="m-1", ...)
+    begun = await store.begin_message(principal, MessageStart(message_id="m-1", ...))
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .records import (
     ExistingMessage,
     MessageDetail,
     MessageEnd,
+    MessageStart,
     NewMessage,
     Owner,
     Phase,
@@ -122,32 +123,12 @@ class Store:
     # --- a message's life ---------------------------------------------------------------
 
     async def begin_message(
-        self,
-        principal: Principal,
-        *,
-        message_id: str,
-        conversation_id: str | None,
-        question: str | None,
-        ensemble: str,
-        ensemble_version: str,
-        trace_id: str | None,
-        history_max_chars: int,
-        regenerate: bool = False,
+        self, principal: Principal, start: MessageStart
     ) -> NewMessage | ExistingMessage:
         """See queries.begin_message; UnknownMessage for a regenerate of an unknown id."""
         return await self.read(
             lambda connection: queries.begin_message(
-                connection,
-                owner_of(principal),
-                message_id=message_id,
-                conversation_id=conversation_id,
-                question=question,
-                ensemble=ensemble,
-                ensemble_version=ensemble_version,
-                trace_id=trace_id,
-                instance=self.instance,
-                history_max_chars=history_max_chars,
-                regenerate=regenerate,
+                connection, owner_of(principal), start, instance=self.instance
             )
         )
 

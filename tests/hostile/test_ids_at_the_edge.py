@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from service.auth import ANONYMOUS
-from service.storage import MessageEnd, NewMessage
+from service.storage import MessageEnd, MessageStart, NewMessage
 from tests.auth.test_settings_and_cli import keys_command
 from tests.databases import BACKENDS, database_url
 from tests.integration.harness import RunningService, running_service
@@ -153,13 +153,15 @@ async def test_an_id_stored_before_the_rule_never_reaches_a_header(
         assert store is not None
         begun = await store.begin_message(
             ANONYMOUS,
-            message_id="m-old",
-            conversation_id=BAD_IDS[bad],
-            question="Why is the sky blue?",
-            ensemble="default",
-            ensemble_version="v0",
-            trace_id=None,
-            history_max_chars=1000,
+            MessageStart(
+                message_id="m-old",
+                conversation_id=BAD_IDS[bad],
+                question="Why is the sky blue?",
+                ensemble="default",
+                ensemble_version="v0",
+                trace_id=None,
+                history_max_chars=1000,
+            ),
         )
         assert isinstance(begun, NewMessage)
         await store.record(begun.pk, end=MessageEnd("failed", None, "internal_error", {}, {}, None))

@@ -169,6 +169,27 @@ async def test_history_and_system_messages_reach_every_member(tmp_path: Path) ->
     assert agent_call.messages[-1]["content"] == "And a planet?"
 
 
+async def test_the_history_is_the_newest_whole_exchanges_that_fit_as_for_a_stored_one(
+    tmp_path: Path,
+) -> None:
+    fake = FakeUpstream()
+    # 30 characters: the newest exchange (6 + 12) fits, the one before it (6 + 12) does
+    # not, and its answer, which alone would, is not kept without its question.
+    async with running_service(tmp_path, fake, env={"HISTORY_MAX_CHARS": "30"}) as s:
+        await client(s).chat.completions.create(
+            model="default",
+            messages=[
+                {"role": "user", "content": "First?"},
+                {"role": "assistant", "content": "First reply."},
+                {"role": "user", "content": "Again?"},
+                {"role": "assistant", "content": "Newest reply"},
+                {"role": "user", "content": "Now?"},
+            ],
+        )
+    sent = [m["content"] for m in fake.calls_for("fake-a")[0].messages[1:]]
+    assert sent == ["Again?", "Newest reply", "Now?"]
+
+
 async def test_max_tokens_caps_the_summary_only(tmp_path: Path) -> None:
     fake = FakeUpstream()
     async with running_service(tmp_path, fake) as s:

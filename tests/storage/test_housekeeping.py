@@ -8,7 +8,7 @@ import trio
 from sqlalchemy import select, update
 
 from service.auth import ANONYMOUS
-from service.storage import NewMessage, keep_house
+from service.storage import MessageStart, NewMessage, keep_house
 from service.storage.database import Database
 from service.storage.queries import as_utc
 from service.storage.schema import conversations, instances, messages
@@ -20,13 +20,15 @@ LONG_AGO = datetime.now(UTC) - timedelta(days=3)
 async def begin(store: Store, message_id: str, conversation_id: str) -> None:
     begun = await store.begin_message(
         ANONYMOUS,
-        message_id=message_id,
-        conversation_id=conversation_id,
-        question="Q?",
-        ensemble="default",
-        ensemble_version="v",
-        trace_id=None,
-        history_max_chars=0,
+        MessageStart(
+            message_id=message_id,
+            conversation_id=conversation_id,
+            question="Q?",
+            ensemble="default",
+            ensemble_version="v",
+            trace_id=None,
+            history_max_chars=0,
+        ),
     )
     assert isinstance(begun, NewMessage)
 

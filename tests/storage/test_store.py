@@ -18,6 +18,7 @@ from service.storage.records import (
     AgentAnswer,
     ExistingMessage,
     MessageEnd,
+    MessageStart,
     NewMessage,
     Owner,
     StoredEvent,
@@ -40,27 +41,31 @@ async def begin(
 ) -> NewMessage | ExistingMessage:
     return await store.begin_message(
         principal,
-        message_id=message_id,
-        conversation_id=conversation_id,
-        question=question,
-        ensemble="default",
-        ensemble_version="v1",
-        trace_id="0" * 32,
-        history_max_chars=history_max_chars,
+        MessageStart(
+            message_id=message_id,
+            conversation_id=conversation_id,
+            question=question,
+            ensemble="default",
+            ensemble_version="v1",
+            trace_id="0" * 32,
+            history_max_chars=history_max_chars,
+        ),
     )
 
 
 async def regenerate(store: Store, message_id: str) -> NewMessage | ExistingMessage:
     return await store.begin_message(
         ALICE,
-        message_id=message_id,
-        conversation_id=None,
-        question=None,
-        ensemble="default",
-        ensemble_version="v1",
-        trace_id=None,
-        history_max_chars=24_000,
-        regenerate=True,
+        MessageStart(
+            message_id=message_id,
+            conversation_id=None,
+            question=None,
+            ensemble="default",
+            ensemble_version="v1",
+            trace_id=None,
+            history_max_chars=24_000,
+            regenerate=True,
+        ),
     )
 
 
@@ -360,14 +365,16 @@ def test_the_same_message_id_sent_at_once_is_run_once(database: Database) -> Non
                 queries.begin_message(
                     connection,
                     Owner(tenant="default", user="alice"),
-                    message_id="same",
-                    conversation_id="c",
-                    question="Q?",
-                    ensemble="default",
-                    ensemble_version="v1",
-                    trace_id=None,
+                    MessageStart(
+                        message_id="same",
+                        conversation_id="c",
+                        question="Q?",
+                        ensemble="default",
+                        ensemble_version="v1",
+                        trace_id=None,
+                        history_max_chars=100,
+                    ),
                     instance="i",
-                    history_max_chars=100,
                 )
             )
 

@@ -1,0 +1,74 @@
+"""The one path from a request to a run, for every route that runs a message
+(POST /api/process and POST /v1/chat/completions). The two differ only in how their body is
+read into a `RunRequest` and how the run's events are written (`present`); the rest is here
+and in launch.py.
+
+    raw = await json_body()
+    loaded, name, ensemble = pick_ensemble(resources, body.ensemble, unknown=...)
+    launched = await launch(resources, current_principal(), RunRequest(...))
+    return event_stream_response(resources, launched, present=chunks.present)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from quart import Response, request
+
+from ..ensemble import Ensemble, LoadedEnsembles, UnknownEnsemble
+from ..errors import ServiceError, UnsupportedMediaType
+from ..resources import Resources
+from .event_stream import EventStreamBody, Presenter
+from .launch import Launched
+from .sse import HEADERS, frame
+
+
+async def json_body() -> bytes:
+    """The request's body, which must be JSON (415 otherwise)."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(field="Content-Type")
+    raw = await request.get_data(as_text=False)
+    assert isinstance(raw, bytes)
+    return raw
+
+
+def pick_ensemble(
+    resources: Resources,
+    name: str | None,
+    *,
+    unknown: Callable[[UnknownEnsemble], ServiceError],
+) -> tuple[LoadedEnsembles, str, Ensemble]:
+    """The ensembles as loaded now (pinned: a reload while the request runs changes nothing
+    for it), and the one named (None: the default); `unknown` says how the route refuses a
+    name it does not know."""
+    loaded = resources.ensembles.current
+    try:
+        picked, ensemble = loaded.pick(name)
+    except UnknownEnsemble as exc:
+        raise unknown(exc) from exc
+    return loaded, picked, ensemble
+
+
+def event_stream_response(
+    resources: Resources, launched: Launched, *, present: Presenter = frame
+) -> Response:
+    """The run's events as a text/event-stream response, each written by `present` (our
+    SSE frame, or OpenAI's chunks), under the request's deadline."""
+    settings = resources.settings
+    body = EventStreamBody(
+        launched.source,
+        keepalive_s=settings.sse_keepalive_s,
+        deadline_s=settings.request_timeout_s,
+        present=present,
+        drive=launched.drive,
+    )
+    return sse_response(body, launched.headers)
+
+
+def sse_response(body: EventStreamBody, headers: Mapping[str, str]) -> Response:
+    response = Response(
+        body, status=200, headers={**HEADERS, **headers}, content_type="text/event-stream"
+    )
+    # Quart would cut the stream at RESPONSE_TIMEOUT; the run keeps its own deadline.
+    response.timeout = None
+    return response
