@@ -62,7 +62,7 @@ async def create() -> tuple[dict[str, Any], int]:
     except ValueError as exc:
         raise InvalidRequest(f"expires: {exc}", field="expires") from exc
     tenant = current_principal().tenant
-    key, record = await store().read(
+    key, record = await store().write_once(
         lambda connection: issue_key(
             connection,
             user=body.user,
@@ -102,7 +102,7 @@ async def listed() -> dict[str, Any]:
 async def revoke(key_id: str) -> Response:
     checked_id(key_id, "key_id")
     tenant = current_principal().tenant
-    found = await store().read(
+    found = await store().write_once(
         lambda connection: revoke_key(connection, key_id=key_id, tenant=tenant)
     )
     if not found:

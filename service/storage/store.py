@@ -88,11 +88,21 @@ class Store:
         self._group_writing = False
 
     async def read(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` once; StorageUnavailable if the database did not answer."""
+        """Run `work`, which only reads, once; StorageUnavailable if the database did not
+        answer."""
+        return await self._once("read", work)
+
+    async def write_once(self, work: Callable[[Connection], T]) -> T:
+        """Run `work`, which writes, once, for a caller that answers for a failure itself
+        (a 503, the message run unrecorded); StorageUnavailable if the database did not
+        answer. `write` is for the writes retried in the background."""
+        return await self._once("write", work)
+
+    async def _once(self, operation: str, work: Callable[[Connection], T]) -> T:
         try:
             return await self.database.run(work)
         except SQLAlchemyError as exc:
-            METRICS.storage_errors.labels(operation="read").inc()
+            METRICS.storage_errors.labels(operation=operation).inc()
             raise StorageUnavailable() from exc
 
     async def write(
@@ -126,7 +136,7 @@ class Store:
         self, principal: Principal, start: MessageStart
     ) -> NewMessage | ExistingMessage:
         """See queries.begin_message; UnknownMessage for a regenerate of an unknown id."""
-        return await self.read(
+        return await self.write_once(
             lambda connection: queries.begin_message(
                 connection, owner_of(principal), start, instance=self.instance
             )
@@ -271,20 +281,20 @@ class Store:
         self, principal: Principal, conversation_id: str, *, user: str | None = None
     ) -> bool:
         owner = owner_of(principal, user)
-        return await self.read(
+        return await self.write_once(
             lambda connection: queries.delete_conversation(connection, owner, conversation_id)
         )
 
     # --- housekeeping -------------------------------------------------------------------
 
     async def heartbeat(self) -> None:
-        await self.read(lambda connection: queries.heartbeat(connection, self.instance))
+        await self.write_once(lambda connection: queries.heartbeat(connection, self.instance))
 
     async def forget_instance(self) -> None:
-        await self.read(lambda connection: queries.forget_instance(connection, self.instance))
+        await self.write_once(lambda connection: queries.forget_instance(connection, self.instance))
 
     async def mark_interrupted(self, *, expiry: timedelta, starting: bool) -> int:
-        return await self.read(
+        return await self.write_once(
             lambda connection: queries.mark_interrupted(
                 connection, this_instance=self.instance, expiry=expiry, starting=starting
             )
@@ -311,7 +321,7 @@ class Store:
         )
 
     async def delete_expired(self, *, older_than: datetime) -> int:
-        return await self.read(
+        return await self.write_once(
             lambda connection: queries.delete_expired(connection, older_than=older_than)
         )
 
