@@ -118,7 +118,7 @@ async def started(
 
 
 def fake_upstream(models: Mapping[str, Mapping[str, object]], log: Path) -> list[str]:
-    argv = [sys.executable, "-m", "scripts.fake_upstream", "--port", "0"]
+    argv = [sys.executable, "-m", "tests.fake_upstream", "--port", "0"]
     for name, behaviour in models.items():
         argv += ["--model", f"{name}={json.dumps(behaviour)}"]
     return argv

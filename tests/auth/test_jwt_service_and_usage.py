@@ -8,8 +8,8 @@ from pathlib import Path
 
 import trio
 
-from scripts.fake_upstream import FakeUpstream
 from tests.auth.jwks_server import AUDIENCE, ISSUER, SigningKeys, serve_jwks
+from tests.fake_upstream import FakeUpstream
 from tests.integration.harness import read_events, running_service
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from scripts.fake_upstream import Behaviour, FakeUpstream
 from tests.contract.conftest import component, published, response_problems, schema_problems
+from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import RunningService, SseEvent, read_events, running_service
 from tests.integration.test_upstream_faults import MOCK_FAILURES_EXAMPLE
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import trio
 
-from scripts.fake_upstream import SECRET_DETAIL_MARKER
+from tests.fake_upstream import SECRET_DETAIL_MARKER
 from tests.integration.harness import SseEvent, iter_events
 
 TERMINAL = frozenset({"done", "error"})

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trio
 
-from scripts.fake_upstream import Behaviour, FakeUpstream, serve_fake_upstream
+from tests.fake_upstream import Behaviour, FakeUpstream, serve_fake_upstream
 from tests.faults.clients import StreamOutcome, ask, ms, percentile
 from tests.faults.hostile import StuckReader, Tally, idle, never_read, slowloris
 from tests.faults.probes import Held, connections_to

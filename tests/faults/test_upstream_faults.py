@@ -15,8 +15,8 @@ import httpx
 import pytest
 import trio
 
-from scripts.fake_upstream import Behaviour, FakeUpstream, serve_fake_upstream
 from service.llm.pool import KEEPALIVE_S
+from tests.fake_upstream import Behaviour, FakeUpstream, serve_fake_upstream
 from tests.faults.clients import StreamOutcome, ask
 from tests.faults.probes import connections_to
 from tests.faults.report import CaseReport

@@ -18,8 +18,8 @@ import pytest
 import trio
 import trio.testing
 
-from scripts.fake_upstream import Behaviour, FakeUpstream
 from service.connections.http1 import Http1Protocol
+from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.hostile.clients import exchange, status_of
 from tests.hostile.watch import Held, back_to
 from tests.integration.harness import RunningService, host_port, running_service

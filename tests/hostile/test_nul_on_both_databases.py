@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from scripts.fake_upstream import Behaviour, FakeUpstream
 from tests.databases import BACKENDS, database_url
+from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import running_service
 
 # (method, target, body, the field the 400 names)

@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import trio
 
-from scripts.fake_upstream import FakeUpstream, base_url, serve_fake_upstream
 from service.llm import ChatModel
 from service.process.server import serve_app
 from service.resources import Resources, open_resources
 from service.settings import load_settings
+from tests.fake_upstream import FakeUpstream, base_url, serve_fake_upstream
 
 
 @dataclass

@@ -12,7 +12,6 @@ import httpx2
 import pytest
 import trio
 
-from scripts.fake_upstream import Behaviour, FakeUpstream, base_url, serve_fake_upstream
 from service.llm import ChatMessage, ChatRequest
 from service.llm.openai_model import OpenAIChatModel
 from service.llm.pool import (
@@ -22,6 +21,7 @@ from service.llm.pool import (
     PooledTransport,
     RequestCalls,
 )
+from tests.fake_upstream import Behaviour, FakeUpstream, base_url, serve_fake_upstream
 
 # How long a call that should be waiting is given to show it is not.
 SETTLE_S = 0.3

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import trio
 
-from scripts.fake_upstream import Behaviour, FakeUpstream
 from tests.databases import BACKENDS, database_url
+from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import (
     RunningService,
     SseEvent,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from scripts.fake_upstream import Behaviour, CallRecord, FakeUpstream
+from tests.fake_upstream import Behaviour, CallRecord, FakeUpstream
 from tests.integration.harness import SseEvent, host_port, iter_events, running_service
 
 BODY = {"message": "Tell me a long story", "message_id": "msg-hangup"}

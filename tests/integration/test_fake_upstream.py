@@ -13,7 +13,7 @@ import openai
 import pytest
 import trio
 
-from scripts.fake_upstream import (
+from tests.fake_upstream import (
     BEHAVIOUR_HEADER,
     SECRET_DETAIL_MARKER,
     Behaviour,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from scripts.fake_upstream import Behaviour, FakeUpstream
+from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import iter_events, read_events, running_service
 
 FAST_RELOAD = {"ENSEMBLE_RELOAD_S": "0.05"}

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from scripts.fake_upstream import FakeUpstream
+from tests.fake_upstream import FakeUpstream
 from tests.integration.harness import host_port, running_service
 
 GOOD = {"message": "hi", "message_id": "m-1"}

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from scripts.fake_upstream import FakeUpstream
 from tests.databases import BACKENDS, database_url
+from tests.fake_upstream import FakeUpstream
 from tests.integration.harness import RunningService, SseEvent, read_events, running_service
 from tests.integration.test_main_process import parse_sse
 

@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.fake_upstream import Behaviour, FakeUpstream
 from service.logs import JsonFormatter, RequestContext
 from service.telemetry.tracing import setup_tracing
+from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import RunningService, iter_events, read_events, running_service
 
 BODY = {"message": "Why is the sky blue, really?", "message_id": "msg-obs"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import trio
 
-from scripts.fake_upstream import SECRET_DETAIL_MARKER, Behaviour, FakeUpstream
+from tests.fake_upstream import SECRET_DETAIL_MARKER, Behaviour, FakeUpstream
 from tests.integration.harness import SseEvent, iter_events, read_events, running_service
 
 BODY = {"message": "Why is the sky blue?", "message_id": "msg-1", "conversation_id": "conv-1"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from scripts.fake_upstream import Behaviour, FakeUpstream
+from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import host_port, iter_events, running_service
 
 BODY = {"message": "q", "message_id": "m-shutdown"}

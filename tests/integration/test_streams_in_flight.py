@@ -12,7 +12,7 @@ from pathlib import Path
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.fake_upstream import Behaviour, FakeUpstream
+from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import RunningService, SseEvent, iter_events, running_service
 
 

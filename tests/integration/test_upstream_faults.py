@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trio
 
-from scripts.fake_upstream import SECRET_DETAIL_MARKER, Behaviour, FakeUpstream
+from tests.fake_upstream import SECRET_DETAIL_MARKER, Behaviour, FakeUpstream
 from tests.integration.harness import RunningService, SseEvent, read_events, running_service
 
 BODY = {"message": "Why is the sky blue?", "message_id": "msg-faults"}

@@ -13,8 +13,8 @@ import openai
 import pytest
 import trio
 
-from scripts.fake_upstream import Behaviour, FakeUpstream
 from service.auth.keys import issue_key
+from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import RunningService, running_service
 
 QUICK = {"MOCK_FIRST_TOKEN_MS": "5", "MOCK_TOKEN_MS": "1"}

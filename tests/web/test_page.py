@@ -9,9 +9,9 @@ from typing import Any
 import trio
 from playwright.sync_api import Page, expect
 
-from scripts.fake_upstream import SECRET_DETAIL_MARKER, Behaviour, FakeUpstream
 from service.auth.keys import issue_key
 from service.storage.keys import revoke_key
+from tests.fake_upstream import SECRET_DETAIL_MARKER, Behaviour, FakeUpstream
 from tests.integration.harness import RunningService, running_service
 from tests.web.browser import BrowserThread, page_errors, screenshot
 

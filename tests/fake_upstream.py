@@ -9,7 +9,7 @@ number of calls only (`Behaviour.fail_first`), so retries and fallbacks can be t
 
 By hand:
 
-    .venv/bin/python -m scripts.fake_upstream --port 9100
+    .venv/bin/python -m tests.fake_upstream --port 9100
 
     curl -sN http://127.0.0.1:9100/v1/chat/completions \\
         -H 'content-type: application/json' \\
@@ -781,7 +781,7 @@ async def _serve_cli(fake: FakeUpstream, host: str, port: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.fake_upstream",
+        prog="python -m tests.fake_upstream",
         description="Serve a fake OpenAI-compatible chat completions API.",
     )
     parser.add_argument("--host", default="127.0.0.1")
