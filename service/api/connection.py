@@ -22,7 +22,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEven
 from quart.wrappers import Request
 from quart_trio.asgi import TrioASGIHTTPConnection
 
-from ..llm.pool import REQUEST_CALLS, RequestCalls
+from ..llm import calls_of_this_request
 
 
 class StreamingHTTPConnection(TrioASGIHTTPConnection):
@@ -32,8 +32,7 @@ class StreamingHTTPConnection(TrioASGIHTTPConnection):
                 await send(message)
 
         # Set in this task's context, so every task the request starts inherits it.
-        self._upstream_calls = RequestCalls()
-        REQUEST_CALLS.set(self._upstream_calls)
+        self._upstream_calls = calls_of_this_request()
         await super().__call__(receive, shielded_send)
 
     async def handle_messages(  # type: ignore[override]

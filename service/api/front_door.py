@@ -32,6 +32,11 @@ async def json_body() -> bytes:
     return raw
 
 
+def trace_headers() -> dict[str, str]:
+    """The request's headers, lower-cased, for the trace context a caller may send."""
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
 def pick_ensemble(
     resources: Resources,
     name: str | None,

@@ -17,18 +17,17 @@ runs, and the id names it from then on (storage/queries.py, `begin_message`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 
 import trio
 from opentelemetry.trace import Span, SpanKind
-from quart import request
 
 from ..ensemble import Ensemble, LoadedEnsembles
 from ..errors import NotFound, ShuttingDown
 from ..limits import Admission, Settlement
-from ..llm.pool import REQUEST_CALLS
+from ..llm import calls_of_no_request
 from ..pipeline import PipelineRequest, RunContext, Turn, run_pipeline
 from ..principal import Principal
 from ..resources import Resources
@@ -85,6 +84,8 @@ class RunRequest:
     summary_max_tokens: int | None = None
     # Run the stored message again as its next version (its text: the stored one).
     regenerate: bool = False
+    # The request's headers, lower-cased, where a caller's trace context may be.
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,7 +156,7 @@ async def _start(
     pipeline_request = run.pipeline
     span = tracer.start_span(
         f"POST {run.route}",
-        context=context_from_headers({k.lower(): v for k, v in request.headers.items()}),
+        context=context_from_headers(run.trace_headers),
         kind=SpanKind.SERVER,
         attributes={
             "http.request.method": "POST",
@@ -322,7 +323,7 @@ def _without_the_client(run: Callable[[], Awaitable[None]]) -> Callable[[], Awai
     async def detached() -> None:
         # Started from the request's task, it would inherit the request's upstream calls,
         # whose sockets are closed the moment the client leaves: this run has its own.
-        REQUEST_CALLS.set(None)
+        calls_of_no_request()
         await run()
 
     return detached

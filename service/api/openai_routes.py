@@ -35,7 +35,7 @@ from .chat_format import ChatChunks
 from .chat_format import ChatCompletion as Completion
 from .contract import Reply, documented, returns, sse_event
 from .event_schemas import ChatCompletion
-from .front_door import event_stream_response, json_body, pick_ensemble
+from .front_door import event_stream_response, json_body, pick_ensemble, trace_headers
 from .launch import RunRequest, launch
 from .schemas import respond
 from .validation import NO_NUL, checked_id, checked_text, first_problem
@@ -268,6 +268,7 @@ async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, 
             ensemble=ensemble,
             loaded=loaded,
             route="/v1/chat/completions",
+            trace_headers=trace_headers(),
             history=history,
             client_context=instructions,
             summary_max_tokens=body.max_completion_tokens or body.max_tokens,

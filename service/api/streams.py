@@ -24,7 +24,7 @@ from .access import caller_address, current_principal, requires
 from .contract import documented, event_stream, link, returns
 from .conversations import store
 from .event_stream import EventStreamBody, FrameSource
-from .front_door import event_stream_response, json_body, pick_ensemble, sse_response
+from .front_door import event_stream_response, json_body, pick_ensemble, sse_response, trace_headers
 from .launch import RunRequest, elsewhere, launch, set_outcome
 from .process_request import ProcessBody, parse_process_request
 from .schemas import Cancelling, EventsQuery, read_query, respond
@@ -113,6 +113,7 @@ async def process() -> Response:
             ensemble=ensemble,
             loaded=loaded,
             route="/api/process",
+            trace_headers=trace_headers(),
             continues=continues,
             regenerate=parsed.regenerate,
         ),

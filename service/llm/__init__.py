@@ -12,6 +12,7 @@ from .model import (
     Usage,
 )
 from .openai_model import OpenAIChatModel
+from .pool import RequestCalls, calls_of_no_request, calls_of_this_request
 from .router import ProviderRouter
 
 __all__ = [
@@ -25,5 +26,8 @@ __all__ = [
     "MockChatModel",
     "OpenAIChatModel",
     "ProviderRouter",
+    "RequestCalls",
     "Usage",
+    "calls_of_no_request",
+    "calls_of_this_request",
 ]

@@ -14,8 +14,7 @@ of their errors onto httpx2's, which the SDK understands.
 
 A client request's calls can be closed all at once, the moment its client hangs up:
 
-    calls = RequestCalls()
-    REQUEST_CALLS.set(calls)        # in the request's task: its child tasks inherit it
+    calls = calls_of_this_request()  # in the request's task: its child tasks inherit it
     ...
     calls.close_all()               # once the request's tasks are cancelled
 """
@@ -145,6 +144,21 @@ class RequestCalls:
 
 # The calls of the client request this task serves; None outside a request.
 REQUEST_CALLS: ContextVar[RequestCalls | None] = ContextVar("request_calls", default=None)
+
+
+def calls_of_this_request() -> RequestCalls:
+    """The calls of the client request this task serves, new: every task it starts shares
+    them (close them all when its client hangs up)."""
+    calls = RequestCalls()
+    REQUEST_CALLS.set(calls)
+    return calls
+
+
+def calls_of_no_request() -> None:
+    """This task's calls, and those of the tasks it starts, belong to no client request: a
+    run that goes on when its client leaves keeps its upstream sockets."""
+    REQUEST_CALLS.set(None)
+
 
 _OriginKey = tuple[bytes, bytes, int]
 
