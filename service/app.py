@@ -19,7 +19,6 @@ from .api.openai_routes import openai_routes
 from .api.raw_path import KeepEncodedSlashes
 from .api.routes import routes
 from .api.streams import streams
-from .api.unstarted import EndUnstartedRuns
 from .api.usage import usage_routes
 from .connections.access_log import AccessLog
 from .errors import (
@@ -30,6 +29,7 @@ from .errors import (
     ServiceError,
     StorageUnavailableError,
 )
+from .launch import EndUnstartedRuns
 from .resources import Resources
 from .storage import StorageUnavailable
 from .storage.store import NotYours

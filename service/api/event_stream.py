@@ -15,26 +15,19 @@ that only follows a run leaves it alone when its client goes.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Protocol
 
 import trio
 from quart.wrappers.response import ResponseBody
 
 from ..connections.record import current_connection
-from ..runs.live import Part
+from ..runs.live import FrameSource
 from .sse import KEEPALIVE, frame
 
 # After the stream's deadline, the time its last event has to reach a client whose socket
 # is full; then the connection is closed (a client that stopped reading holds nothing).
 FINAL_WRITE_S = 2.0
-
-
-class FrameSource(Protocol):
-    async def frames_after(self, after: int) -> Sequence[Part]:
-        """The events with ids above `after`, waiting until there is one; [] at the end."""
-        ...
 
 
 # Bytes for the client from one event: our SSE frame, or OpenAI's chunks.

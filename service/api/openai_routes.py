@@ -26,17 +26,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 from quart import Blueprint, Response, current_app
 
 from ..errors import InvalidRequest, ModelNotFound, ServiceError
+from ..launch import RunRequest, launch
 from ..pipeline import PipelineRequest, Turn
 from ..resources import Resources
 from ..storage.history_budget import newest_that_fit
 from . import schemas
-from .access import current_principal, requires
+from .access import caller_address, current_principal, requires
 from .chat_format import ChatChunks
 from .chat_format import ChatCompletion as Completion
 from .contract import Reply, documented, returns, sse_event
 from .event_schemas import ChatCompletion
-from .front_door import event_stream_response, json_body, pick_ensemble, trace_headers
-from .launch import RunRequest, launch
+from .front_door import (
+    event_stream_response,
+    json_body,
+    pick_ensemble,
+    safe_headers,
+    trace_headers,
+)
 from .schemas import respond
 from .validation import NO_NUL, checked_id, checked_text, first_problem
 
@@ -269,6 +275,7 @@ async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, 
             loaded=loaded,
             route="/v1/chat/completions",
             trace_headers=trace_headers(),
+            client_address=caller_address(),
             history=history,
             client_context=instructions,
             summary_max_tokens=body.max_completion_tokens or body.max_tokens,
@@ -295,7 +302,7 @@ async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, 
     if whole.final is None:
         raise run_failed(whole.error or {})
     completion = ChatCompletion.model_validate(whole.json())
-    return respond(completion), 200, launched.headers
+    return respond(completion), 200, safe_headers(launched.headers)
 
 
 def run_failed(error: dict[str, Any]) -> ServiceError:

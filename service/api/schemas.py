@@ -15,8 +15,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from quart import request
 
 from ..errors import InvalidRequest
+from ..runs.frames import MAX_EVENT_ID
 from ..shapes import Shape, Timings, TokenUsage
-from .validation import CURSOR_PATTERN, MAX_EVENT_ID, ClientId, first_problem
+from .validation import CURSOR_PATTERN, ClientId, first_problem
 
 if TYPE_CHECKING:
     from ..storage.keys import KeyRecord

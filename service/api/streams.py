@@ -16,20 +16,21 @@ from ..errors import (
     NotFound,
     NotRunningHere,
 )
+from ..launch import RunRequest, StoredFrames, elsewhere, launch, set_outcome
 from ..resources import Resources
+from ..runs.frames import MAX_EVENT_ID
+from ..runs.live import FrameSource
 from ..storage import (
     FINISHED,
 )
 from .access import caller_address, current_principal, requires
 from .contract import documented, event_stream, link, returns
 from .conversations import store
-from .event_stream import EventStreamBody, FrameSource
+from .event_stream import EventStreamBody
 from .front_door import event_stream_response, json_body, pick_ensemble, sse_response, trace_headers
-from .launch import RunRequest, elsewhere, launch, set_outcome
 from .process_request import ProcessBody, parse_process_request
 from .schemas import Cancelling, EventsQuery, read_query, respond
-from .stored_frames import StoredFrames
-from .validation import MAX_EVENT_ID, checked_id
+from .validation import checked_id
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ async def process() -> Response:
             loaded=loaded,
             route="/api/process",
             trace_headers=trace_headers(),
+            client_address=caller_address(),
             continues=continues,
             regenerate=parsed.regenerate,
         ),

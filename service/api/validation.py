@@ -14,12 +14,6 @@ from pydantic import Field, ValidationError
 from ..auth.keys import DURATION_PATTERN
 from ..errors import InvalidRequest
 
-# The largest event id, and the id of the `error` that ends a message whose server died
-# before it stored an end (kill -9). The ids sent live after the last stored phase were
-# never stored, so no id a client may hold is known after a crash; one numbered past them
-# all never names a second event, and ends every resume, whatever id it gives.
-MAX_EVENT_ID = 999_999_999
-
 # Every id the API accepts (`message_id`, `conversation_id`, the ids in a path, a `user` or
 # `tenant`): printable ASCII without the space and without `/`, 1 to MAX_ID characters, and
 # not `.` or `..`. Such an id is safe in a response header (no CR, LF or NUL), names one

@@ -16,6 +16,7 @@ reader, and parts are let go once it has read them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import trio
 
@@ -23,6 +24,14 @@ from ..principal import Principal
 
 # An encoded event: (id, type, data), data its JSON exactly as it is sent.
 Part = tuple[int, str, str]
+
+
+class FrameSource(Protocol):
+    """Where a response reads a run's frames: a live run, a stored one, a relayed one."""
+
+    async def frames_after(self, after: int) -> Sequence[Part]:
+        """The events with ids above `after`, waiting until there is one; [] at the end."""
+        ...
 
 
 class LiveRun:

@@ -95,8 +95,9 @@ class Store:
     async def write_once(self, work: Callable[[Connection], T]) -> T:
         """Run `work`, which writes, once, for a caller that answers for a failure itself
         (a 503, the message run unrecorded); StorageUnavailable if the database did not
-        answer. `write` is for the writes retried in the background."""
-        return await self._once("write", work)
+        answer (counted as `write_once`: `write` counts the writes lost after their
+        retries). `write` is for the writes retried in the background."""
+        return await self._once("write_once", work)
 
     async def _once(self, operation: str, work: Callable[[Connection], T]) -> T:
         try:

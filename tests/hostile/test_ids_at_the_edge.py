@@ -128,7 +128,7 @@ async def test_a_start_that_fails_after_storing_ends_the_message_and_frees_its_s
 
     async with one_stream_service(url, tmp_path) as service:
         with monkeypatch.context() as patched:
-            patched.setattr(streams, "sse_response", broken_response)
+            patched.setattr(streams, "event_stream_response", broken_response)
             failed = await service.client.post("/api/process", json=ask("m-1"))
         assert failed.status_code == 500
         with trio.fail_after(5):

@@ -25,6 +25,8 @@ FLOORS: list[tuple[str, ...]] = [
     ("limits",),
     ("runs",),
     ("resources",),
+    # Starting a message: admit, store, run or follow.
+    ("launch",),
     ("api",),
     ("web",),
     ("app",),

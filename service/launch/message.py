@@ -25,13 +25,15 @@ import trio
 from opentelemetry.trace import Span, SpanKind
 
 from ..ensemble import Ensemble, LoadedEnsembles
-from ..errors import NotFound, ShuttingDown
+from ..errors import NotFound, ShuttingDown, StorageDisabled
 from ..limits import Admission, Settlement
 from ..llm import calls_of_no_request
 from ..pipeline import PipelineRequest, RunContext, Turn, run_pipeline
 from ..principal import Principal
 from ..resources import Resources
 from ..runs import LiveRun, RunDriver
+from ..runs.frames import FrameEncoder
+from ..runs.live import FrameSource
 from ..storage import (
     FINISHED,
     ExistingMessage,
@@ -40,19 +42,15 @@ from ..storage import (
     MessageStart,
     NewMessage,
     StorageUnavailable,
+    Store,
     UnknownMessage,
 )
 from ..storage.recorder import Recorder
 from ..telemetry.request import CURRENT_REQUEST
 from ..telemetry.stream import StreamTelemetry
 from ..telemetry.tracing import context_from_headers, end_span, trace_id_of, tracer
-from .access import caller_address
-from .conversations import store
-from .event_stream import FrameSource
-from .sse import SseEncoder
 from .stored_frames import RelayedFrames, StoredFrames
 from .unstarted import driven_by_the_response
-from .validation import header_safe
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +84,8 @@ class RunRequest:
     regenerate: bool = False
     # The request's headers, lower-cased, where a caller's trace context may be.
     trace_headers: Mapping[str, str] = field(default_factory=dict)
+    # The client's address (a trusted proxy's FORWARDED_HEADER, else the peer), for limits.
+    client_address: str = "unknown"
 
 
 @dataclass
@@ -98,15 +98,6 @@ class Launched:
     headers: dict[str, str] = field(default_factory=dict)
     # "run", or, for a message id sent before, "joined", "replayed" or "followed".
     outcome: str = "run"
-
-    def __post_init__(self) -> None:
-        # The last guard before a value reaches a header: the ids in them are checked at
-        # the edge, but a row stored before that rule may hold anything (a CR, LF or NUL
-        # there was a 500 after the message was stored, or an injected header).
-        unsafe = [name for name, value in self.headers.items() if not header_safe(value)]
-        for name in unsafe:
-            log.warning("%s not sent: its value is not printable ASCII", name)
-            del self.headers[name]
 
 
 def set_outcome(outcome: str) -> None:
@@ -126,7 +117,7 @@ def history_turns(turns: tuple[HistoryTurn, ...]) -> tuple[Turn, ...]:
 async def launch(resources: Resources, principal: Principal, run: RunRequest) -> Launched:
     if resources.lifecycle.draining:
         raise ShuttingDown()
-    admission = await _admit(resources, principal, run.ensemble)
+    admission = await _admit(resources, principal, run)
     try:
         return await _start(resources, principal, run, admission)
     except BaseException:
@@ -136,16 +127,14 @@ async def launch(resources: Resources, principal: Principal, run: RunRequest) ->
         raise
 
 
-async def _admit(
-    resources: Resources, principal: Principal, ensemble: Ensemble
-) -> Admission | None:
+async def _admit(resources: Resources, principal: Principal, run: RunRequest) -> Admission | None:
     if resources.limiter is None:
         return None
     return await resources.limiter.admit(
         principal,
-        caller_address(),
+        run.client_address,
         anonymous=resources.authenticator.anonymous,
-        max_tokens=[member.max_tokens for member in ensemble.members],
+        max_tokens=[member.max_tokens for member in run.ensemble.members],
     )
 
 
@@ -274,7 +263,7 @@ def _run(
         client_context=run.client_context,
         summary_max_tokens=run.summary_max_tokens,
     )
-    encoder = SseEncoder(
+    encoder = FrameEncoder(
         message_id=pipeline_request.message_id,
         conversation_id=conversation_id,
         with_charge=admission is not None,
@@ -346,7 +335,7 @@ def _follow_existing(
     if source is not None:
         outcome = "joined"
     elif existing.status in FINISHED:
-        source = StoredFrames(store(), principal, message_id, existing.version)
+        source = StoredFrames(_store(resources), principal, message_id, existing.version)
         headers[REPLAYED_HEADER] = "true"
         outcome = "replayed"
     else:
@@ -361,5 +350,12 @@ def elsewhere(
 ) -> FrameSource:
     """A run in progress on another instance: live through the relay, when there is one."""
     if resources.relay is not None:
-        return RelayedFrames(store(), resources.relay, principal, message_id, version)
-    return StoredFrames(store(), principal, message_id, version)
+        return RelayedFrames(_store(resources), resources.relay, principal, message_id, version)
+    return StoredFrames(_store(resources), principal, message_id, version)
+
+
+def _store(resources: Resources) -> Store:
+    """The store, which a message sent before (and so stored) implies."""
+    if resources.store is None:
+        raise StorageDisabled()
+    return resources.store

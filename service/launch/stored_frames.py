@@ -17,11 +17,10 @@ import trio
 from ..errors import RunInterrupted
 from ..events import Failed, PublicError
 from ..principal import Principal
+from ..runs.frames import MAX_EVENT_ID, FrameEncoder
 from ..runs.live import Part
 from ..runs.relay import TIMEOUT_S, RedisRelay, stream_key
 from ..storage import FINISHED, Store
-from .sse import SseEncoder
-from .validation import MAX_EVENT_ID
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ async def _ending(
     end = await store.stored_end(principal, message_id, version)
     if end is None or end.last_type in TERMINAL_TYPES or after >= MAX_EVENT_ID:
         return []
-    encoder = SseEncoder(message_id=message_id, conversation_id=end.conversation_id)
+    encoder = FrameEncoder(message_id=message_id, conversation_id=end.conversation_id)
     interrupted = Failed(source="server", error=PublicError.of(RunInterrupted()))
     _, event_type, data = encoder.encode_parts(interrupted)
     return [(MAX_EVENT_ID, event_type, data)]

@@ -1,0 +1,50 @@
+"""A run's events as frames: each numbered in its stream and its data made JSON, once. The
+frame is what a live reader, the store and the relay all keep and send (api/sse.py writes
+it as Server-Sent Events, api/chat_format.py as OpenAI's chunks).
+
+    encoder = FrameEncoder(message_id="m-1", conversation_id=None)
+    encoder.encode_parts(AgentStarted(agent="llm-1"))
+    # (1, "agent.started", '{"message_id":"m-1",...}')
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..events import Done, Event
+
+# The largest event id, and the id of the `error` that ends a message whose server died
+# before it stored an end (kill -9). The ids sent live after the last stored phase were
+# never stored, so no id a client may hold is known after a crash; one numbered past them
+# all never names a second event, and ends every resume, whatever id it gives.
+MAX_EVENT_ID = 999_999_999
+
+
+class FrameEncoder:
+    """Numbers the events of one stream and makes each one's data JSON."""
+
+    def __init__(
+        self, *, message_id: str, conversation_id: str | None, with_charge: bool = False
+    ) -> None:
+        self._message_id = message_id
+        self._conversation_id = conversation_id
+        # With rate limits on, `done` says what the request was charged.
+        self._with_charge = with_charge
+        self._next_id = 1
+
+    def encode_parts(self, event: Event) -> tuple[int, str, str]:
+        """(id, type, data) of `event`'s frame: what a replay needs to send it again."""
+        event_type = event.KIND
+        status, source, extras = event.wire()
+        payload: dict[str, Any] = {"message_id": self._message_id}
+        if self._conversation_id is not None:
+            payload["conversation_id"] = self._conversation_id
+        payload |= {"type": event_type, "status": status, "source": source, "final": False}
+        payload |= extras
+        if self._with_charge and isinstance(event, Done):
+            tokens = sum(u.prompt_tokens + u.completion_tokens for u in event.usage.values())
+            payload["charged"] = {"requests": 1, "tokens": tokens}
+        event_id, self._next_id = self._next_id, self._next_id + 1
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        return event_id, event_type, data
