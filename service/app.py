@@ -10,16 +10,16 @@ from werkzeug.exceptions import HTTPException
 
 from .api.access import identify_caller
 from .api.connection import StreamingHTTPConnection
-from .api.contract import contract, publish_contract
-from .api.conversations import conversations
-from .api.empty import no_content
+from .api.contract.document import contract, publish_contract
+from .api.contract.empty import no_content
 from .api.envelope import NO_SNIFF, error_response, http_exception_response
-from .api.keys import key_routes
-from .api.openai_routes import openai_routes
 from .api.raw_path import KeepEncodedSlashes
-from .api.routes import routes
-from .api.streams import streams
-from .api.usage import usage_routes
+from .api.routes.conversations import conversations
+from .api.routes.keys import key_routes
+from .api.routes.openai import openai_routes
+from .api.routes.service import routes
+from .api.routes.streams import streams
+from .api.routes.usage import usage_routes
 from .connections.access_log import AccessLog
 from .errors import (
     LimiterUnavailable,

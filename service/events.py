@@ -7,7 +7,7 @@ A run sends any number of progress events and then exactly one terminal event, `
 Each event class declares, beside its fields:
 - `KIND`, the wire name (the SSE `event:` line and the JSON `type`);
 - `wire()`, its frame's `status`, `source` and its own fields, and `Fields`, the pydantic
-  model those fields are published as (api/event_schemas.py builds the document from it);
+  model those fields are published as (api/contract/event_schemas.py builds the document);
 - `OPENAI`, what it is in a chat completion: the answer's text (`content`), a line of the
   agents' work (`reasoning`, with `reasoning_line` and the `fanout` extension's fields),
   the finish (`finish`) or the failure (`error`);

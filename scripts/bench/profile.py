@@ -34,8 +34,8 @@ PHASES = (
     (
         "encode and send",
         (
-            "service/api/sse.py",
-            "service/api/event_stream.py",
+            "service/api/writers/",
+            "service/runs/frames.py",
             "chat_format.py",
             "hypercorn/",
             "h11/",
@@ -58,10 +58,10 @@ PHASES = (
     (
         "parse and admit",
         (
-            "service/api/launch.py",
-            "service/api/process_request.py",
+            "service/launch/",
+            "service/api/contract/process_request.py",
             "service/api/access.py",
-            "service/api/streams.py",
+            "service/api/routes/",
             "service/limits/",
             "quart/",
             "quart_trio/",

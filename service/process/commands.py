@@ -18,8 +18,8 @@ import json
 import sys
 from typing import Any
 
-from ..api.schemas import Key, respond
-from ..api.validation import ID_RULE, checked_id
+from ..api.contract.schemas import Key, respond
+from ..api.contract.validation import ID_RULE, checked_id
 from ..auth.keys import issue_key, parse_duration
 from ..errors import InvalidRequest
 from ..principal import DEFAULT_TENANT

@@ -1,6 +1,6 @@
 """A run's events as frames: each numbered in its stream and its data made JSON, once. The
-frame is what a live reader, the store and the relay all keep and send (api/sse.py writes
-it as Server-Sent Events, api/chat_format.py as OpenAI's chunks).
+frame is what a live reader, the store and the relay all keep and send (api/writers/sse.py
+writes it as Server-Sent Events, api/writers/chat_format.py as OpenAI's chunks).
 
     encoder = FrameEncoder(message_id="m-1", conversation_id=None)
     encoder.encode_parts(AgentStarted(agent="llm-1"))

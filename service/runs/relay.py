@@ -5,7 +5,7 @@ live instead of waiting for the database's phases.
     relay = RedisRelay(client)
     out = relay.publisher(principal, "m-1", 1)     # the running instance: a run's consumer
     out.add(event_id, event_type, data); out.flush()
-    RelayedFrames(store, relay, principal, "m-1", 1)  # any other instance (api/stored_frames.py)
+    RelayedFrames(store, relay, principal, "m-1", 1)  # any other instance (launch/stored_frames.py)
 
 Streams are trimmed (MAXLEN) and expire an hour after their last frame. Redis going away
 costs only liveness: followers read the database's phases, as they would without Redis.

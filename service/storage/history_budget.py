@@ -1,7 +1,7 @@
 """The history budget: a new message is given the newest whole exchanges of its
 conversation (a question and the answers to it) whose text fits in HISTORY_MAX_CHARS
 together. One rule for a stored conversation (queries.history) and for the turns an OpenAI
-client sends itself (api/openai_routes.py).
+client sends itself (api/routes/openai.py).
 
     kept = newest_that_fit([len(q) + len(a) for q, a in newest_first], max_chars)
 """

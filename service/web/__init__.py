@@ -13,7 +13,7 @@ from importlib import resources as package_files
 from quart import Blueprint, Response, request
 
 from ..api.access import requires
-from ..api.contract import documented, raw
+from ..api.contract.document import documented, raw
 from ..errors import NotFound
 
 web = Blueprint("web", __name__)

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from quart import Quart
 
 from service.api.access import requires
-from service.api.contract import Undocumented, openapi_document
-from service.api.process_request import ProcessBody
-from service.api.schemas import ErrorEnvelope, Health
+from service.api.contract.document import Undocumented, openapi_document
+from service.api.contract.process_request import ProcessBody
+from service.api.contract.schemas import ErrorEnvelope, Health
 from service.app import create_app
 from tests.contract.conftest import concrete, operations, published
 from tests.integration.harness import running_service

@@ -121,7 +121,7 @@ async def test_a_start_that_fails_after_storing_ends_the_message_and_frees_its_s
     """Whatever fails between storing the message and streaming it (here: building the
     response), the message ends (never `running` for ever), a cancel finds nothing
     running, and the stream slot it took is given back."""
-    from service.api import streams
+    from service.api.routes import streams
 
     def broken_response(*_args: object, **_kwargs: object) -> object:
         raise RuntimeError("the response could not be made")

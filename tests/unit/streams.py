@@ -6,8 +6,8 @@ async with driven_body(produce) as stream:
 
 from __future__ import annotations
 
-from service.api.event_stream import EventStreamBody
-from service.api.sse import SseEncoder
+from service.api.writers.event_stream import EventStreamBody
+from service.api.writers.sse import SseEncoder
 from service.lifecycle import Lifecycle
 from service.runs import LiveRun, RunDriver
 from service.runs.driver import Producer

@@ -8,8 +8,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from service.api.event_stream import EventStreamBody
-from service.api.sse import KEEPALIVE
+from service.api.writers.event_stream import EventStreamBody
+from service.api.writers.sse import KEEPALIVE
 from service.lifecycle import Lifecycle
 from service.pipeline import AgentStarted, Done, Event, Timings
 from tests.unit.streams import driven_body

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service.api.process_request import ProcessRequest, parse_process_request
+from service.api.contract.process_request import ProcessRequest, parse_process_request
 from service.errors import InvalidRequest
 
 

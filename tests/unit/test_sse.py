@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from service.api.sse import SseEncoder, frame
+from service.api.writers.sse import SseEncoder, frame
 from service.llm import Usage
 from service.pipeline import (
     AgentCompleted,

@@ -7,7 +7,7 @@ from opentelemetry import trace
 from prometheus_client import REGISTRY
 from trio.testing import MockClock
 
-from service.api.event_stream import EventStreamBody
+from service.api.writers.event_stream import EventStreamBody
 from service.pipeline import AgentStarted, Done, Event, Timings
 from service.telemetry.stream import StreamTelemetry
 from tests.unit.streams import driven_body

@@ -11,8 +11,8 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError
 
-from ..auth.keys import DURATION_PATTERN
-from ..errors import InvalidRequest
+from ...auth.keys import DURATION_PATTERN
+from ...errors import InvalidRequest
 
 # Every id the API accepts (`message_id`, `conversation_id`, the ids in a path, a `user` or
 # `tenant`): printable ASCII without the space and without `/`, 1 to MAX_ID characters, and

@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, create_model
 
-from ..events import EVENT_KINDS, EventKind
-from ..llm import FinishReason
-from ..shapes import Shape
+from ...events import EVENT_KINDS, EventKind
+from ...llm import FinishReason
+from ...shapes import Shape
 
 
 class EventBase(Shape):

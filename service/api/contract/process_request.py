@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import InvalidRequest
-from ..pipeline import PipelineRequest
+from ...errors import InvalidRequest
+from ...pipeline import PipelineRequest
 from .validation import NOT_BLANK, ClientId, checked_text, first_problem
 
 # An ensemble is looked up by name among those loaded, never stored unless found.

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from quart import request
 
-from ..errors import InvalidRequest
-from ..runs.frames import MAX_EVENT_ID
-from ..shapes import Shape, Timings, TokenUsage
+from ...errors import InvalidRequest
+from ...runs.frames import MAX_EVENT_ID
+from ...shapes import Shape, Timings, TokenUsage
 from .validation import CURSOR_PATTERN, ClientId, first_problem
 
 if TYPE_CHECKING:
-    from ..storage.keys import KeyRecord
+    from ...storage.keys import KeyRecord
 
 # When something happened: ISO 8601 with the UTC offset.
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]

@@ -11,21 +11,21 @@ from typing import Any
 
 from quart import Blueprint, Response, current_app
 
-from ..errors import NotFound, StorageDisabled
-from ..resources import Resources
-from ..shapes import TokenUsage
-from ..storage import (
+from ...errors import NotFound, StorageDisabled
+from ...resources import Resources
+from ...shapes import TokenUsage
+from ...storage import (
     AgentAnswer,
     ConversationSummary,
     MessageDetail,
     Store,
 )
-from . import schemas
-from .access import current_principal, requires
-from .contract import documented, empty, returns
-from .empty import no_content
-from .schemas import read_query, respond
-from .validation import checked_id
+from ..access import current_principal, requires
+from ..contract import schemas
+from ..contract.document import documented, empty, returns
+from ..contract.empty import no_content
+from ..contract.schemas import read_query, respond
+from ..contract.validation import checked_id
 
 conversations = Blueprint("conversations", __name__)
 

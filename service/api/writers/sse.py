@@ -7,8 +7,8 @@ encoder.encode(AgentStarted(agent="llm-1"))
 
 from __future__ import annotations
 
-from ..events import Event
-from ..runs.frames import FrameEncoder
+from ...events import Event
+from ...runs.frames import FrameEncoder
 
 KEEPALIVE = b": keep-alive\n\n"
 HEADERS = {

@@ -8,12 +8,12 @@ from typing import Any
 
 from quart import Blueprint, current_app
 
-from ..resources import Resources
-from . import schemas
-from .access import current_principal, requires
-from .contract import documented, returns
+from ...resources import Resources
+from ..access import current_principal, requires
+from ..contract import schemas
+from ..contract.document import documented, returns
+from ..contract.schemas import read_query, respond
 from .conversations import store
-from .schemas import read_query, respond
 
 usage_routes = Blueprint("usage", __name__)
 

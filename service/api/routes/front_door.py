@@ -16,13 +16,13 @@ from collections.abc import Callable, Mapping
 
 from quart import Response, request
 
-from ..ensemble import Ensemble, LoadedEnsembles, UnknownEnsemble
-from ..errors import ServiceError, UnsupportedMediaType
-from ..launch import Launched
-from ..resources import Resources
-from .event_stream import EventStreamBody, Presenter
-from .sse import HEADERS, frame
-from .validation import header_safe
+from ...ensemble import Ensemble, LoadedEnsembles, UnknownEnsemble
+from ...errors import ServiceError, UnsupportedMediaType
+from ...launch import Launched
+from ...resources import Resources
+from ..contract.validation import header_safe
+from ..writers.event_stream import EventStreamBody, Presenter
+from ..writers.sse import HEADERS, frame
 
 log = logging.getLogger(__name__)
 

@@ -25,17 +25,19 @@ import trio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from quart import Blueprint, Response, current_app
 
-from ..errors import InvalidRequest, ModelNotFound, ServiceError
-from ..launch import RunRequest, launch
-from ..pipeline import PipelineRequest, Turn
-from ..resources import Resources
-from ..storage.history_budget import newest_that_fit
-from . import schemas
-from .access import caller_address, current_principal, requires
-from .chat_format import ChatChunks
-from .chat_format import ChatCompletion as Completion
-from .contract import Reply, documented, returns, sse_event
-from .event_schemas import ChatCompletion
+from ...errors import InvalidRequest, ModelNotFound, ServiceError
+from ...launch import RunRequest, launch
+from ...pipeline import PipelineRequest, Turn
+from ...resources import Resources
+from ...storage.history_budget import newest_that_fit
+from ..access import caller_address, current_principal, requires
+from ..contract import schemas
+from ..contract.document import Reply, documented, returns, sse_event
+from ..contract.event_schemas import ChatCompletion
+from ..contract.schemas import respond
+from ..contract.validation import NO_NUL, checked_id, checked_text, first_problem
+from ..writers.chat_format import ChatChunks
+from ..writers.chat_format import ChatCompletion as Completion
 from .front_door import (
     event_stream_response,
     json_body,
@@ -43,8 +45,6 @@ from .front_door import (
     safe_headers,
     trace_headers,
 )
-from .schemas import respond
-from .validation import NO_NUL, checked_id, checked_text, first_problem
 
 openai_routes = Blueprint("openai", __name__)
 

@@ -8,16 +8,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Blueprint, Response, request
 
-from ..auth.keys import DURATION_PATTERN, issue_key, parse_duration
-from ..errors import InvalidRequest, NotFound
-from ..storage.keys import list_keys, revoke_key
-from . import schemas
-from .access import current_principal, requires
-from .contract import documented, empty, link, returns
+from ...auth.keys import DURATION_PATTERN, issue_key, parse_duration
+from ...errors import InvalidRequest, NotFound
+from ...storage.keys import list_keys, revoke_key
+from ..access import current_principal, requires
+from ..contract import schemas
+from ..contract.document import documented, empty, link, returns
+from ..contract.empty import no_content
+from ..contract.schemas import respond
+from ..contract.validation import NO_NUL, ClientId, checked_id, first_problem
 from .conversations import store
-from .empty import no_content
-from .schemas import respond
-from .validation import NO_NUL, ClientId, checked_id, first_problem
 
 key_routes = Blueprint("keys", __name__)
 

@@ -9,28 +9,28 @@ import re
 
 from quart import Blueprint, Response, current_app, request
 
-from ..ensemble import UnknownEnsemble
-from ..errors import (
+from ...ensemble import UnknownEnsemble
+from ...errors import (
     EnsembleNotFound,
     InvalidRequest,
     NotFound,
     NotRunningHere,
 )
-from ..launch import RunRequest, StoredFrames, elsewhere, launch, set_outcome
-from ..resources import Resources
-from ..runs.frames import MAX_EVENT_ID
-from ..runs.live import FrameSource
-from ..storage import (
+from ...launch import RunRequest, StoredFrames, elsewhere, launch, set_outcome
+from ...resources import Resources
+from ...runs.frames import MAX_EVENT_ID
+from ...runs.live import FrameSource
+from ...storage import (
     FINISHED,
 )
-from .access import caller_address, current_principal, requires
-from .contract import documented, event_stream, link, returns
+from ..access import caller_address, current_principal, requires
+from ..contract.document import documented, event_stream, link, returns
+from ..contract.process_request import ProcessBody, parse_process_request
+from ..contract.schemas import Cancelling, EventsQuery, read_query, respond
+from ..contract.validation import checked_id
+from ..writers.event_stream import EventStreamBody
 from .conversations import store
-from .event_stream import EventStreamBody
 from .front_door import event_stream_response, json_body, pick_ensemble, sse_response, trace_headers
-from .process_request import ProcessBody, parse_process_request
-from .schemas import Cancelling, EventsQuery, read_query, respond
-from .validation import checked_id
 
 log = logging.getLogger(__name__)
 

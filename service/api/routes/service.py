@@ -7,11 +7,11 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, current_app
 
-from ..resources import Resources
-from ..telemetry.metrics import render_metrics
-from .access import requires
-from .contract import documented, raw, returns
-from .schemas import EnsembleStatus, Health, Readiness, respond
+from ...resources import Resources
+from ...telemetry.metrics import render_metrics
+from ..access import requires
+from ..contract.document import documented, raw, returns
+from ..contract.schemas import EnsembleStatus, Health, Readiness, respond
 
 routes = Blueprint("routes", __name__)
 

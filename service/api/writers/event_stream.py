@@ -21,8 +21,8 @@ from types import TracebackType
 import trio
 from quart.wrappers.response import ResponseBody
 
-from ..connections.record import current_connection
-from ..runs.live import FrameSource
+from ...connections.record import current_connection
+from ...runs.live import FrameSource
 from .sse import KEEPALIVE, frame
 
 # After the stream's deadline, the time its last event has to reach a client whose socket

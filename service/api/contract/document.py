@@ -28,9 +28,9 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 from quart import Blueprint, Quart, current_app
 
-from .. import __version__
-from .access import requires
-from .envelope import OPENAI_PREFIX
+from ... import __version__
+from ..access import requires
+from ..envelope import OPENAI_PREFIX
 from .event_schemas import ChatCompletion, ChatCompletionChunk, StreamEvent
 from .schemas import ErrorEnvelope, OpenAIErrorEnvelope
 from .validation import ID_PATTERN, MAX_ID

@@ -21,7 +21,7 @@ import json
 import time
 from typing import Any
 
-from ..events import KINDS, EventKind
+from ...events import KINDS, EventKind
 from .sse import KEEPALIVE
 
 # What a run's error codes are in OpenAI's error shape: the type the SDKs show.
