@@ -1,5 +1,5 @@
-"""The long-lived things a running service holds: settings, ensemble, LLM client, lifecycle,
-the conversation store and the runs in progress.
+"""Opening what a running service holds, from its settings: the LLM client, the ensembles
+(checked they can run), the store, the limiter, the relay, tracing; and closing them.
 
 async with open_resources(settings) as resources:
     app = create_app(resources)
@@ -10,17 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
 
 import coredis
 import trio
 
-from .auth.authenticate import Authenticator
-from .auth.failures import FailedAttempts, SignInLimit
-from .auth.tokens import TokenVerifier
-from .client_address import Network, parse_networks
-from .ensemble import (
+from ..auth.authenticate import Authenticator
+from ..auth.failures import FailedAttempts, SignInLimit
+from ..auth.tokens import TokenVerifier
+from ..client_address import parse_networks
+from ..ensemble import (
     DEFAULT_PROVIDER,
     Ensemble,
     EnsembleError,
@@ -29,46 +28,18 @@ from .ensemble import (
     Provider,
     load_ensembles,
 )
-from .lifecycle import Lifecycle
-from .limits import Limiter, MemoryBackend, load_policy
-from .limits.redis import RedisBackend
-from .limits.sign_ins import SharedFailedAttempts
-from .llm import ChatModel, MockChatModel, ProviderRouter
-from .llm.mock import MOCK_FAULTS, mock_fault
-from .runs import LiveRuns
-from .runs.relay import RedisRelay
-from .settings import Settings, SettingsError
-from .storage import Store, open_store
-from .storage.prices import Price, load_prices
-from .telemetry.tracing import setup_tracing
-from .urls import is_local_url, redact_url
-
-
-@dataclass
-class Resources:
-    settings: Settings
-    ensembles: EnsembleStore
-    model: ChatModel
-    # Who the caller is (AUTH).
-    authenticator: Authenticator
-    lifecycle: Lifecycle = field(default_factory=Lifecycle)
-    # None when DATABASE_URL=none: nothing is kept.
-    store: Store | None = None
-    # The runs in progress here, for a second request that joins or resumes one.
-    live: LiveRuns = field(default_factory=LiveRuns)
-    # Where runs that outlive their response run (`on_disconnect: "continue"`); set while
-    # the server serves.
-    runs: trio.Nursery | None = None
-    # LIMITS_FILE's limits, in memory or in Redis; None without a LIMITS_FILE.
-    limiter: Limiter | None = None
-    # With REDIS_URL: runs relayed live to the other instances.
-    relay: RedisRelay | None = None
-    trusted_proxies: tuple[Network, ...] = ()
-    # PRICES_FILE's table, when there is one.
-    prices: dict[str, Price] | None = None
-    # Failed sign-ins per client address (in Redis with REDIS_URL).
-    failed_attempts: SignInLimit = field(default_factory=FailedAttempts)
-
+from ..limits import Limiter, MemoryBackend, load_policy
+from ..limits.redis import RedisBackend
+from ..limits.sign_ins import SharedFailedAttempts
+from ..llm import ChatModel, MockChatModel, ProviderRouter
+from ..llm.mock import MOCK_FAULTS, mock_fault
+from ..runs.relay import RedisRelay
+from ..settings import Settings, SettingsError
+from ..storage import open_store
+from ..storage.prices import load_prices
+from ..telemetry.tracing import setup_tracing
+from ..urls import is_local_url, redact_url
+from .container import Resources
 
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
