@@ -156,6 +156,74 @@ class AgentRetrying(EventKind):
         return f"[{data.get('source', '')}] retrying, attempt {data.get('attempt')} ({code})\n"
 
 
+class AgentDeltaFields(Shape):
+    message: str = Field(description="The next piece of the agent's answer")
+    attempt: int = Field(description="The call the text comes from (1 for the first)")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDelta(EventKind):
+    """The next piece of an agent's answer as it streams (pieces a few milliseconds apart
+    arrive as one). Its `agent.completed` text is the pieces since the last restart."""
+
+    KIND = "agent.delta"
+    Fields = AgentDeltaFields
+    EXTENSION = (("attempt", "attempt"),)
+
+    agent: str
+    text: str
+    attempt: int = 1
+    step: Step = FIRST_STEP
+
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        return "Streaming", self.agent, {"message": self.text, "attempt": self.attempt}
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        return str(data.get("message", ""))
+
+
+class AgentRestartedFields(Shape):
+    attempt: int = Field(description="The call whose text follows")
+    model: str = Field(description="The model that call went to")
+    error: EventError | None = Field(
+        default=None, description="Why the text so far is void; absent when a hedge won"
+    )
+    discard: Literal[True] = Field(description="Drop this agent's text received so far")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRestarted(EventKind):
+    """An agent's text so far is void: a retry, a fallback or a hedge took over, and the
+    text of `attempt` follows."""
+
+    KIND = "agent.restarted"
+    Fields = AgentRestartedFields
+    EXTENSION = (
+        ("attempt", "attempt"),
+        ("model", "model"),
+        ("error", "error"),
+        ("discard", "discard"),
+    )
+
+    agent: str
+    attempt: int
+    model: str
+    error: PublicError | None = None
+    step: Step = FIRST_STEP
+
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        fields: dict[str, Any] = {"attempt": self.attempt, "model": self.model}
+        if self.error is not None:
+            fields["error"] = self.error.as_dict()
+        fields["discard"] = True
+        return f"Restarting {self.agent} on {self.model}", self.agent, fields
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        return f"\n[{data.get('source', '')}] starting over on {data.get('model', '')}:\n"
+
+
 class AgentCompletedFields(Shape):
     message: str = Field(description="The agent's answer")
     model: str = Field(description="The model that gave it (a fallback, if the primary failed)")
@@ -410,6 +478,8 @@ class Failed(EventKind):
 Event = (
     AgentStarted
     | AgentRetrying
+    | AgentDelta
+    | AgentRestarted
     | AgentCompleted
     | AgentFailed
     | SummaryStarted
@@ -422,6 +492,8 @@ Event = (
 EVENT_KINDS: tuple[type[EventKind], ...] = (
     AgentStarted,
     AgentRetrying,
+    AgentDelta,
+    AgentRestarted,
     AgentCompleted,
     AgentFailed,
     SummaryStarted,

@@ -90,6 +90,17 @@ class Settings(BaseModel):
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 10.0
     max_message_chars: Annotated[int, Field(ge=1)] = 32_000
     sse_keepalive_s: PositiveSeconds = 15.0
+    # Agents stream their answers as `agent.delta` events (a request's `stream_agents`
+    # decides for itself); pieces within AGENT_DELTA_MS, or up to AGENT_DELTA_MAX_CHARS,
+    # leave as one event.
+    stream_agents: bool = True
+    agent_delta_ms: Annotated[float, Field(ge=0)] = 50.0
+    agent_delta_max_chars: Annotated[int, Field(ge=1)] = 512
+    # Where /v1/chat/completions puts the agents' work: `reasoning_content` (DeepSeek, vLLM),
+    # `reasoning`, `think` (<think> tags in content) or `off`.
+    openai_reasoning: Literal["reasoning_content", "reasoning", "think", "off"] = (
+        "reasoning_content"
+    )
     # A write to a client that makes no progress for this long (it stopped reading) closes
     # its connection.
     send_timeout_s: PositiveSeconds = 30.0

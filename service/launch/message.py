@@ -29,11 +29,13 @@ from ..errors import NotFound, ShuttingDown, StorageDisabled
 from ..limits import Admission, Settlement
 from ..llm import calls_of_no_request
 from ..pipeline import PipelineRequest, RunContext, Turn, run_pipeline
+from ..pipeline.context import AgentStreaming
 from ..principal import Principal
 from ..resources import Resources
 from ..runs import LiveRun, RunDriver
 from ..runs.frames import FrameEncoder
 from ..runs.live import FrameSource
+from ..settings import Settings
 from ..storage import (
     FINISHED,
     ExistingMessage,
@@ -86,6 +88,8 @@ class RunRequest:
     trace_headers: Mapping[str, str] = field(default_factory=dict)
     # The client's address (a trusted proxy's FORWARDED_HEADER, else the peer), for limits.
     client_address: str = "unknown"
+    # The agents' answers stream as `agent.delta` (None: as STREAM_AGENTS says).
+    stream_agents: bool | None = None
 
 
 @dataclass
@@ -262,6 +266,7 @@ def _run(
         history=history,
         client_context=run.client_context,
         summary_max_tokens=run.summary_max_tokens,
+        agent_streaming=_agent_streaming(settings, run.stream_agents),
     )
     encoder = FrameEncoder(
         message_id=pipeline_request.message_id,
@@ -306,6 +311,14 @@ def _run(
         resources.runs.start_soon(_without_the_client(driver.run), name="run")
         return Launched(live, None, headers)
     return Launched(live, driven_by_the_response(driver), headers)
+
+
+def _agent_streaming(settings: Settings, asked: bool | None) -> AgentStreaming | None:
+    if not (settings.stream_agents if asked is None else asked):
+        return None
+    return AgentStreaming(
+        interval_s=settings.agent_delta_ms / 1000, max_chars=settings.agent_delta_max_chars
+    )
 
 
 def _without_the_client(run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:

@@ -14,7 +14,8 @@ import trio
 
 from ..ensemble import Agent, Target
 from ..errors import UpstreamBadResponse, UpstreamError
-from ..llm import ChatMessage, Usage
+from ..llm import ChatMessage, ChatRequest, Usage
+from .agent_text import AgentText
 from .calls import Attempts, MemberCalls, counted_if_cancelled, log
 from .context import RunContext
 
@@ -24,26 +25,47 @@ class Answer:
     text: str
     usage: Usage | None
     model: str
+    # Which call gave it (1 for the first), as its streamed text names it.
+    attempt: int = 1
 
 
+@dataclass(frozen=True)
 class _Asking(MemberCalls):
+    # The client's view of the answer while it streams; None: it arrives whole.
+    text: AgentText | None = None
+
     async def on_target(self, target: Target, *, last: bool) -> Answer:
         """Ask one target, retrying what is retryable while the deadline allows."""
         retries_done = 0
         while True:
+            request = self.call(target)
+            attempt = self.attempts.count
             try:
                 with counted_if_cancelled():
-                    completion = await self.model.complete(self.call(target))
-                if not completion.text.strip():
+                    answer = await self._answer(request, attempt, target)
+                if not answer.text.strip():
                     raise UpstreamBadResponse(f"{self.member.name} returned an empty answer")
             except UpstreamError as error:
+                if self.text is not None:
+                    self.text.failed(attempt, error)
                 delay = self.after_failure(error, target, retries_done=retries_done, last=last)
                 if delay is None:
                     raise
                 retries_done += 1
                 await trio.sleep(delay)
                 continue
-            return Answer(text=completion.text, usage=completion.usage, model=target.model)
+            return answer
+
+    async def _answer(self, request: ChatRequest, attempt: int, target: Target) -> Answer:
+        if self.text is None:
+            completion = await self.model.complete(request)
+            return Answer(completion.text, completion.usage, target.model, attempt)
+        pieces: list[str] = []
+        async with self.model.stream(request) as stream:
+            async for piece in stream:
+                pieces.append(piece)
+                await self.text.piece(attempt, piece, target.model)
+        return Answer("".join(pieces), stream.usage, target.model, attempt)
 
 
 class _Untried:
@@ -61,7 +83,11 @@ class _Untried:
 
 
 async def ask_agent(
-    run: RunContext, agent: Agent, attempts: Attempts, messages: Sequence[ChatMessage]
+    run: RunContext,
+    agent: Agent,
+    attempts: Attempts,
+    messages: Sequence[ChatMessage],
+    text: AgentText | None = None,
 ) -> Answer:
     """The agent's answer from the first of its targets that gives one, trying them in order.
 
@@ -70,15 +96,18 @@ async def ask_agent(
     on to untried targets when theirs gives up; the first answer wins and the other request
     is cancelled at once. Raises the last error when every request failed. `attempts` counts
     every request sent, and can be read after the agent was cut. `messages` are the prompt
-    the strategy's step gives it.
+    the strategy's step gives it; with `text`, the answer streams to the client through it.
     """
     context = run.log_context(agent.name)
-    asking = _Asking(run, agent, tuple(messages), attempts, context)
+    asking = _Asking(run, agent, tuple(messages), attempts, context, text=text)
     untried = _Untried(run.ensemble.targets(agent))
     if agent.hedge_after_ms is None:
         # Nothing to race: ask in this task. A race nursery and a task per stalled agent
         # were a tenth of an open stream's memory.
-        return await _in_order(asking, untried)
+        answer = await _in_order(asking, untried)
+        if text is not None:
+            await text.won(answer.attempt, answer.model)
+        return answer
     winner: Answer | None = None
     errors: list[UpstreamError] = []
     asking_now: list[Target] = []
@@ -132,6 +161,8 @@ async def ask_agent(
         race.start_soon(hedge, agent.hedge_after_ms / 1000)
 
     if winner is not None:
+        if text is not None:
+            await text.won(winner.attempt, winner.model)
         return winner
     raise errors[-1]
 

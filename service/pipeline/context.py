@@ -39,6 +39,15 @@ class Turn:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class AgentStreaming:
+    """Agents stream their answers, each piece an `agent.delta`; pieces that come within
+    `interval_s` of the first one waiting (or until `max_chars` wait) leave as one."""
+
+    interval_s: float = 0.05
+    max_chars: int = 512
+
+
 # Shared by every run that brings none: its random generator alone was 2.5 KB per stream.
 DEFAULT_RETRY_POLICY = RetryPolicy()
 
@@ -61,6 +70,8 @@ class RunContext:
     client_context: str | None = None
     # A client's cap on the answer's length: the summarizer's max_tokens, when smaller.
     summary_max_tokens: int | None = None
+    # How agents stream their answers to the client; None: each answer arrives whole.
+    agent_streaming: AgentStreaming | None = None
 
     @property
     def summarizer(self) -> Summarizer:

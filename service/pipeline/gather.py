@@ -44,6 +44,7 @@ from ..events import (
 )
 from ..llm import ChatMessage, Usage
 from ..telemetry.tracing import end_span, member_span, only_cancelled, record_answer
+from .agent_text import AgentText
 from .answers import Answer, ask_agent
 from .calls import Attempts
 from .context import RunContext
@@ -120,6 +121,7 @@ async def _ask_agent(
     agent: Agent,
     prompt: Prompt,
     attempts: Attempts,
+    text: AgentText | None,
     results: trio.MemorySendChannel[AgentOutcome],
     cutting: trio.CancelScope,
 ) -> None:
@@ -127,7 +129,7 @@ async def _ask_agent(
     `cutting` is the scope that cuts the agents still running when the step moves on."""
     async with results:
         with member_span("agent", agent.name, agent.model or "", run.ensemble_version) as span:
-            await _ask_agent_in_span(run, agent, prompt, attempts, results, cutting, span)
+            await _ask_agent_in_span(run, agent, prompt, attempts, text, results, cutting, span)
 
 
 async def _ask_agent_in_span(
@@ -135,6 +137,7 @@ async def _ask_agent_in_span(
     agent: Agent,
     prompt: Prompt,
     attempts: Attempts,
+    text: AgentText | None,
     results: trio.MemorySendChannel[AgentOutcome],
     cutting: trio.CancelScope,
     span: Span,
@@ -144,7 +147,7 @@ async def _ask_agent_in_span(
     try:
         try:
             with trio.fail_after(agent.timeout_s or float("inf")):
-                answer = await ask_agent(run, agent, attempts, prompt(agent))
+                answer = await ask_agent(run, agent, attempts, prompt(agent), text)
         finally:
             span.set_attribute("fanout.retries", attempts.retries)
     except BaseException as exc:
@@ -257,6 +260,11 @@ async def gather_answers(
                             agent,
                             ask.prompt,
                             attempts[agent.name],
+                            (
+                                AgentText(events, agent=agent.name, step=step)
+                                if run.agent_streaming is not None
+                                else None
+                            ),
                             results_in.clone(),
                             straggler_scope,
                             name=agent.name,

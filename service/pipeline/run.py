@@ -19,11 +19,16 @@ import trio
 
 from ..errors import DeadlineExceeded
 from ..events import Done, Event, Failed
+from .coalesce import coalesce_deltas
 from .context import RunContext
 from .steps import Steps
 from .strategies import STRATEGIES
 
 log = logging.getLogger(__name__)
+
+# Between the strategy and the coalescer: room for an advisory event sent without waiting
+# (a retry's notice), as the run's own channel has.
+INNER_BUFFER = 16
 
 
 async def run_pipeline(run: RunContext, events: trio.MemorySendChannel[Event]) -> None:
@@ -32,16 +37,30 @@ async def run_pipeline(run: RunContext, events: trio.MemorySendChannel[Event]) -
     Closes `events` when it returns. Cancellation (a client that hung up) propagates.
     """
     async with events:
-        steps = Steps(run, events)
-        strategy = STRATEGIES[run.ensemble.strategy]
-        terminal: Done | Failed | None = None
-        with trio.move_on_after(run.request_timeout_s):
-            terminal = await strategy(run, steps)
-        if terminal is None:
-            log.warning(
-                "request deadline of %g s exceeded",
-                run.request_timeout_s,
-                extra=run.log_context(),
-            )
-            terminal = await steps.cut_short(DeadlineExceeded())
+        if run.agent_streaming is None:
+            terminal = await _deliberate(run, events)
+        else:
+            # The agents' pieces of text pass through the coalescer on their way out.
+            inner_send, inner_receive = trio.open_memory_channel[Event](INNER_BUFFER)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(coalesce_deltas, inner_receive, events, run.agent_streaming)
+                async with inner_send:
+                    terminal = await _deliberate(run, inner_send)
         await events.send(terminal)
+
+
+async def _deliberate(run: RunContext, events: trio.MemorySendChannel[Event]) -> Done | Failed:
+    """The strategy's steps under the request's deadline: the terminal event, not sent."""
+    steps = Steps(run, events)
+    strategy = STRATEGIES[run.ensemble.strategy]
+    terminal: Done | Failed | None = None
+    with trio.move_on_after(run.request_timeout_s):
+        terminal = await strategy(run, steps)
+    if terminal is None:
+        log.warning(
+            "request deadline of %g s exceeded",
+            run.request_timeout_s,
+            extra=run.log_context(),
+        )
+        terminal = await steps.cut_short(DeadlineExceeded())
+    return terminal

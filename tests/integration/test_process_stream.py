@@ -17,7 +17,7 @@ def types(events: list[SseEvent]) -> list[str]:
     return [event.event for event in events]
 
 
-async def test_the_full_event_sequence_with_summary_tokens_that_contain_newlines(
+async def test_the_full_event_sequence_with_agents_whole_and_summary_tokens_with_newlines(
     tmp_path: Path,
 ) -> None:
     fake = FakeUpstream(
@@ -28,7 +28,8 @@ async def test_the_full_event_sequence_with_summary_tokens_that_contain_newlines
         }
     )
     async with running_service(tmp_path, fake) as service:
-        async with service.client.stream("POST", "/api/process", json=BODY) as response:
+        whole = {**BODY, "stream_agents": False}
+        async with service.client.stream("POST", "/api/process", json=whole) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             assert response.headers["cache-control"] == "no-cache"

@@ -17,6 +17,7 @@ from service.pipeline import (
     RunContext,
     run_pipeline,
 )
+from service.pipeline.context import AgentStreaming
 from tests.fake_models import ScriptedModel
 
 T = TypeVar("T")
@@ -65,6 +66,7 @@ async def run(
     retry_policy: RetryPolicy | None = None,
     events_buffer: int = 1000,
     request: PipelineRequest = REQUEST,
+    agent_streaming: AgentStreaming | None = None,
 ) -> Recorder:
     """`events_buffer` 0 makes every event wait for the reader, as a slow client would."""
     recorder = Recorder()
@@ -78,6 +80,7 @@ async def run(
             model=model,
             request_timeout_s=request_timeout_s,
             retry_policy=policy,
+            agent_streaming=agent_streaming,
         )
         await run_pipeline(run, send)
     return recorder

@@ -87,7 +87,9 @@ async def test_a_failing_agent_shows_its_public_reason_and_a_retry_its_attempt(
     fake = FakeUpstream(
         {
             "fake-a": Behaviour(status=401),
-            "fake-b": Behaviour(status=503, fail_first=1),
+            # The retry's answer takes a while: the column says "retrying" until its text
+            # begins to stream.
+            "fake-b": Behaviour(status=503, fail_first=1, first_token_delay_s=0.5),
             "fake-summary": Behaviour(token_delay_s=0.05),
         }
     )

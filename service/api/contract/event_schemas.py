@@ -64,6 +64,9 @@ class Delta(Shape):
     reasoning_content: str | None = Field(
         default=None, description="The agents' progress and answers, as 'thinking' text"
     )
+    reasoning: str | None = Field(
+        default=None, description="The same, with OPENAI_REASONING=reasoning"
+    )
 
 
 class ChunkChoice(Shape):

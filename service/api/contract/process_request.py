@@ -62,6 +62,11 @@ class ProcessBody(BaseModel):
         description="Run the stored message `message_id` again, as its next version, keeping "
         "the answers before (needs storage); with a `message`, that text instead",
     )
+    stream_agents: bool | None = Field(
+        default=None,
+        description="Each agent's answer streams as `agent.delta` events (false: it arrives "
+        "whole in `agent.completed`); default: the server's STREAM_AGENTS (true)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,8 @@ class ProcessRequest:
     on_disconnect: OnDisconnect = "cancel"
     # Run the stored message again; the pipeline's message is "" until the store gives it.
     regenerate: bool = False
+    # The agents' answers stream (None: as the server's STREAM_AGENTS says).
+    stream_agents: bool | None = None
 
 
 def _is_utf8(value: str | None) -> bool:
@@ -121,5 +128,8 @@ def parse_process_request(raw: bytes, *, max_message_chars: int) -> ProcessReque
         ensemble=body.ensemble,
     )
     return ProcessRequest(
-        pipeline=pipeline, on_disconnect=body.on_disconnect, regenerate=body.regenerate
+        pipeline=pipeline,
+        on_disconnect=body.on_disconnect,
+        regenerate=body.regenerate,
+        stream_agents=body.stream_agents,
     )

@@ -279,12 +279,17 @@ async def chat_completions() -> Response | tuple[dict[str, Any], int, dict[str, 
             history=history,
             client_context=instructions,
             summary_max_tokens=body.max_completion_tokens or body.max_tokens,
+            # A whole completion has the agents' answers whole; a stream, as they come.
+            stream_agents=None if body.stream and settings.openai_reasoning != "off" else False,
         ),
     )
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         chunks = ChatChunks(
-            completion_id=completion_id, model=ensemble_name, include_usage=include_usage
+            completion_id=completion_id,
+            model=ensemble_name,
+            include_usage=include_usage,
+            reasoning=settings.openai_reasoning,
         )
         return event_stream_response(resources, launched, present=chunks.present)
     whole = Completion(completion_id=completion_id, model=ensemble_name)

@@ -118,6 +118,7 @@ async def process() -> Response:
             client_address=caller_address(),
             continues=continues,
             regenerate=parsed.regenerate,
+            stream_agents=parsed.stream_agents,
         ),
     )
     return event_stream_response(resources, launched)

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Literal
 
-from ...events import KINDS, EventKind
+from ...events import KINDS, AgentCompleted, AgentDelta, EventKind
 from .sse import KEEPALIVE
 
 # What a run's error codes are in OpenAI's error shape: the type the SDKs show.
@@ -71,17 +71,69 @@ def agent_extension(kind: type[EventKind], data: dict[str, Any]) -> dict[str, An
     return extension
 
 
+class AgentsWork:
+    """The agents' work as one text: each event's line, and an agent's streamed answer under
+    its name (a heading each time another agent's text comes in between)."""
+
+    def __init__(self) -> None:
+        self._current: str | None = None
+        self._streamed: set[str] = set()
+
+    def line(self, kind: type[EventKind], data: dict[str, Any]) -> str | None:
+        source = str(data.get("source", ""))
+        if kind.KIND == AgentDelta.KIND:
+            heading = "" if self._current == source else f"\n[{source}] "
+            self._current = source
+            self._streamed.add(source)
+            return heading + str(data.get("message", ""))
+        self._current = None
+        if kind.KIND == AgentCompleted.KIND and source in self._streamed:
+            # Its text is out already, piece by piece.
+            return f"\n[{source}] answered ({data.get('model', '')})\n\n"
+        return kind.reasoning_line(data)
+
+
 def openai_error(message: str, code: str, error_type: str = "server_error") -> dict[str, Any]:
     return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
 
 
+# Where a stream puts the agents' work (OPENAI_REASONING).
+ReasoningField = Literal["reasoning_content", "reasoning", "think", "off"]
+
+
 class ChatChunks:
-    def __init__(self, *, completion_id: str, model: str, include_usage: bool) -> None:
+    def __init__(
+        self,
+        *,
+        completion_id: str,
+        model: str,
+        include_usage: bool,
+        reasoning: ReasoningField = "reasoning_content",
+    ) -> None:
         self._id = completion_id
         self._model = model
         self._created = int(time.time())
         self._include_usage = include_usage
         self._started = False
+        self._reasoning = reasoning
+        self._work = AgentsWork()
+        # With `think`: a <think> block is open in the content.
+        self._thinking = False
+
+    def _reasoning_chunk(self, line: str, fanout: dict[str, Any]) -> bytes:
+        if self._reasoning == "off":
+            return b""
+        if self._reasoning == "think":
+            opening = "" if self._thinking else "<think>\n"
+            self._thinking = True
+            return self._chunk({"content": opening + line}, fanout=fanout)
+        return self._chunk({self._reasoning: line}, fanout=fanout)
+
+    def _content_chunk(self, text: str) -> bytes:
+        if self._thinking:
+            self._thinking = False
+            text = "</think>\n\n" + text
+        return self._chunk({"content": text})
 
     def _chunk(self, delta: dict[str, Any], **extra: Any) -> bytes:
         body = {
@@ -104,14 +156,14 @@ class ChatChunks:
         if kind is None:
             return out
         if kind.OPENAI == "content":
-            return out + self._chunk({"content": data.get("message", "")})
+            return out + self._content_chunk(data.get("message", ""))
         if kind.OPENAI == "reasoning":
-            line = kind.reasoning_line(data)
+            line = self._work.line(kind, data)
             if line is None:
                 return out
-            return out + self._chunk(
-                {"reasoning_content": line}, fanout=agent_extension(kind, data)
-            )
+            return out + self._reasoning_chunk(line, agent_extension(kind, data))
+        if self._thinking:
+            out += self._content_chunk("")
         if kind.OPENAI == "finish":
             final = {
                 "id": self._id,
@@ -150,6 +202,7 @@ class ChatCompletion:
         self._created = int(time.time())
         self._content: list[str] = []
         self._reasoning: list[str] = []
+        self._work = AgentsWork()
         self._agents: list[dict[str, Any]] = []
         self.final: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
@@ -167,7 +220,7 @@ class ChatCompletion:
             self.error = data.get("error", {})
         elif kind.RESTARTS_ANSWER:
             self._content.clear()  # a whole answer, unlike a stream, can take the restart
-        line = kind.reasoning_line(data)
+        line = self._work.line(kind, data) if kind.OPENAI == "reasoning" else None
         if line is not None:
             self._reasoning.append(line)
         if kind.ANSWER:

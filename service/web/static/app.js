@@ -166,6 +166,22 @@ class Turn {
     this.summaryElement = this.root.querySelector(".summary-text");
     this.footer = this.root.querySelector(".footer");
     this.pending = false;
+    // Each agent's text as it streams, and the agents waiting to be drawn.
+    this.agentTexts = new Map();
+    this.agentsPending = new Set();
+  }
+
+  showAgent(name) {
+    // Drawn at most once a frame, as the summary is.
+    if (this.agentsPending.has(name)) return;
+    this.agentsPending.add(name);
+    requestAnimationFrame(() => {
+      this.agentsPending.delete(name);
+      const root = this.agent(name);
+      if (root.dataset.state === "answering") {
+        renderMarkdown(this.agentTexts.get(name) ?? "", root.querySelector(".agent-text"));
+      }
+    });
   }
 
   agent(name) {
@@ -210,6 +226,18 @@ class Turn {
           undefined,
           `${data.model}: ${data.error.message}`,
         );
+        break;
+      case "agent.delta": {
+        const root = this.agent(data.source);
+        const text = (this.agentTexts.get(data.source) ?? "") + data.message;
+        this.agentTexts.set(data.source, text);
+        if (root.dataset.state !== "answering") this.setAgent(data.source, "answering", "answering…");
+        this.showAgent(data.source);
+        break;
+      }
+      case "agent.restarted":
+        this.agentTexts.set(data.source, "");
+        this.setAgent(data.source, "answering", `starting over on ${data.model}`, "");
         break;
       case "agent.completed":
         this.setAgent(
