@@ -33,6 +33,7 @@ class Metrics:
     connections_open: Gauge
     request_seconds: Histogram
     first_token_seconds: Histogram
+    agent_first_token_seconds: Histogram
     agent_seconds: Histogram
     agent_outcomes: Counter
     upstream_tokens: Counter
@@ -63,6 +64,12 @@ def _metrics() -> Metrics:
         first_token_seconds=Histogram(
             "fanout_first_token_seconds",
             "From the request to the first summary token",
+            buckets=SECONDS,
+        ),
+        agent_first_token_seconds=Histogram(
+            "fanout_agent_first_token_seconds",
+            "From the request to an agent's first piece of text, as it streams",
+            ["agent"],
             buckets=SECONDS,
         ),
         agent_seconds=Histogram(

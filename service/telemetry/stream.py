@@ -17,6 +17,7 @@ from opentelemetry.trace import Span
 
 from ..events import (
     AgentCompleted,
+    AgentDelta,
     AgentFailed,
     Done,
     Event,
@@ -50,6 +51,8 @@ class StreamTelemetry:
         # The model that answered, per agent, as the answers arrive.
         self._models: dict[str, str] = {}
         self._first_token_seen = False
+        # The agents whose first piece of text was seen.
+        self._agents_streaming: set[str] = set()
         self.outcome = "open"
         # The request's access-log record, told the stream's outcome when it ends.
         self.access: RequestRecord | None = None
@@ -75,6 +78,11 @@ class StreamTelemetry:
                 m.agent_outcomes.labels(agent=agent, outcome=outcome, reason=error.code).inc()
                 m.agent_seconds.labels(agent=agent).observe(ms / 1000)
                 self._count_retries(agent, retries)
+            case AgentDelta(agent=agent) if agent not in self._agents_streaming:
+                self._agents_streaming.add(agent)
+                m.agent_first_token_seconds.labels(agent=agent).observe(
+                    trio.current_time() - self._started
+                )
             case SummaryDelta() if not self._first_token_seen:
                 self._first_token_seen = True
                 m.first_token_seconds.observe(trio.current_time() - self._started)

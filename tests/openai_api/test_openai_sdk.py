@@ -146,6 +146,72 @@ async def test_the_sync_client_works_too(tmp_path: Path) -> None:
     assert streamed.startswith("Combining")
 
 
+def reasoning_of(chunks: list[Any], field: str = "reasoning_content") -> str:
+    return "".join(
+        (c.choices[0].delta.model_extra or {}).get(field) or "" for c in chunks if c.choices
+    )
+
+
+async def test_a_stream_shows_each_agent_thinking_under_its_name_then_the_summary(
+    tmp_path: Path,
+) -> None:
+    fake = FakeUpstream(
+        {
+            "fake-a": Behaviour(tokens=("Light ", "scatters."), token_delay_s=0.02),
+            "fake-b": Behaviour(tokens=("Short ", "waves."), token_delay_s=0.02),
+        }
+    )
+    async with running_service(tmp_path, fake) as s:
+        stream = await client(s).chat.completions.create(
+            model="default", messages=QUESTION, stream=True
+        )
+        chunks = [chunk async for chunk in stream]
+    reasoning = reasoning_of(chunks)
+    agent_chunks = [c for c in chunks if (c.model_extra or {}).get("fanout", {}).get("event")]
+    streamed = [c for c in agent_chunks if c.model_extra["fanout"]["event"] == "agent.delta"]
+    assert streamed, "the agents' text came as it was written"
+    # Each agent's text is under its name, and not repeated when it completes.
+    assert "[alpha] Light scatters." in reasoning.replace("\n", "")
+    assert "[beta] Short waves." in reasoning.replace("\n", "")
+    assert reasoning.count("Light ") == 1
+    assert "[alpha] answered (fake-a)" in reasoning
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content
+    assert "<think>" not in content
+
+
+async def test_openai_reasoning_think_puts_the_agents_work_in_think_tags_before_the_answer(
+    tmp_path: Path,
+) -> None:
+    fake = FakeUpstream({"fake-a": Behaviour(tokens=("Light ", "scatters."))})
+    env = {"OPENAI_REASONING": "think"}
+    async with running_service(tmp_path, fake, env=env) as s:
+        stream = await client(s).chat.completions.create(
+            model="default", messages=QUESTION, stream=True
+        )
+        chunks = [chunk async for chunk in stream]
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content.startswith("<think>\n")
+    thinking, answer = content.removeprefix("<think>\n").split("</think>\n\n")
+    assert "[alpha] Light scatters." in thinking.replace("\n", "")
+    assert answer
+    assert "[alpha]" not in answer
+    assert not reasoning_of(chunks)
+
+
+async def test_openai_reasoning_off_streams_the_answer_alone(tmp_path: Path) -> None:
+    fake = FakeUpstream({"fake-a": Behaviour(tokens=("Light ", "scatters."))})
+    async with running_service(tmp_path, fake, env={"OPENAI_REASONING": "off"}) as s:
+        stream = await client(s).chat.completions.create(
+            model="default", messages=QUESTION, stream=True
+        )
+        chunks = [chunk async for chunk in stream]
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content
+    assert not reasoning_of(chunks)
+    assert "[alpha]" not in content
+
+
 async def test_history_and_system_messages_reach_every_member(tmp_path: Path) -> None:
     fake = FakeUpstream()
     async with running_service(tmp_path, fake) as s:

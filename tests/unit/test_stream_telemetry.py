@@ -64,3 +64,24 @@ async def test_a_stream_left_early_is_no_longer_in_flight(autojump_clock: MockCl
     assert seen == [before + 1]
     assert in_flight() == before
     assert telemetry.outcome == "disconnected"
+
+
+def first_token_count(agent: str) -> float:
+    return (
+        REGISTRY.get_sample_value("fanout_agent_first_token_seconds_count", {"agent": agent}) or 0.0
+    )
+
+
+async def test_each_agents_first_piece_of_text_is_timed_once(autojump_clock: MockClock) -> None:
+    from service.events import AgentDelta
+
+    before = first_token_count("tele-a"), first_token_count("tele-b")
+    telemetry = StreamTelemetry(trace.INVALID_SPAN, primary_models={})
+    await trio.sleep(0.5)
+    for agent, text in (("tele-a", "one"), ("tele-a", "two"), ("tele-b", "three")):
+        telemetry.observe(AgentDelta(agent=agent, text=text))
+    after = first_token_count("tele-a"), first_token_count("tele-b")
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    total = REGISTRY.get_sample_value("fanout_agent_first_token_seconds_sum", {"agent": "tele-b"})
+    assert total is not None
+    assert total >= 0.5

@@ -81,6 +81,49 @@ async def test_the_columns_fill_and_the_summary_completes_with_the_mock(
     assert page_errors(page) == []
 
 
+async def test_each_column_fills_as_its_agent_writes(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    tokens = tuple(f"word{n} " for n in range(40))
+    fake = FakeUpstream(
+        {
+            "fake-a": Behaviour(tokens=tokens, token_delay_s=0.05),
+            "fake-b": Behaviour(tokens=tokens, token_delay_s=0.05),
+        }
+    )
+    async with running_service(tmp_path, fake) as service:
+        page = await open_page(browser, service)
+
+        def run() -> dict[str, Any]:
+            ask(page, "Why is the sky blue?")
+            alpha = '.agent[data-agent="alpha"]'
+            # Part of the answer is on the page while the agent is still answering.
+            page.wait_for_function(
+                """(selector) => {
+                    const root = document.querySelector(selector);
+                    const text = root ? root.querySelector(".agent-text").innerText : "";
+                    return root && root.dataset.state === "answering" && text.includes("word3");
+                }""",
+                arg=alpha,
+            )
+            partial = page.locator(f"{alpha} .agent-text").inner_text()
+            shot = screenshot(page, "agents-streaming")
+            page.wait_for_selector(DONE)
+            return {
+                "partial": partial,
+                "final": page.locator(f"{alpha} .agent-text").inner_text(),
+                "shot": shot,
+            }
+
+        seen = await browser.run(run)
+        await browser.close_page(page)
+    assert "word3" in seen["partial"]
+    assert "word39" not in seen["partial"]
+    assert seen["final"].split() == [token.strip() for token in tokens]
+    assert seen["shot"].stat().st_size > 0
+    assert page_errors(page) == []
+
+
 async def test_a_failing_agent_shows_its_public_reason_and_a_retry_its_attempt(
     browser: BrowserThread, tmp_path: Path
 ) -> None:
