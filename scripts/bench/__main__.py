@@ -32,6 +32,7 @@ ALL = (
     "limits",
     "openai",
     "phases",
+    "agent_streaming",
 )
 
 
@@ -57,6 +58,9 @@ async def run(only: tuple[str, ...], quick: bool) -> dict[str, Any]:
             "limits": lambda: scenarios.limits(work, 10 if quick else 60, 3 if quick else 10),
             "openai": lambda: scenarios.openai_route(work, 10 if quick else 60, 3 if quick else 10),
             "phases": lambda: profile.phases(work, 4 if quick else 10),
+            "agent_streaming": lambda: scenarios.agent_streaming(
+                work, 8 if quick else 16, 5 if quick else 15
+            ),
         }
         for name in only:
             print(f"running {name} ...", flush=True)

@@ -18,9 +18,9 @@ from pathlib import Path
 import trio
 
 ROOT = Path(__file__).resolve().parents[2]
-# The bound address, as the service (Hypercorn) and the bench's own servers print it; the
-# service's start block before it names the configured one (port 0) and the provider's.
-RUNNING_ON = re.compile(rb"(?:Running|answering|stalling) on (http://127\.0\.0\.1:\d+)")
+# The bound address, as the service (Hypercorn), the fake upstream and the bench's servers
+# print it; the service's start block names the configured one (port 0) before it.
+RUNNING_ON = re.compile(rb"(?:Running|answering|stalling|upstream) on (http://127\.0\.0\.1:\d+)")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

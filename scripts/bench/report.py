@@ -75,6 +75,22 @@ def print_tables(results: dict[str, Any]) -> None:
                 f"{run['heading']:<38} {run['cpu_ms_per_pipeline']:>6} "
                 + " ".join(f"{run['phases'][n]:>9}" for n in names)
             )
+    if "agent_streaming" in results:
+        data = results["agent_streaming"]
+        clients = data["clients"]
+        print(f"\n11. Agents streaming (2 agents x 200 tokens 10 ms apart, {clients} clients)")
+        print(f"{'agent streaming':<16} {'req/s':>7} {'cpu ms/req':>11} {'frames/agent/s':>15}")
+        for row in data["rows"]:
+            print(
+                f"{row['variant']:<16} {row['pipelines_per_s']:>7} "
+                f"{row['service_cpu_ms_per_pipeline']:>11} "
+                f"{row['delta_frames_per_agent_per_s']:>15}"
+            )
+        print(
+            f"on vs off: throughput {data['throughput_on_vs_off']} (budget >= 0.85), "
+            f"CPU {data['cpu_on_minus_off_ms']:+} ms (budget <= +1.5), frames per agent per "
+            f"second {data['rows'][1]['delta_frames_per_agent_per_s']} (budget <= 25)"
+        )
     if "peer" in results:
         peer = results["peer"]
         if "skipped" in peer:

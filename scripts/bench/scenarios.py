@@ -45,6 +45,8 @@ MODELS: dict[str, dict[str, Any]] = {
     "bench-agent-0": {"reply": "A short answer."},
     "bench-summary-0": {"tokens": [f"t{i} " for i in range(SUMMARY_TOKENS)]},
     "bench-stall": {"stall": True},
+    # Scenario 11: an agent that thinks aloud, 200 tokens 10 ms apart.
+    "bench-think": {"tokens": ["w "] * 200, "token_delay_s": 0.01},
 }
 
 
@@ -564,3 +566,58 @@ def _service_argv() -> list[str]:
 async def quick_check(url: str) -> None:
     async with client(url, 1) as http:
         await one_request(http)
+
+
+async def agent_streaming(work: Path, clients: int, duration_s: float) -> dict[str, Any]:
+    """Scenario 11: two agents of 200 tokens streamed 10 ms apart, with agent streaming off
+    and on, each in a fresh service: pipelines per second and service CPU per pipeline at
+    `clients` concurrent clients, and the agent.delta frames per agent per second of one
+    stream read alone."""
+    rows = []
+    async with started(fake_upstream(MODELS, work), {}, work / "fake-s11.log") as fake:
+        ensemble = ensemble_file(work / "s11.toml", 2, "bench-think", "bench-summary-0")
+        for name, extra in (("off", {"STREAM_AGENTS": "false"}), ("on", {})):
+            env = service_env(fake.url, ensemble, **extra)
+            async with started(_service_argv(), env, work / f"service-s11-{name}.log") as service:
+                await closed_loop(service.url, 2, requests_each=1)
+                frames = await _delta_frames(service.url)
+                cpu_before = service.cpu_seconds()
+                loaded = await closed_loop(service.url, clients, duration_s=duration_s)
+                cpu = service.cpu_seconds() - cpu_before
+            done = len(loaded.timings) - len(loaded.errors)
+            rows.append(
+                {
+                    "variant": name,
+                    "errors": len(loaded.errors),
+                    "pipelines_per_s": round(done / loaded.wall_s, 2),
+                    "service_cpu_ms_per_pipeline": round(cpu / max(done, 1) * 1000, 2),
+                    "delta_frames_per_agent_per_s": frames,
+                }
+            )
+    off, on = rows
+    return {
+        "clients": clients,
+        "rows": rows,
+        "throughput_on_vs_off": round(on["pipelines_per_s"] / off["pipelines_per_s"], 3),
+        "cpu_on_minus_off_ms": round(
+            on["service_cpu_ms_per_pipeline"] - off["service_cpu_ms_per_pipeline"], 2
+        ),
+    }
+
+
+async def _delta_frames(url: str) -> float:
+    """agent.delta events per agent per second of its streaming, in one stream read alone."""
+    import httpx2
+
+    seen: dict[str, list[float]] = collections.defaultdict(list)
+    async with httpx2.AsyncClient(base_url=url, timeout=60) as http:
+        body = {"message": "Think aloud", "message_id": f"s11-{time.time_ns()}"}
+        async with http.stream("POST", PROCESS, json=body) as response:
+            kind = ""
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "agent.delta":
+                    seen[json.loads(line[6:])["source"]].append(trio.current_time())
+    rates = [(len(times) - 1) / (times[-1] - times[0]) for times in seen.values() if len(times) > 1]
+    return round(max(rates, default=0.0), 1)
