@@ -7,6 +7,7 @@ Raises the last `UpstreamError` when every target failed; the caller owns the de
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -105,8 +106,7 @@ async def ask_agent(
         # Nothing to race: ask in this task. A race nursery and a task per stalled agent
         # were a tenth of an open stream's memory.
         answer = await _in_order(asking, untried)
-        if text is not None:
-            await text.won(answer.attempt, answer.model)
+        await _show_the_winner(text, answer)
         return answer
     winner: Answer | None = None
     errors: list[UpstreamError] = []
@@ -161,10 +161,24 @@ async def ask_agent(
         race.start_soon(hedge, agent.hedge_after_ms / 1000)
 
     if winner is not None:
-        if text is not None:
-            await text.won(winner.attempt, winner.model)
+        await _show_the_winner(text, winner)
         return winner
     raise errors[-1]
+
+
+# How long showing the winning call's text may hold an answer already in hand.
+SHOW_WINNER_S = 1.0
+
+
+async def _show_the_winner(text: AgentText | None, answer: Answer) -> None:
+    """Make the client hold the winning call's text before the answer is reported. The
+    answer is in hand: shielded (and bounded), so a straggler deadline that fires now
+    cannot turn it into a cut; a run already over has nobody to show it to."""
+    if text is None:
+        return
+    with trio.CancelScope(shield=True), trio.move_on_after(SHOW_WINNER_S):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await text.won(answer.attempt, answer.model)
 
 
 async def _in_order(asking: _Asking, untried: _Untried) -> Answer:
