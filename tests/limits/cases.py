@@ -94,9 +94,7 @@ async def a_request_is_checked_all_or_nothing(backend: LimiterBackend) -> None:
     assert short.retry_after_s == pytest.approx(50, abs=0.5)
     assert short.requests_remaining == 3
     # The run ended having used 10 of its 60: 50 come back, and its slot is free.
-    await backend.release(
-        tokens=Rate("k:tokens", 50, 1.0, 0), slot_key="k:streams", lease="lease-1"
-    )
+    await backend.release(tokens=Rate("k:tokens", 50, 1.0, 0), slot=slot)
     after = await backend.check(
         requests=requests,
         slot=Slot("k:streams", "lease-3", 1, 5.0),
