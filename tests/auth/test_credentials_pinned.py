@@ -29,6 +29,7 @@ from service.storage.migrate import migrate
 from service.storage.store import Store
 from tests.auth.jwks_server import AUDIENCE, ISSUER, SigningKeys, serve_jwks
 from tests.auth.test_access import make_key
+from tests.auth.test_token_failures import assemble
 from tests.auth.test_tokens import verifier
 from tests.integration.harness import running_service
 
@@ -338,6 +339,20 @@ async def test_a_token_naming_no_key_is_refused_without_asking_the_jwks(
     )
     for _ in range(3):
         with pytest.raises(Unauthenticated, match="names no key"):
+            await check.principal_for(token)
+    assert keys.fetches == fetched
+
+
+async def test_a_token_whose_kid_is_not_a_string_is_refused_without_asking_the_jwks(
+    jwks: tuple[SigningKeys, str],
+) -> None:
+    keys, url = jwks
+    check = verifier(jwks_url=url)  # refetches allowed at any time (min_refetch_s=0)
+    assert (await check.principal_for(keys.token("old", sub="a"))).user == "a"
+    fetched = keys.fetches
+    for kid in (7, True, ["old"], {"kid": "old"}):
+        token = assemble({"alg": "RS256", "kid": kid}, {"sub": "a", "iss": ISSUER})
+        with pytest.raises(Unauthenticated):
             await check.principal_for(token)
     assert keys.fetches == fetched
 
