@@ -357,6 +357,81 @@ async def test_a_token_whose_kid_is_not_a_string_is_refused_without_asking_the_j
     assert keys.fetches == fetched
 
 
+async def test_a_jwks_that_is_not_one_keeps_the_known_keys_and_the_refresh_running(
+    jwks: tuple[SigningKeys, str],
+) -> None:
+    """A provider answering something else (an error page as JSON, a broken deploy): the
+    keys known stay trusted, the periodic refresh goes on, and an unknown kid is refused
+    as unknown."""
+    keys, url = jwks
+    check = verifier(jwks_url=url)
+    check._refresh_s = 0.05
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(check.keep_fresh)
+        with trio.fail_after(5):
+            while keys.fetches == 0:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        keys.add("new", "rsa")
+        for served in ([1, 2], {"error": "maintenance"}, {"keys": "none"}, {"keys": [7]}):
+            keys.served = served
+            seen = keys.fetches
+            with trio.fail_after(5):
+                while keys.fetches < seen + 2:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            assert (await check.principal_for(keys.token("old", sub="a"))).user == "a"
+            with pytest.raises(Unauthenticated, match="no known key"):
+                await check.principal_for(keys.token("new", sub="b"))
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_unknown_kid_fetches_the_jwks_again_exactly_when_the_interval_is_over(
+    jwks: tuple[SigningKeys, str], mock_clock: trio.testing.MockClock
+) -> None:
+    """JWT_JWKS_MIN_REFETCH_S after a fetch, not a moment later (virtual time; the JWKS
+    is served for real)."""
+    keys, url = jwks
+    check = verifier(jwks_url=url)
+    check._min_refetch_s = 60
+    keys.add("hidden", "rsa", publish=False)
+    hidden = keys.token("hidden", sub="x")
+    fetches = []
+    for jump in (0, 59.5, 0.5):
+        mock_clock.jump(jump)
+        with pytest.raises(Unauthenticated, match="no known key"):
+            await check.principal_for(hidden)
+        fetches.append(keys.fetches)
+    assert fetches == [1, 1, 2]
+
+
+async def test_a_token_that_is_not_a_jwt_is_refused_as_such() -> None:
+    """The reason is what the refusal's log line says (docs/security.md)."""
+    check = verifier(static_key=SECRET, secret=True)
+    for token in ("", "a.b", "a.b.c", "\x00" * 10, "e30.e30"):
+        with pytest.raises(Unauthenticated, match="not a JWT"):
+            await check.principal_for(token)
+
+
+async def test_a_jwt_public_key_that_does_not_load_refuses_tokens_as_unauthenticated() -> None:
+    """A PEM that lost a line when pasted: the JWT library raises ValueError for an ES256
+    token, which must still be a refusal (a 401), never a principal-less request."""
+    keys = SigningKeys()
+    keys.add("ec-1", "ec")
+    lines = keys.public_pem("ec-1").splitlines()
+    truncated = "\n".join([lines[0], lines[1], lines[-1]])
+    settings = load_settings(
+        {
+            "AUTH": "jwt",
+            "JWT_PUBLIC_KEY": truncated,
+            "JWT_ISSUER": ISSUER,
+            "JWT_AUDIENCE": AUDIENCE,
+        },
+        dotenv_path=None,
+    )
+    check = TokenVerifier.from_settings(settings)
+    with pytest.raises(Unauthenticated, match=r"could not be verified \(ValueError\)"):
+        await check.principal_for(keys.token("ec-1", sub="alice"))
+
+
 # --- the key cache and last_used_at (virtual time: the clock moves only when told) ------
 
 
