@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +17,10 @@ import jwt
 import pytest
 import trio
 import trio.testing
+from hypercorn.config import Config
+from hypercorn.trio import serve
 
+from service.app import create_app
 from service.auth import ANONYMOUS
 from service.auth.authenticate import TOUCH_EVERY_S, Authenticator
 from service.auth.errors import Unauthenticated
@@ -102,6 +106,36 @@ async def test_a_wrong_method_on_an_open_route_is_a_405_for_anyone(tmp_path: Pat
         open_route = await service.client.post("/healthz")
         guarded = await service.client.put("/api/conversations")
     assert (open_route.status_code, guarded.status_code) == (405, 401)
+
+
+async def test_a_route_that_declares_no_requirement_is_refused_to_every_caller(
+    tmp_path: Path,
+) -> None:
+    """Deny by default: a route added without `@requires` is served to nobody, not even an
+    admin with every scope, and the refusal says why."""
+    async with running_service(tmp_path, None, env={"AUTH": "keys"}) as service:
+        admin, _ = await make_key(service, "admin", role="admin")
+        app = create_app(service.resources)
+        served = []
+
+        @app.get("/api/undeclared")
+        async def undeclared() -> str:
+            served.append(True)
+            return "served"
+
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.errorlog = None  # type: ignore[assignment]
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(serve, app, config))  # type: ignore[arg-type]
+            async with httpx.AsyncClient(base_url=binds[0]) as client:
+                response = await client.get(
+                    "/api/undeclared", headers={"Authorization": f"Bearer {admin}"}
+                )
+            nursery.cancel_scope.cancel()
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == "this route is not open to anyone"
+    assert served == []
 
 
 # --- what `keys create` and POST /admin/keys store ---------------------------------------
@@ -563,6 +597,31 @@ async def test_one_addresss_guesses_do_not_lock_out_another_address(tmp_path: Pa
     assert guesses == [401, 401, 401, 429, 429]
     assert other.status_code == 200
     assert guesser_with_the_key.status_code == 429
+
+
+async def test_behind_a_proxy_one_clients_guesses_do_not_lock_out_another(
+    tmp_path: Path,
+) -> None:
+    """Every request comes from the proxy's address; the client is the one the proxy's
+    header names, and each client has its own refused sign-ins."""
+    env = {
+        "AUTH": "keys",
+        "AUTH_FAILURE_BURST": "3",
+        "AUTH_FAILURE_EVERY_S": "60",
+        "TRUSTED_PROXIES": "127.0.0.0/8",  # the test client is the proxy
+    }
+    async with running_service(tmp_path, None, env=env) as service:
+        key, _ = await make_key(service, "alice")
+
+        async def status(client: str, credential: str) -> int:
+            headers = {"Authorization": f"Bearer {credential}", "X-Forwarded-For": client}
+            return (await service.client.get("/api/conversations", headers=headers)).status_code
+
+        guesses = [await status("198.51.100.7", "fo_guess") for _ in range(5)]
+        other = await status("203.0.113.5", key)
+        guesser_with_the_key = await status("198.51.100.7", key)
+    assert guesses == [401, 401, 401, 429, 429]
+    assert (other, guesser_with_the_key) == (200, 429)
 
 
 async def test_the_access_line_names_the_callers_user_and_tenant(
