@@ -674,21 +674,6 @@ async def test_a_refused_key_is_logged_as_revoked_or_expired(
 # - authenticate.py `len(self._cache) >= CACHE_MAX` to `>`: the cache may hold one entry
 #   more than CACHE_MAX (10,000) before it is cleared. Not equivalent, but pinning it
 #   costs 10,000 store reads per run for one entry of memory.
-# - tokens.py `current_time() - self._last_fetch >= self._min_refetch_s` to `>`: differs
-#   only at the exact instant the interval ends; the JWKS is a real socket, so the test
-#   clock is real and cannot land on that instant.
-# - access.py `_required_where_unrouted`, the `return "process"` after a failed match:
-#   matching the same path with a method the router just listed as allowed does not fail.
-# - access.py, the `raise NotAllowed` for a route that declares no requirement: dropped,
-#   the scope check right after it refuses the same caller with the same 403.
-# - tokens.py `fits`, a `return False` replaced by `return None`: both are false to its one
-#   caller, which only tests the answer's truth.
-# - tokens.py, the refusals of an algorithm not accepted and of a key that does not fit
-#   (`raise Unauthenticated` dropped in `_principal_for` and `_key_for`): PyJWT's decode,
-#   given the accepted algorithms and the key, refuses the same tokens, and `principal_for`
-#   turns that into the same 401. Kept so the reason logged is the real one. (A key used
-#   with an algorithm other than the one its JWKS states is pinned in
-#   test_token_failures.py.)
-# - tokens.py, `principal_for`'s last `raise Unauthenticated(...)` for any other library
-#   error: since `fits` refuses every key and algorithm that do not match, no token the
-#   tests can make reaches it; it is the net for what a future PyJWT may raise.
+# - tokens.py `fits`, either `return False` replaced by `return None`: both are false to its
+#   one caller, which only tests the answer's truth (and mypy refuses a None from a
+#   function typed `-> bool`, so `make lint` would).
