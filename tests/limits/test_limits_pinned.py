@@ -266,7 +266,3 @@ async def test_memory_slots_and_day_counters_end_at_exactly_their_ttl(
 #   nearly every operation, changes memory use and speed, never an answer.
 # - memory.py `_peek`, `> capacity_s + SLACK_S` to `>=`: equality needs a float sum to
 #   land exactly on the slack; the slack exists so that no reading is that close.
-# - admission.py `settle`, `budget_key is not None and unused` to `or`: with the memory
-#   backend (the one these tests measure with) adjusting a missing key does nothing.
-#   Not shown equivalent on Redis, where a None key would reach the client: a Redis case
-#   would pin it (tests/limits/test_backends.py runs the backends, not settle).
