@@ -56,19 +56,19 @@ class Admission:
     tokens_key: str | None = None
     token_interval_s: float = 0.0
     budget_key: str | None = None
-    slot_key: str | None = None
-    lease: str | None = None
-    lease_s: float = LEASE_S
+    # The stream's slot, a lease renewed while the run lasts.
+    slot: Slot | None = None
     settled: bool = False
 
     async def keep_lease(self) -> None:
         """Renew the stream's slot while the run lasts (a task in the run's nursery)."""
-        if self.backend is None or self.slot_key is None or self.lease is None:
+        backend, slot = self.backend, self.slot
+        if backend is None or slot is None:
             return
         while True:
-            await trio.sleep(self.lease_s / 3)
+            await trio.sleep(slot.ttl_s / 3)
             try:
-                await self.backend.refresh_slot(self.slot_key, self.lease, ttl_s=self.lease_s)
+                await backend.refresh_slot(slot.key, slot.lease, ttl_s=slot.ttl_s)
             except LimiterError as exc:
                 log.warning("could not renew a stream's slot: %s", exc)
 
@@ -93,7 +93,7 @@ class Admission:
         try:
             if tokens_key is not None:
                 tokens = Rate(tokens_key, unused, self.token_interval_s, 0)
-                await self.backend.release(tokens=tokens, slot_key=None, lease=None)
+                await self.backend.release(tokens=tokens, slot=None)
             if budget_key is not None and unused:
                 await self.backend.adjust(budget_key, -unused)
         except LimiterError as exc:
@@ -108,13 +108,13 @@ class Admission:
         self.settled = True
         unused = self.reserved_tokens - (used_tokens or 0)
         try:
-            if self.tokens_key is not None or self.slot_key is not None:
+            if self.tokens_key is not None or self.slot is not None:
                 tokens = (
                     Rate(self.tokens_key, unused, self.token_interval_s, 0)
                     if self.tokens_key is not None
                     else None
                 )
-                await self.backend.release(tokens=tokens, slot_key=self.slot_key, lease=self.lease)
+                await self.backend.release(tokens=tokens, slot=self.slot)
             if self.budget_key is not None and unused:
                 await self.backend.adjust(self.budget_key, -unused)
         except LimiterError as exc:
@@ -165,7 +165,7 @@ class Limiter:
                 else f"user:{key_part(principal.tenant)}/{key_part(principal.user)}"
             )
         )
-        admission = Admission(self.backend, limits, identity, lease_s=self.lease_s)
+        admission = Admission(self.backend, limits, identity)
         try:
             await self._check(admission, principal.tenant, anonymous, estimate_tokens)
         except LimiterError as exc:
@@ -237,7 +237,7 @@ class Limiter:
             if checked.refused is not None:
                 raise RateLimited(checked.refused, checked.retry_after_s)
             if slot is not None:
-                admission.slot_key, admission.lease = slot.key, slot.lease
+                admission.slot = slot
             if tokens is not None and estimate_tokens is not None:
                 admission.tokens_key, admission.token_interval_s = tokens.key, tokens.interval_s
                 admission.reserved_tokens = estimate_tokens

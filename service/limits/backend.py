@@ -69,9 +69,7 @@ class LimiterBackend(Protocol):
         Redis, one round trip): all applied, or, if one is refused, none."""
         ...
 
-    async def release(
-        self, *, tokens: Rate | None, slot_key: str | None, lease: str | None
-    ) -> None:
+    async def release(self, *, tokens: Rate | None, slot: Slot | None) -> None:
         """A run's end: give `tokens.cost` back (negative: take more) and free the slot."""
         ...
 

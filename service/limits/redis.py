@@ -125,13 +125,8 @@ _RELEASE = (
     + """
 local unused, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
 if unused ~= 0 then
-  local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-  local new_tat
-  if unused > 0 then
-    new_tat = math.max(tat - unused * interval, now)
-  else
-    new_tat = math.max(tat, now) - unused * interval
-  end
+  local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+  local new_tat = math.max(tat - unused * interval, now)
   if new_tat > now then
     redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX',
                math.ceil((new_tat - now) * 1000) + 1000)
@@ -148,13 +143,8 @@ _GIVE_BACK = (
     _NOW
     + """
 local cost, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-local new_tat
-if cost > 0 then
-  new_tat = math.max(tat - cost * interval, now)
-else
-  new_tat = math.max(tat, now) - cost * interval
-end
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+local new_tat = math.max(tat - cost * interval, now)
 if new_tat > now then
   local ttl_ms = math.ceil((new_tat - now) * 1000) + 1000
   redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', ttl_ms)
@@ -266,16 +256,14 @@ class RedisBackend:
             max(float(streams_left), 0) if slot else 0.0,
         )
 
-    async def release(
-        self, *, tokens: Rate | None, slot_key: str | None, lease: str | None
-    ) -> None:
-        anchor = tokens.key if tokens else slot_key or "x"
+    async def release(self, *, tokens: Rate | None, slot: Slot | None) -> None:
+        anchor = tokens.key if tokens else slot.key if slot else "x"
         await self._run(
             "release",
-            [tokens.key if tokens else anchor, slot_key or anchor],
+            [tokens.key if tokens else anchor, slot.key if slot else anchor],
             tokens.cost if tokens else 0,
             tokens.interval_s if tokens else 1,
-            lease or "",
+            slot.lease if slot else "",
         )
 
     async def take(self, key: str, *, cost: float, interval_s: float, burst: float) -> Verdict:

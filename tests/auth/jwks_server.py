@@ -32,11 +32,13 @@ def _private(kind: str) -> Any:
 
 @dataclass
 class SigningKeys:
-    """Keys by kid; `published` are those the JWKS shows; `up` False makes it answer 503."""
+    """Keys by kid; `published` are those the JWKS shows; `up` False makes it answer 503;
+    `served`, when set, is the JSON answered instead of the JWKS."""
 
     keys: dict[str, Any] = field(default_factory=dict)
     published: set[str] = field(default_factory=set)
     up: bool = True
+    served: Any = None
     fetches: int = 0
 
     def add(self, kid: str, kind: str = "rsa", *, publish: bool = True) -> None:
@@ -86,7 +88,8 @@ async def serve_jwks(
                 if message["type"] == "lifespan.shutdown":
                     return
         keys.fetches += 1
-        status, body = (200, json.dumps(keys.jwks()).encode()) if keys.up else (503, b"down")
+        document = keys.jwks() if keys.served is None else keys.served
+        status, body = (200, json.dumps(document).encode()) if keys.up else (503, b"down")
         await send(
             {
                 "type": "http.response.start",

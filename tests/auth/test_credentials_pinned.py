@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +17,10 @@ import jwt
 import pytest
 import trio
 import trio.testing
+from hypercorn.config import Config
+from hypercorn.trio import serve
 
+from service.app import create_app
 from service.auth import ANONYMOUS
 from service.auth.authenticate import TOUCH_EVERY_S, Authenticator
 from service.auth.errors import Unauthenticated
@@ -29,6 +33,7 @@ from service.storage.migrate import migrate
 from service.storage.store import Store
 from tests.auth.jwks_server import AUDIENCE, ISSUER, SigningKeys, serve_jwks
 from tests.auth.test_access import make_key
+from tests.auth.test_token_failures import assemble
 from tests.auth.test_tokens import verifier
 from tests.integration.harness import running_service
 
@@ -101,6 +106,36 @@ async def test_a_wrong_method_on_an_open_route_is_a_405_for_anyone(tmp_path: Pat
         open_route = await service.client.post("/healthz")
         guarded = await service.client.put("/api/conversations")
     assert (open_route.status_code, guarded.status_code) == (405, 401)
+
+
+async def test_a_route_that_declares_no_requirement_is_refused_to_every_caller(
+    tmp_path: Path,
+) -> None:
+    """Deny by default: a route added without `@requires` is served to nobody, not even an
+    admin with every scope, and the refusal says why."""
+    async with running_service(tmp_path, None, env={"AUTH": "keys"}) as service:
+        admin, _ = await make_key(service, "admin", role="admin")
+        app = create_app(service.resources)
+        served = []
+
+        @app.get("/api/undeclared")
+        async def undeclared() -> str:
+            served.append(True)
+            return "served"
+
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.errorlog = None  # type: ignore[assignment]
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(serve, app, config))  # type: ignore[arg-type]
+            async with httpx.AsyncClient(base_url=binds[0]) as client:
+                response = await client.get(
+                    "/api/undeclared", headers={"Authorization": f"Bearer {admin}"}
+                )
+            nursery.cancel_scope.cancel()
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == "this route is not open to anyone"
+    assert served == []
 
 
 # --- what `keys create` and POST /admin/keys store ---------------------------------------
@@ -342,6 +377,95 @@ async def test_a_token_naming_no_key_is_refused_without_asking_the_jwks(
     assert keys.fetches == fetched
 
 
+async def test_a_token_whose_kid_is_not_a_string_is_refused_without_asking_the_jwks(
+    jwks: tuple[SigningKeys, str],
+) -> None:
+    keys, url = jwks
+    check = verifier(jwks_url=url)  # refetches allowed at any time (min_refetch_s=0)
+    assert (await check.principal_for(keys.token("old", sub="a"))).user == "a"
+    fetched = keys.fetches
+    for kid in (7, True, ["old"], {"kid": "old"}):
+        token = assemble({"alg": "RS256", "kid": kid}, {"sub": "a", "iss": ISSUER})
+        with pytest.raises(Unauthenticated):
+            await check.principal_for(token)
+    assert keys.fetches == fetched
+
+
+async def test_a_jwks_that_is_not_one_keeps_the_known_keys_and_the_refresh_running(
+    jwks: tuple[SigningKeys, str],
+) -> None:
+    """A provider answering something else (an error page as JSON, a broken deploy): the
+    keys known stay trusted, the periodic refresh goes on, and an unknown kid is refused
+    as unknown."""
+    keys, url = jwks
+    check = verifier(jwks_url=url)
+    check._refresh_s = 0.05
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(check.keep_fresh)
+        with trio.fail_after(5):
+            while keys.fetches == 0:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        keys.add("new", "rsa")
+        for served in ([1, 2], {"error": "maintenance"}, {"keys": "none"}, {"keys": [7]}):
+            keys.served = served
+            seen = keys.fetches
+            with trio.fail_after(5):
+                while keys.fetches < seen + 2:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            assert (await check.principal_for(keys.token("old", sub="a"))).user == "a"
+            with pytest.raises(Unauthenticated, match="no known key"):
+                await check.principal_for(keys.token("new", sub="b"))
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_unknown_kid_fetches_the_jwks_again_exactly_when_the_interval_is_over(
+    jwks: tuple[SigningKeys, str], mock_clock: trio.testing.MockClock
+) -> None:
+    """JWT_JWKS_MIN_REFETCH_S after a fetch, not a moment later (virtual time; the JWKS
+    is served for real)."""
+    keys, url = jwks
+    check = verifier(jwks_url=url)
+    check._min_refetch_s = 60
+    keys.add("hidden", "rsa", publish=False)
+    hidden = keys.token("hidden", sub="x")
+    fetches = []
+    for jump in (0, 59.5, 0.5):
+        mock_clock.jump(jump)
+        with pytest.raises(Unauthenticated, match="no known key"):
+            await check.principal_for(hidden)
+        fetches.append(keys.fetches)
+    assert fetches == [1, 1, 2]
+
+
+async def test_a_token_that_is_not_a_jwt_is_refused_as_such() -> None:
+    """The reason is what the refusal's log line says (docs/security.md)."""
+    check = verifier(static_key=SECRET, secret=True)
+    for token in ("", "a.b", "a.b.c", "\x00" * 10, "e30.e30"):
+        with pytest.raises(Unauthenticated, match="not a JWT"):
+            await check.principal_for(token)
+
+
+async def test_a_jwt_public_key_that_does_not_load_refuses_tokens_as_unauthenticated() -> None:
+    """A PEM that lost a line when pasted: the JWT library raises ValueError for an ES256
+    token, which must still be a refusal (a 401), never a principal-less request."""
+    keys = SigningKeys()
+    keys.add("ec-1", "ec")
+    lines = keys.public_pem("ec-1").splitlines()
+    truncated = "\n".join([lines[0], lines[1], lines[-1]])
+    settings = load_settings(
+        {
+            "AUTH": "jwt",
+            "JWT_PUBLIC_KEY": truncated,
+            "JWT_ISSUER": ISSUER,
+            "JWT_AUDIENCE": AUDIENCE,
+        },
+        dotenv_path=None,
+    )
+    check = TokenVerifier.from_settings(settings)
+    with pytest.raises(Unauthenticated, match=r"could not be verified \(ValueError\)"):
+        await check.principal_for(keys.token("ec-1", sub="alice"))
+
+
 # --- the key cache and last_used_at (virtual time: the clock moves only when told) ------
 
 
@@ -475,6 +599,31 @@ async def test_one_addresss_guesses_do_not_lock_out_another_address(tmp_path: Pa
     assert guesser_with_the_key.status_code == 429
 
 
+async def test_behind_a_proxy_one_clients_guesses_do_not_lock_out_another(
+    tmp_path: Path,
+) -> None:
+    """Every request comes from the proxy's address; the client is the one the proxy's
+    header names, and each client has its own refused sign-ins."""
+    env = {
+        "AUTH": "keys",
+        "AUTH_FAILURE_BURST": "3",
+        "AUTH_FAILURE_EVERY_S": "60",
+        "TRUSTED_PROXIES": "127.0.0.0/8",  # the test client is the proxy
+    }
+    async with running_service(tmp_path, None, env=env) as service:
+        key, _ = await make_key(service, "alice")
+
+        async def status(client: str, credential: str) -> int:
+            headers = {"Authorization": f"Bearer {credential}", "X-Forwarded-For": client}
+            return (await service.client.get("/api/conversations", headers=headers)).status_code
+
+        guesses = [await status("198.51.100.7", "fo_guess") for _ in range(5)]
+        other = await status("203.0.113.5", key)
+        guesser_with_the_key = await status("198.51.100.7", key)
+    assert guesses == [401, 401, 401, 429, 429]
+    assert (other, guesser_with_the_key) == (200, 429)
+
+
 async def test_the_access_line_names_the_callers_user_and_tenant(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -525,21 +674,6 @@ async def test_a_refused_key_is_logged_as_revoked_or_expired(
 # - authenticate.py `len(self._cache) >= CACHE_MAX` to `>`: the cache may hold one entry
 #   more than CACHE_MAX (10,000) before it is cleared. Not equivalent, but pinning it
 #   costs 10,000 store reads per run for one entry of memory.
-# - tokens.py `current_time() - self._last_fetch >= self._min_refetch_s` to `>`: differs
-#   only at the exact instant the interval ends; the JWKS is a real socket, so the test
-#   clock is real and cannot land on that instant.
-# - access.py `_required_where_unrouted`, the `return "process"` after a failed match:
-#   matching the same path with a method the router just listed as allowed does not fail.
-# - access.py, the `raise NotAllowed` for a route that declares no requirement: dropped,
-#   the scope check right after it refuses the same caller with the same 403.
-# - tokens.py `fits`, a `return False` replaced by `return None`: both are false to its one
-#   caller, which only tests the answer's truth.
-# - tokens.py, the refusals of an algorithm not accepted and of a key that does not fit
-#   (`raise Unauthenticated` dropped in `_principal_for` and `_key_for`): PyJWT's decode,
-#   given the accepted algorithms and the key, refuses the same tokens, and `principal_for`
-#   turns that into the same 401. Kept so the reason logged is the real one. (A key used
-#   with an algorithm other than the one its JWKS states is pinned in
-#   test_token_failures.py.)
-# - tokens.py, `principal_for`'s last `raise Unauthenticated(...)` for any other library
-#   error: since `fits` refuses every key and algorithm that do not match, no token the
-#   tests can make reaches it; it is the net for what a future PyJWT may raise.
+# - tokens.py `fits`, either `return False` replaced by `return None`: both are false to its
+#   one caller, which only tests the answer's truth (and mypy refuses a None from a
+#   function typed `-> bool`, so `make lint` would).

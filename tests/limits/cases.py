@@ -62,8 +62,22 @@ async def budget_spend_and_adjust(backend: LimiterBackend) -> None:
     assert not await backend.spend("k:day", 1, budget=1000, ttl_s=60)
 
 
+async def a_peek_answers_as_a_take_would_and_takes_nothing(backend: LimiterBackend) -> None:
+    for _ in range(3):
+        peeked = await backend.peek("k:peeked", cost=1, interval_s=INTERVAL, burst=2)
+        assert (peeked.allowed, peeked.remaining) == (True, 1)
+    for _ in range(2):
+        assert (await backend.take("k:peeked", cost=1, interval_s=INTERVAL, burst=2)).allowed
+    peeked = await backend.peek("k:peeked", cost=1, interval_s=INTERVAL, burst=2)
+    taken = await backend.take("k:peeked", cost=1, interval_s=INTERVAL, burst=2)
+    assert (peeked.allowed, taken.allowed) == (False, False)
+    assert peeked.retry_after_s == pytest.approx(INTERVAL, abs=0.05)
+    assert taken.retry_after_s == pytest.approx(peeked.retry_after_s, abs=0.05)
+
+
 CASES = [
     burst_then_exact_retry_after,
+    a_peek_answers_as_a_take_would_and_takes_nothing,
     reservation_refund_and_overdraw,
     slots_lease_and_release,
     budget_spend_and_adjust,
@@ -94,9 +108,7 @@ async def a_request_is_checked_all_or_nothing(backend: LimiterBackend) -> None:
     assert short.retry_after_s == pytest.approx(50, abs=0.5)
     assert short.requests_remaining == 3
     # The run ended having used 10 of its 60: 50 come back, and its slot is free.
-    await backend.release(
-        tokens=Rate("k:tokens", 50, 1.0, 0), slot_key="k:streams", lease="lease-1"
-    )
+    await backend.release(tokens=Rate("k:tokens", 50, 1.0, 0), slot=slot)
     after = await backend.check(
         requests=requests,
         slot=Slot("k:streams", "lease-3", 1, 5.0),
@@ -120,6 +132,8 @@ async def a_burst_of_one_admits_its_first_request(backend: LimiterBackend) -> No
             requests=Rate(f"{key}:checked", 1, interval, 1), slot=None, tokens=None
         )
         assert checked.refused is None, per_minute
+        # The checks not made (tokens, a stream slot) have nothing left to tell: 0.
+        assert (checked.tokens_remaining, checked.streams_remaining) == (0, 0)
 
 
 CASES.append(a_burst_of_one_admits_its_first_request)

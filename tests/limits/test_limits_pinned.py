@@ -159,6 +159,54 @@ async def test_callers_without_a_key_are_limited_per_user_not_together(
     assert await refused(limiter, ALICE, [None]) == ""  # alice's key: a bucket of its own
 
 
+async def test_a_stream_that_runs_nothing_gives_back_its_tokens_and_keeps_its_slot(
+    tmp_path: Path, autojump_clock: MockClock
+) -> None:
+    """A join or a replay was admitted as a run; once it turns out to run nothing, its
+    reserved tokens go back to the minute and to the day, its stream slot stays held, and
+    its settlement gives nothing back a second time."""
+    text = (
+        "[default]\ntokens_per_minute = 1000\nconcurrent_streams = 2\n"
+        "[tenants.acme]\ntokens_per_day = 1000\n"
+    )
+    limiter = Limiter(policy(tmp_path, text), MemoryBackend(), on_error="open")
+    joined = await limiter.admit(ALICE, "a", anonymous=False, max_tokens=[800])
+    await joined.keep_only_the_slot()
+    # The 800 are back, for the minute and for the day: 1000 fit.
+    run = await limiter.admit(ALICE, "a", anonymous=False, max_tokens=[1000])
+    assert await refused(limiter, ALICE, [None]) == "concurrent_streams"  # both held
+    await run.settle(1000)
+    await joined.settle(None)
+    await run.keep_only_the_slot()  # settled already: it gives nothing back
+    assert await refused(limiter, ALICE, [1]) == "tokens_per_minute"
+    assert await refused(limiter, BOB, [1]) == "tokens_per_day"
+
+
+async def test_a_resume_takes_a_stream_slot_and_nothing_else(
+    tmp_path: Path, autojump_clock: MockClock
+) -> None:
+    text = "[default]\nrequests_per_minute = 1\nburst = 1\nconcurrent_streams = 1\n"
+    limiter = Limiter(policy(tmp_path, text), MemoryBackend(), on_error="open")
+    held = await limiter.admit_stream(ALICE, "a", anonymous=False)
+    assert held.headers["RateLimit"] == '"streams";r=0'
+    assert await refused(limiter, ALICE, [None]) == "concurrent_streams"
+    await held.settle(None)
+    assert await refused(limiter, ALICE, [None]) == ""  # its request was not counted
+
+
+async def test_anonymous_callers_spend_no_tenants_daily_budget(
+    tmp_path: Path, autojump_clock: MockClock
+) -> None:
+    """Callers without identity get the [anonymous] section only; [default]'s daily budget
+    is the signed-in tenants'."""
+    text = "[default]\ntokens_per_day = 100\n"
+    limiter = Limiter(policy(tmp_path, text), MemoryBackend(), on_error="open")
+    nobody = Principal(user="anonymous")
+    await limiter.admit(nobody, "a", anonymous=True, max_tokens=[1000])  # admitted
+    with pytest.raises(RateLimited, match="tokens_per_day"):
+        await limiter.admit(Principal(user="alice"), "a", anonymous=False, max_tokens=[1000])
+
+
 class UnreachableBackend(MemoryBackend):
     """A limiter store that cannot be reached (Redis down)."""
 
@@ -212,25 +260,9 @@ async def test_memory_slots_and_day_counters_end_at_exactly_their_ttl(
 
 
 # Mutants of `make mutation` that no test kills, judged equivalent (no caller can tell):
-# - memory.py, the sweep's schedule (`% SWEEP_EVERY == 0` flipped, or `0` to `1`): the
-#   sweep only forgets state that has run out, so sweeping at another moment changes
-#   memory use, never an answer. (Negated, it sweeps on nearly every operation: killed,
-#   by the sweep test's time bound, not by an answer.)
-# - memory.py, the sweep's `v > now` and `v[0] > now` to `>=`: a TAT equal to now reads
-#   as now anyway (`max(tat, now)`), and a counter expiring now is reset by `spend` and
-#   left alone by `adjust` either way.
-# - memory.py `check`, `rate is not None and result is not None` to `or`: `result` is
-#   None exactly when `rate` is.
+# - memory.py, the sweep's schedule (`% SWEEP_EVERY == 0` negated or flipped to `!=`, or
+#   `0` to `1`): the sweep forgets only state that has run out (`_live` is false for it,
+#   and every read treats such state as absent), so sweeping at another moment, even at
+#   nearly every operation, changes memory use and speed, never an answer.
 # - memory.py `_peek`, `> capacity_s + SLACK_S` to `>=`: equality needs a float sum to
 #   land exactly on the slack; the slack exists so that no reading is that close.
-# - memory.py `release`, `slot_key is not None and lease is not None` to `or`: an
-#   admission sets both or neither.
-# - memory.py `give_back`, `cost > 0` to `>= 0` or `> 1`: both branches give the same
-#   TAT for those costs once read through `max(tat, now)`, the only way a TAT is read.
-# - memory.py `adjust`, `expires > now` to `>=`: a counter expiring now is reset by the
-#   next `spend`, adjusted or not.
-# - memory.py `acquire_slot` and `spend`, `return False` to `return None`: read as a bool.
-# - admission.py `settle`, `budget_key is not None and unused` to `or`: with the memory
-#   backend (the one these tests measure with) adjusting a missing key does nothing.
-#   Not shown equivalent on Redis, where a None key would reach the client: a Redis case
-#   would pin it (tests/limits/test_backends.py runs the backends, not settle).

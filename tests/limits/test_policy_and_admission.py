@@ -100,7 +100,7 @@ async def test_streams_are_slots_freed_when_settled(
         await limiter.admit(ALICE, "a", anonymous=False, max_tokens=[None])
     await held[0].settle(None)
     again = await limiter.admit(ALICE, "a", anonymous=False, max_tokens=[None])
-    assert again.slot_key is not None
+    assert again.slot is not None
 
 
 async def test_tokens_are_reserved_fan_out_aware_and_unused_ones_come_back(
