@@ -24,8 +24,8 @@ async def test_each_agents_answer_streams_in_pieces_that_add_up_to_its_answer(
 ) -> None:
     fake = FakeUpstream(
         {
-            "fake-a": Behaviour(tokens=ALPHA, token_delay_s=0.01),
-            "fake-b": Behaviour(tokens=BETA, token_delay_s=0.03),
+            "fake-a": Behaviour(tokens=ALPHA, token_delay_s=0.03),
+            "fake-b": Behaviour(tokens=BETA, token_delay_s=0.04),
         }
     )
     async with running_service(tmp_path, fake) as service:
@@ -42,7 +42,7 @@ async def test_each_agents_answer_streams_in_pieces_that_add_up_to_its_answer(
         assert "".join(d["message"] for d in deltas) == "".join(tokens)
         assert of(events, agent)[-1].data["message"] == "".join(tokens)
         assert {d["attempt"] for d in deltas} == {1}
-        # Coalesced: tokens 10-30 ms apart leave in pieces of 50 ms, not one frame each.
+        # Coalesced: tokens 30-40 ms apart leave in pieces of 50 ms, not one frame each.
         assert 1 < len(deltas) < len(tokens)
     assert [e.id for e in events] == [str(n) for n in range(1, len(events) + 1)]
 

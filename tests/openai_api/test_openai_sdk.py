@@ -167,12 +167,19 @@ async def test_a_stream_shows_each_agent_thinking_under_its_name_then_the_summar
         )
         chunks = [chunk async for chunk in stream]
     reasoning = reasoning_of(chunks)
-    agent_chunks = [c for c in chunks if (c.model_extra or {}).get("fanout", {}).get("event")]
-    streamed = [c for c in agent_chunks if c.model_extra["fanout"]["event"] == "agent.delta"]
-    assert streamed, "the agents' text came as it was written"
-    # Each agent's text is under its name, and not repeated when it completes.
-    assert "[alpha] Light scatters." in reasoning.replace("\n", "")
-    assert "[beta] Short waves." in reasoning.replace("\n", "")
+    for agent, text in (("alpha", "Light scatters."), ("beta", "Short waves.")):
+        pieces = [
+            (c.choices[0].delta.model_extra or {})["reasoning_content"]
+            for c in chunks
+            if (c.model_extra or {}).get("fanout", {}).get("event") == "agent.delta"
+            and c.model_extra["fanout"]["agent"] == agent
+        ]
+        assert pieces, "the agents' text came as it was written"
+        # Under its name: a heading whenever another agent's text came in between.
+        heading = f"\n[{agent}] "
+        assert pieces[0].startswith(heading)
+        assert "".join(piece.removeprefix(heading) for piece in pieces) == text
+    # Not repeated when it completes.
     assert reasoning.count("Light ") == 1
     assert "[alpha] answered (fake-a)" in reasoning
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -193,7 +200,14 @@ async def test_openai_reasoning_think_puts_the_agents_work_in_think_tags_before_
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert content.startswith("<think>\n")
     thinking, answer = content.removeprefix("<think>\n").split("</think>\n\n")
-    assert "[alpha] Light scatters." in thinking.replace("\n", "")
+    alpha = [
+        c.choices[0].delta.content or ""
+        for c in chunks
+        if (c.model_extra or {}).get("fanout", {}).get("event") == "agent.delta"
+        and c.model_extra["fanout"]["agent"] == "alpha"
+    ]
+    assert "".join(alpha).replace("<think>\n", "").replace("\n[alpha] ", "") == "Light scatters."
+    assert "[alpha] " in thinking
     assert answer
     assert "[alpha]" not in answer
     assert not reasoning_of(chunks)
