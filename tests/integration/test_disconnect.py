@@ -35,6 +35,15 @@ async def wait_until_ended(records: list[CallRecord]) -> None:
             await record.ended.wait()
 
 
+async def assert_closed_soon_after(records: list[CallRecord], hung_up_at: float) -> None:
+    """Every call in `records` was closed by the hang-up at `hung_up_at`, within the bound."""
+    await wait_until_ended(records)
+    for call in records:
+        assert call.outcome == "disconnected"
+        assert call.ended_at is not None
+        assert call.ended_at - hung_up_at < UPSTREAM_CLOSE_BOUND_S
+
+
 async def test_hanging_up_while_agents_run_closes_every_agent_connection(
     tmp_path: Path,
 ) -> None:
@@ -47,12 +56,7 @@ async def test_hanging_up_while_agents_run_closes_every_agent_connection(
                 calls = [await fake.wait_for_call("fake-a"), await fake.wait_for_call("fake-b")]
             assert [call.outcome for call in calls] == ["open", "open"]
             hung_up_at = trio.current_time()
-        await wait_until_ended(calls)
-
-        for call in calls:
-            assert call.outcome == "disconnected"
-            assert call.ended_at is not None
-            assert call.ended_at - hung_up_at < UPSTREAM_CLOSE_BOUND_S
+        await assert_closed_soon_after(calls, hung_up_at)
         assert not fake.calls_for("fake-summary")
         with trio.fail_after(1):
             while service.resources.lifecycle.open_streams:  # noqa: ASYNC110
