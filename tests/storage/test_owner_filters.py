@@ -49,6 +49,22 @@ async def test_a_conversation_shows_only_its_owners_messages_under_a_shared_id(
         assert [m.question for m in messages] == mine
 
 
+async def test_a_follow_up_follows_the_newest_turn_of_its_own_conversation_only(
+    store: Store,
+) -> None:
+    """The owner's newest message elsewhere (another conversation, sent later) is never
+    the turn a follow-up continues: its history is its own conversation's."""
+    await finished(
+        store, ALICE, message_id="a-1", question="Stars?", summary="Plasma.", conversation_id="a"
+    )
+    await finished(
+        store, ALICE, message_id="b-1", question="Cats?", summary="Mammals.", conversation_id="b"
+    )
+    begun = await begin(store, ALICE, message_id="a-2", question="More?", conversation_id="a")
+    assert isinstance(begun, NewMessage)
+    assert [(t.question, t.summary) for t in begun.history] == [("Stars?", "Plasma.")]
+
+
 async def test_a_conversation_shows_only_its_tenants_messages_for_the_same_user_name(
     store: Store,
 ) -> None:
