@@ -289,6 +289,8 @@ async def test_a_conversation_is_the_one_asked_for(store: Store) -> None:
 #   caller's own message, both filtered and pinned above) and follows parents, which are
 #   always of the same owner and conversation, so the extra rows are never reached. Kept as
 #   defence in depth.
+# - _path, `row.parent_pk < last` to `<=`: a parent is always an earlier row than its
+#   child (a smaller pk), so equality never happens; the guard only stops a loop.
 # - begin_message, the `raise RuntimeError` after _VERSION_TRIES conflicting versions: only
 #   five requests editing one id in the same instant reach it; dropped, the function would
 #   return None and the route would fail the same request anyway.
