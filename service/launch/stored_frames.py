@@ -15,9 +15,10 @@ import coredis
 import trio
 
 from ..errors import RunInterrupted
+from ..event_ids import MAX_EVENT_ID
 from ..events import Failed, PublicError
 from ..principal import Principal
-from ..runs.frames import MAX_EVENT_ID, FrameEncoder
+from ..runs.frames import FrameEncoder
 from ..runs.live import Part
 from ..runs.relay import TIMEOUT_S, RedisRelay, stream_key
 from ..storage import FINISHED, Store

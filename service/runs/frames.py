@@ -14,12 +14,6 @@ from typing import Any
 
 from ..events import Done, Event
 
-# The largest event id, and the id of the `error` that ends a message whose server died
-# before it stored an end (kill -9). The ids sent live after the last stored phase were
-# never stored, so no id a client may hold is known after a crash; one numbered past them
-# all never names a second event, and ends every resume, whatever id it gives.
-MAX_EVENT_ID = 999_999_999
-
 
 class FrameEncoder:
     """Numbers the events of one stream and makes each one's data JSON."""

@@ -15,7 +15,16 @@ SERVICE = Path(__file__).resolve().parents[2] / "service"
 
 FLOORS: list[tuple[str, ...]] = [
     # Values and rules every part shares.
-    ("errors", "shapes", "principal", "urls", "key_parts", "client_address", "lifecycle"),
+    (
+        "errors",
+        "shapes",
+        "principal",
+        "urls",
+        "key_parts",
+        "client_address",
+        "lifecycle",
+        "event_ids",
+    ),
     ("settings", "llm"),
     ("ensemble", "events", "healthcheck"),
     ("telemetry",),
@@ -118,3 +127,26 @@ def test_relative_imports_are_resolved_to_the_module_they_name() -> None:
     assert "service.events" in names
     assert "service.telemetry.metrics" in names
     assert "service.llm.Usage" in names
+
+
+def test_the_commands_load_no_run_machinery() -> None:
+    """`llm-fanout keys ...` imports the contract's models, not the server, the runs or the
+    LLM client: a key is made in under a second (it took 2 s when the contract pulled in
+    the runs through a constant)."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, service.process.commands; "
+            "print(sorted(m for m in ('openai', 'service.runs', 'service.pipeline', "
+            "'hypercorn.trio') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=SERVICE.parent,
+    )
+    assert loaded.stdout.strip() == "[]"

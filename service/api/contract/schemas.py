@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from quart import request
 
 from ...errors import InvalidRequest
-from ...runs.frames import MAX_EVENT_ID
+from ...event_ids import MAX_EVENT_ID
 from ...shapes import Shape, Timings, TokenUsage
 from .validation import CURSOR_PATTERN, ClientId, first_problem
 

@@ -16,9 +16,9 @@ from ...errors import (
     NotFound,
     NotRunningHere,
 )
+from ...event_ids import MAX_EVENT_ID
 from ...launch import RunRequest, StoredFrames, elsewhere, launch, set_outcome
 from ...resources import Resources
-from ...runs.frames import MAX_EVENT_ID
 from ...runs.live import FrameSource
 from ...storage import (
     FINISHED,
