@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import Field
 
@@ -488,19 +488,7 @@ Event = (
     | Done
     | Failed
 )
-# Every kind, in the order the published document lists them.
-EVENT_KINDS: tuple[type[EventKind], ...] = (
-    AgentStarted,
-    AgentRetrying,
-    AgentDelta,
-    AgentRestarted,
-    AgentCompleted,
-    AgentFailed,
-    SummaryStarted,
-    SummaryDelta,
-    SummaryRestarted,
-    Done,
-    Failed,
-)
+# Every kind, in the order the published document lists them (that of `Event`).
+EVENT_KINDS: tuple[type[EventKind], ...] = get_args(Event)
 KINDS: Mapping[str, type[EventKind]] = {kind.KIND: kind for kind in EVENT_KINDS}
 TERMINAL_EVENTS = tuple(kind for kind in EVENT_KINDS if kind.TERMINAL)

@@ -1,6 +1,7 @@
 """What a strategy's steps are made of, bound to one run: ask members (gather.py), check the
 quorum, stream the summary (summarize.py). The run's driver makes one and hands it to the
-strategy; it keeps every step's answers, so a deadline can report the step it cut.
+strategy; it keeps the step running, so a deadline can report the step it cut (each
+step's answers are the strategy's: `ask` returns them).
 
     answers = await steps.ask(Ask(run.ensemble.agents, steps.first_answer))
     terminal = steps.shortfall(answers) or await steps.summarize(answers)
@@ -14,7 +15,7 @@ import trio
 
 from ..ensemble import Agent
 from ..errors import ServiceError
-from ..events import Done, Event, Failed, PublicError, Step
+from ..events import Done, Event, Failed, PublicError
 from ..llm import ChatMessage
 from .context import RunContext
 from .gather import Ask, Gathered, gather_answers, quorum_shortfall, report_cut
@@ -27,8 +28,7 @@ class Steps:
         self.run = run
         self.events = events
         self.started = trio.current_time()
-        # Each step that asked members, in order; the last is the one running or done last.
-        self.done: dict[Step, Gathered] = {}
+        # The step that asks members now, or did last.
         self.current = Gathered()
 
     def first_answer(self, agent: Agent) -> Sequence[ChatMessage]:
@@ -39,7 +39,6 @@ class Steps:
     async def ask(self, ask: Ask) -> Gathered:
         """Ask the members of `ask` at once; their outcomes, once every one has one."""
         gathered = self.current = Gathered(step=ask.step)
-        self.done[ask.step] = gathered
         await gather_answers(self.run, self.events, gathered, ask)
         return gathered
 

@@ -1,7 +1,7 @@
 """The one path from a request to a run, for every route that runs a message
 (POST /api/process and POST /v1/chat/completions). The two differ only in how their body is
 read into a `RunRequest` and how the run's events are written (`present`); the rest is here
-and in launch.py.
+and in launch/message.py.
 
     raw = await json_body()
     loaded, name, ensemble = pick_ensemble(resources, body.ensemble, unknown=...)
