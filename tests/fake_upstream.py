@@ -480,9 +480,12 @@ class FakeUpstream:
             return
         if behaviour.cut_after_tokens is not None:
             tokens = tokens[: behaviour.cut_after_tokens]
+        # Token i is due at a fixed time from the first, as a provider's generation runs
+        # at its own pace: a late wake-up (a busy machine) does not push every later token.
+        first_at = trio.current_time()
         for index, token in enumerate(tokens):
             if index > 0:
-                await trio.sleep(behaviour.token_delay_s)
+                await trio.sleep_until(first_at + index * behaviour.token_delay_s)
             content = {"role": "assistant", "content": token} if index == 0 else {"content": token}
             await _send_body(send, answer.chunk([_delta(content)]), more_body=True)
         if behaviour.cut_after_tokens is not None:
