@@ -102,7 +102,7 @@ def _finish_reason_of(choices: Any) -> FinishReason | None:
     return _FINISH_REASONS.get(reason, "stop")
 
 
-def _mapped(exc: openai.OpenAIError | json.JSONDecodeError | httpx2.HTTPError) -> UpstreamError:
+def _mapped(exc: openai.OpenAIError | ValueError | httpx2.HTTPError) -> UpstreamError:
     """The service error for anything the SDK or its HTTP client raises mid-call."""
     if isinstance(exc, openai.OpenAIError):
         return map_openai_error(exc)
@@ -114,28 +114,77 @@ def _mapped(exc: openai.OpenAIError | json.JSONDecodeError | httpx2.HTTPError) -
     return UpstreamBadResponse()
 
 
+class _SSEData:
+    """The `data` of each server-sent event in a body, fed the bytes as they arrive.
+
+    Lines end in LF, CR or CRLF (a CRLF cut between two reads included); a blank line ends
+    an event; `data:` lines join with a newline; comments and other fields are skipped.
+    """
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self._lines: list[bytes] = []
+        self._after_cr = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if self._after_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        self._after_cr = chunk.endswith(b"\r")
+        lines = (self._partial + chunk).splitlines(keepends=True)
+        self._partial = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
+        events = []
+        for line in lines:
+            line = line.rstrip(b"\r\n")
+            if not line:
+                if self._lines:
+                    events.append(b"\n".join(self._lines))
+                    self._lines = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._lines.append(value[1:] if value.startswith(b" ") else value)
+        return events
+
+
 class _OpenAIStream:
-    def __init__(self, chunks: openai.AsyncStream[object]) -> None:
-        self._chunks = chunks
+    """The text of a streamed completion, read from the SDK's raw response: one piece per
+    read from the socket (all the chunks that arrived together), with no object per chunk
+    beyond the dict `json.loads` makes."""
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self._response = response
         self.usage: Usage | None = None
         self.finish_reason: FinishReason = "stop"
 
     async def __aiter__(self) -> AsyncIterator[str]:
+        events = _SSEData()
+        done = False
         try:
-            async for chunk in self._chunks:
-                # Each chunk stays the dict it was decoded to: no model per token.
-                if not isinstance(chunk, dict):
-                    raise UpstreamBadResponse()
-                if chunk.get("usage") is not None:
-                    self.usage = _usage(chunk["usage"])
-                reason = _finish_reason_of(chunk.get("choices"))
-                if reason is not None:
-                    self.finish_reason = reason
-                text = _text_of(chunk.get("choices"), "delta")
+            async for received in self._response.aiter_bytes():
+                if done:
+                    # Past `[DONE]` the body is read to its end, so the connection is reused.
+                    continue
+                texts = []
+                for data in events.feed(received):
+                    if data.startswith(b"[DONE]"):
+                        done = True
+                        break
+                    texts.append(self._text_of(json.loads(data)))
+                text = "".join(texts)
                 if text:
                     yield _clean(text)
-        except (openai.OpenAIError, json.JSONDecodeError, httpx2.HTTPError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, httpx2.HTTPError) as exc:
             raise _mapped(exc) from exc
+
+    def _text_of(self, chunk: Any) -> str:
+        if not isinstance(chunk, dict) or chunk.get("error"):
+            # A provider's error in the stream, after its 200 (the SDK's reading as well).
+            raise UpstreamBadResponse()
+        if chunk.get("usage") is not None:
+            self.usage = _usage(chunk["usage"])
+        reason = _finish_reason_of(chunk.get("choices"))
+        if reason is not None:
+            self.finish_reason = reason
+        return _text_of(chunk.get("choices"), "delta") or ""
 
 
 class OpenAIChatModel:
@@ -192,18 +241,23 @@ class OpenAIChatModel:
     @asynccontextmanager
     async def stream(self, request: ChatRequest) -> AsyncIterator[CompletionStream]:
         try:
-            chunks = await self._client.post(
+            # The raw response (the SDK's documented `cast_to=httpx.Response`): its status
+            # errors are still raised here, but each chunk is not made an object.
+            response = await self._client.post(
                 _CHAT_PATH,
                 body=_body(request, stream=True),
                 options=_options(request),
-                cast_to=object,
+                cast_to=httpx2.Response,
                 stream=True,
-                stream_cls=openai.AsyncStream[object],
             )
         except (openai.OpenAIError, json.JSONDecodeError, httpx2.HTTPError) as exc:
             raise _mapped(exc) from exc
-        async with chunks:
-            yield _OpenAIStream(chunks)
+        if not isinstance(response, httpx2.Response):
+            raise UpstreamBadResponse()
+        try:
+            yield _OpenAIStream(response)
+        finally:
+            await response.aclose()
 
     async def aclose(self) -> None:
         await self._client.close()
