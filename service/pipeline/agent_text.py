@@ -3,7 +3,7 @@ time. A call that fails after its text was shown, or a hedge that wins over the 
 shown, makes the text so far void (`agent.restarted`), and the text of the call taking over
 follows, so `agent.completed`'s text is always the pieces since the last restart.
 
-    text = AgentText(events, agent="llm-1", step=FIRST_STEP)
+    text = AgentText(events, coalescer, agent="llm-1", step=FIRST_STEP)
     await text.piece(attempt, "Rayleigh ", model)    # while a call streams
     text.failed(attempt, error)                      # a call that gave up
     await text.won(attempt, model)                   # before the answer is reported
@@ -15,11 +15,20 @@ import trio
 
 from ..errors import UpstreamError
 from ..events import AgentDelta, AgentRestarted, Event, PublicError, Step
+from .coalesce import DeltaCoalescer
 
 
 class AgentText:
-    def __init__(self, events: trio.MemorySendChannel[Event], *, agent: str, step: Step) -> None:
+    def __init__(
+        self,
+        events: trio.MemorySendChannel[Event],
+        coalescer: DeltaCoalescer,
+        *,
+        agent: str,
+        step: Step,
+    ) -> None:
         self._events = events
+        self._coalescer = coalescer
         self._agent = agent
         self._step = step
         # The call whose text the client has, and every streaming call's text so far.
@@ -67,6 +76,6 @@ class AgentText:
 
     async def _send(self, attempt: int, text: str) -> None:
         self._client_has_text = True
-        await self._events.send(
-            AgentDelta(agent=self._agent, text=text, attempt=attempt, step=self._step)
-        )
+        delta = AgentDelta(agent=self._agent, text=text, attempt=attempt, step=self._step)
+        if not self._coalescer.held(delta):
+            await self._events.send(delta)

@@ -3,11 +3,13 @@ would otherwise be 1,600 frames a second to encode, send, store and relay.
 
 Between the run and its reader: an `agent.delta` waits until `interval_s` after the first
 piece of its agent's call that is waiting, or until `max_chars` wait, and leaves as one
-event with the pieces joined. Any other event first sends every piece waiting, so the order
-of each agent's events (and the answer before its `agent.completed`) is kept.
+event with the pieces joined; the other agents' deltas waiting then leave with it (one
+write to the client, not one per agent). Any other event first sends every piece waiting,
+so the order of each agent's events (and the answer before its `agent.completed`) is kept.
 
+    coalescer = DeltaCoalescer(events, AgentStreaming())
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(coalesce_deltas, receive, events, AgentStreaming())
+        nursery.start_soon(coalescer.run, receive)
 """
 
 from __future__ import annotations
@@ -28,46 +30,62 @@ class _Waiting:
     chars: int = 0
 
 
-async def coalesce_deltas(
-    receive: trio.MemoryReceiveChannel[Event],
-    send: trio.MemorySendChannel[Event],
-    pacing: AgentStreaming,
-) -> None:
-    """Pass every event from `receive` to `send`, deltas coalesced; until `receive` ends.
-    Closes neither channel's other end: the caller sends the terminal event after."""
-    waiting: dict[tuple[str, Step, int], _Waiting] = {}
+class DeltaCoalescer:
+    """One run's coalescer. `run` passes the events; `held` lets a piece join a delta that
+    is already waiting without going through the channel, so a piece costs a list append
+    rather than two task switches (the first piece of each delta still goes through it)."""
 
-    async def send_waiting(keys: list[tuple[str, Step, int]]) -> None:
+    def __init__(self, send: trio.MemorySendChannel[Event], pacing: AgentStreaming) -> None:
+        self._send = send
+        self._pacing = pacing
+        self._waiting: dict[tuple[str, Step, int], _Waiting] = {}
+
+    def held(self, delta: AgentDelta) -> bool:
+        """Add `delta` to its agent's call's waiting delta; False when none is waiting (or
+        it is full): then `delta` must be sent, and opens the next one."""
+        held = self._waiting.get((delta.agent, delta.step, delta.attempt))
+        if held is None or held.chars + len(delta.text) >= self._pacing.max_chars:
+            return False
+        held.pieces.append(delta.text)
+        held.chars += len(delta.text)
+        return True
+
+    async def run(self, receive: trio.MemoryReceiveChannel[Event]) -> None:
+        """Pass every event from `receive` on, deltas coalesced; until `receive` ends.
+        Closes neither channel's other end: the caller sends the terminal event after."""
+        waiting, pacing = self._waiting, self._pacing
+        async with receive:
+            while True:
+                due = min((w.first_at for w in waiting.values()), default=math.inf)
+                event: Event | None = None
+                with trio.move_on_at(due + pacing.interval_s):
+                    try:
+                        event = await receive.receive()
+                    except trio.EndOfChannel:
+                        break
+                now = trio.current_time()
+                if event is None:
+                    # Every agent's delta leaves with the one that is due: the client gets
+                    # them in one write, not one write per agent.
+                    await self._send_waiting(list(waiting))
+                    continue
+                if isinstance(event, AgentDelta):
+                    key = (event.agent, event.step, event.attempt)
+                    held = waiting.setdefault(key, _Waiting(first_at=now))
+                    held.pieces.append(event.text)
+                    held.chars += len(event.text)
+                    if held.chars >= pacing.max_chars:
+                        await self._send_waiting([key])
+                    continue
+                await self._send_waiting(list(waiting))
+                await self._send.send(event)
+        await self._send_waiting(list(waiting))
+
+    async def _send_waiting(self, keys: list[tuple[str, Step, int]]) -> None:
         for key in keys:
-            held = waiting.pop(key)
+            # Taken out before the send waits: a piece coming meanwhile opens the next delta.
+            held = self._waiting.pop(key)
             agent, step, attempt = key
-            await send.send(
+            await self._send.send(
                 AgentDelta(agent=agent, text="".join(held.pieces), attempt=attempt, step=step)
             )
-
-    async with receive:
-        while True:
-            due = min((w.first_at for w in waiting.values()), default=math.inf)
-            event: Event | None = None
-            with trio.move_on_at(due + pacing.interval_s):
-                try:
-                    event = await receive.receive()
-                except trio.EndOfChannel:
-                    break
-            now = trio.current_time()
-            if event is None:
-                await send_waiting(
-                    [k for k, w in waiting.items() if w.first_at + pacing.interval_s <= now]
-                )
-                continue
-            if isinstance(event, AgentDelta):
-                key = (event.agent, event.step, event.attempt)
-                held = waiting.setdefault(key, _Waiting(first_at=now))
-                held.pieces.append(event.text)
-                held.chars += len(event.text)
-                if held.chars >= pacing.max_chars:
-                    await send_waiting([key])
-                continue
-            await send_waiting(list(waiting))
-            await send.send(event)
-    await send_waiting(list(waiting))

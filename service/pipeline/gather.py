@@ -47,6 +47,7 @@ from ..telemetry.tracing import end_span, member_span, only_cancelled, record_an
 from .agent_text import AgentText
 from .answers import Answer, ask_agent
 from .calls import Attempts
+from .coalesce import DeltaCoalescer
 from .context import RunContext
 from .timing import ms_since
 
@@ -221,10 +222,14 @@ def _report_retry(
 
 
 async def gather_answers(
-    run: RunContext, events: trio.MemorySendChannel[Event], gathered: Gathered, ask: Ask
+    run: RunContext,
+    events: trio.MemorySendChannel[Event],
+    gathered: Gathered,
+    ask: Ask,
+    coalescer: DeltaCoalescer | None = None,
 ) -> None:
     """Ask every member of `ask` concurrently and report each outcome (and its usage) as it
-    arrives.
+    arrives; with a `coalescer`, each answer streams through it as it comes.
 
     Once `min_agents` have answered, the stragglers get `straggler_grace_ms` (if set) and are
     then cut; once the quorum can no longer be met, the rest are cut at once.
@@ -261,8 +266,8 @@ async def gather_answers(
                             ask.prompt,
                             attempts[agent.name],
                             (
-                                AgentText(events, agent=agent.name, step=step)
-                                if run.agent_streaming is not None
+                                AgentText(events, coalescer, agent=agent.name, step=step)
+                                if coalescer is not None
                                 else None
                             ),
                             results_in.clone(),

@@ -19,7 +19,7 @@ import trio
 
 from ..errors import DeadlineExceeded
 from ..events import Done, Event, Failed
-from .coalesce import coalesce_deltas
+from .coalesce import DeltaCoalescer
 from .context import RunContext
 from .steps import Steps
 from .strategies import STRATEGIES
@@ -38,20 +38,23 @@ async def run_pipeline(run: RunContext, events: trio.MemorySendChannel[Event]) -
     """
     async with events:
         if run.agent_streaming is None:
-            terminal = await _deliberate(run, events)
+            terminal = await _deliberate(run, events, None)
         else:
             # The agents' pieces of text pass through the coalescer on their way out.
             inner_send, inner_receive = trio.open_memory_channel[Event](INNER_BUFFER)
+            coalescer = DeltaCoalescer(events, run.agent_streaming)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(coalesce_deltas, inner_receive, events, run.agent_streaming)
+                nursery.start_soon(coalescer.run, inner_receive)
                 async with inner_send:
-                    terminal = await _deliberate(run, inner_send)
+                    terminal = await _deliberate(run, inner_send, coalescer)
         await events.send(terminal)
 
 
-async def _deliberate(run: RunContext, events: trio.MemorySendChannel[Event]) -> Done | Failed:
+async def _deliberate(
+    run: RunContext, events: trio.MemorySendChannel[Event], coalescer: DeltaCoalescer | None
+) -> Done | Failed:
     """The strategy's steps under the request's deadline: the terminal event, not sent."""
-    steps = Steps(run, events)
+    steps = Steps(run, events, coalescer)
     strategy = STRATEGIES[run.ensemble.strategy]
     terminal: Done | Failed | None = None
     with trio.move_on_after(run.request_timeout_s):

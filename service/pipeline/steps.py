@@ -17,6 +17,7 @@ from ..ensemble import Agent
 from ..errors import ServiceError
 from ..events import Done, Event, Failed, PublicError
 from ..llm import ChatMessage
+from .coalesce import DeltaCoalescer
 from .context import RunContext
 from .gather import Ask, Gathered, gather_answers, quorum_shortfall, report_cut
 from .prompt import agent_messages
@@ -24,9 +25,16 @@ from .summarize import summarize
 
 
 class Steps:
-    def __init__(self, run: RunContext, events: trio.MemorySendChannel[Event]) -> None:
+    def __init__(
+        self,
+        run: RunContext,
+        events: trio.MemorySendChannel[Event],
+        coalescer: DeltaCoalescer | None = None,
+    ) -> None:
         self.run = run
         self.events = events
+        # Where the agents' pieces of text go on their way out; None: answers come whole.
+        self.coalescer = coalescer
         self.started = trio.current_time()
         # The step that asks members now, or did last.
         self.current = Gathered()
@@ -39,7 +47,7 @@ class Steps:
     async def ask(self, ask: Ask) -> Gathered:
         """Ask the members of `ask` at once; their outcomes, once every one has one."""
         gathered = self.current = Gathered(step=ask.step)
-        await gather_answers(self.run, self.events, gathered, ask)
+        await gather_answers(self.run, self.events, gathered, ask, self.coalescer)
         return gathered
 
     def shortfall(self, gathered: Gathered) -> Failed | None:

@@ -58,6 +58,31 @@ async def test_pieces_within_the_interval_leave_together_and_add_up_to_the_answe
     assert events.time_of(AgentCompleted) - start == pytest.approx(0.39, abs=0.011)
 
 
+async def test_the_agents_deltas_waiting_leave_together_when_one_is_due(
+    autojump_clock: MockClock,
+) -> None:
+    # b starts 20 ms after a: its pieces leave with a's, not 20 ms later in a write of their
+    # own, and neither agent sends more than one delta per interval.
+    tokens = tuple(f"t{n} " for n in range(30))
+    model = ScriptedModel(
+        {
+            "a": Script(tokens=tokens, token_delay_s=0.01),
+            "b": Script(delay_s=0.02, tokens=tokens, token_delay_s=0.01),
+            "sum": Script(),
+        }
+    )
+    events = await run(build(agent("a"), agent("b")), model, agent_streaming=PACING)
+
+    # Until a completes (which sends everything waiting, as any other event does).
+    a_done = min(at for at, e in events.events if isinstance(e, AgentCompleted))
+    times_a = [at for at, _ in deltas(events, "a") if at < a_done]
+    times_b = [at for at, _ in deltas(events, "b") if at < a_done]
+    assert len(times_b) >= 4
+    assert times_b == times_a
+    assert all(later - earlier >= 0.05 - 1e-9 for earlier, later in itertools.pairwise(times_a))
+    assert "".join(e.text for _, e in deltas(events, "b")) == "".join(tokens)
+
+
 async def test_a_size_bound_sends_pieces_before_the_interval_is_up(
     autojump_clock: MockClock,
 ) -> None:
