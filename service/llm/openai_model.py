@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
 import openai
 
 from ..errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from .model import ChatRequest, Completion, CompletionStream, FinishReason, Usage
+from .model import ChatRequest, Completion, FinishReason, Usage
 from .pool import PooledTransport
 from .upstream_errors import map_openai_error
 
@@ -187,6 +186,41 @@ class _OpenAIStream:
         return _text_of(chunk.get("choices"), "delta") or ""
 
 
+class _StreamCall:
+    """`async with model.stream(request) as stream`: the call on entry, its response closed
+    on exit. A class, not an `asynccontextmanager`: no async generator per call in flight
+    (memory at thousands of open streams)."""
+
+    __slots__ = ("_client", "_request", "_response")
+
+    def __init__(self, client: openai.AsyncOpenAI, request: ChatRequest) -> None:
+        self._client = client
+        self._request = request
+        self._response: httpx2.Response | None = None
+
+    async def __aenter__(self) -> _OpenAIStream:
+        try:
+            # The raw response (the SDK's documented `cast_to=httpx.Response`): its status
+            # errors are still raised here, but each chunk is not made an object.
+            response = await self._client.post(
+                _CHAT_PATH,
+                body=_body(self._request, stream=True),
+                options=_options(self._request),
+                cast_to=httpx2.Response,
+                stream=True,
+            )
+        except (openai.OpenAIError, json.JSONDecodeError, httpx2.HTTPError) as exc:
+            raise _mapped(exc) from exc
+        if not isinstance(response, httpx2.Response):
+            raise UpstreamBadResponse()
+        self._response = response
+        return _OpenAIStream(response)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+
+
 class OpenAIChatModel:
     def __init__(
         self,
@@ -238,26 +272,8 @@ class OpenAIChatModel:
             finish_reason=_finish_reason_of(response.get("choices")) or "stop",
         )
 
-    @asynccontextmanager
-    async def stream(self, request: ChatRequest) -> AsyncIterator[CompletionStream]:
-        try:
-            # The raw response (the SDK's documented `cast_to=httpx.Response`): its status
-            # errors are still raised here, but each chunk is not made an object.
-            response = await self._client.post(
-                _CHAT_PATH,
-                body=_body(request, stream=True),
-                options=_options(request),
-                cast_to=httpx2.Response,
-                stream=True,
-            )
-        except (openai.OpenAIError, json.JSONDecodeError, httpx2.HTTPError) as exc:
-            raise _mapped(exc) from exc
-        if not isinstance(response, httpx2.Response):
-            raise UpstreamBadResponse()
-        try:
-            yield _OpenAIStream(response)
-        finally:
-            await response.aclose()
+    def stream(self, request: ChatRequest) -> _StreamCall:
+        return _StreamCall(self._client, request)
 
     async def aclose(self) -> None:
         await self._client.close()

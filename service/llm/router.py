@@ -11,8 +11,8 @@ provider shares its connection pool:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import trio
 
@@ -47,10 +47,8 @@ class ProviderRouter:
     async def complete(self, request: ChatRequest) -> Completion:
         return await self.client_for(request.endpoint).complete(request)
 
-    @asynccontextmanager
-    async def stream(self, request: ChatRequest) -> AsyncIterator[CompletionStream]:
-        async with self.client_for(request.endpoint).stream(request) as stream:
-            yield stream
+    def stream(self, request: ChatRequest) -> AbstractAsyncContextManager[CompletionStream]:
+        return self.client_for(request.endpoint).stream(request)
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}

@@ -19,6 +19,17 @@ from .coalesce import DeltaCoalescer
 
 
 class AgentText:
+    __slots__ = (
+        "_agent",
+        "_client_has_text",
+        "_coalescer",
+        "_events",
+        "_shown",
+        "_step",
+        "_texts",
+        "_void",
+    )
+
     def __init__(
         self,
         events: trio.MemorySendChannel[Event],

@@ -14,7 +14,6 @@ so the order of each agent's events (and the answer before its `agent.completed`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import trio
@@ -23,7 +22,7 @@ from ..events import AgentDelta, Event, Step
 from .context import AgentStreaming
 
 
-@dataclass
+@dataclass(slots=True)
 class _Waiting:
     first_at: float
     pieces: list[str] = field(default_factory=list)
@@ -34,6 +33,8 @@ class DeltaCoalescer:
     """One run's coalescer. `run` passes the events; `held` lets a piece join a delta that
     is already waiting without going through the channel, so a piece costs a list append
     rather than two task switches (the first piece of each delta still goes through it)."""
+
+    __slots__ = ("_pacing", "_send", "_waiting")
 
     def __init__(self, send: trio.MemorySendChannel[Event], pacing: AgentStreaming) -> None:
         self._send = send
@@ -56,13 +57,18 @@ class DeltaCoalescer:
         waiting, pacing = self._waiting, self._pacing
         async with receive:
             while True:
-                due = min((w.first_at for w in waiting.values()), default=math.inf)
                 event: Event | None = None
-                with trio.move_on_at(due + pacing.interval_s):
-                    try:
+                try:
+                    if not waiting:
+                        # No deadline to watch: no cancel scope held while the run is quiet
+                        # (a scope per open stream is memory at thousands of streams).
                         event = await receive.receive()
-                    except trio.EndOfChannel:
-                        break
+                    else:
+                        due = min(w.first_at for w in waiting.values()) + pacing.interval_s
+                        with trio.move_on_at(due):
+                            event = await receive.receive()
+                except trio.EndOfChannel:
+                    break
                 now = trio.current_time()
                 if event is None:
                     # Every agent's delta leaves with the one that is due: the client gets
