@@ -59,7 +59,7 @@ async def run(only: tuple[str, ...], quick: bool) -> dict[str, Any]:
             "openai": lambda: scenarios.openai_route(work, 10 if quick else 60, 3 if quick else 10),
             "phases": lambda: profile.phases(work, 4 if quick else 10),
             "agent_streaming": lambda: scenarios.agent_streaming(
-                work, 8 if quick else 16, 5 if quick else 15
+                work, 8 if quick else 16, 5 if quick else 15, 200 if quick else 1000
             ),
         }
         for name in only:

@@ -91,6 +91,20 @@ def print_tables(results: dict[str, Any]) -> None:
             f"CPU {data['cpu_on_minus_off_ms']:+} ms (budget <= +1.5), frames per agent per "
             f"second {data['rows'][1]['delta_frames_per_agent_per_s']} (budget <= 25)"
         )
+        if "upstream_read" in data:
+            print(
+                f"of the CPU: {data['cpu_reading_two_streams_ms']} ms is reading the two "
+                f"answers token by token (the SDK alone, no service), "
+                f"{data['cpu_on_minus_off_beyond_reading_ms']:+} ms the service's own"
+            )
+        if "memory" in data:
+            memory = data["memory"]
+            print(
+                f"memory per open stream ({memory['on']['streams']} open, agents stalled): "
+                f"off {memory['off']['kib_per_stream']} KiB, on "
+                f"{memory['on']['kib_per_stream']} KiB, "
+                f"{data['memory_on_minus_off_kib']:+} KiB (budget <= +8)"
+            )
     if "peer" in results:
         peer = results["peer"]
         if "skipped" in peer:

@@ -24,7 +24,7 @@ from .load import (
     percentile,
     sdk_stream_loop,
 )
-from .processes import ensemble_file, fake_upstream, service_env, started
+from .processes import ROOT, ensemble_file, fake_upstream, service_env, started
 
 # Scenario 1's upstream: agents answer in 200 ms; the summary's first token comes 50 ms
 # after the call, then 19 more tokens 10 ms apart.
@@ -568,11 +568,13 @@ async def quick_check(url: str) -> None:
         await one_request(http)
 
 
-async def agent_streaming(work: Path, clients: int, duration_s: float) -> dict[str, Any]:
+async def agent_streaming(
+    work: Path, clients: int, duration_s: float, open_streams: int
+) -> dict[str, Any]:
     """Scenario 11: two agents of 200 tokens streamed 10 ms apart, with agent streaming off
     and on, each in a fresh service: pipelines per second and service CPU per pipeline at
-    `clients` concurrent clients, and the agent.delta frames per agent per second of one
-    stream read alone."""
+    `clients` concurrent clients, the agent.delta frames per agent per second of one stream
+    read alone, and memory per stream with `open_streams` held open."""
     rows = []
     async with started(fake_upstream(MODELS, work), {}, work / "fake-s11.log") as fake:
         ensemble = ensemble_file(work / "s11.toml", 2, "bench-think", "bench-summary-0")
@@ -594,15 +596,48 @@ async def agent_streaming(work: Path, clients: int, duration_s: float) -> dict[s
                     "delta_frames_per_agent_per_s": frames,
                 }
             )
+        # What reading the two answers token by token costs any client of the SDK alone.
+        reading = await _upstream_read(fake.url, clients)
+    memory = await _memory_on_and_off(work, open_streams)
     off, on = rows
+    cpu_more = on["service_cpu_ms_per_pipeline"] - off["service_cpu_ms_per_pipeline"]
+    read_more = 2 * (reading["streamed_cpu_ms_per_call"] - reading["whole_cpu_ms_per_call"])
     return {
         "clients": clients,
         "rows": rows,
         "throughput_on_vs_off": round(on["pipelines_per_s"] / off["pipelines_per_s"], 3),
-        "cpu_on_minus_off_ms": round(
-            on["service_cpu_ms_per_pipeline"] - off["service_cpu_ms_per_pipeline"], 2
+        "cpu_on_minus_off_ms": round(cpu_more, 2),
+        "upstream_read": reading,
+        "cpu_reading_two_streams_ms": round(read_more, 2),
+        "cpu_on_minus_off_beyond_reading_ms": round(cpu_more - read_more, 2),
+        "memory": memory,
+        "memory_on_minus_off_kib": round(
+            memory["on"]["kib_per_stream"] - memory["off"]["kib_per_stream"], 1
         ),
     }
+
+
+async def _memory_on_and_off(work: Path, count: int) -> dict[str, Any]:
+    """Memory per open stream (agents stalled, as in scenario 3) with agent streaming off
+    and on, each in a fresh service."""
+    found = {}
+    upstream_argv = [sys.executable, "-m", "scripts.bench.stall_server"]
+    async with started(upstream_argv, {}, work / "stall-11.log") as upstream:
+        ensemble = _stalling_ensemble(work / "stall-11.toml", upstream.url, 2 * count)
+        for name, extra in (("off", {"STREAM_AGENTS": "false"}), ("on", {})):
+            log = work / f"service-11-memory-{name}.log"
+            env = service_env(upstream.url, ensemble, SSE_KEEPALIVE_S="600", **extra)
+            async with started(_service_argv(), env, log) as service:
+                await _hold_streams(service, upstream.url, WARM_UP_STREAMS)
+                found[name] = await _hold_streams(service, upstream.url, count)
+    return found
+
+
+async def _upstream_read(url: str, concurrency: int) -> dict[str, float]:
+    argv = [sys.executable, "-m", "scripts.bench.upstream_read", url, "bench-think"]
+    done = await trio.run_process([*argv, str(concurrency), "3"], cwd=ROOT, capture_stdout=True)
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
 
 
 async def _delta_frames(url: str) -> float:
