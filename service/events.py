@@ -58,8 +58,9 @@ class PublicError:
 @dataclass(frozen=True, slots=True)
 class Step:
     """Which step of a deliberation an agent's event belongs to: its phase (`answer`, the
-    members' first answers) and the round of that phase (0, then 1, 2... when it repeats).
-    Kept with the answers; not on the wire while every strategy has one step."""
+    members' first answers; `revise`, `layer`, `review`, `select` in later steps) and its
+    round (0 for the first answers, then 1, 2... as the strategy goes on). Kept with the
+    answers; on the wire (`phase`, `round`) for every step but the first answers."""
 
     phase: str = "answer"
     round: int = 0
@@ -70,6 +71,18 @@ FIRST_STEP = Step()
 
 class NoFields(Shape):
     """An event with nothing but the fields every event has."""
+
+
+class StepFields(Shape):
+    """What an agent's event adds in a later step of a deliberation (absent in the first)."""
+
+    phase: str | None = Field(default=None, description="The step: revise, layer, review or select")
+    round: int | None = Field(default=None, description="The step's round (1 for the first)")
+
+
+def step_fields(step: Step) -> dict[str, Any]:
+    """`phase` and `round` of an agent's frame, or nothing for the first answers."""
+    return {} if step == FIRST_STEP else {"phase": step.phase, "round": step.round}
 
 
 class EventKind:
@@ -107,19 +120,20 @@ class EventKind:
 @dataclass(frozen=True, slots=True)
 class AgentStarted(EventKind):
     KIND = "agent.started"
+    Fields = StepFields
 
     agent: str
     step: Step = FIRST_STEP
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
-        return f"Sending to {self.agent}", self.agent, {}
+        return f"Sending to {self.agent}", self.agent, step_fields(self.step)
 
     @staticmethod
     def reasoning_line(data: Mapping[str, Any]) -> str | None:
         return f"[{data.get('source', '')}] thinking...\n"
 
 
-class AgentRetryingFields(Shape):
+class AgentRetryingFields(StepFields):
     attempt: int = Field(description="The call that comes next (2 for the first retry)")
     model: str
     error: EventError
@@ -148,7 +162,8 @@ class AgentRetrying(EventKind):
             "error": self.error.as_dict(),
             "delay_ms": self.delay_ms,
         }
-        return f"Retrying {self.agent} (attempt {self.attempt})", self.agent, fields
+        status = f"Retrying {self.agent} (attempt {self.attempt})"
+        return status, self.agent, fields | step_fields(self.step)
 
     @staticmethod
     def reasoning_line(data: Mapping[str, Any]) -> str | None:
@@ -156,7 +171,7 @@ class AgentRetrying(EventKind):
         return f"[{data.get('source', '')}] retrying, attempt {data.get('attempt')} ({code})\n"
 
 
-class AgentDeltaFields(Shape):
+class AgentDeltaFields(StepFields):
     message: str = Field(description="The next piece of the agent's answer")
     attempt: int = Field(description="The call the text comes from (1 for the first)")
 
@@ -176,14 +191,15 @@ class AgentDelta(EventKind):
     step: Step = FIRST_STEP
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
-        return "Streaming", self.agent, {"message": self.text, "attempt": self.attempt}
+        fields = {"message": self.text, "attempt": self.attempt}
+        return "Streaming", self.agent, fields | step_fields(self.step)
 
     @staticmethod
     def reasoning_line(data: Mapping[str, Any]) -> str | None:
         return str(data.get("message", ""))
 
 
-class AgentRestartedFields(Shape):
+class AgentRestartedFields(StepFields):
     attempt: int = Field(description="The call whose text follows")
     model: str = Field(description="The model that call went to")
     error: EventError | None = Field(
@@ -217,6 +233,7 @@ class AgentRestarted(EventKind):
         if self.error is not None:
             fields["error"] = self.error.as_dict()
         fields["discard"] = True
+        fields |= step_fields(self.step)
         return f"Restarting {self.agent} on {self.model}", self.agent, fields
 
     @staticmethod
@@ -224,7 +241,7 @@ class AgentRestarted(EventKind):
         return f"\n[{data.get('source', '')}] starting over on {data.get('model', '')}:\n"
 
 
-class AgentCompletedFields(Shape):
+class AgentCompletedFields(StepFields):
     message: str = Field(description="The agent's answer")
     model: str = Field(description="The model that gave it (a fallback, if the primary failed)")
     attempts: int
@@ -249,7 +266,7 @@ class AgentCompleted(EventKind):
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
         fields = {"message": self.text, "model": self.model, "attempts": self.attempts}
-        return f"Received from {self.agent}", self.agent, fields
+        return f"Received from {self.agent}", self.agent, fields | step_fields(self.step)
 
     @staticmethod
     def reasoning_line(data: Mapping[str, Any]) -> str | None:
@@ -257,7 +274,7 @@ class AgentCompleted(EventKind):
         return f"[{source}] answered ({model}):\n{data.get('message', '')}\n\n"
 
 
-class AgentFailedFields(Shape):
+class AgentFailedFields(StepFields):
     error: EventError
     attempts: int
 
@@ -280,11 +297,204 @@ class AgentFailed(EventKind):
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
         fields = {"error": self.error.as_dict(), "attempts": self.attempts}
-        return f"Failed {self.agent}", self.agent, fields
+        return f"Failed {self.agent}", self.agent, fields | step_fields(self.step)
 
     @staticmethod
     def reasoning_line(data: Mapping[str, Any]) -> str | None:
         return f"[{data.get('source', '')}] no answer ({data.get('error', {}).get('code', '')})\n\n"
+
+
+# --- the steps of a deliberation ------------------------------------------------------------
+
+
+class RoundStartedFields(Shape):
+    phase: str = Field(description="The step: answer, revise, layer, review or select")
+    round: int = Field(description="0 for the first answers, then 1, 2...")
+    agents: list[str] = Field(description="The members asked in this step")
+
+
+@dataclass(frozen=True, slots=True)
+class RoundStarted(EventKind):
+    """A step of a strategy with more than one begins (`source` is the strategy)."""
+
+    KIND = "round.started"
+    Fields = RoundStartedFields
+
+    strategy: str
+    step: Step
+    agents: tuple[str, ...]
+
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        fields = {"phase": self.step.phase, "round": self.step.round, "agents": list(self.agents)}
+        return f"{self.step.phase.capitalize()}, round {self.step.round}", self.strategy, fields
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        return f"\n--- {data.get('phase', '')}, round {data.get('round', '')} ---\n"
+
+
+class RoundCompletedFields(Shape):
+    phase: str
+    round: int
+    answered: list[str] = Field(description="The members that answered in this step")
+    missing: list[str] = Field(description="The members without an answer in this step")
+
+
+@dataclass(frozen=True, slots=True)
+class RoundCompleted(EventKind):
+    KIND = "round.completed"
+    Fields = RoundCompletedFields
+
+    strategy: str
+    step: Step
+    answered: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        fields = {
+            "phase": self.step.phase,
+            "round": self.step.round,
+            "answered": list(self.answered),
+            "missing": list(self.missing),
+        }
+        status = f"{self.step.phase.capitalize()}, round {self.step.round}: done"
+        return status, self.strategy, fields
+
+
+class ReviewFields(Shape):
+    ranking: list[str] | None = Field(
+        description="The answers' agents, best first, as this reviewer ranked them; null when "
+        "the ranking could not be read"
+    )
+    labels: dict[str, str] = Field(
+        description="What the reviewer was shown: each label (Response A...) and its agent"
+    )
+    error: EventError | None = Field(
+        default=None, description="Why the ranking could not be read (the run goes on)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CouncilReview(EventKind):
+    """One council member's ranking of the others' answers (`source` is the reviewer)."""
+
+    KIND = "council.review"
+    Fields = ReviewFields
+
+    reviewer: str
+    ranking: tuple[str, ...] | None
+    labels: Mapping[str, str]
+    error: PublicError | None = None
+
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        fields: dict[str, Any] = {
+            "ranking": list(self.ranking) if self.ranking is not None else None,
+            "labels": dict(self.labels),
+        }
+        if self.error is not None:
+            fields["error"] = self.error.as_dict()
+        return f"Ranked by {self.reviewer}", self.reviewer, fields
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        ranking = data.get("ranking")
+        shown = " > ".join(ranking) if ranking else "(no ranking could be read)"
+        return f"[{data.get('source', '')}] ranks: {shown}\n"
+
+
+class RankShape(Shape):
+    agent: str
+    average_rank: float = Field(description="1 is best; the mean over the reviews that ranked it")
+    reviews: int = Field(description="How many reviews ranked it")
+
+
+class RankingFields(Shape):
+    ranking: list[RankShape] = Field(description="Every answer's agent, best first")
+
+
+@dataclass(frozen=True, slots=True)
+class Rank:
+    agent: str
+    average_rank: float
+    reviews: int
+
+
+@dataclass(frozen=True, slots=True)
+class CouncilRanking(EventKind):
+    """The council's aggregate ranking: every answer's mean place over the reviews."""
+
+    KIND = "council.ranking"
+    Fields = RankingFields
+
+    strategy: str
+    ranking: tuple[Rank, ...]
+
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        ranking = [
+            {"agent": r.agent, "average_rank": r.average_rank, "reviews": r.reviews}
+            for r in self.ranking
+        ]
+        return "Aggregate ranking", self.strategy, {"ranking": ranking}
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        places = ", ".join(
+            f"{r.get('agent')} ({r.get('average_rank')})" for r in data.get("ranking", [])
+        )
+        return f"[council] aggregate ranking: {places}\n"
+
+
+class TallyGroupShape(Shape):
+    agents: list[str] = Field(description="The agents that gave this answer")
+    votes: int
+
+
+class VoteTallyFields(Shape):
+    method: str = Field(description="exact (the same answer) or similar (the most alike)")
+    groups: list[TallyGroupShape] = Field(description="The answers' groups, most votes first")
+
+
+@dataclass(frozen=True, slots=True)
+class VoteTally(EventKind):
+    KIND = "vote.tally"
+    Fields = VoteTallyFields
+
+    strategy: str
+    method: str
+    groups: tuple[tuple[str, ...], ...]
+
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        groups = [{"agents": list(g), "votes": len(g)} for g in self.groups]
+        return "Votes counted", self.strategy, {"method": self.method, "groups": groups}
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        groups = "; ".join(
+            f"{', '.join(g.get('agents', []))}: {g.get('votes')}" for g in data.get("groups", [])
+        )
+        return f"[vote] {data.get('method', '')} tally: {groups}\n"
+
+
+class AnswerChosenFields(Shape):
+    reason: str = Field(description="Why this answer was chosen")
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerChosen(EventKind):
+    """A vote or a selection chose one agent's answer as the reply (`source` is the agent)."""
+
+    KIND = "answer.chosen"
+    Fields = AnswerChosenFields
+
+    agent: str
+    reason: str
+
+    def wire(self) -> tuple[str, str, dict[str, Any]]:
+        return f"Chose {self.agent}'s answer", self.agent, {"reason": self.reason}
+
+    @staticmethod
+    def reasoning_line(data: Mapping[str, Any]) -> str | None:
+        return f"[{data.get('source', '')}] chosen: {data.get('reason', '')}\n"
 
 
 # --- the summary -----------------------------------------------------------------------------
@@ -482,6 +692,12 @@ Event = (
     | AgentRestarted
     | AgentCompleted
     | AgentFailed
+    | RoundStarted
+    | RoundCompleted
+    | CouncilReview
+    | CouncilRanking
+    | VoteTally
+    | AnswerChosen
     | SummaryStarted
     | SummaryDelta
     | SummaryRestarted

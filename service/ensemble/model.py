@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -34,6 +34,7 @@ from .templates import (
     AGENT_VARIABLES,
     DEFAULT_AGENT_PROMPT,
     DEFAULT_SUMMARY_PROMPT,
+    STEP_VARIABLES,
     SUMMARIZER_VARIABLES,
     check_template,
 )
@@ -248,21 +249,139 @@ def _inline_provider_name(member: Member) -> str:
     return f"inline:{member.name}"
 
 
+StrategyName = Literal["summarize", "vote", "usc", "council", "moa", "debate"]
+STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
+
+
+class Deliberation(BaseModel):
+    """The options of a strategy (`[deliberation]` in the file); each strategy reads its own,
+    and an option the chosen strategy does not read is refused at load."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # debate: rounds in which every agent reads the others' answers and revises its own.
+    rounds: Annotated[int, Field(ge=1, le=5)] = 2
+    # moa: layers, the aggregator's (the summarizer's) included: N * (layers - 1) + 1 calls.
+    layers: Annotated[int, Field(ge=2, le=5)] = 3
+    # vote, and debate with final = "vote": one answer's text against the others' (exact,
+    # after normalising case, spaces and end punctuation), or the answer most like the rest.
+    vote: Literal["exact", "similar"] = "exact"
+    # debate: the final answer is the summarizer's, or the vote of the last round.
+    final: Literal["summary", "vote"] = "summary"
+    # council: reviewers see the answers as "Response A, B..." in an order of their own.
+    anonymize: bool = True
+    # The most of each answer a member is shown in a later step (default: max_answer_chars).
+    max_shown_chars: Annotated[int, Field(ge=100)] | None = None
+    # Templates of the later steps (docs/ensemble.md lists their variables and defaults).
+    revise_prompt: Prompt | None = None
+    layer_prompt: Prompt | None = None
+    review_prompt: Prompt | None = None
+    select_prompt: Prompt | None = None
+
+    @field_validator("revise_prompt", "layer_prompt", "review_prompt", "select_prompt")
+    @classmethod
+    def _template_renders(cls, source: str | None) -> str | None:
+        if source is not None:
+            check_template(source, STEP_VARIABLES)
+        return source
+
+
+# Which options each strategy reads; every other option set in the file is an error.
+STRATEGY_OPTIONS: dict[str, frozenset[str]] = {
+    "summarize": frozenset(),
+    "vote": frozenset({"vote"}),
+    "usc": frozenset({"max_shown_chars", "select_prompt"}),
+    "council": frozenset({"anonymize", "max_shown_chars", "review_prompt"}),
+    "moa": frozenset({"layers", "max_shown_chars", "layer_prompt"}),
+    "debate": frozenset({"rounds", "final", "vote", "max_shown_chars", "revise_prompt"}),
+}
+# The summarizer's part in each strategy; None where no call needs it.
+SUMMARIZER_ROLE: dict[str, str | None] = {
+    "summarize": "summarizer",
+    "vote": None,
+    "usc": "selector",
+    "council": "chairman",
+    "moa": "aggregator",
+    "debate": "summarizer",
+}
+# Agents a strategy needs at the least: a vote, a selection or a review of one answer
+# means nothing.
+MIN_AGENTS = {"vote": 2, "usc": 2, "council": 2, "debate": 2}
+
+
 class Ensemble(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     providers: dict[Name, Provider] = Field(default_factory=dict)
-    # How the members deliberate (service/pipeline/strategies.py): answer, then summarize.
-    strategy: Literal["summarize"] = "summarize"
+    # How the members deliberate (service/pipeline/strategies.py), and its options.
+    strategy: StrategyName = "summarize"
+    deliberation: Deliberation = Field(default_factory=Deliberation)
     min_agents: Annotated[int, Field(ge=1)] = 1
     max_answer_chars: Annotated[int, Field(ge=100)] = 12_000
     straggler_grace_ms: Annotated[float, Field(ge=0)] | None = None
     agents: Annotated[tuple[Agent, ...], Field(min_length=1, max_length=MAX_AGENTS)]
-    summarizer: Summarizer
+    # None only where the strategy makes no call of its own (a vote).
+    summarizer: Summarizer | None = None
 
     @property
     def members(self) -> tuple[Member, ...]:
-        return (*self.agents, self.summarizer)
+        return (*self.agents, self.summarizer) if self.summarizer else self.agents
+
+    @property
+    def summarizer_role(self) -> str | None:
+        """What the summarizer does in this strategy (chairman, aggregator...); None: nothing."""
+        if self.strategy == "debate" and self.deliberation.final == "vote":
+            return None
+        return SUMMARIZER_ROLE[self.strategy]
+
+    @property
+    def max_shown_chars(self) -> int:
+        return self.deliberation.max_shown_chars or self.max_answer_chars
+
+    @property
+    def calls_per_request(self) -> int:
+        """Upstream calls one request makes when every member answers at its first try."""
+        n = len(self.agents)
+        summary = 1 if self.summarizer_role else 0
+        if self.strategy == "council":
+            return 2 * n + summary
+        if self.strategy == "moa":
+            return n * (self.deliberation.layers - 1) + summary
+        if self.strategy == "debate":
+            return n * (self.deliberation.rounds + 1) + summary
+        return n + summary
+
+    @property
+    def rounds_per_agent(self) -> int:
+        """How many calls each agent makes in one request (its answers in every step)."""
+        if self.strategy == "council":
+            return 2
+        if self.strategy == "moa":
+            return self.deliberation.layers - 1
+        if self.strategy == "debate":
+            return self.deliberation.rounds + 1
+        return 1
+
+    @model_validator(mode="after")
+    def _strategy_fits(self) -> Ensemble:
+        strategy = self.strategy
+        role = self.summarizer_role
+        if role is not None and self.summarizer is None:
+            raise ValueError(f"summarizer: required by strategy {strategy!r} (its {role})")
+        if role is None and self.summarizer is not None:
+            why = "the last round's vote is the answer" if strategy == "debate" else "no call"
+            raise ValueError(f"strategy {strategy!r} has no summarizer ({why}): remove it")
+        least = MIN_AGENTS.get(strategy, 1)
+        if len(self.agents) < least:
+            raise ValueError(f"strategy {strategy!r} needs at least {least} agents")
+        unread = sorted(self.deliberation.model_fields_set - STRATEGY_OPTIONS[strategy])
+        if unread:
+            users = [s for s in STRATEGY_NAMES if unread[0] in STRATEGY_OPTIONS[s]]
+            owners = " or ".join(map(repr, users))
+            raise ValueError(
+                f"deliberation.{unread[0]} is an option of strategy {owners}, not of {strategy!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> Ensemble:
@@ -300,7 +419,9 @@ class Ensemble(BaseModel):
         located: list[tuple[str, Member]] = [
             (f"agents[{i}]", agent) for i, agent in enumerate(self.agents)
         ]
-        return [*located, ("summarizer", self.summarizer)]
+        if self.summarizer is not None:
+            located.append(("summarizer", self.summarizer))
+        return located
 
     def with_defaults(
         self, *, model: str, agent_timeout_s: float, default_provider: Provider
@@ -336,7 +457,9 @@ class Ensemble(BaseModel):
             )
             for agent in self.agents
         )
-        summarizer = self.summarizer.model_copy(update=fill(self.summarizer))
+        summarizer = (
+            self.summarizer.model_copy(update=fill(self.summarizer)) if self.summarizer else None
+        )
         return self.model_copy(
             update={"agents": agents, "summarizer": summarizer, "providers": providers}
         )

@@ -22,7 +22,15 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 AGENT_VARIABLES = frozenset({"message", "agent", "date", "history"})
-SUMMARIZER_VARIABLES = frozenset({"message", "summarizer", "date", "answers", "missing", "history"})
+SUMMARIZER_VARIABLES = frozenset(
+    {"message", "summarizer", "date", "answers", "missing", "history", "reviews", "ranking"}
+)
+# The later steps of a deliberation (revise, layer, review, select): `agent` is the member
+# asked, `answers` what it is shown (named, or labelled "Response A" where anonymised), `own`
+# its own answer of the step before ("" where it has none), `round` and `rounds` where it is.
+STEP_VARIABLES = frozenset(
+    {"message", "agent", "date", "history", "answers", "own", "round", "rounds"}
+)
 
 DEFAULT_AGENT_PROMPT = "{{ message }}"
 DEFAULT_SUMMARY_PROMPT = """\
@@ -43,6 +51,103 @@ Answers from {{ answers | length }} agent(s):
 No answer arrived from: {{ missing | join(", ") }}. Combine the answers above.
 {%- endif %}"""
 
+# Debate (Du et al. 2023): each agent reads the others' answers and revises its own.
+DEFAULT_REVISE_PROMPT = """\
+{{ message }}
+
+Your answer so far:
+<answer>
+{{ own }}
+</answer>
+
+The other agents answered:
+{%- for answer in answers %}
+
+<answer from="{{ answer.name }}">
+{{ answer.text }}
+</answer>
+{%- endfor %}
+
+Use their reasoning as additional advice, weighing it critically, and give your updated \
+answer to the question (round {{ round }} of {{ rounds }})."""
+
+# Mixture-of-agents (Wang et al. 2024): each agent of a layer synthesizes the layer before.
+DEFAULT_LAYER_PROMPT = """\
+You have been given the responses of several models to the user's question. Synthesize \
+them into one response of high quality: evaluate them critically (some of what they say \
+may be biased or wrong), do not simply repeat them, and give an accurate, complete and \
+well-structured reply.
+
+Responses:
+{%- for answer in answers %}
+{{ loop.index }}. {{ answer.text }}
+{%- endfor %}
+
+The user's question:
+{{ message }}"""
+
+# Council (the llm-council pattern): each member ranks the others' anonymised answers.
+DEFAULT_REVIEW_PROMPT = """\
+Several models answered this question:
+<question>
+{{ message }}
+</question>
+{%- for answer in answers %}
+
+{{ answer.name }}:
+{{ answer.text }}
+{%- endfor %}
+
+Evaluate each response: say what it does well and what it does poorly. Then end your \
+reply with your ranking, best first, in exactly this form and with nothing after it:
+
+FINAL RANKING:
+1. Response A
+2. Response B"""
+
+# Universal self-consistency (Chen et al. 2023): one call picks the most consistent answer.
+DEFAULT_SELECT_PROMPT = """\
+I have generated the following responses to the question: {{ message }}
+{%- for answer in answers %}
+
+{{ answer.name }}: {{ answer.text }}
+{%- endfor %}
+
+Evaluate these responses. Select the most consistent response based on majority \
+consensus. Start your answer with "The most consistent response is Response X" (without \
+quotes), X being its number."""
+
+# The council's chairman writes the reply from the answers and the reviews.
+DEFAULT_CHAIRMAN_PROMPT = """\
+The user asked:
+<question>
+{{ message }}
+</question>
+
+Answers from {{ answers | length }} council member(s):
+{%- for answer in answers %}
+
+<answer from="{{ answer.name }}">
+{{ answer.text }}
+</answer>
+{%- endfor %}
+
+The members then reviewed and ranked each other's answers:
+{%- for review in reviews %}
+
+<review from="{{ review.name }}">
+{{ review.text }}
+</review>
+{%- endfor %}
+{%- if ranking %}
+
+Aggregate ranking, best first: {% for rank in ranking %}{{ rank.name }} (mean place \
+{{ rank.average_rank }}){% if not loop.last %}, {% endif %}{% endfor %}.
+{%- endif %}
+
+As the council's chairman, write the single best answer to the question, drawing on the \
+answers and on what the reviews found."""
+
 # Operators write these templates, but a sandbox costs nothing and keeps a prompt a prompt;
 # an immutable one keeps a template from changing the values other templates see.
 # Jinja's own whitespace rules (trim with `{%-` and `-%}`), as its documentation describes.
@@ -61,6 +166,15 @@ class AnswerView:
 
 
 @dataclass(frozen=True, slots=True)
+class RankView:
+    """One answer's place in a council's aggregate ranking (`ranking`, best first)."""
+
+    name: str
+    average_rank: float
+    reviews: int
+
+
+@dataclass(frozen=True, slots=True)
 class TurnView:
     """One earlier message of the conversation as a template sees it (`history`, oldest
     first): `role` is "user" or "assistant"."""
@@ -76,16 +190,19 @@ class TemplateFailed(Exception):
 def _samples() -> list[dict[str, Any]]:
     """Values to render a template with at load: fresh each time, and covering the shapes
     a request can bring (one answer or several, nothing missing or some)."""
-    common = {"message": "What is the question?", "agent": "agent", "summarizer": "s"}
-    common["date"] = "2000-01-01"
+    common: dict[str, Any] = {"message": "What is the question?", "agent": "agent"}
+    common |= {"summarizer": "s", "date": "2000-01-01", "round": 1, "rounds": 2}
     one = [AnswerView("a", "An answer.")]
     several = [AnswerView("a", "An answer."), AnswerView("b", "Another.", truncated=True)]
     history = [TurnView("user", "An earlier question?"), TurnView("assistant", "Its answer.")]
+    reviews = [AnswerView("a", "b is better. FINAL RANKING:\n1. b")]
+    ranking = [RankView("b", 1.0, 1), RankView("a", 2.0, 1)]
     return [
-        {**common, "answers": several, "missing": ["c"], "history": []},
-        {**common, "answers": one, "missing": [], "history": history},
-        {**common, "answers": several, "missing": [], "history": history},
-        {**common, "answers": one, "missing": ["b", "c"], "history": []},
+        {**common, "answers": several, "missing": ["c"], "history": [], "own": "Mine."},
+        {**common, "answers": one, "missing": [], "history": history, "own": ""},
+        {**common, "answers": several, "missing": [], "history": history, "own": "Mine."}
+        | {"reviews": reviews, "ranking": ranking},
+        {**common, "answers": one, "missing": ["b", "c"], "history": [], "own": ""},
     ]
 
 
@@ -123,7 +240,7 @@ def check_template(source: str, variables: frozenset[str]) -> None:
     # Attributes (`answer.nmae`) and indexes are only found by rendering.
     for sample in _samples():
         try:
-            _compiled(source).render({name: sample[name] for name in variables})
+            _compiled(source).render({name: sample.get(name, []) for name in variables})
         except TemplateSyntaxError as exc:
             raise ValueError(f"template line {exc.lineno}: {exc.message}") from exc
         except Exception as exc:

@@ -20,6 +20,11 @@ retries, fallbacks and partial results can be seen by hand (set it in the ensemb
     bad_response   an answer that cannot be used
     auth_failed    the key is refused
     cut            a stream that breaks after three tokens
+
+It also plays its part in every deliberation strategy, as their default prompts ask:
+a council's reviewer ends with a FINAL RANKING it can read (the same order from every
+reviewer), a selector names a response, and a debate's revision or a mixture's layer
+answers differently from the step before.
 """
 
 from __future__ import annotations
@@ -66,6 +71,14 @@ def mock_fault(model: str) -> str | None:
 
 _ANSWER = re.compile(r'<answer from="([^"]+)">\s*(.*?)\s*</answer>', re.DOTALL)
 _TOKEN = re.compile(r"\s*\S+|\s+")
+_REVIEW = re.compile(r'<review from="([^"]+)">')
+_LABELLED = re.compile(
+    r"^(Response [A-Z]+):\n(.*?)(?=\n\nResponse [A-Z]+:|\n\nEvaluate)", re.M | re.S
+)
+_NUMBERED = re.compile(r"^Response (\d+): (.*?)$", re.M)
+_REVISING = re.compile(r"Your answer so far:\s*<answer>\s*(.*?)\s*</answer>", re.S)
+_ROUND = re.compile(r"\(round (\d+) of \d+\)")
+_LISTED = re.compile(r"^\d+\. (.*)$", re.M)
 _OPENINGS = (
     "Think of {topic} as a story that starts small and keeps growing.",
     "Picture {topic} as a ball rolling down a gentle hill.",
@@ -89,13 +102,51 @@ def _first_sentence(text: str) -> str:
     return text if end < 0 else text[: end + 1]
 
 
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _strategy_reply(request: ChatRequest, prompt: str) -> str | None:
+    """The mock's part in a deliberation's later steps, as their default prompts ask it
+    (docs/ensemble.md): a ranking a council can read, a selector's choice, a revision or a
+    synthesis that differs from the answer before. None for any other prompt."""
+    shown = dict(_LABELLED.findall(prompt))
+    if "FINAL RANKING:" in prompt and shown and "<answer from=" not in prompt:
+        # Ranked by the answers' text alone, so every reviewer agrees: a council converges.
+        order = sorted(shown, key=lambda label: _digest(shown[label]))
+        lines = "\n".join(f"{place}. {label}" for place, label in enumerate(order, start=1))
+        return f"({request.caller}) {order[0]} is the clearest.\n\nFINAL RANKING:\n{lines}"
+    if "most consistent response" in prompt:
+        numbered = dict(_NUMBERED.findall(prompt))
+        pick = min(numbered, key=lambda n: _digest(numbered[n])) if numbered else "1"
+        return f"The most consistent response is Response {pick}: it agrees with the others."
+    revising = _REVISING.search(prompt)
+    if revising:
+        own = _first_sentence(" ".join(revising.group(1).split()))
+        others = len(_ANSWER.findall(prompt))
+        round_number = _ROUND.search(prompt)
+        where = f"round {round_number.group(1)}" if round_number else "a new round"
+        return f"({request.caller}, {where}) Having read {others} other answer(s): {own}"
+    if "Synthesize" in prompt and "Responses:" in prompt:
+        count = len(_LISTED.findall(prompt))
+        first = _LISTED.search(prompt)
+        opening = _first_sentence(first.group(1)) if first else ""
+        return f"({request.caller}) A synthesis of {count} responses. {opening}"
+    return None
+
+
 def mock_reply(request: ChatRequest) -> str:
     """The text the mock answers `request` with."""
     prompt = request.messages[-1].content if request.messages else ""
+    played = _strategy_reply(request, prompt)
+    if played is not None:
+        return played
     answers = _ANSWER.findall(prompt)
     if answers:
         quoted = " ".join(f"From {name}: {_first_sentence(text)}" for name, text in answers)
-        return f"Combining {len(answers)} answers. {quoted}"
+        reviews = len(_REVIEW.findall(prompt))
+        seen = f" and {reviews} reviews" if reviews else ""
+        return f"Combining {len(answers)} answers{seen}. {quoted}"
     seed_text = "\n".join([request.caller, *(m.content for m in request.messages)])
     seed = hashlib.sha256(seed_text.encode()).digest()
     topic = " ".join(prompt.split())[:60] or "this"

@@ -77,6 +77,8 @@ class RunContext:
     def summarizer(self) -> Summarizer:
         """The ensemble's summarizer, its max_tokens capped by the client's, if smaller."""
         summarizer = self.ensemble.summarizer
+        if summarizer is None:
+            raise LookupError("this ensemble's strategy has no summarizer")
         cap = self.summary_max_tokens
         if cap is not None and (summarizer.max_tokens is None or cap < summarizer.max_tokens):
             return summarizer.model_copy(update={"max_tokens": cap})

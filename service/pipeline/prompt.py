@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from ..ensemble import Agent, Summarizer
-from ..ensemble.templates import AnswerView, TurnView, render
+from ..ensemble import Agent, Member, Summarizer
+from ..ensemble.templates import AnswerView, RankView, TurnView, render
 from ..llm import ChatMessage
 from .context import Turn
 
@@ -86,8 +86,13 @@ def summary_messages(
     max_answer_chars: int,
     history: Sequence[Turn] = (),
     client_context: str | None = None,
+    reviews: Sequence[AnswerView] = (),
+    ranking: Sequence[RankView] = (),
+    default_prompt: str | None = None,
 ) -> tuple[ChatMessage, ...]:
-    """`answers` are (agent name, answer text) pairs in the order the agents are listed."""
+    """`answers` are (agent name, answer text) pairs in the order the agents are listed;
+    `reviews` and `ranking` a council's; `default_prompt` the strategy's prompt for a
+    summarizer whose file sets none (the chairman's, for a council)."""
     views = [answer_view(name, text, max_answer_chars) for name, text in answers]
     values = {
         "message": question,
@@ -96,10 +101,49 @@ def summary_messages(
         "answers": views,
         "missing": list(missing),
         "history": _history_views(history),
+        "reviews": list(reviews),
+        "ranking": list(ranking),
     }
+    prompt = summarizer.prompt or default_prompt or summarizer.user_prompt
     return _with_history(
         render(summarizer.system_prompt, **values),
         history,
-        render(summarizer.user_prompt, **values),
+        render(prompt, **values),
+        client_context,
+    )
+
+
+def step_messages(
+    member: Member,
+    template: str,
+    question: str,
+    shown: Sequence[AnswerView],
+    *,
+    own: str = "",
+    round: int = 1,
+    rounds: int = 1,
+    history: Sequence[Turn] = (),
+    client_context: str | None = None,
+) -> tuple[ChatMessage, ...]:
+    """A later step's messages to `member`: its own system prompt, the conversation, and the
+    step's `template` with the answers it is `shown` (cut to the ensemble's bound already)."""
+    values = {
+        "message": question,
+        "agent": member.name,
+        "summarizer": member.name,
+        "date": today(),
+        "history": _history_views(history),
+        "answers": list(shown),
+        "missing": [],
+        "reviews": [],
+        "ranking": [],
+        "own": own,
+        "round": round,
+        "rounds": rounds,
+    }
+    return _with_history(
+        render(member.system_prompt, **values),
+        history,
+        render(template, **values),
         client_context,
     )

@@ -10,18 +10,33 @@ step's answers are the strategy's: `ask` returns them).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import trio
 
 from ..ensemble import Agent
 from ..errors import ServiceError
-from ..events import Done, Event, Failed, PublicError
-from ..llm import ChatMessage
+from ..events import (
+    AnswerChosen,
+    Done,
+    Event,
+    Failed,
+    PublicError,
+    RoundCompleted,
+    RoundStarted,
+    SummaryDelta,
+    SummaryStarted,
+    Timings,
+    VoteTally,
+)
+from ..llm import ChatMessage, Usage
+from .ballots import count_votes
 from .coalesce import DeltaCoalescer
 from .context import RunContext
 from .gather import Ask, Gathered, gather_answers, quorum_shortfall, report_cut
 from .prompt import agent_messages
-from .summarize import summarize
+from .summarize import Briefing, summarize
+from .timing import ms_since
 
 
 class Steps:
@@ -38,6 +53,8 @@ class Steps:
         self.started = trio.current_time()
         # The step that asks members now, or did last.
         self.current = Gathered()
+        # Tokens per member over every step so far (a member asked in three rounds: all three).
+        self.spent: dict[str, Usage] = {}
 
     def first_answer(self, agent: Agent) -> Sequence[ChatMessage]:
         """The prompt of a member's first answer: its templates, the question, the history."""
@@ -47,8 +64,63 @@ class Steps:
     async def ask(self, ask: Ask) -> Gathered:
         """Ask the members of `ask` at once; their outcomes, once every one has one."""
         gathered = self.current = Gathered(step=ask.step)
-        await gather_answers(self.run, self.events, gathered, ask, self.coalescer)
+        try:
+            await gather_answers(self.run, self.events, gathered, ask, self.coalescer)
+        finally:
+            for name, usage in gathered.usage.items():
+                spent = self.spent.get(name)
+                self.spent[name] = usage if spent is None else _sum(spent, usage)
         return gathered
+
+    async def round(self, ask: Ask) -> Gathered:
+        """`ask`, announced as a step of a strategy with several (`round.started` before,
+        `round.completed` after)."""
+        strategy = self.run.ensemble.strategy
+        names = tuple(member.name for member in ask.members)
+        await self.events.send(RoundStarted(strategy=strategy, step=ask.step, agents=names))
+        gathered = await self.ask(ask)
+        answered = tuple(name for name, _ in gathered.answers())
+        missing = tuple(gathered.missing())
+        await self.events.send(
+            RoundCompleted(strategy=strategy, step=ask.step, answered=answered, missing=missing)
+        )
+        return gathered
+
+    async def vote(self, gathered: Gathered, method: str) -> Done:
+        """The answer most agents of `gathered` gave (or the one most like the rest) is the
+        reply, with the tally and the reason."""
+        answers = {name: answer.text for name, answer in gathered.answers()}
+        tally = count_votes(answers, method)
+        strategy = self.run.ensemble.strategy
+        await self.events.send(VoteTally(strategy=strategy, method=method, groups=tally.groups))
+        return await self.give_answer(gathered, tally.chosen, tally.reason)
+
+    async def give_answer(self, gathered: Gathered, agent: str, reason: str) -> Done:
+        """`agent`'s answer in `gathered` is the reply, as it is: no call writes it."""
+        await self.events.send(AnswerChosen(agent=agent, reason=reason))
+        chosen = dict(gathered.answers())[agent]
+        run = self.run
+        await self.events.send(
+            SummaryStarted(
+                summarizer=agent,
+                agents=tuple(name for name, _ in gathered.answers()),
+                missing=tuple(gathered.missing()),
+                ensemble_version=run.ensemble_version,
+            )
+        )
+        await self.events.send(SummaryDelta(summarizer=agent, text=chosen.text))
+        elapsed = ms_since(self.started)
+        return Done(
+            summarizer=agent,
+            usage=dict(self.spent),
+            timings=Timings(
+                agents_ms=gathered.elapsed_ms(), first_token_ms=elapsed, total_ms=elapsed
+            ),
+            agents=gathered.counts(),
+            models={name: answer.model for name, answer in gathered.answers()},
+            ensemble_version=run.ensemble_version,
+            finish_reason="stop",
+        )
 
     def shortfall(self, gathered: Gathered) -> Failed | None:
         """The run's end when the answers are too few to go on; None when they are enough."""
@@ -58,13 +130,17 @@ class Steps:
         return Failed(
             source="agents",
             error=PublicError.of(error),
-            usage=gathered.usage,
+            usage=dict(self.spent),
             agents=gathered.counts(),
         )
 
-    async def summarize(self, gathered: Gathered) -> Done | Failed:
-        """The summarizer combines `gathered`'s answers, streamed: the run's terminal event."""
-        return await summarize(self.run, self.events, gathered, self.started)
+    async def summarize(
+        self, gathered: Gathered, briefing: Briefing | None = None
+    ) -> Done | Failed:
+        """The summarizer combines `gathered`'s answers, streamed: the run's terminal event.
+        The tokens are those of every step so far."""
+        briefing = replace(briefing or Briefing(), usage=dict(self.spent))
+        return await summarize(self.run, self.events, gathered, self.started, briefing)
 
     async def cut_short(self, error: ServiceError) -> Failed:
         """The run's end when `error` (its deadline) stopped the strategy midway."""
@@ -73,6 +149,13 @@ class Steps:
         return Failed(
             source="pipeline",
             error=PublicError.of(error),
-            usage=gathered.usage,
+            usage=dict(self.spent),
             agents=gathered.counts() if gathered.started else None,
         )
+
+
+def _sum(first: Usage, second: Usage) -> Usage:
+    return Usage(
+        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
+        completion_tokens=first.completion_tokens + second.completion_tokens,
+    )

@@ -11,10 +11,12 @@ and span, and ends with the run's `Done` (usage, timings, the model each member 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import trio
 
-from ..ensemble.templates import TemplateFailed
+from ..ensemble.templates import AnswerView, RankView, TemplateFailed
 from ..errors import ServiceError, UpstreamError, UpstreamTimeout
 from ..events import (
     Done,
@@ -25,6 +27,7 @@ from ..events import (
     SummaryStarted,
     Timings,
 )
+from ..llm import Usage
 from ..telemetry.tracing import end_span, member_span, record_answer
 from .calls import Attempts
 from .context import RunContext
@@ -36,11 +39,23 @@ from .timing import ms_since
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Briefing:
+    """What a strategy gives its summarizer beside the answers: a council's reviews and
+    ranking, the prompt its role uses by default, and the tokens every step before spent."""
+
+    reviews: Sequence[AnswerView] = ()
+    ranking: Sequence[RankView] = ()
+    default_prompt: str | None = None
+    usage: Mapping[str, Usage] | None = None
+
+
 async def summarize(
     run: RunContext,
     events: trio.MemorySendChannel[Event],
     gathered: Gathered,
     started: float,
+    briefing: Briefing = Briefing(),
 ) -> Done | Failed:
     """The run's terminal event once the summary ended; `started` is when the run began."""
     ensemble = run.ensemble
@@ -48,7 +63,7 @@ async def summarize(
     answers = gathered.answers()
     missing = gathered.missing()
     counts = gathered.counts()
-    usage = gathered.usage
+    usage = gathered.usage if briefing.usage is None else briefing.usage
     await events.send(
         SummaryStarted(
             summarizer=summarizer.name,
@@ -67,6 +82,9 @@ async def summarize(
             max_answer_chars=ensemble.max_answer_chars,
             history=run.history,
             client_context=run.client_context,
+            reviews=briefing.reviews,
+            ranking=briefing.ranking,
+            default_prompt=briefing.default_prompt,
         )
     except TemplateFailed as exc:
         log.error("%s", exc, exc_info=exc, extra=run.log_context(summarizer.name))

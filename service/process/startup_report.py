@@ -55,7 +55,12 @@ def _members(ensemble: Ensemble) -> str:
         return f"{member.name} ({member.model})" if member.model else member.name
 
     agents = ", ".join(named(agent) for agent in ensemble.agents)
-    return f"agents {agents}; summarizer {named(ensemble.summarizer)}"
+    shown = f"agents {agents}"
+    if ensemble.summarizer is not None:
+        shown += f"; {ensemble.summarizer_role} {named(ensemble.summarizer)}"
+    if ensemble.strategy != "summarize":
+        shown += f"; strategy {ensemble.strategy}"
+    return f"{shown}; {ensemble.calls_per_request} calls per request"
 
 
 def _models(settings: Settings, ensembles: LoadedEnsembles) -> str:

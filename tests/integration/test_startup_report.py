@@ -34,7 +34,7 @@ async def test_the_defaults_say_the_mock_the_ensemble_the_store_and_that_guards_
         "starting: http://127.0.0.1:0, 1 worker",
         "  models:   the mock (USE_LLM_MOCK=true): canned answers, no provider is called",
         f"  ensemble: {default_ensemble}: agents llm-1 (mock), llm-2 (mock); "
-        "summarizer llm-combine (mock)",
+        "summarizer llm-combine (mock); 3 calls per request",
         f"  store:    SQLite data/fanout.db, schema {head_revision()}",
         "  auth:     none (every caller is anonymous)",
         "  limits:   off",
@@ -72,7 +72,8 @@ async def test_a_real_provider_postgres_and_redis_are_named_by_host_only(tmp_pat
     block = start_block(bytearray(log.encode()))
     assert block[1] == "  models:   a real provider: llm.example.test (default)"
     assert block[2].endswith(
-        "agents llm-1 (gpt-4o-mini), llm-2 (gpt-4o-mini); summarizer llm-combine (gpt-4o-mini)"
+        "agents llm-1 (gpt-4o-mini), llm-2 (gpt-4o-mini); summarizer llm-combine (gpt-4o-mini);"
+        " 3 calls per request"
     )
     postgres, redis = make_url(url), urlsplit(REDIS_URL)
     postgres_at = f"{postgres.host}:{postgres.port}" if postgres.port else postgres.host

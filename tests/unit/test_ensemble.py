@@ -60,7 +60,7 @@ def test_defaults_fill_model_and_timeout_but_keep_explicit_values() -> None:
     [
         ("[[agents]\n", "e.toml: not valid TOML"),
         (SUMMARIZER, "e.toml: agents: Field required"),
-        (agent("a"), "e.toml: summarizer: Field required"),
+        (agent("a"), "e.toml: summarizer: required by strategy 'summarize'"),
         (agent("a", "temprature = 1\n") + SUMMARIZER, "agents[0].temprature: Extra inputs"),
         (agent("a", "timeout_s = -1\n") + SUMMARIZER, "agents[0].timeout_s: Input should be"),
         (agent("has space") + SUMMARIZER, "agents[0].name: String should match pattern"),

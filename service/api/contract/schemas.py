@@ -92,8 +92,19 @@ class Member(Shape):
 
 class EnsembleInfo(Shape):
     agents: list[Member]
-    summarizer: Member
+    summarizer: Member | None = Field(
+        description="The summarizer (a chairman, aggregator or selector, as the strategy "
+        "has it); null for a vote"
+    )
     min_agents: int
+    strategy: str = Field(description="How the members deliberate: docs/ensemble.md")
+    summarizer_role: str | None = Field(
+        description="What the summarizer does in this strategy: summarizer, chairman, "
+        "aggregator or selector"
+    )
+    calls_per_request: int = Field(
+        description="Upstream calls one request makes when every member answers at once"
+    )
 
 
 class EnsembleProblem(Shape):

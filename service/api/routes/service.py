@@ -44,11 +44,15 @@ async def admin_ensemble() -> dict[str, Any]:
         "ensembles": {
             name: {
                 "agents": [{"name": agent.name, "model": agent.model} for agent in ensemble.agents],
-                "summarizer": {
-                    "name": ensemble.summarizer.name,
-                    "model": ensemble.summarizer.model,
-                },
+                "summarizer": (
+                    {"name": ensemble.summarizer.name, "model": ensemble.summarizer.model}
+                    if ensemble.summarizer is not None
+                    else None
+                ),
                 "min_agents": ensemble.min_agents,
+                "strategy": ensemble.strategy,
+                "summarizer_role": ensemble.summarizer_role,
+                "calls_per_request": ensemble.calls_per_request,
             }
             for name, ensemble in loaded.ensembles.items()
         },

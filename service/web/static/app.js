@@ -203,6 +203,13 @@ class Turn {
     if (meta !== undefined) root.querySelector(".agent-meta").textContent = meta;
   }
 
+  // One line of how the members deliberated (rounds, reviews, a tally, a choice).
+  note(text) {
+    const item = document.createElement("li");
+    item.textContent = text;
+    this.root.querySelector(".deliberation").append(item);
+  }
+
   showSummary() {
     // Rendered at most once a frame: a summary arrives a token at a time.
     if (this.pending) return;
@@ -253,6 +260,34 @@ class Turn {
         this.setAgent(data.source, cut ? "cut" : "failed", cut ? "cut" : "failed", "", data.error.message);
         break;
       }
+      case "round.started":
+        // A later step: each agent's column starts over with its new answer.
+        if (data.round > 0) for (const name of data.agents) this.agentTexts.set(name, "");
+        this.note(`${data.phase}, round ${data.round}: ${data.agents.join(", ")}`);
+        break;
+      case "round.completed":
+        if (data.missing.length) this.note(`no answer from ${data.missing.join(", ")}`);
+        break;
+      case "council.review":
+        this.note(
+          data.ranking
+            ? `${data.source} ranks ${data.ranking.join(" > ")}`
+            : `${data.source}: ${data.error?.message ?? "no ranking"}`,
+        );
+        break;
+      case "council.ranking":
+        this.note(
+          `ranking: ${data.ranking.map((r) => `${r.agent} (${r.average_rank})`).join(", ")}`,
+        );
+        break;
+      case "vote.tally":
+        this.note(
+          `votes (${data.method}): ${data.groups.map((g) => `${g.agents.join(", ")}: ${g.votes}`).join("; ")}`,
+        );
+        break;
+      case "answer.chosen":
+        this.note(`chose ${data.source}'s answer: ${data.reason}`);
+        break;
       case "summary.started":
         this.root.querySelector(".summary-title").textContent =
           `Summary by ${data.source} (${data.agents.length} answer(s))`;
