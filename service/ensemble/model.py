@@ -362,6 +362,14 @@ class Ensemble(BaseModel):
             return self.deliberation.rounds + 1
         return 1
 
+    def max_tokens_per_call(self) -> list[int | None]:
+        """One entry per upstream call of a request (`calls_per_request` of them): the
+        member's `max_tokens`, None where it sets none. What a token limit reserves."""
+        per_call = [a.max_tokens for a in self.agents for _ in range(self.rounds_per_agent)]
+        if self.summarizer_role is not None and self.summarizer is not None:
+            per_call.append(self.summarizer.max_tokens)
+        return per_call
+
     @model_validator(mode="after")
     def _strategy_fits(self) -> Ensemble:
         strategy = self.strategy

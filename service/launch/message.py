@@ -138,7 +138,8 @@ async def _admit(resources: Resources, principal: Principal, run: RunRequest) ->
         principal,
         run.client_address,
         anonymous=resources.authenticator.anonymous,
-        max_tokens=[member.max_tokens for member in run.ensemble.members],
+        # Every call of the strategy: a debate's agent answers once per round.
+        max_tokens=run.ensemble.max_tokens_per_call(),
     )
 
 

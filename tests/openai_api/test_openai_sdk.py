@@ -420,3 +420,43 @@ async def test_unknown_fields_are_ignored_and_non_text_content_is_refused(tmp_pa
     assert ok.choices[0].message.content
     assert image.value.body["param"] == "messages[0].content"  # type: ignore[index]
     assert json.dumps(image.value.body)  # the OpenAI shape, serialisable
+
+
+async def test_a_debates_rounds_stream_as_reasoning_and_a_votes_choice_as_the_content(
+    tmp_path: Path,
+) -> None:
+    ensembles = tmp_path / "ensembles.toml"
+    agents = "".join(
+        f'[[ensembles.{name}.agents]]\nname = "{agent}"\nsystem_prompt = "x"\n'
+        for name in ("debate", "vote")
+        for agent in ("a", "b")
+    )
+    ensembles.write_text(
+        'default = "debate"\n'
+        '[ensembles.debate]\nstrategy = "debate"\n'
+        "[ensembles.debate.deliberation]\nrounds = 1\n"
+        '[ensembles.debate.summarizer]\nname = "s"\nsystem_prompt = "x"\n'
+        '[ensembles.vote]\nstrategy = "vote"\n[ensembles.vote.deliberation]\nvote = "similar"\n'
+        + agents
+    )
+    async with running_service(tmp_path, None, env={**QUICK, "ENSEMBLE_FILE": str(ensembles)}) as s:
+        debate = [
+            chunk
+            async for chunk in await client(s).chat.completions.create(
+                model="debate", messages=QUESTION, stream=True
+            )
+        ]
+        voted = await client(s).chat.completions.create(model="vote", messages=QUESTION)
+    thinking = reasoning_of(debate)
+    # The first answers, then each agent's revision under its name and round.
+    assert "--- answer, round 0 ---" in thinking
+    assert "--- revise, round 1 ---" in thinking
+    assert "[a · revise 1] (a, round 1) Having read 1 other answer(s)" in thinking
+    assert "".join(c.choices[0].delta.content or "" for c in debate if c.choices).startswith(
+        "Combining 2 answers."
+    )
+    message_extra = voted.choices[0].message.model_extra or {}
+    assert "[vote] similar tally:" in message_extra["reasoning_content"]
+    answers = (voted.model_extra or {})["fanout"]["answers"]
+    assert {a["agent"] for a in answers} == {"a", "b"}
+    assert (voted.choices[0].message.content or "") in {a["text"] for a in answers}

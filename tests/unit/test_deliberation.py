@@ -238,4 +238,22 @@ async def test_a_debate_whose_quorum_fails_in_a_later_round_ends_there(
 def test_the_calls_per_request_are_known_before_any_is_made(
     strategy: str, options: dict[str, Any], summarizer: bool, calls: int
 ) -> None:
-    assert ensemble(strategy, summarizer, **options).calls_per_request == calls
+    the_ensemble = ensemble(strategy, summarizer, **options)
+    assert the_ensemble.calls_per_request == calls
+    # A token limit reserves for every one of them.
+    assert len(the_ensemble.max_tokens_per_call()) == calls
+
+
+def test_a_token_limit_reserves_each_agents_max_tokens_once_per_round() -> None:
+    debate = ensemble("debate", rounds=2)
+    debate = debate.model_copy(
+        update={
+            "agents": tuple(a.model_copy(update={"max_tokens": 100}) for a in debate.agents),
+            "summarizer": debate.summarizer.model_copy(update={"max_tokens": 50})
+            if debate.summarizer
+            else None,
+        }
+    )
+    assert debate.max_tokens_per_call() == [100] * 9 + [50]
+    vote = ensemble("vote", summarizer=False)
+    assert vote.max_tokens_per_call() == [None, None, None]

@@ -81,6 +81,9 @@ class AgentsWork:
 
     def line(self, kind: type[EventKind], data: dict[str, Any]) -> str | None:
         source = str(data.get("source", ""))
+        if "round" in data and kind.KIND.startswith("agent."):
+            # A later step of a deliberation: the same agent, another answer.
+            source = f"{source} · {data.get('phase', '')} {data['round']}"
         if kind.KIND == AgentDelta.KIND:
             heading = "" if self._current == source else f"\n[{source}] "
             self._current = source
