@@ -8,7 +8,7 @@ DEV_INSTALLED := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-faults browser lint format test-coverage test-coverage-detailed \
+.PHONY: help install run test test-faults browser lint format eval test-coverage test-coverage-detailed \
 	test-coverage-visualize bench mutation service-build service-up service-logs service-down clean
 
 help: ## list the targets
@@ -77,6 +77,11 @@ $(BENCHED): $(DEV_INSTALLED) pyproject.toml
 
 bench: $(BENCHED) ## run the benchmarks; tables here, JSON and plots in docs/benchmarks/
 	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
+
+# The sample evaluation, offline: a vote of three mock agents against each of them alone.
+eval: $(RUN_INSTALLED) ## does an ensemble beat its best member? the sample set, with the mock
+	USE_LLM_MOCK=true ENSEMBLE_FILE=examples/eval/ensemble.toml $(BIN)/python -m service eval \
+		examples/eval/arithmetic.jsonl --scorer numeric --out eval-out $(EVAL_ARGS)
 
 service-build: ## build the Docker image
 	docker compose build

@@ -249,6 +249,16 @@ def _inline_provider_name(member: Member) -> str:
     return f"inline:{member.name}"
 
 
+class ModelPrice(BaseModel):
+    """What a model costs, in US dollars per million tokens (`[prices."MODEL"]`): for a model
+    the bundled price table does not know, or a private price."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_per_million: Annotated[float, Field(ge=0)]
+    output_per_million: Annotated[float, Field(ge=0)]
+
+
 StrategyName = Literal["summarize", "vote", "usc", "council", "moa", "debate"]
 STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
 
@@ -322,6 +332,8 @@ class Ensemble(BaseModel):
     agents: Annotated[tuple[Agent, ...], Field(min_length=1, max_length=MAX_AGENTS)]
     # None only where the strategy makes no call of its own (a vote).
     summarizer: Summarizer | None = None
+    # Prices of models the bundled table lacks, or a price of one's own (evaluation/prices.py).
+    prices: dict[ModelName, ModelPrice] = Field(default_factory=dict)
 
     @property
     def members(self) -> tuple[Member, ...]:

@@ -20,6 +20,10 @@ retries, fallbacks and partial results can be seen by hand (set it in the ensemb
     bad_response   an answer that cannot be used
     auth_failed    the key is refused
     cut            a stream that breaks after three tokens
+    wrong          answers 30% of arithmetic questions wrong (off by one)
+
+It answers arithmetic ("What is 17 + 25?": "The answer is 42."), which makes an offline
+evaluation (`make eval`) score something real.
 
 It also plays its part in every deliberation strategy, as their default prompts ask:
 a council's reviewer ends with a FINAL RANKING it can read (the same order from every
@@ -55,7 +59,10 @@ _FAILURES: dict[str, Callable[[], UpstreamError]] = {
     "auth_failed": UpstreamAuthFailed,
     "cut": UpstreamUnavailable,
 }
-MOCK_FAULTS = frozenset({*_FAILURES, "stall", "slow"})
+MOCK_FAULTS = frozenset({*_FAILURES, "stall", "slow", "wrong"})
+# `mock:wrong` gets this share of arithmetic questions wrong (which ones depends on the
+# caller and the question, so agents are wrong on different questions and a vote helps).
+WRONG_SHARE = 0.3
 SLOW_FACTOR = 20
 CUT_AFTER_TOKENS = 3
 
@@ -135,12 +142,41 @@ def _strategy_reply(request: ChatRequest, prompt: str) -> str | None:
     return None
 
 
+_ARITHMETIC = re.compile(r"(-?\d+)\s*([-+*×x])\s*(-?\d+)")
+_OPERATIONS: dict[str, Callable[[int, int], int]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "×": lambda a, b: a * b,
+    "x": lambda a, b: a * b,
+}
+
+
+def _arithmetic_reply(request: ChatRequest, prompt: str) -> str | None:
+    """`The answer is N.` for the first `A op B` of a question; off by one for a share of
+    questions when the model is `mock:wrong`."""
+    match = _ARITHMETIC.search(prompt)
+    if match is None:
+        return None
+    first, operation, second = match.groups()
+    value = _OPERATIONS[operation](int(first), int(second))
+    if mock_fault(request.model) == "wrong":
+        seed = _digest(f"{request.caller}\n{prompt}")
+        if seed[0] < 256 * WRONG_SHARE:
+            value += 1 if seed[1] % 2 else -1
+    return f"The answer is {value}."
+
+
 def mock_reply(request: ChatRequest) -> str:
     """The text the mock answers `request` with."""
     prompt = request.messages[-1].content if request.messages else ""
     played = _strategy_reply(request, prompt)
     if played is not None:
         return played
+    if "<answer from=" not in prompt:
+        computed = _arithmetic_reply(request, prompt)
+        if computed is not None:
+            return computed
     answers = _ANSWER.findall(prompt)
     if answers:
         quoted = " ".join(f"From {name}: {_first_sentence(text)}" for name, text in answers)

@@ -22,6 +22,7 @@ from ..api.contract.schemas import Key, respond
 from ..api.contract.validation import ID_RULE, checked_id
 from ..auth.keys import issue_key, parse_duration
 from ..errors import InvalidRequest
+from ..evaluation.arguments import add_parser as add_eval_parser
 from ..principal import DEFAULT_TENANT
 from ..settings import SettingsError, load_settings
 from ..storage import Database, StorageStartError, prepare_database
@@ -72,11 +73,17 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     revoke = keys.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("id")
+    add_eval_parser(commands)
     return parser
 
 
 def run_command(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "eval":
+        # Its own front: no database, the run machinery (loaded only for it).
+        from ..evaluation.command import run_eval
+
+        return run_eval(args)
     try:
         database = _database()
     except (SettingsError, StorageStartError, CommandError) as exc:

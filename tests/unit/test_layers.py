@@ -34,8 +34,8 @@ FLOORS: list[tuple[str, ...]] = [
     ("limits",),
     ("runs",),
     ("resources",),
-    # Starting a message: admit, store, run or follow.
-    ("launch",),
+    # Starting a message: admit, store, run or follow. Evaluating ensembles (a command).
+    ("launch", "evaluation"),
     ("api",),
     ("web",),
     ("app",),

@@ -1,0 +1,72 @@
+"""`llm-fanout eval DATASET`: every question through each ensemble and each of its agents
+alone, scored, with a report in the terminal and in the output folder.
+
+    llm-fanout eval examples/eval/arithmetic.jsonl --scorer numeric --out eval-out
+    llm-fanout eval data.csv --ensemble chat,code --max-cost 2.50
+
+It reads the same settings as the server (ENSEMBLE_FILE, the mock or LLM_BASE_URL and the
+keys). Run it again with the same --out to finish an evaluation that was interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import trio
+
+from ..ensemble import EnsembleError, UnknownEnsemble
+from ..resources.opening import build_model, load_configured_ensembles
+from ..settings import SettingsError, load_settings
+from .dataset import DatasetError, load_dataset
+from .report import build_report, table, write_report
+from .runner import Contestant, EvaluationError, Plan, evaluate, progress_bar
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+        loaded = load_configured_ensembles(settings)
+        items = load_dataset(args.dataset)[: args.limit]
+        names = args.ensemble.split(",") if args.ensemble else [loaded.default]
+        contestants = []
+        for name in names:
+            picked, ensemble = loaded.pick(name.strip())
+            contestants.append(Contestant(picked, ensemble))
+            contestants += [Contestant(picked, ensemble, agent) for agent in ensemble.agents]
+    except (SettingsError, EnsembleError, UnknownEnsemble, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.concurrency < 1:
+        print("error: --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    plan = Plan(
+        items=items,
+        contestants=contestants,
+        scorer=args.scorer,
+        out=args.out,
+        default_base_url=settings.llm_base_url,
+        tolerance=args.tolerance,
+        concurrency=args.concurrency,
+        max_cost_usd=args.max_cost,
+        timeout_s=settings.request_timeout_s,
+        on_result=progress_bar,
+    )
+
+    async def main() -> int:
+        model = build_model(settings)
+        try:
+            outcome = await evaluate(plan, model)
+        finally:
+            await model.aclose()
+        report = build_report(outcome, plan, seed=args.seed)
+        print(table(report))
+        for path in write_report(report, plan.out):
+            print(f"wrote {path}")
+        return 0
+
+    try:
+        return trio.run(main)
+    except EvaluationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,289 @@
+"""Ask every question of an evaluation of every contestant: the ensemble as it runs for a
+request, and each of its agents alone (the same model, prompt, provider, retries and
+fallbacks it has in the ensemble). Each result is appended to `results.jsonl` in the output
+folder as it comes, so an interrupted evaluation picks up where it stopped.
+
+    results = await evaluate(plan, model)   # what the folder holds when it is done
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ..ensemble import Agent, Ensemble, Target
+from ..errors import ServiceError
+from ..events import Done, Event, Failed, SummaryDelta
+from ..llm import ChatModel, Usage
+from ..pipeline import PipelineRequest, RunContext, run_pipeline
+from ..pipeline.answers import ask_agent
+from ..pipeline.calls import Attempts
+from ..pipeline.prompt import agent_messages
+from .dataset import Item
+from .prices import price_of
+from .scoring import score
+
+RESULTS = "results.jsonl"
+RUN = "run.json"
+
+
+class EvaluationError(Exception):
+    """One line for the operator (the command exits with 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Contestant:
+    """An ensemble (`agent` None) or one of its agents alone, named `ensemble` or
+    `ensemble/agent` in the report."""
+
+    ensemble_name: str
+    ensemble: Ensemble
+    agent: Agent | None = None
+
+    @property
+    def name(self) -> str:
+        return (
+            self.ensemble_name if self.agent is None else f"{self.ensemble_name}/{self.agent.name}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One question asked of one contestant: a line of results.jsonl."""
+
+    contestant: str
+    item: str
+    answer: str
+    correct: bool
+    latency_s: float
+    first_token_s: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    # None when some call's price is not known.
+    cost_usd: float | None
+    error: str | None = None
+
+
+@dataclass
+class Plan:
+    items: list[Item]
+    contestants: list[Contestant]
+    scorer: str
+    out: Path
+    default_base_url: str
+    tolerance: float = 1e-6
+    concurrency: int = 4
+    max_cost_usd: float | None = None
+    timeout_s: float = 120.0
+    # Told of every result as it comes (a progress bar).
+    on_result: Callable[[Result, int, int], None] | None = None
+
+
+@dataclass
+class Outcome:
+    """What evaluate() leaves: every result, and whether the budget stopped it early."""
+
+    results: list[Result]
+    stopped_by_budget: bool = False
+    spent_usd: float = 0.0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _fingerprint(plan: Plan) -> dict[str, Any]:
+    return {
+        "items": [item.key for item in plan.items],
+        "contestants": [c.name for c in plan.contestants],
+        "scorer": plan.scorer,
+    }
+
+
+def _earlier_results(plan: Plan) -> list[Result]:
+    """What the output folder holds from an interrupted run of the same evaluation."""
+    run_file, results_file = plan.out / RUN, plan.out / RESULTS
+    if not run_file.exists():
+        return []
+    if json.loads(run_file.read_text()) != _fingerprint(plan):
+        raise EvaluationError(
+            f"{plan.out} holds another evaluation (other questions, contestants or scorer): "
+            "choose another --out"
+        )
+    if not results_file.exists():
+        return []
+    results = []
+    for line in results_file.read_text().splitlines():
+        if line.strip():
+            try:
+                results.append(Result(**json.loads(line)))
+            except (json.JSONDecodeError, TypeError):
+                continue  # a line cut by the interruption: asked again
+    return results
+
+
+async def evaluate(plan: Plan, model: ChatModel) -> Outcome:
+    plan.out.mkdir(parents=True, exist_ok=True)
+    results = _earlier_results(plan)
+    (plan.out / RUN).write_text(json.dumps(_fingerprint(plan)))
+    # Written again whole: a line an interruption cut must not swallow the next one.
+    (plan.out / RESULTS).write_text("".join(json.dumps(asdict(r)) + "\n" for r in results))
+    done = {(r.contestant, r.item) for r in results}
+    todo = [
+        (item, contestant)
+        for item in plan.items  # a deterministic order: question by question
+        for contestant in plan.contestants
+        if (contestant.name, item.key) not in done
+    ]
+    outcome = Outcome(results=results)
+    outcome.spent_usd = sum(r.cost_usd or 0.0 for r in results)
+    # The most one question has cost so far: what a question not asked yet is reckoned at.
+    dearest = max((r.cost_usd or 0.0 for r in results), default=0.0)
+    in_flight = 0
+    slots = trio.Semaphore(plan.concurrency)
+    total = len(plan.items) * len(plan.contestants)
+    with (plan.out / RESULTS).open("a", encoding="utf-8") as log:
+
+        async def ask(item: Item, contestant: Contestant) -> None:
+            nonlocal in_flight, dearest
+            try:
+                result = await _ask(plan, model, contestant, item)
+            finally:
+                in_flight -= 1
+                slots.release()
+            outcome.results.append(result)
+            outcome.spent_usd += result.cost_usd or 0.0
+            dearest = max(dearest, result.cost_usd or 0.0)
+            log.write(json.dumps(asdict(result)) + "\n")
+            log.flush()
+            if plan.on_result is not None:
+                plan.on_result(result, len(outcome.results), total)
+
+        async with trio.open_nursery() as nursery:
+            for index, (item, contestant) in enumerate(todo):
+                await slots.acquire()
+                budget = plan.max_cost_usd
+                # Stop before the questions in flight, and this one, could pass the budget.
+                if budget is not None and outcome.spent_usd + dearest * (in_flight + 1) > budget:
+                    slots.release()
+                    outcome.stopped_by_budget = True
+                    outcome.skipped = [(c.name, i.key) for i, c in todo[index:]]
+                    break
+                in_flight += 1
+                nursery.start_soon(ask, item, contestant)
+    return outcome
+
+
+async def _ask(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> Result:
+    started = time.monotonic()
+    if contestant.agent is None:
+        text, first_token, usage, models, error = await _ask_ensemble(plan, model, contestant, item)
+    else:
+        text, first_token, usage, models, error = await _ask_alone(plan, model, contestant, item)
+    latency = time.monotonic() - started
+    cost = _cost(plan, contestant.ensemble, usage, models)
+    return Result(
+        contestant=contestant.name,
+        item=item.key,
+        answer=text,
+        correct=error is None and score(text, item.answers, plan.scorer, plan.tolerance),
+        latency_s=round(latency, 4),
+        first_token_s=None if first_token is None else round(first_token - started, 4),
+        prompt_tokens=sum(u.prompt_tokens for u in usage.values()),
+        completion_tokens=sum(u.completion_tokens for u in usage.values()),
+        cost_usd=None if cost is None else float(cost),
+        error=error,
+    )
+
+
+_Asked = tuple[str, float | None, dict[str, Usage], dict[str, str], str | None]
+
+
+async def _ask_ensemble(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> _Asked:
+    """The ensemble as a request runs it: its strategy, quorum, retries, deadline."""
+    run = RunContext(
+        request=PipelineRequest(message=item.question, message_id=f"eval-{item.key}"),
+        ensemble=contestant.ensemble,
+        model=model,
+        request_timeout_s=plan.timeout_s,
+    )
+    send, receive = trio.open_memory_channel[Event](64)
+    text: list[str] = []
+    first_token: float | None = None
+    terminal: Event | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_pipeline, run, send)
+        async with receive:
+            async for event in receive:
+                if isinstance(event, SummaryDelta):
+                    first_token = first_token or time.monotonic()
+                    text.append(event.text)
+                elif isinstance(event, Done | Failed):
+                    terminal = event
+    if isinstance(terminal, Done):
+        return "".join(text), first_token, dict(terminal.usage), dict(terminal.models), None
+    error = terminal.error.code if isinstance(terminal, Failed) else "no_answer"
+    usage = dict(terminal.usage) if isinstance(terminal, Failed) else {}
+    return "".join(text), first_token, usage, {}, error
+
+
+async def _ask_alone(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> _Asked:
+    """One agent alone, with its own prompt, model, retries and fallbacks."""
+    agent = contestant.agent
+    assert agent is not None
+    ensemble = contestant.ensemble.model_copy(update={"agents": (agent,)})
+    run = RunContext(
+        request=PipelineRequest(message=item.question, message_id=f"eval-{item.key}"),
+        ensemble=ensemble,
+        model=model,
+        request_timeout_s=plan.timeout_s,
+    )
+    try:
+        with trio.fail_after(agent.timeout_s or plan.timeout_s):
+            answer = await ask_agent(run, agent, Attempts(), agent_messages(agent, item.question))
+    except ServiceError as exc:
+        return "", None, {}, {}, exc.code
+    except trio.TooSlowError:
+        return "", None, {}, {}, "upstream_timeout"
+    usage = {agent.name: answer.usage} if answer.usage is not None else {}
+    return answer.text, time.monotonic(), usage, {agent.name: answer.model}, None
+
+
+def _cost(
+    plan: Plan, ensemble: Ensemble, usage: dict[str, Usage], models: dict[str, str]
+) -> Decimal | None:
+    """The dollars of every call that reported its tokens; None if one price is unknown."""
+    total = Decimal(0)
+    members = {member.name: member for member in ensemble.members}
+    for name, used in usage.items():
+        member = members.get(name)
+        if member is None:
+            return None
+        targets = ensemble.targets(member)
+        target = next((t for t in targets if t.model == models.get(name)), targets[0])
+        price = price_of(ensemble, target, used, _base_url(plan, target))
+        if price is None:
+            return None
+        total += price
+    return total
+
+
+def _base_url(plan: Plan, target: Target) -> str:
+    return target.endpoint.base_url if target.endpoint is not None else plan.default_base_url
+
+
+def progress_bar(result: Result, done: int, total: int) -> None:
+    """A line on a terminal that redraws itself; nothing when the output is not one."""
+    if not sys.stderr.isatty():
+        return
+    width = 30
+    filled = round(width * done / max(total, 1))
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()

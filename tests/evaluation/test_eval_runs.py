@@ -1,0 +1,191 @@
+"""Evaluations run whole: a scripted model whose members are right on known questions gives
+exactly those scores; the command with the mock writes its report, resumes an interrupted
+run without asking again, and stops before passing its budget."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from service.ensemble import Agent, Ensemble, Summarizer
+from service.ensemble.model import ModelPrice
+from service.evaluation.dataset import Item
+from service.evaluation.report import build_report
+from service.evaluation.runner import Contestant, Plan, evaluate
+from service.llm import ChatRequest, Completion, CompletionStream, FinishReason, Usage
+
+ROOT = Path(__file__).resolve().parents[2]
+QUESTIONS = [
+    Item(key=f"q{n}", question=f"Q{n}: what is {n} + 1?", answers=(str(n + 1),)) for n in range(10)
+]
+# Who is right on which questions: A on 6 of 10, B on 5, the summarizer (the ensemble) on 8.
+RIGHT = {"a": set(range(6)), "b": set(range(5)), "sum": set(range(8))}
+
+
+class TableModel:
+    """Answers each caller right on its questions of RIGHT, wrong (off by one) on the rest."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def _text(self, request: ChatRequest) -> str:
+        self.calls += 1
+        number = int(re.search(r"Q(\d+)", request.messages[-1].content).group(1))  # type: ignore[union-attr]
+        right = number in RIGHT[request.caller]
+        return f"It is {number + 1 if right else number + 2}."
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        return Completion(text=self._text(request), usage=Usage(1000, 100))
+
+    @asynccontextmanager
+    async def stream(self, request: ChatRequest) -> AsyncIterator[CompletionStream]:
+        yield _Stream(self._text(request))
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Stream:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.usage: Usage | None = Usage(2000, 100)
+        self.finish_reason: FinishReason = "stop"
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        yield self.text
+
+
+def the_ensemble() -> Ensemble:
+    return Ensemble(
+        agents=(
+            Agent(name="a", system_prompt="x", model="m"),
+            Agent(name="b", system_prompt="x", model="m"),
+        ),
+        summarizer=Summarizer(name="sum", system_prompt="x", model="m"),
+        prices={"m": ModelPrice(input_per_million=1.0, output_per_million=10.0)},
+    )
+
+
+async def test_the_report_gives_each_contestant_its_score_interval_and_cost(tmp_path: Path) -> None:
+    ensemble = the_ensemble()
+    contestants = [
+        Contestant("e", ensemble),
+        *(Contestant("e", ensemble, a) for a in ensemble.agents),
+    ]
+    plan = Plan(QUESTIONS, contestants, "numeric", tmp_path, "https://llm.example.test/v1")
+    model = TableModel()
+    outcome = await evaluate(plan, model)
+    report = build_report(outcome, plan, seed=1)
+
+    rows = {row["contestant"]: row for row in report["rows"]}
+    assert {name: row["score"] for name, row in rows.items()} == {"e": 0.8, "e/a": 0.6, "e/b": 0.5}
+    for row in rows.values():
+        assert row["low"] <= row["score"] <= row["high"]
+        assert row["high"] - row["low"] > 0.1  # ten questions: a wide interval, said so
+    # Costs from the file's price: a member alone 1,000 in + 100 out = $0.002 a question;
+    # the ensemble two of those and the summary's 2,000 in + 100 out ($0.003).
+    assert rows["e/a"]["cost_usd"] == 0.02
+    assert rows["e"]["cost_usd"] == 0.07
+    assert rows["e"]["cost_per_correct_usd"] == round(0.07 / 8, 6)
+    (gain,) = report["gains"]
+    assert (gain["best_member"], gain["difference"]) == ("e/a", 0.2)
+    assert gain["extra_cost_usd"] == 0.05
+    assert model.calls == 10 * 3 + 10 * 2
+
+
+def run_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        "USE_LLM_MOCK": "true",
+        "MOCK_FIRST_TOKEN_MS": "0",
+        "MOCK_TOKEN_MS": "0",
+        "ENSEMBLE_FILE": str(ROOT / "examples" / "eval" / "ensemble.toml"),
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "eval",
+            str(ROOT / "examples/eval/arithmetic.jsonl"),
+            "--scorer",
+            "numeric",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def results_of(out: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_the_command_writes_its_report_and_resumes_without_asking_again(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = run_command("--out", str(out), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "default vs its best member" in first.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert [row["contestant"] for row in report["rows"]] == [
+        "default",
+        "default/alpha",
+        "default/beta",
+        "default/gamma",
+    ]
+    rows = results_of(out)
+    assert len(rows) == 40 * 4
+    answers = {
+        json.loads(line)["id"]: json.loads(line)["answer"]
+        for line in (ROOT / "examples/eval/arithmetic.jsonl").read_text().splitlines()
+    }
+    for row in rows:  # each row's verdict is the data set's answer against the reply's number
+        said = re.findall(r"-?\d+", str(row["answer"]))
+        assert row["correct"] == (bool(said) and said[-1] == answers[str(row["item"])])
+    for summary in report["rows"]:
+        mine = [r for r in rows if r["contestant"] == summary["contestant"]]
+        assert summary["score"] == round(sum(bool(r["correct"]) for r in mine) / 40, 4)
+    assert "<svg" in (out / "report.html").read_text()
+
+    # Interrupted after 50 results, the last line cut: the rest is asked, nothing twice.
+    kept = (out / "results.jsonl").read_text().splitlines()[:50]
+    (out / "results.jsonl").write_text("\n".join(kept) + '\n{"contestant": "def')
+    again = run_command("--out", str(out), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    resumed = [
+        line
+        for line in (out / "results.jsonl").read_text().splitlines()
+        if line.startswith('{"contestant": "default')
+    ]
+    assert resumed[:50] == kept
+    valid = [json.loads(line) for line in resumed if line.endswith("}")]
+    assert len(valid) == 160
+    assert len({(r["contestant"], r["item"]) for r in valid}) == 160
+
+
+def test_the_budget_stops_before_it_is_passed_and_another_evaluation_is_refused(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    budget = 0.0001
+    done = run_command(
+        "--out", str(out), "--max-cost", str(budget), "--concurrency", "2", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["stopped_by_budget"] is True
+    assert 0 < report["spent_usd"] <= budget
+    assert 0 < len(results_of(out)) < 160
+    assert "stopped by --max-cost" in done.stdout
+    other = run_command("--out", str(out), "--scorer", "includes", cwd=tmp_path)
+    assert other.returncode == 2
+    assert "holds another evaluation" in other.stderr
