@@ -34,7 +34,7 @@ from pydantic import Field
 from .errors import ServiceError
 from .llm import FinishReason, Usage
 from .shapes import AgentCounts as AgentCountsShape
-from .shapes import Charge, EventError, Shape, TokenUsage
+from .shapes import Charge, Cost, EventError, Shape, TokenUsage
 from .shapes import Timings as TimingsShape
 
 OpenAIRole = Literal["content", "reasoning", "finish", "error"]
@@ -614,6 +614,11 @@ class DoneFields(Shape):
             "`content_filter` (the provider's filter stopped it)"
         ),
     )
+    cost: Cost | None = Field(
+        default=None,
+        description="What the run's calls cost in US dollars, from the tokens each reported "
+        "(docs/evaluation.md says where prices come from)",
+    )
     # Added by the encoder when limits are on: the event itself does not know the charge.
     charged: Charge | None = Field(
         default=None, description="With rate limits on: what the request was charged"
@@ -637,6 +642,8 @@ class Done(EventKind):
     models: Mapping[str, str] = field(default_factory=dict)
     ensemble_version: str = ""
     finish_reason: FinishReason | None = None
+    # Each member's dollars; None: no price was asked for (an ensemble without members).
+    cost: Mapping[str, float | None] | None = None
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
         fields: dict[str, Any] = {
@@ -650,6 +657,10 @@ class Done(EventKind):
             fields["ensemble_version"] = self.ensemble_version
         if self.finish_reason is not None:
             fields["finish_reason"] = self.finish_reason
+        if self.cost is not None:
+            known = list(self.cost.values())
+            total = None if None in known else round(sum(c or 0.0 for c in known), 8)
+            fields["cost"] = {"total_usd": total, "members": dict(self.cost)}
         return "Completed", self.summarizer, fields
 
 

@@ -38,6 +38,15 @@ class AgentCounts(Shape):
     cut: int
 
 
+class Cost(Shape):
+    total_usd: float | None = Field(
+        description="US dollars of every call of the run; null when a price is not known"
+    )
+    members: dict[str, float | None] = Field(
+        description="Each member's dollars over its every call (null: its price is unknown)"
+    )
+
+
 class Charge(Shape):
     requests: int
     tokens: int

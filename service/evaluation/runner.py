@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from ..ensemble import Agent, Ensemble, Target
+from ..ensemble.prices import price_of
 from ..errors import ServiceError
 from ..events import Done, Event, Failed, SummaryDelta
 from ..llm import ChatModel, Usage
@@ -28,7 +29,6 @@ from ..pipeline.answers import ask_agent
 from ..pipeline.calls import Attempts
 from ..pipeline.prompt import agent_messages
 from .dataset import Item
-from .prices import price_of
 from .scoring import score
 
 RESULTS = "results.jsonl"

@@ -15,6 +15,7 @@ from dataclasses import replace
 import trio
 
 from ..ensemble import Agent
+from ..ensemble.prices import run_cost
 from ..errors import ServiceError
 from ..events import (
     AnswerChosen,
@@ -110,6 +111,7 @@ class Steps:
         )
         await self.events.send(SummaryDelta(summarizer=agent, text=chosen.text))
         elapsed = ms_since(self.started)
+        models = {name: answer.model for name, answer in gathered.answers()}
         return Done(
             summarizer=agent,
             usage=dict(self.spent),
@@ -117,9 +119,10 @@ class Steps:
                 agents_ms=gathered.elapsed_ms(), first_token_ms=elapsed, total_ms=elapsed
             ),
             agents=gathered.counts(),
-            models={name: answer.model for name, answer in gathered.answers()},
+            models=models,
             ensemble_version=run.ensemble_version,
             finish_reason="stop",
+            cost=run_cost(run.ensemble, self.spent, models),
         )
 
     def shortfall(self, gathered: Gathered) -> Failed | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import trio
 
+from ..ensemble.prices import run_cost
 from ..ensemble.templates import AnswerView, RankView, TemplateFailed
 from ..errors import ServiceError, UpstreamError, UpstreamTimeout
 from ..events import (
@@ -151,4 +152,5 @@ async def summarize(
         models=models,
         ensemble_version=run.ensemble_version,
         finish_reason=result.finish_reason,
+        cost=run_cost(ensemble, usage, models),
     )

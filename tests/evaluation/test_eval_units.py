@@ -11,7 +11,7 @@ import pytest
 from service.ensemble import Agent, Ensemble, Target
 from service.ensemble.model import ModelPrice
 from service.evaluation.dataset import DatasetError, load_dataset
-from service.evaluation.prices import price_of
+from service.ensemble.prices import price_of
 from service.evaluation.scoring import interval, score
 from service.llm import Usage
 

@@ -460,3 +460,25 @@ async def test_a_debates_rounds_stream_as_reasoning_and_a_votes_choice_as_the_co
     answers = (voted.model_extra or {})["fanout"]["answers"]
     assert {a["agent"] for a in answers} == {"a", "b"}
     assert (voted.choices[0].message.content or "") in {a["text"] for a in answers}
+
+
+async def test_the_usage_carries_the_cost_in_dollars_where_every_price_is_known(
+    tmp_path: Path,
+) -> None:
+    ensemble = tmp_path / "priced.toml"
+    ensemble.write_text(
+        '[[agents]]\nname = "a"\nsystem_prompt = "x"\n'
+        '[[agents]]\nname = "b"\nsystem_prompt = "x"\n'
+        '[summarizer]\nname = "s"\nsystem_prompt = "x"\n'
+        "[prices.mock]\ninput_per_million = 2.0\noutput_per_million = 8.0\n"
+    )
+    async with running_service(tmp_path, None, env={**QUICK, "ENSEMBLE_FILE": str(ensemble)}) as s:
+        completion = await client(s).chat.completions.create(model="default", messages=QUESTION)
+    assert completion.usage is not None
+    per_call = (completion.model_extra or {})["fanout"]["usage"]
+    expected = sum(
+        call["prompt_tokens"] * 2.0 / 1e6 + call["completion_tokens"] * 8.0 / 1e6
+        for call in per_call.values()
+    )
+    assert (completion.usage.model_extra or {})["cost"] == pytest.approx(expected, rel=1e-6)
+    assert expected > 0

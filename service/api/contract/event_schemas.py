@@ -56,6 +56,9 @@ class OpenAIUsage(Shape):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cost: float | None = Field(
+        default=None, description="US dollars of every call, where every price is known"
+    )
 
 
 class Delta(Shape):

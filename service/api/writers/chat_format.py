@@ -33,16 +33,21 @@ ERROR_TYPES = {
 }
 
 
-def usage_of(data: dict[str, Any]) -> dict[str, int]:
-    """OpenAI's usage: every call of the run (agents and summarizer) summed."""
+def usage_of(data: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's usage: every call of the run (agents and summarizer) summed; and `cost` in
+    US dollars where every price is known (the field OpenRouter sends)."""
     calls = data.get("usage") or {}
     prompt = sum(call.get("prompt_tokens", 0) for call in calls.values())
     completion = sum(call.get("completion_tokens", 0) for call in calls.values())
-    return {
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    cost = (data.get("cost") or {}).get("total_usd")
+    if cost is not None:
+        usage["cost"] = cost
+    return usage
 
 
 def finish_reason_of(data: dict[str, Any]) -> str:

@@ -315,7 +315,9 @@ class Turn {
     const usage = Object.values(data.usage ?? {});
     const tokens = usage.reduce((sum, u) => sum + u.prompt_tokens + u.completion_tokens, 0);
     const seconds = (data.timings?.total_ms ?? 0) / 1000;
-    this.footer.textContent = `${tokens} tokens · ${seconds.toFixed(1)} s`;
+    const dollars = data.cost?.total_usd;
+    const cost = dollars == null ? "" : ` · $${dollars < 0.01 ? dollars.toFixed(6) : dollars.toFixed(4)}`;
+    this.footer.textContent = `${tokens} tokens · ${seconds.toFixed(1)} s${cost}`;
     const agentTimes = live ? Object.entries(data.timings?.agents_ms ?? {}) : [];
     for (const [name, ms] of agentTimes) {
       const meta = this.agent(name).querySelector(".agent-meta");
