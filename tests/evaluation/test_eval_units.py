@@ -10,8 +10,8 @@ import pytest
 
 from service.ensemble import Agent, Ensemble, Target
 from service.ensemble.model import ModelPrice
-from service.evaluation.dataset import DatasetError, load_dataset
 from service.ensemble.prices import price_of
+from service.evaluation.dataset import DatasetError, load_dataset
 from service.evaluation.scoring import interval, score
 from service.llm import Usage
 
