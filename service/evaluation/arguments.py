@@ -24,3 +24,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--max-cost", type=float, help="US dollars not to spend beyond")
     parser.add_argument("--limit", type=int, help="only the first N questions")
     parser.add_argument("--seed", type=int, default=0, help="of the bootstrap intervals")
+    parser.add_argument(
+        "--judge",
+        metavar="MEMBER",
+        help="a member (agent or summarizer) that compares the ensemble's answer with each "
+        "member's, in both orders: a win rate beside the scores",
+    )

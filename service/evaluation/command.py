@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 
 import trio
 
@@ -19,6 +20,7 @@ from ..ensemble import EnsembleError, UnknownEnsemble
 from ..resources.opening import build_model, load_configured_ensembles
 from ..settings import SettingsError, load_settings
 from .dataset import DatasetError, load_dataset
+from .judge import judge_pairs, win_rates
 from .report import build_report, table, write_report
 from .runner import Contestant, EvaluationError, Plan, evaluate, progress_bar
 
@@ -37,6 +39,16 @@ def run_eval(args: argparse.Namespace) -> int:
     except (SettingsError, EnsembleError, UnknownEnsemble, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    judge = None
+    if args.judge:
+        members = {m.name: m for m in contestants[0].ensemble.members}
+        judge = members.get(args.judge)
+        if judge is None:
+            print(
+                f"error: --judge {args.judge}: no such member ({', '.join(members)})",
+                file=sys.stderr,
+            )
+            return 2
     if args.concurrency < 1:
         print("error: --concurrency must be at least 1", file=sys.stderr)
         return 2
@@ -60,6 +72,16 @@ def run_eval(args: argparse.Namespace) -> int:
         finally:
             await model.aclose()
         report = build_report(outcome, plan, seed=args.seed)
+        if judge is not None and not outcome.stopped_by_budget:
+            model_for_judge = build_model(settings)
+            try:
+                verdicts = await judge_pairs(plan, model_for_judge, outcome.results, judge=judge)
+            finally:
+                await model_for_judge.aclose()
+            report["judge"] = {
+                "member": judge.name,
+                "win_rates": [asdict(rate) for rate in win_rates(verdicts, seed=args.seed)],
+            }
         print(table(report))
         for path in write_report(report, plan.out):
             print(f"wrote {path}")

@@ -156,6 +156,13 @@ def table(report: dict[str, Any]) -> str:
             f"{gain['difference']:+.2f} [{gain['low']:+.2f}, {gain['high']:+.2f}] ({verdict}), "
             f"{_money(gain['extra_cost_usd'])} more"
         )
+    for rate in report.get("judge", {}).get("win_rates", []):
+        lines.append(
+            f"judged by {report['judge']['member']}: {rate['ensemble']} against {rate['member']} "
+            f"wins {rate['rate']:.2f} [{rate['low']:.2f}, {rate['high']:.2f}] of "
+            f"{rate['questions']} ({rate['wins']} won, {rate['losses']} lost, {rate['ties']} "
+            f"even, {rate['split']} of those split by the order), {_money(rate['cost_usd'])}"
+        )
     if report["stopped_by_budget"]:
         lines.append(f"stopped by --max-cost after spending {_money(report['spent_usd'])}")
     return "\n".join(lines)

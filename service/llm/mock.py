@@ -28,7 +28,8 @@ evaluation (`make eval`) score something real.
 It also plays its part in every deliberation strategy, as their default prompts ask:
 a council's reviewer ends with a FINAL RANKING it can read (the same order from every
 reviewer), a selector names a response, and a debate's revision or a mixture's layer
-answers differently from the step before.
+answers differently from the step before. As an evaluation's judge it prefers the same one
+of two answers in either order (a tie when they are the same).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def mock_fault(model: str) -> str | None:
 _ANSWER = re.compile(r'<answer from="([^"]+)">\s*(.*?)\s*</answer>', re.DOTALL)
 _TOKEN = re.compile(r"\s*\S+|\s+")
 _REVIEW = re.compile(r'<review from="([^"]+)">')
+_JUDGED = re.compile(r"<answer_a>\n(.*?)\n</answer_a>\s*<answer_b>\n(.*?)\n</answer_b>", re.S)
 _LABELLED = re.compile(
     r"^(Response [A-Z]+):\n(.*?)(?=\n\nResponse [A-Z]+:|\n\nEvaluate)", re.M | re.S
 )
@@ -117,6 +119,13 @@ def _strategy_reply(request: ChatRequest, prompt: str) -> str | None:
     """The mock's part in a deliberation's later steps, as their default prompts ask it
     (docs/ensemble.md): a ranking a council can read, a selector's choice, a revision or a
     synthesis that differs from the answer before. None for any other prompt."""
+    judged = _JUDGED.search(prompt)
+    if judged:
+        # The same answer wins in either order, as a judge without position bias would.
+        first, second = judged.groups()
+        if first.strip() == second.strip():
+            return "TIE"
+        return "A" if _digest(first) < _digest(second) else "B"
     shown = dict(_LABELLED.findall(prompt))
     if "FINAL RANKING:" in prompt and shown and "<answer from=" not in prompt:
         # Ranked by the answers' text alone, so every reviewer agrees: a council converges.

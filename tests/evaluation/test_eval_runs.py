@@ -15,6 +15,7 @@ from pathlib import Path
 from service.ensemble import Agent, Ensemble, Summarizer
 from service.ensemble.model import ModelPrice
 from service.evaluation.dataset import Item
+from service.evaluation.judge import Verdict, judge_pairs, win_rates
 from service.evaluation.report import build_report
 from service.evaluation.runner import Contestant, Plan, evaluate
 from service.llm import ChatRequest, Completion, CompletionStream, FinishReason, Usage
@@ -189,3 +190,52 @@ def test_the_budget_stops_before_it_is_passed_and_another_evaluation_is_refused(
     other = run_command("--out", str(out), "--scorer", "includes", cwd=tmp_path)
     assert other.returncode == 2
     assert "holds another evaluation" in other.stderr
+
+
+class AlwaysFirst(TableModel):
+    """A judge with the worst position bias: answer A, whatever A is."""
+
+    def _text(self, request: ChatRequest) -> str:
+        if "<answer_a>" in request.messages[-1].content:
+            self.calls += 1
+            return "A"
+        return super()._text(request)
+
+
+async def test_the_judge_asks_both_orders_so_a_bias_for_the_first_answer_cancels(
+    tmp_path: Path,
+) -> None:
+    ensemble = the_ensemble()
+    contestants = [Contestant("e", ensemble), Contestant("e", ensemble, ensemble.agents[0])]
+    plan = Plan(QUESTIONS, contestants, "numeric", tmp_path, "https://llm.example.test/v1")
+    model = AlwaysFirst()
+    outcome = await evaluate(plan, model)
+    asked = model.calls
+    assert ensemble.summarizer is not None
+    verdicts = await judge_pairs(plan, model, outcome.results, judge=ensemble.summarizer)
+
+    assert model.calls - asked == 2 * len(QUESTIONS)
+    assert sorted({v.first for v in verdicts}) == ["ensemble", "member"]
+    (rate,) = win_rates(verdicts, seed=0)
+    # Every question split by the order: even, and said so.
+    assert (rate.wins, rate.losses, rate.ties, rate.split) == (0, 0, 10, 10)
+    assert rate.rate == 0.5
+    # Asked again with the same folder: nothing is judged twice.
+    again = await judge_pairs(plan, model, outcome.results, judge=ensemble.summarizer)
+    assert model.calls - asked == 2 * len(QUESTIONS)
+    assert len(again) == len(verdicts)
+
+
+def test_a_judge_that_prefers_one_answer_in_both_orders_gives_it_the_win() -> None:
+    verdicts = [
+        Verdict("e", "e/a", "q1", "ensemble", "A", 0.001),
+        Verdict("e", "e/a", "q1", "member", "B", 0.001),  # the ensemble, second: still it
+        Verdict("e", "e/a", "q2", "ensemble", "B", 0.001),
+        Verdict("e", "e/a", "q2", "member", "A", 0.001),  # the member both times
+        Verdict("e", "e/a", "q3", "ensemble", "TIE", 0.001),
+        Verdict("e", "e/a", "q3", "member", "", 0.001),  # unreadable: not counted
+    ]
+    (rate,) = win_rates(verdicts, seed=0)
+    assert (rate.questions, rate.wins, rate.losses, rate.unreadable) == (2, 1, 1, 1)
+    assert rate.rate == 0.5
+    assert rate.cost_usd == 0.006

@@ -1,0 +1,222 @@
+"""A judge for answers no rule can score: an LLM (a member of the user's choice) reads the
+question and two answers and says which is better, once in each order, so its bias for
+the first (or the second) answer cancels out. An answer wins a question when it wins both
+orders; a split or a tie is half a win each.
+
+    verdicts = await judge_pairs(plan, model, results, judge=member)
+    win_rates(verdicts, seed=0)   # ensemble against each member: wins, losses, ties, rate
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+
+import trio
+
+from ..ensemble import Agent, Member
+from ..ensemble.prices import price_of
+from ..errors import ServiceError
+from ..llm import ChatMessage, ChatModel
+from ..pipeline import PipelineRequest, RunContext
+from ..pipeline.answers import ask_agent
+from ..pipeline.calls import Attempts
+from .runner import Plan, Result
+from .scoring import interval
+
+JUDGEMENTS = "judgements.jsonl"
+JUDGE_PROMPT = """\
+Which answer to the question is better: more correct, more complete, clearer?
+
+<question>
+{question}
+</question>
+
+<answer_a>
+{first}
+</answer_a>
+
+<answer_b>
+{second}
+</answer_b>
+
+Reply with one word: A, B or TIE."""
+_VERDICT = re.compile(r"\b(A|B|TIE)\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The judge's reading of one pair on one question, in one order (`first` shown as A)."""
+
+    ensemble: str
+    member: str
+    item: str
+    first: str  # "ensemble" or "member": which of the two the judge saw as answer A
+    said: str  # A, B, TIE, or "" when its reply named none
+    cost_usd: float | None
+
+
+def _parse(reply: str) -> str:
+    found = _VERDICT.search(reply.strip().upper())
+    return found.group(1) if found else ""
+
+
+async def judge_pairs(
+    plan: Plan, model: ChatModel, results: Sequence[Result], *, judge: Member
+) -> list[Verdict]:
+    """Every question both an ensemble and one of its members answered (no error), judged
+    in both orders; appended to judgements.jsonl as they come, and picked up from it."""
+    path = plan.out / JUDGEMENTS
+    earlier = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                earlier.append(Verdict(**json.loads(line)))
+            except (json.JSONDecodeError, TypeError):
+                continue
+    path.write_text("".join(json.dumps(asdict(v)) + "\n" for v in earlier))
+    seen = {(v.ensemble, v.member, v.item, v.first) for v in earlier}
+    answers = {(r.contestant, r.item): r for r in results if r.error is None}
+    questions = {item.key: item.question for item in plan.items}
+    pairs = [
+        (ensemble.name, member.name, item.key, first)
+        for item in plan.items
+        for ensemble in plan.contestants
+        if ensemble.agent is None
+        for member in plan.contestants
+        if member.agent is not None and member.ensemble_name == ensemble.name
+        for first in ("ensemble", "member")
+        if (ensemble.name, item.key) in answers and (member.name, item.key) in answers
+    ]
+    todo = [pair for pair in pairs if pair not in seen]
+    verdicts = list(earlier)
+    agent = Agent.model_construct(**dict(judge))
+    ensemble = plan.contestants[0].ensemble.model_copy(update={"agents": (agent,)})
+    slots = trio.Semaphore(plan.concurrency)
+    with path.open("a", encoding="utf-8") as log:
+
+        async def ask(ensemble_name: str, member_name: str, key: str, first: str) -> None:
+            try:
+                ours, theirs = answers[(ensemble_name, key)], answers[(member_name, key)]
+                a, b = (ours, theirs) if first == "ensemble" else (theirs, ours)
+                prompt = JUDGE_PROMPT.format(
+                    question=questions[key], first=a.answer, second=b.answer
+                )
+                run = RunContext(
+                    request=PipelineRequest(message=prompt, message_id=f"judge-{key}"),
+                    ensemble=ensemble,
+                    model=model,
+                    request_timeout_s=plan.timeout_s,
+                )
+                messages = (
+                    ChatMessage("system", judge.system_prompt),
+                    ChatMessage("user", prompt),
+                )
+                said, cost = "", None
+                try:
+                    with trio.fail_after(judge.timeout_s or plan.timeout_s):
+                        reply = await ask_agent(run, agent, Attempts(), messages)
+                    said = _parse(reply.text)
+                    if reply.usage is not None:
+                        target = ensemble.targets(agent)[0]
+                        base = (
+                            target.endpoint.base_url if target.endpoint else plan.default_base_url
+                        )
+                        price = price_of(ensemble, target, reply.usage, base)
+                        cost = None if price is None else float(price)
+                except (ServiceError, trio.TooSlowError):
+                    said = ""
+                verdict = Verdict(ensemble_name, member_name, key, first, said, cost)
+                verdicts.append(verdict)
+                log.write(json.dumps(asdict(verdict)) + "\n")
+                log.flush()
+            finally:
+                slots.release()
+
+        async with trio.open_nursery() as nursery:
+            for pair in todo:
+                await slots.acquire()
+                nursery.start_soon(ask, *pair)
+    return verdicts
+
+
+@dataclass(frozen=True, slots=True)
+class WinRate:
+    ensemble: str
+    member: str
+    questions: int
+    wins: int
+    losses: int
+    ties: int
+    rate: float
+    low: float
+    high: float
+    # Replies that named neither answer, and pairs whose two orders disagreed.
+    unreadable: int
+    split: int
+    cost_usd: float | None
+
+
+def _winner(said: str, first: str) -> str:
+    """Who a verdict favours: "ensemble", "member" or "tie" ("" unreadable)."""
+    if said == "TIE":
+        return "tie"
+    if said in ("A", "B"):
+        other = "member" if first == "ensemble" else "ensemble"
+        return first if said == "A" else other
+    return ""
+
+
+def win_rates(verdicts: Sequence[Verdict], *, seed: int) -> list[WinRate]:
+    by_pair: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    for v in verdicts:
+        by_pair.setdefault((v.ensemble, v.member), {}).setdefault(v.item, {})[v.first] = _winner(
+            v.said, v.first
+        )
+    rates = []
+    for (ensemble, member), items in by_pair.items():
+        points, wins, losses, ties, unreadable, split = [], 0, 0, 0, 0, 0
+        for orders in items.values():
+            if len(orders) < 2:
+                continue
+            both = set(orders.values())
+            if "" in both:
+                unreadable += 1
+                continue
+            if both == {"ensemble"}:
+                wins += 1
+                points.append(1.0)
+            elif both == {"member"}:
+                losses += 1
+                points.append(0.0)
+            else:
+                ties += 1
+                split += both != {"tie"}
+                points.append(0.5)
+        low, high = interval(points, seed=seed)
+        costs = [v.cost_usd for v in verdicts if (v.ensemble, v.member) == (ensemble, member)]
+        cost = (
+            None
+            if None in costs
+            else round(float(sum(Decimal(str(c)) for c in costs if c is not None)), 6)
+        )
+        rates.append(
+            WinRate(
+                ensemble=ensemble,
+                member=member,
+                questions=len(points),
+                wins=wins,
+                losses=losses,
+                ties=ties,
+                rate=round(sum(points) / len(points), 4) if points else 0.0,
+                low=round(low, 4),
+                high=round(high, 4),
+                unreadable=unreadable,
+                split=split,
+                cost_usd=cost,
+            )
+        )
+    return rates
