@@ -245,6 +245,10 @@ class AgentCompletedFields(StepFields):
     message: str = Field(description="The agent's answer")
     model: str = Field(description="The model that gave it (a fallback, if the primary failed)")
     attempts: int
+    cost_usd: float | None = Field(
+        default=None,
+        description="What the answering call cost in US dollars; absent when not known",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +257,12 @@ class AgentCompleted(EventKind):
 
     KIND = "agent.completed"
     Fields = AgentCompletedFields
-    EXTENSION = (("model", "model"), ("attempts", "attempts"), ("message", "text"))
+    EXTENSION = (
+        ("model", "model"),
+        ("attempts", "attempts"),
+        ("message", "text"),
+        ("cost_usd", "cost_usd"),
+    )
     ANSWER = True
 
     agent: str
@@ -263,9 +272,16 @@ class AgentCompleted(EventKind):
     retries: int = 0
     elapsed_ms: float = 0.0
     step: Step = FIRST_STEP
+    cost_usd: float | None = None
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
-        fields = {"message": self.text, "model": self.model, "attempts": self.attempts}
+        fields: dict[str, Any] = {
+            "message": self.text,
+            "model": self.model,
+            "attempts": self.attempts,
+        }
+        if self.cost_usd is not None:
+            fields["cost_usd"] = self.cost_usd
         return f"Received from {self.agent}", self.agent, fields | step_fields(self.step)
 
     @staticmethod

@@ -23,6 +23,7 @@ import trio
 from opentelemetry.trace import Span
 
 from ..ensemble import Agent
+from ..ensemble.prices import run_cost
 from ..errors import (
     AgentCut,
     NoAgentSucceeded,
@@ -294,6 +295,7 @@ async def gather_answers(
                             retries=outcome.attempts.retries,
                             elapsed_ms=outcome.elapsed_ms,
                             step=step,
+                            cost_usd=_cost(run, outcome.agent, outcome.answer),
                         )
                     )
                 else:
@@ -326,6 +328,13 @@ async def gather_answers(
                     )
 
     await report_cut(run, events, gathered, cut_reason or AgentCut(), started)
+
+
+def _cost(run: RunContext, agent: str, answer: Answer) -> float | None:
+    """The answering call's dollars (ensemble/prices.py), None when its price is unknown."""
+    if answer.usage is None:
+        return None
+    return run_cost(run.ensemble, {agent: answer.usage}, {agent: answer.model}).get(agent)
 
 
 async def report_cut(

@@ -482,3 +482,10 @@ async def test_the_usage_carries_the_cost_in_dollars_where_every_price_is_known(
     )
     assert (completion.usage.model_extra or {})["cost"] == pytest.approx(expected, rel=1e-6)
     assert expected > 0
+    # Each agent's answer says what its call cost; the summarizer's is the rest.
+    answers = (completion.model_extra or {})["fanout"]["answers"]
+    for answer in answers:
+        call = per_call[answer["agent"]]
+        assert answer["cost_usd"] == pytest.approx(
+            call["prompt_tokens"] * 2.0 / 1e6 + call["completion_tokens"] * 8.0 / 1e6
+        )
