@@ -28,8 +28,18 @@ $(DEV_INSTALLED): $(RUN_INSTALLED) pyproject.toml
 
 install: $(DEV_INSTALLED) ## create the virtualenv with the service and its dev tools
 
-run: $(RUN_INSTALLED) ## serve on HTTP_ADDR (default :8080), mock LLM unless USE_LLM_MOCK=false
-	$(BIN)/python -m service
+# `make run ENSEMBLE=council` serves examples/council.toml; an ENSEMBLE_FILE given wins.
+RUN_ENSEMBLE := $(if $(ENSEMBLE),$(if $(ENSEMBLE_FILE),,ENSEMBLE_FILE=examples/$(ENSEMBLE).toml ))
+ifneq ($(RUN_ENSEMBLE),)
+ifneq ($(filter run,$(MAKECMDGOALS)),)
+ifeq ($(wildcard examples/$(ENSEMBLE).toml),)
+$(error ENSEMBLE=$(ENSEMBLE): no examples/$(ENSEMBLE).toml (there are: $(basename $(notdir $(wildcard examples/*.toml)))))
+endif
+endif
+endif
+
+run: $(RUN_INSTALLED) ## serve on HTTP_ADDR (default :8080), mock LLM unless USE_LLM_MOCK=false; ENSEMBLE=NAME: examples/NAME.toml
+	$(RUN_ENSEMBLE)$(BIN)/python -m service
 
 # Independent tests run in TEST_WORKERS processes at once (pytest-xdist): most of a test's
 # time is spent waiting on a server, a subprocess or a database, so more workers than cores
