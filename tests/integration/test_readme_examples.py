@@ -3,11 +3,12 @@
 Each ```sh and ```python block of README.md runs with bash, in README order, in one shell
 session per server, as a reader in one terminal runs them (a variable one block sets, the
 next may use). A line `VAR=value make run` names the settings of the server the block
-talks to (the defaults without one); the blocks that name the same settings share a
-server. `localhost:8080` becomes the test server's address, `.venv/bin/llm-fanout` is the
-console script `pip install` made, and `examples/` is the repository's. A block that cannot
-run here (a real provider, an OIDC provider) is marked in the README with
-`<!-- not run: why -->` on the line before it.
+talks to (the defaults without one), and so does `make run VAR=value`, read as make itself
+would run it (`make run ENSEMBLE=council` is `ENSEMBLE_FILE=examples/council.toml`); the
+blocks that name the same settings share a server. `localhost:8080` becomes the test
+server's address, `.venv/bin/llm-fanout` is the console script `pip install` made, and
+`examples/` is the repository's. A block that cannot run here (a real provider, an OIDC
+provider) is marked in the README with `<!-- not run: why -->` on the line before it.
 
 What each block must do is written below (EXPECTED), from the text around it. Every HTTP
 answer a block gets is checked, through a `curl` first on the PATH that reports each status
@@ -16,7 +17,9 @@ and passes the call on unchanged, and so is what the block prints.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import re
 import shlex
 import shutil
@@ -24,6 +27,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +36,25 @@ import pytest
 import trio
 
 from service.__main__ import main
+from service.events import KINDS, StepFields
 from tests.integration.test_main_process import ROOT, service_env
 from tests.service_process import served
 
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```(\w*)\s*$")
 NOT_RUN = re.compile(r"^<!-- not run: (.+) -->$")
-# `AUTH=keys make run    # in another terminal`: the server this block talks to.
-MAKE_RUN = re.compile(r"^(?P<settings>(?:[A-Z][A-Z0-9_]*=\S+\s+)*)make run\b")
+# `AUTH=keys make run    # in another terminal`: the server this block talks to; make's own
+# variables may follow (`make run ENSEMBLE=council`).
+ASSIGNMENT = re.compile(r"^[A-Z][A-Z0-9_]*=")
+MAKE_RUN = re.compile(
+    r"^(?P<settings>(?:[A-Z][A-Z0-9_]*=\S+\s+)*)make run\b"
+    r"(?P<variables>(?:\s+[A-Z][A-Z0-9_]*=\S+)*)"
+)
 RUNNABLE = {"sh", "python"}
 SHOWN_ONLY = {"text", "json", "toml"}  # output and files: read, never run
 STATUS_LINE = re.compile(r"^readme-example: HTTP (\d{3}) (\S+) (\S+)$", re.M)
+# A row of the event table: | `agent.started` | status | source | extras |
+EVENT_ROW = re.compile(r"^\| `([a-z]+(?:\.[a-z]+)?)` \| (.*)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -57,10 +69,14 @@ class Block:
         return self.code.replace("\\\n", " ").splitlines()
 
     def servers(self) -> list[dict[str, str]]:
-        """The settings of each `VAR=value make run` in it."""
+        """The settings of each `VAR=value make run VARIABLE=value` in it."""
         found = [MAKE_RUN.match(command) for command in self.commands()]
-        pairs = [shlex.split(match.group("settings")) for match in found if match]
-        return [dict(pair.split("=", 1) for pair in settings) for settings in pairs]
+        return [
+            assignments(shlex.split(match.group("settings")))
+            | make_run_settings(tuple(shlex.split(match.group("variables"))))
+            for match in found
+            if match
+        ]
 
     def settings(self) -> tuple[tuple[str, str], ...]:
         """The server it talks to; the defaults when it starts none."""
@@ -76,6 +92,27 @@ class Block:
 
     def name(self) -> str:
         return f"README.md:{self.line} ({self.code.splitlines()[0][:60]})"
+
+
+def assignments(words: list[str]) -> dict[str, str]:
+    return dict(word.split("=", 1) for word in words)
+
+
+@cache
+def make_run_settings(variables: tuple[str, ...]) -> dict[str, str]:
+    """The settings `make run VARIABLE=value...` starts the service with: the assignments
+    before the command make says it would run (`make -n`)."""
+    if not variables:
+        return {}
+    planned = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-C", str(ROOT), "run", *variables],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k not in ("ENSEMBLE", "ENSEMBLE_FILE")},
+    )
+    words = shlex.split(planned.stdout.splitlines()[-1])
+    return assignments(list(itertools.takewhile(ASSIGNMENT.match, words)))
 
 
 def readme_blocks(text: str) -> list[Block]:
@@ -262,6 +299,26 @@ async def the_code_ensemble_answers(run: BlockRun, _client: httpx.AsyncClient) -
     assert started.data["agents"] == ["reviewer", "tester"]
 
 
+async def a_council_shows_its_steps_then_the_chairmans_reply(
+    run: BlockRun, client: httpx.AsyncClient
+) -> None:
+    (council,) = streams(run.stdout)
+    assert all(e.data["message_id"] == "message_126" for e in council)
+    kinds = [e.event for e in council]
+    rounds = [(e.data["phase"], e.data["round"]) for e in council if e.event == "round.started"]
+    assert rounds == [("answer", 0), ("review", 1)]
+    reviews = [e for e in council if e.event == "council.review"]
+    assert sorted(e.data["source"] for e in reviews) == ["analyst", "skeptic", "teacher"]
+    # The mock ends each review with a ranking the council can read, as the prompt asks.
+    assert all(e.data["ranking"] for e in reviews)
+    assert kinds.index("council.ranking") < kinds.index("summary.started")
+    assert summary(council).startswith("Combining 3 answers and 3 reviews.")
+    assert (council[-1].event, council[-1].data["source"]) == ("done", "chairman")
+    # "a council of three: 7 per request"
+    state = (await client.get("/admin/ensemble")).json()
+    assert state["ensembles"]["default"]["calls_per_request"] == 7
+
+
 EXPECTED = [
     Expected('"Build me a robot"', [200, 200], both_original_examples_stream),
     Expected("/healthz", [200, 200, 200], health_metrics_and_readiness),
@@ -275,6 +332,9 @@ EXPECTED = [
     Expected("--name laptop --json", [200, 401], a_key_lets_in_and_no_key_is_a_401),
     Expected("/admin/ensemble", [200], the_ensemble_state),
     Expected('"ensemble":"code"', [200], the_code_ensemble_answers),
+    Expected(
+        '"message_id":"message_126"', [200], a_council_shows_its_steps_then_the_chairmans_reply
+    ),
 ]
 
 BLOCKS = readme_blocks(README.read_text())
@@ -285,6 +345,23 @@ SERVERS = sorted({block.settings() for block in TO_RUN})
 def expected_of(block: Block) -> Expected:
     (expected,) = [e for e in EXPECTED if e.marker in block.code]
     return expected
+
+
+def test_the_event_table_has_a_row_for_each_kind_naming_its_fields() -> None:
+    text = README.read_text()
+    table = text.split("| type | status | source | extras |\n")[1].split("\n\n")[0]
+    rows = dict(EVENT_ROW.findall(table))
+    assert set(rows) == set(KINDS)
+    # `phase` and `round` of an agent's event in a later step are said once, below the table.
+    step_fields = set(StepFields.model_fields)
+    assert all(f"`{name}`" in text.split("### The event stream")[1] for name in step_fields)
+    for kind, declared in KINDS.items():
+        fields = set(declared.Fields.model_fields)
+        if issubclass(declared.Fields, StepFields):
+            fields -= step_fields
+        row = rows[kind]
+        unnamed = [name for name in fields if f"`{name}`" not in row and f"`{name}:" not in row]
+        assert not unnamed, f"the README's row of {kind} does not name {unnamed}"
 
 
 def test_every_example_is_run_or_says_why_not() -> None:
