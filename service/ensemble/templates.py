@@ -99,11 +99,13 @@ Several models answered this question:
 {%- endfor %}
 
 Evaluate each response: say what it does well and what it does poorly. Then end your \
-reply with your ranking, best first, in exactly this form and with nothing after it:
+reply with your ranking, best first, in exactly this form (these names, in your order) and \
+with nothing after it:
 
 FINAL RANKING:
-1. Response A
-2. Response B"""
+{%- for answer in answers %}
+{{ loop.index }}. {{ answer.name }}
+{%- endfor %}"""
 
 # Universal self-consistency (Chen et al. 2023): one call picks the most consistent answer.
 DEFAULT_SELECT_PROMPT = """\

@@ -66,6 +66,9 @@ class Ask:
     members: tuple[Agent, ...]
     prompt: Prompt
     step: Step = FIRST_STEP
+    # A step that judges answers (reviews, a selection) rather than giving them: no quorum,
+    # so one member's failure never cuts the others (straggler grace still applies).
+    advice: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +315,7 @@ async def gather_answers(
                         )
                     )
                 waiting = len(members) - succeeded - failed
-                if waiting and len(members) - failed < ensemble.min_agents:
+                if waiting and not ask.advice and len(members) - failed < ensemble.min_agents:
                     cut_reason = AgentCut("stopped: too few agents can answer to reach the quorum")
                     straggler_scope.cancel()
                 elif (

@@ -50,7 +50,7 @@ FIRST_ANSWERS = Step("answer", 0)
 
 class RankingUnreadable(ServiceError):
     code = "ranking_unreadable"
-    public_message = "the review's FINAL RANKING could not be read"
+    default_message = "the review's FINAL RANKING could not be read"
 
 
 async def summarize(run: RunContext, steps: Steps) -> Done | Failed:
@@ -83,7 +83,7 @@ async def usc(run: RunContext, steps: Steps) -> Done | Failed:
     def prompt(member: Agent) -> Sequence[ChatMessage]:
         return _step_prompt(run, member, template, shown)
 
-    selection = await steps.round(Ask((selector,), prompt, Step("select", 1)))
+    selection = await steps.round(Ask((selector,), prompt, Step("select", 1), advice=True))
     replies = selection.answers()
     choice = parse_selection(replies[0][1].text, len(given)) if replies else None
     if choice is None:
@@ -117,7 +117,7 @@ async def council(run: RunContext, steps: Steps) -> Done | Failed:
         return _step_prompt(run, member, template, views)
 
     reviewers = tuple(agent for agent in ensemble.agents if agent.name in given)
-    reviewed = await steps.round(Ask(reviewers, prompt, Step("review", 1)))
+    reviewed = await steps.round(Ask(reviewers, prompt, Step("review", 1), advice=True))
     rankings: list[list[str]] = []
     reviews: list[AnswerView] = []
     for reviewer, review in reviewed.answers():

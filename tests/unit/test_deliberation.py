@@ -257,3 +257,33 @@ def test_a_token_limit_reserves_each_agents_max_tokens_once_per_round() -> None:
     assert debate.max_tokens_per_call() == [100] * 9 + [50]
     vote = ensemble("vote", summarizer=False)
     assert vote.max_tokens_per_call() == [None, None, None]
+
+
+async def test_a_failed_review_cuts_no_other_review_whatever_the_quorum(
+    autojump_clock: MockClock,
+) -> None:
+    ranking = "FINAL RANKING:\n1. Response A\n2. Response B"
+    failing = Script(delay_s=0.1, error=UpstreamUnavailable("gone"))
+    scripts: dict[str, Any] = {
+        "a": [Script(text="answer of a"), failing],
+        "b": [Script(text="answer of b"), Script(delay_s=1, text=ranking)],
+        "c": [Script(text="answer of c"), Script(delay_s=1, text="no ranking")],
+        "sum": Script(text="final"),
+    }
+    the_ensemble = ensemble("council").model_copy(
+        update={
+            "min_agents": 3,
+            "agents": tuple(
+                a.model_copy(update={"retries": 0}) for a in ensemble("council").agents
+            ),
+        }
+    )
+    events = await run(the_ensemble, ScriptedModel(scripts))
+
+    failed = [(e.agent, e.error.code) for e in events.of_type(AgentFailed)]
+    assert failed == [("a", "upstream_unavailable")]
+    reviews = {r.reviewer: r for r in events.of_type(CouncilReview)}
+    assert set(reviews) == {"b", "c"}
+    assert reviews["c"].error is not None
+    assert reviews["c"].error.message == "the review's FINAL RANKING could not be read"
+    assert isinstance(events.terminal, Done)
