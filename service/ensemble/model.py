@@ -394,7 +394,13 @@ class Ensemble(BaseModel):
         least = MIN_AGENTS.get(strategy, 1)
         if len(self.agents) < least:
             raise ValueError(f"strategy {strategy!r} needs at least {least} agents")
-        unread = sorted(self.deliberation.model_fields_set - STRATEGY_OPTIONS[strategy])
+        chosen = self.deliberation.model_fields_set
+        if strategy == "debate" and self.deliberation.final == "summary" and "vote" in chosen:
+            raise ValueError(
+                'deliberation.vote is read only with final = "vote" (this debate ends with '
+                "its summarizer)"
+            )
+        unread = sorted(chosen - STRATEGY_OPTIONS[strategy])
         if unread:
             users = [s for s in STRATEGY_NAMES if unread[0] in STRATEGY_OPTIONS[s]]
             owners = " or ".join(map(repr, users))

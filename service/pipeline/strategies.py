@@ -78,7 +78,9 @@ async def usc(run: RunContext, steps: Steps) -> Done | Failed:
         _view(run, label, answer.text) for label, (_, answer) in zip(labels, given, strict=True)
     ]
     template = run.ensemble.deliberation.select_prompt or DEFAULT_SELECT_PROMPT
-    selector = _as_agent(run.summarizer)
+    # The ensemble's own summarizer: a client's max_tokens caps the reply, not this choice.
+    assert run.ensemble.summarizer is not None
+    selector = _as_agent(run.ensemble.summarizer)
 
     def prompt(member: Agent) -> Sequence[ChatMessage]:
         return _step_prompt(run, member, template, shown)

@@ -287,3 +287,9 @@ async def test_a_failed_review_cuts_no_other_review_whatever_the_quorum(
     assert reviews["c"].error is not None
     assert reviews["c"].error.message == "the review's FINAL RANKING could not be read"
     assert isinstance(events.terminal, Done)
+
+
+def test_a_vote_method_for_a_debate_the_summarizer_ends_is_refused() -> None:
+    with pytest.raises(ValueError, match=r'deliberation\.vote is read only with final = "vote"'):
+        ensemble("debate", vote="similar")
+    assert ensemble("debate", summarizer=False, final="vote", vote="similar").calls_per_request == 9
