@@ -281,6 +281,46 @@ async def test_history_endpoints_list_show_and_delete(url: str, tmp_path: Path) 
     assert (long_id.status_code, long_id.json()["error"]["field"]) == (400, "conversation_id")
 
 
+DEBATE = """strategy = "debate"
+[deliberation]
+rounds = 1
+[[agents]]
+name = "alpha"
+model = "fake-a"
+system_prompt = "Answer."
+[[agents]]
+name = "beta"
+model = "fake-b"
+system_prompt = "Answer."
+[summarizer]
+name = "combine"
+model = "fake-summary"
+system_prompt = "Combine."
+"""
+
+
+async def test_a_message_of_several_rounds_keeps_each_answer_under_its_phase_and_round(
+    url: str, tmp_path: Path
+) -> None:
+    revised = (("round 1 of 1", Behaviour(reply="revised")),)
+    fake = FakeUpstream(
+        {
+            "fake-a": Behaviour(reply="first", on_prompt=revised),
+            "fake-b": Behaviour(reply="first", on_prompt=revised),
+        }
+    )
+    env = {"DATABASE_URL": url}
+    async with running_service(tmp_path, fake, env=env, ensemble=DEBATE) as service:
+        await ask(service, body("m-1"))
+        message = (await service.client.get("/api/messages/m-1")).json()
+    assert [(a["phase"], a["round"], a["agent"], a["text"]) for a in message["agents"]] == [
+        ("answer", 0, "alpha", "first"),
+        ("answer", 0, "beta", "first"),
+        ("revise", 1, "alpha", "revised"),
+        ("revise", 1, "beta", "revised"),
+    ]
+
+
 async def test_without_a_database_nothing_is_kept_and_history_says_so(tmp_path: Path) -> None:
     async with service_on("none", tmp_path) as service:
         response, raw = await ask(service, body("m-1"))
