@@ -249,7 +249,8 @@ class AgentCompletedFields(StepFields):
 
 @dataclass(frozen=True, slots=True)
 class AgentCompleted(EventKind):
-    """`model` is the one that answered (a fallback, when the primary failed)."""
+    """`model` is the one that answered (a fallback, when the primary failed); `usage` the
+    tokens of this answer alone (None where the provider reported none)."""
 
     KIND = "agent.completed"
     Fields = AgentCompletedFields
@@ -263,6 +264,7 @@ class AgentCompleted(EventKind):
     retries: int = 0
     elapsed_ms: float = 0.0
     step: Step = FIRST_STEP
+    usage: Usage | None = None
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
         fields = {"message": self.text, "model": self.model, "attempts": self.attempts}

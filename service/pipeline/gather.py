@@ -294,6 +294,7 @@ async def gather_answers(
                             retries=outcome.attempts.retries,
                             elapsed_ms=outcome.elapsed_ms,
                             step=step,
+                            usage=outcome.answer.usage,
                         )
                     )
                 else:
