@@ -253,7 +253,8 @@ class AgentCompletedFields(StepFields):
 
 @dataclass(frozen=True, slots=True)
 class AgentCompleted(EventKind):
-    """`model` is the one that answered (a fallback, when the primary failed)."""
+    """`model` is the one that answered (a fallback, when the primary failed); `usage` the
+    tokens of this answer alone (None where the provider reported none)."""
 
     KIND = "agent.completed"
     Fields = AgentCompletedFields
@@ -273,6 +274,8 @@ class AgentCompleted(EventKind):
     elapsed_ms: float = 0.0
     step: Step = FIRST_STEP
     cost_usd: float | None = None
+    # The answering call's tokens (the recorder keeps them with the answer); not on the wire.
+    usage: Usage | None = None
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
         fields: dict[str, Any] = {

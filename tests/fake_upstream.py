@@ -150,6 +150,14 @@ class Behaviour:
     `fail_first`: if set, the fault hits only the first `fail_first` calls that selected this
     behaviour (counted per key of `FakeUpstream.behaviours`, or together for the default);
     later calls answer normally, with the same reply and delays.
+
+    `on_prompt`: (text, behaviour) pairs; the first whose text occurs in the call's last user
+    message answers that call in this one's place, with its own reply, delays and faults (its
+    own `on_prompt` is not read; its `fail_first` counts the calls it answered). So one model
+    can answer a question with text and a later prompt of the same run with something else:
+
+        ranked = Behaviour(reply="FINAL RANKING:\n1. Response B\n2. Response A")
+        Behaviour(reply="Paris.", on_prompt=(("FINAL RANKING:", ranked),))
     """
 
     reply: str | None = None
@@ -163,12 +171,21 @@ class Behaviour:
     cut_after_tokens: int | None = None
     reset: bool = False
     fail_first: int | None = None
+    on_prompt: tuple[tuple[str, Behaviour], ...] = ()
 
     def __post_init__(self) -> None:
         if self.cut_after_tokens is not None and self.cut_after_tokens < 0:
             raise ValueError("cut_after_tokens must be >= 0")
         if self.fail_first is not None and self.fail_first < 0:
             raise ValueError("fail_first must be >= 0")
+
+    def answering(self, prompt: str) -> tuple[str, Behaviour]:
+        """The behaviour that answers a call whose last user message is `prompt`, and the
+        `on_prompt` text that chose it ("" when none did: this one)."""
+        for text, behaviour in self.on_prompt:
+            if text in prompt:
+                return text, behaviour
+        return "", self
 
     def for_attempt(self, attempt: int) -> Behaviour:
         """How the `attempt`-th call (from 1) that selected this behaviour is answered."""
@@ -203,6 +220,8 @@ class CallRecord:
     behaviour: str = ""
     # The caller's (host, port): calls with the same one came on the same connection.
     client: tuple[str, int] | None = None
+    # The `Behaviour.on_prompt` text that chose the answer; "" when none did.
+    on_prompt: str = ""
 
     def finish(self, outcome: Outcome, at: float | None = None) -> None:
         """Close the record once; later calls are ignored so the first verdict sticks."""
@@ -284,8 +303,8 @@ class FakeUpstream:
         self._ids = itertools.count(1)
         # Replaced after every new call, so waiters wake once per arrival.
         self._call_arrived = trio.Event()
-        # Calls so far per behaviour key, for `Behaviour.fail_first`.
-        self._attempts: collections.Counter[str] = collections.Counter()
+        # Calls so far per behaviour key (and `on_prompt` text), for `Behaviour.fail_first`.
+        self._attempts: collections.Counter[tuple[str, str]] = collections.Counter()
         self._connections = _Connections()
 
     def open_calls(self) -> list[CallRecord]:
@@ -365,8 +384,11 @@ class FakeUpstream:
             message = f"Unknown {BEHAVIOUR_HEADER} {key!r}; known behaviours: {known}."
             await _send_json(send, 400, _error_payload(message, "invalid_request_error"))
             return
-        self._attempts[key] += 1
-        behaviour = self.behaviours.get(key, self.default).for_attempt(self._attempts[key])
+        matched, chosen = self.behaviours.get(key, self.default).answering(
+            _last_user_message(payload["messages"])
+        )
+        self._attempts[key, matched] += 1
+        behaviour = chosen.for_attempt(self._attempts[key, matched])
 
         stream_options = payload.get("stream_options")
         record = CallRecord(
@@ -378,6 +400,7 @@ class FakeUpstream:
             body=payload,
             behaviour=key,
             client=scope.get("client"),
+            on_prompt=matched,
         )
         self.calls.append(record)
         self._call_arrived.set()
@@ -782,6 +805,19 @@ async def _serve_cli(fake: FakeUpstream, host: str, port: int) -> None:
         print(f"models: {', '.join(fake.behaviours)}; Ctrl+C stops", flush=True)
 
 
+def _behaviour_from_json(values: dict[str, Any]) -> Behaviour:
+    """A behaviour from its fields as JSON: `tokens` a list, `on_prompt` a list of
+    [text, {fields}] pairs."""
+    values = dict(values)
+    if isinstance(values.get("tokens"), list):
+        values["tokens"] = tuple(values["tokens"])
+    if isinstance(values.get("on_prompt"), list):
+        values["on_prompt"] = tuple(
+            (str(text), _behaviour_from_json(fields)) for text, fields in values["on_prompt"]
+        )
+    return Behaviour(**values)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tests.fake_upstream",
@@ -809,17 +845,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=[],
         metavar="NAME=JSON",
         help='add a model, e.g. \'slow={"first_token_delay_s": 0.2, "reply": "Hi"}\' '
-        "(the JSON holds Behaviour fields; tokens as a list)",
+        "(the JSON holds Behaviour fields; tokens as a list, on_prompt as [text, {fields}] "
+        "pairs)",
     )
     args = parser.parse_args(argv)
     fake = _cli_upstream(args.first_token_delay, args.token_delay)
     for spec in args.model:
         name, _, fields = spec.partition("=")
         try:
-            values = json.loads(fields)
-            if isinstance(values.get("tokens"), list):
-                values["tokens"] = tuple(values["tokens"])
-            fake.behaviours[name] = Behaviour(**values)
+            fake.behaviours[name] = _behaviour_from_json(json.loads(fields))
         except (ValueError, TypeError, AttributeError) as exc:
             parser.error(f"--model {spec!r}: {exc}")
     try:

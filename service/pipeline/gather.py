@@ -299,6 +299,7 @@ async def gather_answers(
                             elapsed_ms=outcome.elapsed_ms,
                             step=step,
                             cost_usd=_cost(run, outcome.agent, outcome.answer),
+                            usage=outcome.answer.usage,
                         )
                     )
                 else:

@@ -159,14 +159,6 @@ _FINISH_MESSAGE = (
         finished_at=bindparam("b_finished_at"),
     )
 )
-_AGENT_TOKENS = (
-    update(agent_answers)
-    .where(
-        agent_answers.c.message_pk == bindparam("b_pk"),
-        agent_answers.c.agent == bindparam("b_caller"),
-    )
-    .values(prompt_tokens=bindparam("b_prompt"), completion_tokens=bindparam("b_completion"))
-)
 
 
 # Written as SQL: SQLAlchemy cannot cache the compiled form of its ON CONFLICT constructs,
@@ -407,18 +399,6 @@ def record_phases(connection: Connection, phases: Sequence[Phase]) -> None:
                 for pk, end in ends
             ],
         )
-        tokens = [
-            {
-                "b_pk": pk,
-                "b_caller": caller,
-                "b_prompt": used.get("prompt_tokens"),
-                "b_completion": used.get("completion_tokens"),
-            }
-            for pk, end in ends
-            for caller, used in end.usage.items()
-        ]
-        if tokens:
-            connection.execute(_AGENT_TOKENS, tokens)
     lines = [asdict(line) for p in phases for line in p.usage]
     for line in lines:
         # One at a time: the same line twice in one executemany would conflict with itself.

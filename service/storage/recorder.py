@@ -77,6 +77,7 @@ class Recorder:
             case AgentCompleted(agent=agent, text=text, model=model, attempts=attempts):
                 if model:
                     self._models[agent] = model
+                usage = event.usage
                 self._batch.agents.append(
                     AgentAnswer(
                         agent,
@@ -86,6 +87,8 @@ class Recorder:
                         None,
                         attempts,
                         event.elapsed_ms,
+                        prompt_tokens=usage.prompt_tokens if usage else None,
+                        completion_tokens=usage.completion_tokens if usage else None,
                         phase=event.step.phase,
                         round=event.step.round,
                     )

@@ -98,6 +98,8 @@ class AgentAnswer:
     error_code: str | None
     attempts: int
     latency_ms: float | None
+    # The tokens of this answer's own call (None where the provider reported none): an agent
+    # asked in three rounds has three rows, each with its own.
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     # The step of the deliberation it answered (the first answers: `answer`, round 0).

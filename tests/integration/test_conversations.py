@@ -281,6 +281,54 @@ async def test_history_endpoints_list_show_and_delete(url: str, tmp_path: Path) 
     assert (long_id.status_code, long_id.json()["error"]["field"]) == (400, "conversation_id")
 
 
+DEBATE = """strategy = "debate"
+[deliberation]
+rounds = 1
+[[agents]]
+name = "alpha"
+model = "fake-a"
+system_prompt = "Answer."
+[[agents]]
+name = "beta"
+model = "fake-b"
+system_prompt = "Answer."
+[summarizer]
+name = "combine"
+model = "fake-summary"
+system_prompt = "Combine."
+"""
+
+
+async def test_a_message_of_several_rounds_keeps_each_answer_under_its_phase_and_round(
+    url: str, tmp_path: Path
+) -> None:
+    revised = (("round 1 of 1", Behaviour(reply="the revision")),)
+    fake = FakeUpstream(
+        {
+            "fake-a": Behaviour(reply="a first answer", on_prompt=revised),
+            "fake-b": Behaviour(reply="a first answer", on_prompt=revised),
+        }
+    )
+    env = {"DATABASE_URL": url}
+    async with running_service(tmp_path, fake, env=env, ensemble=DEBATE) as service:
+        await ask(service, body("m-1"))
+        message = (await service.client.get("/api/messages/m-1")).json()
+    rows = message["agents"]
+    assert [(a["phase"], a["round"], a["agent"], a["text"]) for a in rows] == [
+        ("answer", 0, "alpha", "a first answer"),
+        ("answer", 0, "beta", "a first answer"),
+        ("revise", 1, "alpha", "the revision"),
+        ("revise", 1, "beta", "the revision"),
+    ]
+    # Each row has its own call's tokens (the fake counts a word a token), and together
+    # they are the agent's tokens of the whole run.
+    assert [a["usage"]["completion_tokens"] for a in rows] == [3, 3, 2, 2]
+    for agent in ("alpha", "beta"):
+        for kind in ("prompt_tokens", "completion_tokens"):
+            own = sum(a["usage"][kind] for a in rows if a["agent"] == agent)
+            assert own == message["usage"][agent][kind]
+
+
 async def test_without_a_database_nothing_is_kept_and_history_says_so(tmp_path: Path) -> None:
     async with service_on("none", tmp_path) as service:
         response, raw = await ask(service, body("m-1"))

@@ -20,6 +20,7 @@ from tests.fake_upstream import (
     CallRecord,
     FakeUpstream,
     Outcome,
+    _behaviour_from_json,
     _cli_upstream,
     base_url,
     serve_fake_upstream,
@@ -528,6 +529,49 @@ async def test_fail_first_counts_calls_per_behaviour_not_per_model(
 
     assert [call.behaviour for call in fake.calls] == ["flaky"] * 3 + ["also-flaky", "", ""]
     assert fake.open_calls() == []
+
+
+async def test_on_prompt_answers_by_the_text_of_the_last_user_message(
+    nursery: trio.Nursery,
+) -> None:
+    ranked = Behaviour(reply="FINAL RANKING:\n1. Response A", status=500, fail_first=1)
+    fake = FakeUpstream(
+        {
+            "m": Behaviour(
+                reply="plain",
+                on_prompt=(("rank them", ranked), ("rank", Behaviour(reply="never: not first"))),
+            )
+        }
+    )
+
+    async def say(text: str) -> str:
+        question = [{"role": "user", "content": "rank them, earlier"}]
+        question += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": text}]
+        completion = await client.chat.completions.create(model="m", messages=question)
+        return completion.choices[0].message.content or ""
+
+    async with await connect(nursery, fake) as client:
+        assert await say("one two") == "plain"
+        # The first pair whose text is in the last user message answers, faults and all.
+        with pytest.raises(openai.InternalServerError):
+            await say("please rank them")
+        assert await say("please rank them") == "FINAL RANKING:\n1. Response A"
+        assert await say("a rank") == "never: not first"
+        assert await say("three") == "plain"
+
+    assert [call.on_prompt for call in fake.calls] == ["", "rank them", "rank them", "rank", ""]
+    assert {call.behaviour for call in fake.calls} == {"m"}
+
+
+def test_on_prompt_reads_from_the_command_lines_json() -> None:
+    parsed = _behaviour_from_json(
+        {"reply": "a", "on_prompt": [["x", {"tokens": ["b", "c"], "status": 503}]]}
+    )
+    assert parsed == Behaviour(
+        reply="a", on_prompt=(("x", Behaviour(tokens=("b", "c"), status=503)),)
+    )
+    assert parsed.answering("an x here") == ("x", Behaviour(tokens=("b", "c"), status=503))
+    assert parsed.answering("nothing") == ("", parsed)
 
 
 async def test_cli_models_show_each_fault(nursery: trio.Nursery) -> None:

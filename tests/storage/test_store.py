@@ -262,7 +262,9 @@ async def test_events_agents_and_the_end_are_stored_and_read_back(store: Store) 
     begun = await begin(store)
     assert isinstance(begun, NewMessage)
     events = [StoredEvent(1, "agent.started", '{"x":1}'), StoredEvent(2, "agent.completed", "{}")]
-    answer = AgentAnswer("a", "m", "completed", "text", None, 2, 10.5)
+    answer = AgentAnswer(
+        "a", "m", "completed", "text", None, 2, 10.5, prompt_tokens=3, completion_tokens=4
+    )
     assert await store.record(begun.pk, events=events, agents=[answer])
     assert await store.events_after(ALICE, "m-1", 0) == ("running", tuple(events))
     await store.record(begun.pk, events=[StoredEvent(3, "done", "{}")], end=completed("Blue."))

@@ -136,6 +136,11 @@ class AgentAnswer(Shape):
     attempts: int
     latency_ms: float | None
     usage: TokenUsage | None
+    phase: str = Field(
+        description="The step of the deliberation it answers in: answer (the first answers), "
+        "revise, layer, review or select"
+    )
+    round: int = Field(description="0 for the first answers, then 1, 2... as the strategy goes on")
 
 
 class MessageRef(Shape):

@@ -67,6 +67,8 @@ def _agent(answer: AgentAnswer) -> schemas.AgentAnswer:
                 completion_tokens=answer.completion_tokens or 0,
             )
         ),
+        phase=answer.phase,
+        round=answer.round,
     )
 
 
