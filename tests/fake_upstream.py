@@ -150,6 +150,13 @@ class Behaviour:
     `fail_first`: if set, the fault hits only the first `fail_first` calls that selected this
     behaviour (counted per key of `FakeUpstream.behaviours`, or together for the default);
     later calls answer normally, with the same reply and delays.
+
+    `replies_by_prompt`: (substring, reply) pairs, tried in order; the first whose substring
+    is in the text of the call's messages (any role) answers instead of `reply` and `tokens`,
+    streamed as its `split_tokens`. One model can so answer a question, and a review or a
+    choice among answers with what a judge would say:
+
+        Behaviour(reply="42", replies_by_prompt=(("FINAL RANKING", ranking), ("consistent", pick)))
     """
 
     reply: str | None = None
@@ -163,12 +170,15 @@ class Behaviour:
     cut_after_tokens: int | None = None
     reset: bool = False
     fail_first: int | None = None
+    replies_by_prompt: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.cut_after_tokens is not None and self.cut_after_tokens < 0:
             raise ValueError("cut_after_tokens must be >= 0")
         if self.fail_first is not None and self.fail_first < 0:
             raise ValueError("fail_first must be >= 0")
+        if any(len(pair) != 2 for pair in self.replies_by_prompt):
+            raise ValueError("replies_by_prompt holds (substring, reply) pairs")
 
     def for_attempt(self, attempt: int) -> Behaviour:
         """How the `attempt`-th call (from 1) that selected this behaviour is answered."""
@@ -560,6 +570,11 @@ def _truncated(data: bytes) -> bytes:
 
 
 def _answer(behaviour: Behaviour, model: str, messages: list[Any]) -> tuple[str, tuple[str, ...]]:
+    if behaviour.replies_by_prompt:
+        prompt = "\n".join(_content_text(m.get("content")) for m in messages if isinstance(m, dict))
+        for substring, reply in behaviour.replies_by_prompt:
+            if substring in prompt:
+                return reply, split_tokens(reply)
     if behaviour.tokens is not None:
         tokens = tuple(behaviour.tokens)
         text = behaviour.reply if behaviour.reply is not None else "".join(tokens)
@@ -809,7 +824,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=[],
         metavar="NAME=JSON",
         help='add a model, e.g. \'slow={"first_token_delay_s": 0.2, "reply": "Hi"}\' '
-        "(the JSON holds Behaviour fields; tokens as a list)",
+        "(the JSON holds Behaviour fields; tokens as a list, replies_by_prompt as "
+        "[substring, reply] pairs)",
     )
     args = parser.parse_args(argv)
     fake = _cli_upstream(args.first_token_delay, args.token_delay)
@@ -819,6 +835,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             values = json.loads(fields)
             if isinstance(values.get("tokens"), list):
                 values["tokens"] = tuple(values["tokens"])
+            if isinstance(values.get("replies_by_prompt"), list):
+                values["replies_by_prompt"] = tuple(map(tuple, values["replies_by_prompt"]))
             fake.behaviours[name] = Behaviour(**values)
         except (ValueError, TypeError, AttributeError) as exc:
             parser.error(f"--model {spec!r}: {exc}")

@@ -508,6 +508,42 @@ async def test_header_picks_the_behaviour_whatever_the_model(nursery: trio.Nurse
     assert fake.calls[0].headers[BEHAVIOUR_HEADER] == "down"
 
 
+async def test_replies_by_prompt_answer_by_what_the_messages_say(nursery: trio.Nursery) -> None:
+    judge = Behaviour(
+        reply="an answer",
+        tokens=("an ", "answer"),
+        replies_by_prompt=(("RANK", "ranked: A, B"), ("CHOOSE", "chose one")),
+    )
+    fake = FakeUpstream({"judge": judge})
+
+    async def reply(system: str, user: str, stream: bool) -> str:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        if not stream:
+            completion = await client.chat.completions.create(model="judge", messages=messages)
+            return completion.choices[0].message.content or ""
+        tokens = []
+        chunks = await client.chat.completions.create(model="judge", messages=messages, stream=True)
+        async with chunks:
+            async for chunk in chunks:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    tokens.append(chunk.choices[0].delta.content)
+        return "|".join(tokens)
+
+    async with await connect(nursery, fake) as client:
+        assert await reply("Be brief.", "Please RANK these.", stream=False) == "ranked: A, B"
+        # Any message counts, the system prompt too; a stream splits the reply into words.
+        assert await reply("CHOOSE the best.", "Which?", stream=True) == "chose |one"
+        # The first pair that matches wins.
+        assert await reply("CHOOSE", "and RANK", stream=False) == "ranked: A, B"
+        # Neither: the behaviour's own reply and tokens.
+        assert await reply("Be brief.", "What is it?", stream=False) == "an answer"
+        assert await reply("Be brief.", "What is it?", stream=True) == "an |answer"
+
+    assert [call.outcome for call in fake.calls] == ["completed"] * 5
+    with pytest.raises(ValueError, match="pairs"):
+        Behaviour(replies_by_prompt=(("only a substring",),))  # type: ignore[arg-type]
+
+
 async def test_fail_first_counts_calls_per_behaviour_not_per_model(
     nursery: trio.Nursery,
 ) -> None:
