@@ -200,7 +200,8 @@ def _print_variants(title: str, rows: list[dict[str, Any]]) -> None:
 def _print_strategies(data: dict[str, Any]) -> None:
     print(
         f"\n12. Deliberation strategies ({data['agents']} agents, short replies, "
-        f"{data['clients']} clients for {data['seconds']} s each; {data['wall_s']} s in all)"
+        f"{data['clients']} clients for {data['seconds']} s each in {data['passes']} slices "
+        f"taken in turn; {data['wall_s']} s in all)"
     )
     print(
         f"{'strategy':<16} {'pipelines/s':>11} {'calls/req':>9} {'configured':>10} "

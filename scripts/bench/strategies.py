@@ -3,9 +3,10 @@ against answer-then-summarize (the issue's target: within 10%).
 
 Each strategy runs in a fresh service over the same upstream (`deliberating_upstream`, the
 fake with replies a council's review and a selector's choice can be read from): three agents
-answering at once, a closed loop of `clients` for `duration_s`. Per strategy: pipelines per
-second, the upstream calls per request as the fake counted them (checked against the
-ensemble's `calls_per_request`), the service's CPU per pipeline and per upstream call.
+answering at once, a closed loop of a few clients, in slices taken in turn. Per strategy:
+pipelines per second, the upstream calls per request as the fake counted them (checked
+against the ensemble's `calls_per_request`), the service's CPU per pipeline and per upstream
+call.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ import httpx2
 from service.ensemble import load_ensemble
 
 from .load import closed_loop
-from .processes import ensemble_file, service_env, started
+from .processes import Running, ensemble_file, service_env, started
 
 AGENTS = 3
 # (strategy, its [deliberation] options), the baseline first.
@@ -38,13 +41,26 @@ TARGET_RATIO = 1.10
 UPSTREAM = [sys.executable, "-m", "scripts.bench.deliberating_upstream"]
 
 
-async def strategies(work: Path, clients: int, duration_s: float) -> dict[str, Any]:
-    """Scenario 12: every strategy in a fresh service, `clients` clients for `duration_s`."""
+async def strategies(work: Path, clients: int, slice_s: float, passes: int) -> dict[str, Any]:
+    """Scenario 12: every strategy in a fresh service of its own, all started first, then
+    loaded in turn by `clients` clients for `slice_s`, `passes` times over (each pass in
+    another order): a machine's other work then weighs on every strategy alike, not on
+    whichever ran while it lasted."""
     began = time.monotonic()
-    rows = []
-    async with started(UPSTREAM, {}, work / "fake-s12.log") as fake:
+    async with started(UPSTREAM, {}, work / "fake-s12.log") as fake, AsyncExitStack() as stack:
+        runs = []
         for strategy, options in STRATEGIES:
-            rows.append(await _measured(work, fake.url, strategy, options, clients, duration_s))
+            run = Measured(strategy, options, _ensemble(work, strategy, options))
+            env = service_env(fake.url, run.ensemble)
+            log = work / f"svc-s12-{strategy}.log"
+            run.service = await stack.enter_async_context(started(SERVICE, env, log))
+            await closed_loop(run.service.url, 2, requests_each=2)
+            await check_deliberation(run.service.url, strategy)
+            runs.append(run)
+        for number in range(passes):
+            for run in runs[number % len(runs) :] + runs[: number % len(runs)]:
+                await run.load(fake.url, clients, slice_s)
+    rows = [run.row() for run in runs]
     base = rows[0]["service_cpu_ms_per_call"]
     for row in rows:
         ratio = row["service_cpu_ms_per_call"] / base
@@ -53,53 +69,71 @@ async def strategies(work: Path, clients: int, duration_s: float) -> dict[str, A
     return {
         "agents": AGENTS,
         "clients": clients,
-        "seconds": duration_s,
+        "seconds": round(slice_s * passes, 1),
+        "passes": passes,
         "target_ratio": TARGET_RATIO,
         "rows": rows,
         "wall_s": round(time.monotonic() - began, 1),
     }
 
 
-async def _measured(
-    work: Path, upstream: str, strategy: str, options: dict[str, int], clients: int, seconds: float
-) -> dict[str, Any]:
-    summarizer = None if strategy == "vote" else "bench-judge"
-    path = ensemble_file(
+SERVICE = [sys.executable, "-m", "service"]
+
+
+def _ensemble(work: Path, strategy: str, options: dict[str, int]) -> Path:
+    return ensemble_file(
         work / f"s12-{strategy}.toml",
         AGENTS,
         "bench-answer",
-        summarizer,
+        None if strategy == "vote" else "bench-judge",
         strategy=strategy,
         deliberation=options,
     )
-    configured = load_ensemble(path).calls_per_request
-    env = service_env(upstream, path)
-    async with started(
-        [sys.executable, "-m", "service"], env, work / f"svc-s12-{strategy}.log"
-    ) as svc:
-        await closed_loop(svc.url, 2, requests_each=2)
-        await check_deliberation(svc.url, strategy)
-        calls_before, cpu_before = await upstream_calls(upstream), svc.cpu_seconds()
-        loaded = await closed_loop(svc.url, clients, duration_s=seconds)
-        cpu = svc.cpu_seconds() - cpu_before
-        calls = await upstream_calls(upstream) - calls_before
-    sent = len(loaded.timings)
-    done = sent - len(loaded.errors)
-    calls_per_request = calls / max(sent, 1)
-    return {
-        "strategy": strategy,
-        "options": options,
-        "requests": sent,
-        "errors": len(loaded.errors),
-        "pipelines_per_s": round(done / loaded.wall_s, 1),
-        "upstream_calls": calls,
-        "upstream_calls_per_request": round(calls_per_request, 2),
-        "configured_calls_per_request": configured,
-        "calls_as_configured": calls == configured * sent,
-        "service_cpu_ms_per_pipeline": round(1000 * cpu / max(done, 1), 2),
-        "service_cpu_ms_per_call": round(1000 * cpu / max(calls, 1), 3),
-        "generator_busy": round(loaded.generator_busy, 2),
-    }
+
+
+@dataclass
+class Measured:
+    """One strategy's service and what its slices of load added up to."""
+
+    strategy: str
+    options: dict[str, int]
+    ensemble: Path
+    service: Running | None = None
+    sent: int = 0
+    errors: int = 0
+    calls: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    generator_cpu_s: float = 0.0
+
+    async def load(self, upstream: str, clients: int, seconds: float) -> None:
+        assert self.service is not None
+        calls_before, cpu_before = await upstream_calls(upstream), self.service.cpu_seconds()
+        loaded = await closed_loop(self.service.url, clients, duration_s=seconds)
+        self.cpu_s += self.service.cpu_seconds() - cpu_before
+        self.calls += await upstream_calls(upstream) - calls_before
+        self.sent += len(loaded.timings)
+        self.errors += len(loaded.errors)
+        self.wall_s += loaded.wall_s
+        self.generator_cpu_s += loaded.generator_cpu_s
+
+    def row(self) -> dict[str, Any]:
+        configured = load_ensemble(self.ensemble).calls_per_request
+        done = self.sent - self.errors
+        return {
+            "strategy": self.strategy,
+            "options": self.options,
+            "requests": self.sent,
+            "errors": self.errors,
+            "pipelines_per_s": round(done / self.wall_s, 1),
+            "upstream_calls": self.calls,
+            "upstream_calls_per_request": round(self.calls / max(self.sent, 1), 2),
+            "configured_calls_per_request": configured,
+            "calls_as_configured": self.calls == configured * self.sent,
+            "service_cpu_ms_per_pipeline": round(1000 * self.cpu_s / max(done, 1), 2),
+            "service_cpu_ms_per_call": round(1000 * self.cpu_s / max(self.calls, 1), 3),
+            "generator_busy": round(self.generator_cpu_s / self.wall_s, 2),
+        }
 
 
 async def upstream_calls(upstream: str) -> int:
