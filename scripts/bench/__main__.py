@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from . import profile, scenarios
+from . import profile, scenarios, strategies
 from .report import plot, print_tables
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
@@ -33,6 +33,7 @@ ALL = (
     "openai",
     "phases",
     "agent_streaming",
+    "strategies",
 )
 
 
@@ -61,15 +62,21 @@ async def run(only: tuple[str, ...], quick: bool) -> dict[str, Any]:
             "agent_streaming": lambda: scenarios.agent_streaming(
                 work, 8 if quick else 16, 5 if quick else 15, 200 if quick else 1000
             ),
+            "strategies": lambda: strategies.strategies(
+                work, 4 if quick else 8, 0.5 if quick else 1.2, 2 if quick else 5
+            ),
         }
         for name in only:
             print(f"running {name} ...", flush=True)
+            began = trio.current_time()
             try:
                 results[name] = await plan[name]()
             except Exception as exc:
                 # One broken scenario must not cost the others' results.
                 results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
                 print(f"{name} failed: {exc!r}", flush=True)
+            # What each scenario adds to the run's length (the whole run has a budget).
+            print(f"{name}: {trio.current_time() - began:.0f} s", flush=True)
     return results
 
 

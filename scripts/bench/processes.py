@@ -130,23 +130,32 @@ def ensemble_file(
     path: Path,
     agents: int,
     agent_model: str,
-    summary_model: str,
+    summary_model: str | None,
     *,
     upstream: str | None = None,
     max_connections: int | None = None,
+    strategy: str = "summarize",
+    deliberation: Mapping[str, int] | None = None,
 ) -> Path:
-    """An ensemble of `agents` agents and a summarizer. With `upstream`, every member uses
-    a provider at that URL with a pool of `max_connections` (else LLM_BASE_URL's)."""
+    """An ensemble of `agents` agents and a summarizer (none if `summary_model` is None, as
+    for a vote). With `upstream`, every member uses a provider at that URL with a pool of
+    `max_connections` (else LLM_BASE_URL's). A `strategy` other than the default comes
+    with its `deliberation` options."""
     provider = 'provider = "upstream"\n' if upstream else ""
-    parts = [
+    parts = []
+    if strategy != "summarize" or deliberation:
+        options = "".join(f"{name} = {value}\n" for name, value in (deliberation or {}).items())
+        parts.append(f'strategy = "{strategy}"\n[deliberation]\n{options}')
+    parts += [
         f'[[agents]]\nname = "agent-{i}"\nmodel = "{agent_model}"\nretries = 0\n'
         f'timeout_s = 3600\nsystem_prompt = "You are agent {i}."\n{provider}'
         for i in range(agents)
     ]
-    parts.append(
-        f'[summarizer]\nname = "combine"\nmodel = "{summary_model}"\nretries = 0\n'
-        f'system_prompt = "Combine."\n{provider}'
-    )
+    if summary_model is not None:
+        parts.append(
+            f'[summarizer]\nname = "combine"\nmodel = "{summary_model}"\nretries = 0\n'
+            f'system_prompt = "Combine."\n{provider}'
+        )
     if upstream:
         parts.append(
             f'[providers.upstream]\nbase_url = "{upstream}/v1"\n'

@@ -105,6 +105,8 @@ def print_tables(results: dict[str, Any]) -> None:
                 f"{memory['on']['kib_per_stream']} KiB, "
                 f"{data['memory_on_minus_off_kib']:+} KiB (budget <= +8)"
             )
+    if "strategies" in results:
+        _print_strategies(results["strategies"])
     if "peer" in results:
         peer = results["peer"]
         if "skipped" in peer:
@@ -192,4 +194,29 @@ def _print_variants(title: str, rows: list[dict[str, Any]]) -> None:
             f"{row.get('p50_overhead_vs_base_ms', 0):>11} {row['pipelines_per_s']:>12} "
             f"{row.get('throughput_vs_base', 1):>7} {row['service_cpu_ms_per_pipeline']:>16} "
             f"{row.get('cpu_vs_base_ms', 0):>11} {row['errors']:>4}"
+        )
+
+
+def _print_strategies(data: dict[str, Any]) -> None:
+    print(
+        f"\n12. Deliberation strategies ({data['agents']} agents, short replies, "
+        f"{data['clients']} clients for {data['seconds']} s each in {data['passes']} slices "
+        f"taken in turn; {data['wall_s']} s in all)"
+    )
+    print(
+        f"{'strategy':<16} {'pipelines/s':>11} {'calls/req':>9} {'configured':>10} "
+        f"{'cpu ms/pipeline':>15} {'cpu ms/call':>11} {'vs summarize':>12} {'<= +10%':>8} "
+        f"{'err':>4}"
+    )
+    for row in data["rows"]:
+        options = ", ".join(f"{name} {value}" for name, value in row["options"].items())
+        label = f"{row['strategy']} ({options})" if options else row["strategy"]
+        configured = str(row["configured_calls_per_request"])
+        if not row["calls_as_configured"]:
+            configured += " MISMATCH"
+        print(
+            f"{label:<16} {row['pipelines_per_s']:>11} {row['upstream_calls_per_request']:>9} "
+            f"{configured:>10} {row['service_cpu_ms_per_pipeline']:>15} "
+            f"{row['service_cpu_ms_per_call']:>11} {row['cpu_per_call_vs_summarize']:>12} "
+            f"{'met' if row['target_met'] else 'not met':>8} {row['errors']:>4}"
         )
