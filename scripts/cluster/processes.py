@@ -246,10 +246,10 @@ class Cluster:
             return []
         return [json.loads(line) for line in self.nginx.access_log.read_text().splitlines()]
 
-    def logs(self) -> dict[str, str]:
-        """Every process's whole output, by name."""
-        paths = [self.nginx.log_path, *(replica.log_path for replica in self.replicas)]
-        return {path.stem: path.read_text(errors="replace") for path in paths if path.exists()}
+    @staticmethod
+    def logs_in(run_dir: Path) -> dict[str, str]:
+        """Every process's whole output (nginx's, each replica's), by name."""
+        return {path.stem: path.read_text(errors="replace") for path in run_dir.glob("*.log")}
 
 
 def replica_env(
