@@ -49,9 +49,9 @@ test: $(DEV_INSTALLED) ## run the whole test suite (in TEST_WORKERS processes; 0
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # PostgreSQL and Redis are required here (REQUIRE_SERVICES=0 lets their cases skip instead).
-test-faults: $(DEV_INSTALLED) ## the fault suite (kills, outages, hostile clients, soak): a table of cases and counts
+test-faults: $(DEV_INSTALLED) ## the fault suite and the cluster (kills, outages, restarts, soak): a table of cases and counts
 	REQUIRE_SERVICES=$${REQUIRE_SERVICES:-1} FAULTS_REPORT=test-artifacts/faults.md \
-		$(BIN)/python -m pytest tests/faults -m faults $(PYTEST_ARGS)
+		$(BIN)/python -m pytest tests/faults tests/cluster -m faults $(PYTEST_ARGS)
 
 nginx: ## install nginx (apt) for `make cluster`, if none is installed
 	scripts/install_nginx.sh
