@@ -8,7 +8,7 @@ DEV_INSTALLED := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-faults browser lint format eval test-coverage test-coverage-detailed \
+.PHONY: help install run cluster nginx test test-faults browser lint format eval test-coverage test-coverage-detailed \
 	test-coverage-visualize bench mutation service-build service-up service-logs service-down clean
 
 help: ## list the targets
@@ -49,9 +49,16 @@ test: $(DEV_INSTALLED) ## run the whole test suite (in TEST_WORKERS processes; 0
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # PostgreSQL and Redis are required here (REQUIRE_SERVICES=0 lets their cases skip instead).
-test-faults: $(DEV_INSTALLED) ## the fault suite (kills, outages, hostile clients, soak): a table of cases and counts
+test-faults: $(DEV_INSTALLED) ## the fault suite and the cluster (kills, outages, restarts, soak): a table of cases and counts
 	REQUIRE_SERVICES=$${REQUIRE_SERVICES:-1} FAULTS_REPORT=test-artifacts/faults.md \
-		$(BIN)/python -m pytest tests/faults -m faults $(PYTEST_ARGS)
+		$(BIN)/python -m pytest tests/faults tests/cluster -m faults $(PYTEST_ARGS)
+
+nginx: ## install nginx (apt) for `make cluster`, if none is installed
+	scripts/install_nginx.sh
+
+# docker-compose.yml's shape without Docker (scripts/cluster, docs/deploy.md).
+cluster: $(RUN_INSTALLED) nginx ## nginx (deploy/nginx.conf) on CLUSTER_PORT (8080), two replicas, PostgreSQL, Redis
+	$(BIN)/python -m scripts.cluster
 
 browser: ## install Chromium (apt) for the page's browser tests, if none is installed
 	scripts/install_chromium.sh

@@ -110,6 +110,12 @@ class RunDriver:
                         self.live.publish()
                     if self.relay is not None:
                         self.relay.flush()
+            # The events are over: so are the helpers (the relay, the lease, the recorder's
+            # background writes), which `_end` finishes. A run driven by its response was
+            # cancelled with it anyway; one that goes on without its client
+            # (`on_disconnect: "continue"`) otherwise waited on them for ever, holding its
+            # stream slot, its place in `live` and the process's shutdown.
+            run_nursery.cancel_scope.cancel()
 
     def _consume(self, event: Event) -> None:
         if self.telemetry is not None:

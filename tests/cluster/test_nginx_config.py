@@ -1,0 +1,40 @@
+"""The cluster's nginx config is deploy/nginx.conf itself, with only the replicas' and its
+own local addresses put in: a file that lost either line is refused, never half-rendered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.cluster.nginx_config import NginxConfigError, render_nginx_config
+from scripts.cluster.processes import NGINX_CONF
+
+UPSTREAMS = ["127.0.0.1:40001", "127.0.0.1:40002"]
+
+
+def render(source: str) -> str:
+    return render_nginx_config(
+        source, upstreams=UPSTREAMS, listen="127.0.0.1:9000", run_dir=Path("/run/x")
+    )
+
+
+def test_the_compose_file_is_rendered_with_local_addresses_and_nothing_else_changed() -> None:
+    source = NGINX_CONF.read_text()
+    rendered = render(source)
+    parameters = source.split("server fanout:8080", 1)[1].split(";", 1)[0]
+    assert "fanout:8080" not in rendered
+    for address in UPSTREAMS:
+        assert f"server {address}{parameters};" in rendered
+    assert "listen 127.0.0.1:9000;" in rendered
+    # Every proxying directive of the file is there as written.
+    for line in source.splitlines():
+        if line.strip().startswith(("proxy_", "keepalive")):
+            assert line in rendered.splitlines(), line
+
+
+@pytest.mark.parametrize("missing", ["server fanout:8080", "listen 8080;"])
+def test_a_file_without_a_line_the_cluster_replaces_is_refused(missing: str) -> None:
+    source = NGINX_CONF.read_text().replace(missing, "# gone")
+    with pytest.raises(NginxConfigError):
+        render(source)
