@@ -438,6 +438,8 @@ $("ask").addEventListener("submit", async (event) => {
   state.run = { messageId, controller };
   const turn = new Turn(question);
   $("thread").append(turn.root);
+  // The new turn in view: below the earlier answers it would start under the fold.
+  turn.root.scrollIntoView({ block: "start" });
   $("question").value = "";
   try {
     const response = await api("/api/process", {
@@ -471,8 +473,12 @@ $("ask").addEventListener("submit", async (event) => {
   }
 });
 
+// Enter sends, Shift+Enter starts a new line (as in every chat); not while an input method
+// is composing a character.
 $("question").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("ask").requestSubmit();
+  if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+  event.preventDefault();
+  $("ask").requestSubmit();
 });
 
 $("stop").addEventListener("click", async () => {

