@@ -188,12 +188,27 @@ async def test_stop_cancels_the_run_and_the_upstream_sees_every_call_closed(
         seen = await browser.run(after)
         conversations = (await service.client.get("/api/conversations")).json()["conversations"]
         detail = (await service.client.get(f"/api/conversations/{conversations[0]['id']}")).json()
+
+        def reopened() -> dict[str, Any]:
+            page.reload()
+            page.click("#conversations a")
+            # The record's drawing first, then the turn as it was seen, from its events.
+            expect(page.locator(".turn .footer")).to_have_text(seen["footer"])
+            return {
+                "states": agent_states(page),
+                "footer": page.locator(".turn .footer").inner_text(),
+            }
+
+        again = await browser.run(reopened)
         await browser.close_page(page)
     assert [call.outcome for call in calls] == ["disconnected", "disconnected"]
     assert seen["states"] == {"alpha": "cut", "beta": "cut"}
-    assert seen["footer"].startswith("Stopped")
+    # Who stopped it, not a hang-up (the page's run goes on without its client).
+    assert seen["footer"] == "Stopped by the user before it finished"
     assert seen["send_enabled"]
     assert detail["messages"][0]["status"] == "cancelled"
+    # Reopened from the history: the same words, and the columns it cut.
+    assert again == {"states": {"alpha": "cut", "beta": "cut"}, "footer": seen["footer"]}
 
 
 XSS = (

@@ -6,6 +6,12 @@ const $ = (id) => document.getElementById(id);
 const KEY = "fanout.key";
 const RUNNING = "fanout.running";
 const CUT_CODES = new Set(["agent_cut", "deadline_exceeded", "cancelled"]);
+// A stored turn that ended early is drawn again from its events (the record keeps no column
+// for an agent still answering when it stopped, nor the words that said why).
+const ENDED_EARLY = new Set(["cancelled", "failed", "interrupted"]);
+// What the page says of a run it stopped itself (without storage, by hanging up): the words
+// the server uses for a run its user stopped.
+const STOPPED = { code: "cancelled", message: "stopped by the user before it finished" };
 
 const state = {
   key: sessionStorage.getItem(KEY),
@@ -130,9 +136,30 @@ async function openConversation(id) {
   state.conversation = id;
   const thread = $("thread");
   thread.replaceChildren();
-  for (const message of conversation.messages) thread.append(storedTurn(message).root);
+  const turns = conversation.messages.map((message) => [message, storedTurn(message)]);
+  thread.append(...turns.map(([, turn]) => turn.root));
   await loadConversations();
   $("question").focus();
+  const newest = new Map();
+  for (const { message_id: messageId, version } of conversation.messages) {
+    newest.set(messageId, Math.max(version, newest.get(messageId) ?? 0));
+  }
+  // One at a time: each replay holds one of the caller's stream slots while it reads.
+  for (const [message, turn] of turns) {
+    if (!ENDED_EARLY.has(message.status) || newest.get(message.message_id) !== message.version) continue;
+    if (state.conversation !== id) return; // another conversation was opened meanwhile
+    await replayTurn(message, turn);
+  }
+}
+
+// The turn as it was seen live, from its stored events; the record's drawing stays if they
+// cannot be read.
+async function replayTurn(message, shown) {
+  const response = await api(`/api/messages/${encodeURIComponent(message.message_id)}/events`);
+  if (!response.ok) return;
+  const turn = new Turn(message.question);
+  await readEvents(response, (id, type, data) => turn.event(type, data));
+  if (turn.ended() && shown.root.isConnected) shown.root.replaceWith(turn.root);
 }
 
 async function deleteConversation(id) {
@@ -334,7 +361,7 @@ class Turn {
 
   fail(data) {
     renderMarkdown(this.summary, this.summaryElement);
-    this.footer.textContent = `Stopped: ${data.error.message}`;
+    this.footer.textContent = stoppedText(data.error);
     this.footer.classList.add("error");
     for (const root of this.agents.values()) {
       if (root.dataset.state === "answering" || root.dataset.state === "retrying") {
@@ -344,6 +371,12 @@ class Turn {
     }
     this.root.dataset.state = "error";
   }
+}
+
+// "Stopped: <why>", or the server's words alone when they already say it stopped.
+function stoppedText(error) {
+  const why = error.message ?? error.code;
+  return /^stopped\b/i.test(why) ? why[0].toUpperCase() + why.slice(1) : `Stopped: ${why}`;
 }
 
 function storedTurn(message) {
@@ -414,7 +447,7 @@ async function follow(response, turn, messageId) {
     });
   } catch (error) {
     if (error.name !== "AbortError") throw error;
-    if (!turn.ended()) turn.fail({ error: { code: "cancelled", message: "stopped" } });
+    if (!turn.ended()) turn.fail({ error: STOPPED });
   } finally {
     busy(false);
     state.run = null;
@@ -465,7 +498,7 @@ $("ask").addEventListener("submit", async (event) => {
       turn.root.remove();
       $("question").value = question;
     } else if (error.name === "AbortError") {
-      if (!turn.ended()) turn.fail({ error: { code: "cancelled", message: "stopped" } });
+      if (!turn.ended()) turn.fail({ error: STOPPED });
     } else {
       $("ask-error").textContent = String(error);
       $("ask-error").hidden = false;
