@@ -85,3 +85,72 @@ async def test_enter_sends_and_shift_enter_starts_a_new_line(
     assert seen["question"] == "first line\nsecond line"
     assert seen["left"] == ""
     assert detail["messages"][0]["question"] == "first line\nsecond line"
+
+
+async def test_the_open_conversation_is_in_the_address_and_a_reload_shows_it(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    async with running_service(tmp_path, None, env=FAST_MOCK) as service:
+        page = await open_page(browser, service)
+
+        def run() -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            ask(page, "Remember me")
+            page.wait_for_selector(DONE)
+            seen["address"] = page.evaluate("location.hash")
+            page.reload()
+            page.wait_for_selector(DONE)
+            seen["after_reload"] = page.locator(".turn .question").all_inner_texts()
+            page.click("#new-conversation")
+            seen["new"] = {
+                "address": page.evaluate("location.hash"),
+                "turns": page.locator(".turn").count(),
+            }
+            page.go_back()
+            page.wait_for_selector(DONE)
+            seen["back"] = page.locator(".turn .question").all_inner_texts()
+            return seen
+
+        seen = await browser.run(run)
+        stored = (await service.client.get("/api/conversations")).json()["conversations"]
+        await browser.close_page(page)
+    assert seen["address"] == f"#{stored[0]['id']}"
+    assert seen["after_reload"] == ["Remember me"]
+    assert seen["new"] == {"address": "", "turns": 0}
+    assert seen["back"] == ["Remember me"]
+    assert page_errors(page) == []
+
+
+async def test_on_a_phone_the_sidebar_starts_closed_and_closes_on_a_choice(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    async with running_service(tmp_path, None, env=FAST_MOCK) as service:
+        page = await open_page(browser, service, width=390, height=844)
+
+        def run() -> dict[str, Any]:
+            seen: dict[str, Any] = {
+                "at_load": page.is_visible("#sidebar"),
+                "expanded_at_load": page.get_attribute("#toggle-sidebar", "aria-expanded"),
+            }
+            ask(page, "On the go")
+            page.wait_for_selector(DONE)
+            page.click("#new-conversation")
+            page.click("#toggle-sidebar")
+            seen["opened"] = page.is_visible("#sidebar")
+            seen["expanded"] = page.get_attribute("#toggle-sidebar", "aria-expanded")
+            page.click("#conversations a")
+            page.wait_for_selector(DONE)
+            seen["after_choice"] = page.is_visible("#sidebar")
+            return seen
+
+        seen = await browser.run(run)
+        desktop = await open_page(browser, service)
+        desktop_sidebar = await browser.run(desktop.is_visible, "#sidebar")
+        await browser.close_page(page)
+        await browser.close_page(desktop)
+    assert seen["at_load"] is False
+    assert seen["expanded_at_load"] == "false"
+    assert seen["opened"] is True
+    assert seen["expanded"] == "true"
+    assert seen["after_choice"] is False
+    assert desktop_sidebar is True

@@ -18,6 +18,7 @@ const state = {
   storage: true, // false when the server keeps nothing (DATABASE_URL=none)
   conversation: null,
   run: null, // { messageId, controller }
+  opening: null, // the conversation being opened (a token: the newest one wins)
 };
 
 class Unauthorized extends Error {}
@@ -98,6 +99,7 @@ async function loadConversations() {
   if (response.status === 404) {
     state.storage = false; // nothing is kept: no sidebar, no resume
     $("sidebar").hidden = true;
+    $("toggle-sidebar").hidden = true;
     return;
   }
   if (!response.ok) return;
@@ -114,6 +116,7 @@ async function loadConversations() {
       if (conversation.id === state.conversation) link.setAttribute("aria-current", "true");
       link.addEventListener("click", (event) => {
         event.preventDefault();
+        if (PHONE.matches) setSidebar(false); // on a phone the list covers the thread
         openConversation(conversation.id);
       });
       const remove = document.createElement("button");
@@ -130,10 +133,18 @@ async function loadConversations() {
 }
 
 async function openConversation(id) {
+  // The last one asked for wins: an earlier open still loading draws nothing.
+  const opening = (state.opening = {});
   const response = await api(`/api/conversations/${encodeURIComponent(id)}`);
-  if (!response.ok) return;
+  if (state.opening !== opening) return;
+  if (!response.ok) {
+    if (conversationInAddress() === id) showInAddress(null, { replace: true }); // gone
+    return;
+  }
   const conversation = await response.json();
+  if (state.opening !== opening) return;
   state.conversation = id;
+  showInAddress(id);
   const thread = $("thread");
   thread.replaceChildren();
   const turns = conversation.messages.map((message) => [message, storedTurn(message)]);
@@ -147,7 +158,7 @@ async function openConversation(id) {
   // One at a time: each replay holds one of the caller's stream slots while it reads.
   for (const [message, turn] of turns) {
     if (!ENDED_EARLY.has(message.status) || newest.get(message.message_id) !== message.version) continue;
-    if (state.conversation !== id) return; // another conversation was opened meanwhile
+    if (state.opening !== opening) return; // opened again, or another one, meanwhile
     await replayTurn(message, turn);
   }
 }
@@ -171,15 +182,44 @@ async function deleteConversation(id) {
 
 function newConversation() {
   state.conversation = null;
+  showInAddress(null);
   $("thread").replaceChildren();
   $("question").focus();
 }
 $("new-conversation").addEventListener("click", newConversation);
 
+// The open conversation is the address's fragment (`/#<id>`): a reload, a bookmark or Back
+// shows it again.
+function conversationInAddress() {
+  return decodeURIComponent(location.hash.slice(1)) || null;
+}
+
+function showInAddress(id, { replace = false } = {}) {
+  const hash = id ? `#${encodeURIComponent(id)}` : "";
+  if (location.hash === hash) return;
+  const address = hash || location.pathname + location.search;
+  if (replace) history.replaceState(null, "", address);
+  else history.pushState(null, "", address);
+}
+
+window.addEventListener("hashchange", () => {
+  const id = conversationInAddress();
+  if (id === state.conversation) return;
+  if (id) openConversation(id);
+  else newConversation();
+});
+
+// On a phone the sidebar starts closed: open, it would take the top of the screen.
+const PHONE = window.matchMedia("(max-width: 700px)");
+
+function setSidebar(open) {
+  document.querySelector(".layout").classList.toggle("sidebar-closed", !open);
+  $("toggle-sidebar").setAttribute("aria-expanded", String(open));
+}
+setSidebar(!PHONE.matches);
+
 $("toggle-sidebar").addEventListener("click", () => {
-  const layout = document.querySelector(".layout");
-  layout.classList.toggle("sidebar-closed");
-  $("toggle-sidebar").setAttribute("aria-expanded", String(!layout.classList.contains("sidebar-closed")));
+  setSidebar(document.querySelector(".layout").classList.contains("sidebar-closed"));
 });
 
 // --- a turn on the page ---------------------------------------------------------------------
@@ -442,7 +482,10 @@ async function follow(response, turn, messageId) {
   try {
     await readEvents(response, (id, type, data) => {
       if (state.storage) sessionStorage.setItem(RUNNING, JSON.stringify({ messageId, lastEventId: id }));
-      if (data.conversation_id && !state.conversation) state.conversation = data.conversation_id;
+      if (data.conversation_id && !state.conversation) {
+        state.conversation = data.conversation_id;
+        showInAddress(state.conversation, { replace: true });
+      }
       turn.event(type, data);
     });
   } catch (error) {
@@ -490,6 +533,7 @@ $("ask").addEventListener("submit", async (event) => {
       return;
     }
     state.conversation = response.headers.get("X-Conversation-Id") ?? state.conversation;
+    if (state.conversation) showInAddress(state.conversation, { replace: true });
     await follow(response, turn, messageId);
   } catch (error) {
     state.run = null;
@@ -533,13 +577,14 @@ $("stop").addEventListener("click", async () => {
   controller.abort();
 });
 
+// True if a run was going on in this tab: it is followed again.
 async function resume() {
   const running = JSON.parse(sessionStorage.getItem(RUNNING) ?? "null");
-  if (!running || !state.storage) return;
+  if (!running || !state.storage) return false;
   const stored = await api(`/api/messages/${encodeURIComponent(running.messageId)}`);
   if (!stored.ok) {
     sessionStorage.removeItem(RUNNING);
-    return;
+    return false;
   }
   const message = await stored.json();
   state.conversation = message.conversation_id;
@@ -555,6 +600,7 @@ async function resume() {
     signal: controller.signal,
   });
   if (response.ok) await follow(response, turn, running.messageId);
+  return true;
 }
 
 async function start() {
@@ -564,7 +610,9 @@ async function start() {
     $("ask").hidden = false;
     $("sign-out").hidden = !state.key;
     await loadConversations();
-    await resume();
+    const resumed = await resume();
+    const inAddress = conversationInAddress();
+    if (!resumed && inAddress && state.storage) await openConversation(inAddress);
   } catch (error) {
     if (!(error instanceof Unauthorized)) {
       $("ask-error").textContent = String(error);
