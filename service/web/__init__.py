@@ -24,6 +24,7 @@ _TYPES = {
     "docs.js": "text/javascript; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "markdown.js": "text/javascript; charset=utf-8",
+    "clipboard.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 # Read once: the page is a handful of small files.

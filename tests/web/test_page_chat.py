@@ -9,8 +9,9 @@ from typing import Any
 
 from playwright.sync_api import Page
 
+from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import running_service
-from tests.web.browser import BrowserThread, page_errors
+from tests.web.browser import BrowserThread, page_errors, screenshot
 from tests.web.test_page import DONE, FAST_MOCK, ask, open_page
 
 # Where the top of the newest turn's question is, against the viewport's height.
@@ -154,3 +155,89 @@ async def test_on_a_phone_the_sidebar_starts_closed_and_closes_on_a_choice(
     assert seen["expanded"] == "true"
     assert seen["after_choice"] is False
     assert desktop_sidebar is True
+
+
+LONG_LINE = "print(" + " + ".join(f"value_{n}" for n in range(40)) + ")"
+ANSWER = (
+    "| Colour | Wavelength |\n"
+    "|:-------|-----------:|\n"
+    "| blue | 450 nm |\n"
+    "| red \\| deep | 700 nm |\n"
+    "\n"
+    f"```python\n{LONG_LINE}\nprint('<b>not bold</b>')\n```\n"
+)
+
+
+async def test_answers_and_code_copy_tables_render_and_code_scrolls_sideways(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    fake = FakeUpstream(
+        {"fake-a": Behaviour(reply=ANSWER), "fake-summary": Behaviour(reply=f"# Both\n\n{ANSWER}")}
+    )
+    async with running_service(tmp_path, fake) as service:
+        page = await open_page(browser, service)
+
+        def run() -> dict[str, Any]:
+            page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+            ask(page, "Colours, with code")
+            page.wait_for_selector(DONE)
+            alpha = page.locator('.agent[data-agent="alpha"]')
+            summary = page.locator(".summary")
+            seen: dict[str, Any] = {
+                "headers": summary.locator("th").all_inner_texts(),
+                "cells": summary.locator("td").all_inner_texts(),
+                "alignments": summary.locator("td").evaluate_all(
+                    "cells => cells.map(c => getComputedStyle(c).textAlign)"
+                ),
+                "raw_pipes": summary.locator(".summary-text p").all_inner_texts(),
+                "alpha_table": alpha.locator("table").count(),
+                "code_bar": alpha.locator(".code-bar").inner_text(),
+                "pre": alpha.locator("pre").evaluate(
+                    """pre => {
+                        const column = pre.closest(".agent").getBoundingClientRect();
+                        const box = pre.getBoundingClientRect();
+                        const text = pre.closest(".agent-text");
+                        return { scrolls: pre.scrollWidth > pre.clientWidth,
+                                 inside: box.right <= column.right + 0.5,
+                                 column_scrolls: text.scrollWidth - text.clientWidth,
+                                 text: pre.innerText };
+                    }"""
+                ),
+                "overflow": page.evaluate(
+                    "document.documentElement.scrollWidth - window.innerWidth"
+                ),
+            }
+            copied = {}
+            for name, button in (
+                ("code", alpha.locator(".code-bar button")),
+                ("alpha", alpha.locator("header button")),
+                ("summary", summary.locator("header button")),
+            ):
+                button.click()
+                copied[name] = page.evaluate("navigator.clipboard.readText()")
+                copied[f"{name}_said"] = button.inner_text()
+            seen["copied"] = copied
+            seen["shot"] = screenshot(page, "tables-and-code")
+            return seen
+
+        seen = await browser.run(run)
+        await browser.close_page(page)
+    assert seen["headers"] == ["Colour", "Wavelength"]
+    assert seen["cells"] == ["blue", "450 nm", "red | deep", "700 nm"]
+    assert seen["alignments"] == ["left", "right", "left", "right"]
+    assert not any("|" in text for text in seen["raw_pipes"])
+    assert seen["alpha_table"] == 1
+    assert seen["code_bar"].split() == ["python", "Copy"]
+    # The block scrolls sideways within the column; the column itself does not.
+    assert seen["pre"]["scrolls"], seen["pre"]
+    assert seen["pre"]["inside"], seen["pre"]
+    assert seen["pre"]["column_scrolls"] <= 0, seen["pre"]
+    assert seen["pre"]["text"] == f"{LONG_LINE}\nprint('<b>not bold</b>')"
+    assert seen["overflow"] <= 0
+    copied = seen["copied"]
+    assert copied["code"] == f"{LONG_LINE}\nprint('<b>not bold</b>')"
+    assert copied["alpha"] == ANSWER
+    assert copied["summary"] == f"# Both\n\n{ANSWER}"
+    assert copied["code_said"] == copied["alpha_said"] == copied["summary_said"] == "Copied"
+    assert seen["shot"].stat().st_size > 0
+    assert page_errors(page) == []

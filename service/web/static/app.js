@@ -1,5 +1,6 @@
 // The page: one column per agent filling live, the summary streaming below, the caller's
 // conversations in the sidebar. It talks only to the service's public API, like any client.
+import { copyButton } from "/web/clipboard.js";
 import { renderMarkdown } from "/web/markdown.js";
 
 const $ = (id) => document.getElementById(id);
@@ -231,6 +232,9 @@ class Turn {
     this.agents = new Map();
     this.summary = "";
     this.summaryElement = this.root.querySelector(".summary-text");
+    this.root
+      .querySelector(".summary header")
+      .append(copyButton("Copy the summary", () => this.summaryElement.source ?? this.summary));
     this.footer = this.root.querySelector(".footer");
     this.pending = false;
     // Each agent's text as it streams, and the agents waiting to be drawn.
@@ -256,6 +260,8 @@ class Turn {
       const root = $("agent-template").content.firstElementChild.cloneNode(true);
       root.dataset.agent = name;
       root.querySelector(".agent-name").textContent = name;
+      const text = root.querySelector(".agent-text");
+      root.querySelector("header").append(copyButton(`Copy ${name}'s answer`, () => text.source ?? ""));
       this.root.querySelector(".agents").append(root);
       this.agents.set(name, root);
     }
