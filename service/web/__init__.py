@@ -26,6 +26,7 @@ _TYPES = {
     "markdown.js": "text/javascript; charset=utf-8",
     "clipboard.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
 # Read once: the page is a handful of small files.
 _FILES = {

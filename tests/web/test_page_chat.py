@@ -9,6 +9,7 @@ from typing import Any
 
 from playwright.sync_api import Page
 
+from service.auth.keys import issue_key
 from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import running_service
 from tests.web.browser import BrowserThread, page_errors, screenshot
@@ -241,3 +242,127 @@ async def test_answers_and_code_copy_tables_render_and_code_scrolls_sideways(
     assert copied["code_said"] == copied["alpha_said"] == copied["summary_said"] == "Copied"
     assert seen["shot"].stat().st_size > 0
     assert page_errors(page) == []
+
+
+async def test_a_wrong_key_leaves_the_sign_in_card_alone(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    env = {"AUTH": "keys", "AUTH_CACHE_S": "0", **FAST_MOCK}
+    async with running_service(tmp_path, None, env=env) as service:
+        store = service.resources.store
+        assert store is not None
+        key, _ = await store.read(
+            lambda c: issue_key(
+                c,
+                user="alice",
+                tenant="acme",
+                role="user",
+                scopes=frozenset(),
+                expires_in=None,
+                name="web",
+            )
+        )
+        page = await browser.new_page(service.url)
+
+        def controls() -> dict[str, bool]:
+            return {
+                name: page.is_visible(selector)
+                for name, selector in {
+                    "sign_in": "#sign-in",
+                    "sign_out": "#sign-out",
+                    "picker": "#ensemble",
+                    "new": "#new-conversation",
+                    "sidebar": "#sidebar",
+                }.items()
+            }
+
+        def run() -> dict[str, Any]:
+            page.goto("/")
+            page.wait_for_selector("#sign-in:not([hidden])")
+            seen = {"first": controls()}
+            page.fill("#key", "fo_not-a-real-key")
+            page.press("#key", "Enter")
+            page.wait_for_selector("#sign-in-error:not([hidden])")
+            seen["wrong_key"] = controls()
+            page.fill("#key", key)
+            page.press("#key", "Enter")
+            page.wait_for_selector("#sign-out:not([hidden])")
+            seen["right_key"] = controls()
+            seen["ensembles"] = page.locator("#ensemble option").count()
+            page.click("#sign-out")
+            page.wait_for_selector("#sign-in:not([hidden])")
+            seen["signed_out"] = controls()
+            return seen
+
+        seen = await browser.run(run)
+        await browser.close_page(page)
+    alone = {"sign_in": True, "sign_out": False, "picker": False, "new": False, "sidebar": False}
+    assert seen["first"] == alone
+    assert seen["wrong_key"] == alone
+    assert seen["right_key"] == {
+        "sign_in": False,
+        "sign_out": True,
+        "picker": True,
+        "new": True,
+        "sidebar": True,
+    }
+    assert seen["ensembles"] > 0
+    assert seen["signed_out"] == alone
+    assert page_errors(page) == []
+
+
+async def test_counts_are_plural_only_when_more_than_one_and_no_request_fails(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    fake = FakeUpstream({"fake-b": Behaviour(status=503, fail_first=1)})
+    async with running_service(tmp_path, fake, agent_extra={"retries": "1"}) as service:
+        page = await browser.new_page(service.url)
+
+        def run() -> dict[str, Any]:
+            failed: list[str] = []
+            icons: list[tuple[str, int]] = []
+            page.on(
+                "response",
+                lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+            )
+            page.on(
+                "response",
+                lambda r: icons.append((r.url, r.status)) if "icon" in r.url else None,
+            )
+            page.goto("/")
+            page.wait_for_selector("#ensemble option", state="attached")
+            ask(page, "Count them")
+            page.wait_for_selector(DONE)
+            seen = {
+                "alpha": page.locator('.agent[data-agent="alpha"] .agent-meta').inner_text(),
+                "beta": page.locator('.agent[data-agent="beta"] .agent-meta').inner_text(),
+                "title": page.locator(".summary-title").inner_text(),
+                "icon_link": page.get_attribute("link[rel=icon]", "href"),
+            }
+            page.reload()
+            page.wait_for_selector(DONE)
+            seen["stored_alpha"] = page.locator(
+                '.agent[data-agent="alpha"] .agent-meta'
+            ).inner_text()
+            seen["stored_beta"] = page.locator('.agent[data-agent="beta"] .agent-meta').inner_text()
+            seen["failed"] = failed
+            seen["icons"] = icons
+            return seen
+
+        seen = await browser.run(run)
+        icon = await service.client.get("/web/icon.svg")
+        await browser.close_page(page)
+    for meta in (seen["alpha"], seen["stored_alpha"]):
+        assert "1 attempt ·" in meta or meta.endswith("1 attempt"), meta
+        assert "(s)" not in meta
+    for meta in (seen["beta"], seen["stored_beta"]):
+        assert "2 attempts" in meta, meta
+    assert seen["title"].endswith("(2 answers)")
+    assert seen["icon_link"] == "/web/icon.svg"
+    assert icon.status_code == 200
+    assert icon.headers["Content-Type"] == "image/svg+xml"
+    assert "<svg" in icon.text
+    # Chromium asks for the page's icon (before, /favicon.ico: a 404 on every load).
+    assert seen["failed"] == []
+    assert seen["icons"]
+    assert all(status == 200 for _, status in seen["icons"])

@@ -24,6 +24,11 @@ const state = {
 
 class Unauthorized extends Error {}
 
+// "1 attempt", "2 attempts"
+function count(n, noun) {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 async function api(path, options = {}) {
   const headers = new Headers(options.headers ?? {});
   if (state.key) headers.set("Authorization", `Bearer ${state.key}`);
@@ -49,7 +54,14 @@ async function errorText(response) {
 
 // --- sign-in --------------------------------------------------------------------------------
 
+// Until the server accepts the caller, only the sign-in card: no "Sign out", no empty picker.
+function signedIn(accepted) {
+  document.body.classList.toggle("signed-out", !accepted);
+  $("sign-out").hidden = !(accepted && state.key);
+}
+
 function showSignIn(message) {
+  signedIn(false);
   $("sign-in").hidden = false;
   $("ask").hidden = true;
   $("sign-in-error").hidden = !message;
@@ -64,14 +76,12 @@ $("sign-in-form").addEventListener("submit", async (event) => {
   $("key").value = "";
   $("sign-in").hidden = true;
   $("ask").hidden = false;
-  $("sign-out").hidden = false;
   await start();
 });
 
 $("sign-out").addEventListener("click", () => {
   sessionStorage.removeItem(KEY);
   state.key = null;
-  $("sign-out").hidden = true;
   $("conversations").replaceChildren();
   $("thread").replaceChildren();
   showSignIn();
@@ -101,6 +111,7 @@ async function loadConversations() {
     state.storage = false; // nothing is kept: no sidebar, no resume
     $("sidebar").hidden = true;
     $("toggle-sidebar").hidden = true;
+    setSidebar(false);
     return;
   }
   if (!response.ok) return;
@@ -325,7 +336,7 @@ class Turn {
           "answered",
           "answered",
           data.message,
-          `${data.model} · ${data.attempts} attempt(s)`,
+          `${data.model} · ${count(data.attempts, "attempt")}`,
         );
         break;
       case "agent.failed": {
@@ -363,7 +374,7 @@ class Turn {
         break;
       case "summary.started":
         this.root.querySelector(".summary-title").textContent =
-          `Summary by ${data.source} (${data.agents.length} answer(s))`;
+          `Summary by ${data.source} (${count(data.agents.length, "answer")})`;
         break;
       case "summary.delta":
         this.summary += data.message;
@@ -395,7 +406,7 @@ class Turn {
     for (const [name, ms] of agentTimes) {
       const meta = this.agent(name).querySelector(".agent-meta");
       const used = data.usage?.[name];
-      const tokenText = used ? ` · ${used.prompt_tokens + used.completion_tokens} tokens` : "";
+      const tokenText = used ? ` · ${count(used.prompt_tokens + used.completion_tokens, "token")}` : "";
       meta.textContent = `${meta.textContent} · ${(ms / 1000).toFixed(1)} s${tokenText}`;
     }
     this.root.dataset.state = "done";
@@ -429,9 +440,9 @@ function storedTurn(message) {
   const turn = new Turn(message.question);
   for (const answer of message.agents) {
     const cut = answer.outcome === "cut";
-    const meta = [answer.model, `${answer.attempts} attempt(s)`];
+    const meta = [answer.model, count(answer.attempts, "attempt")];
     if (answer.latency_ms != null) meta.push(`${(answer.latency_ms / 1000).toFixed(1)} s`);
-    if (answer.usage) meta.push(`${answer.usage.prompt_tokens + answer.usage.completion_tokens} tokens`);
+    if (answer.usage) meta.push(count(answer.usage.prompt_tokens + answer.usage.completion_tokens, "token"));
     turn.setAgent(
       answer.agent,
       answer.outcome === "completed" ? "answered" : cut ? "cut" : "failed",
@@ -614,7 +625,7 @@ async function start() {
     await loadEnsembles();
     $("sign-in").hidden = true;
     $("ask").hidden = false;
-    $("sign-out").hidden = !state.key;
+    signedIn(true);
     await loadConversations();
     const resumed = await resume();
     const inAddress = conversationInAddress();
