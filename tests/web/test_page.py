@@ -58,6 +58,7 @@ async def test_the_columns_fill_and_the_summary_completes_with_the_mock(
                 "states": agent_states(page),
                 "agent_texts": turn.locator(".agent-text").all_inner_texts(),
                 "metas": turn.locator(".agent-meta").all_inner_texts(),
+                "figures": turn.locator(".agent-figures").all_inner_texts(),
                 "summary": turn.locator(".summary-text").inner_text(),
                 "footer": turn.locator(".footer").inner_text(),
                 "stop_disabled": page.is_disabled("#stop"),
@@ -72,7 +73,8 @@ async def test_the_columns_fill_and_the_summary_completes_with_the_mock(
     assert seen["states"]
     assert set(seen["states"].values()) == {"answered"}
     assert all(text.strip() for text in seen["agent_texts"])
-    assert all("attempt" in meta and " s" in meta for meta in seen["metas"])
+    assert all("attempt" in meta for meta in seen["metas"])
+    assert all("tokens" in line and " s" in line for line in seen["figures"])
     assert seen["summary"].strip()
     assert "tokens" in seen["footer"]
     assert seen["stop_disabled"]

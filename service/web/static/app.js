@@ -24,9 +24,28 @@ const state = {
 
 class Unauthorized extends Error {}
 
-// "1 attempt", "2 attempts"
+// "1 attempt", "2 attempts", "1,234 tokens"
 function count(n, noun) {
-  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+  return `${n.toLocaleString("en-US")} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+function money(dollars) {
+  if (dollars === 0) return "$0";
+  if (dollars < 0.000001) return "<$0.000001";
+  return `$${dollars >= 0.01 ? dollars.toFixed(4) : dollars.toPrecision(2)}`;
+}
+
+// What something used, each part where known: "1,234 tokens · 2.3 s · $0.0012".
+function figures({ tokens, seconds, dollars }) {
+  const parts = [];
+  if (tokens != null) parts.push(count(tokens, "token"));
+  if (seconds != null) parts.push(`${seconds.toFixed(1)} s`);
+  if (dollars != null) parts.push(money(dollars));
+  return parts.join(" · ");
+}
+
+function tokensOf(usage) {
+  return usage ? usage.prompt_tokens + usage.completion_tokens : undefined;
 }
 
 async function api(path, options = {}) {
@@ -251,6 +270,8 @@ class Turn {
     // Each agent's text as it streams, and the agents waiting to be drawn.
     this.agentTexts = new Map();
     this.agentsPending = new Set();
+    // What each member used ({tokens, seconds, dollars}), as it becomes known.
+    this.used = new Map();
   }
 
   showAgent(name) {
@@ -277,6 +298,15 @@ class Turn {
       this.agents.set(name, root);
     }
     return this.agents.get(name);
+  }
+
+  // Tokens, seconds and dollars under an agent's column; `prompt` and `completion` in its title.
+  setUsed(name, values) {
+    const used = { ...this.used.get(name), ...values };
+    this.used.set(name, used);
+    const line = this.agent(name).querySelector(".agent-figures");
+    line.textContent = figures(used);
+    if (used.prompt != null) line.title = `${used.prompt} prompt + ${used.completion} completion tokens`;
   }
 
   setAgent(name, stateName, label, text, meta) {
@@ -338,6 +368,8 @@ class Turn {
           data.message,
           `${data.model} · ${count(data.attempts, "attempt")}`,
         );
+        // The answering call's price, when known; `done` brings the member's every call.
+        if (data.cost_usd != null) this.setUsed(data.source, { dollars: data.cost_usd });
         break;
       case "agent.failed": {
         const cut = CUT_CODES.has(data.error.code);
@@ -393,22 +425,38 @@ class Turn {
     }
   }
 
-  // `live`: the agents' times and tokens come from `done` (a stored turn has them already).
-  finish(data, live = true) {
+  // `done` (or a stored turn's record): what each member used, and the turn's whole. A
+  // stored turn has no dollars (the record keeps tokens), and its agents' figures already.
+  finish(data) {
     renderMarkdown(this.summary, this.summaryElement);
-    const usage = Object.values(data.usage ?? {});
-    const tokens = usage.reduce((sum, u) => sum + u.prompt_tokens + u.completion_tokens, 0);
-    const seconds = (data.timings?.total_ms ?? 0) / 1000;
-    const dollars = data.cost?.total_usd;
-    const cost = dollars == null ? "" : ` · $${dollars < 0.01 ? dollars.toFixed(6) : dollars.toFixed(4)}`;
-    this.footer.textContent = `${tokens} tokens · ${seconds.toFixed(1)} s${cost}`;
-    const agentTimes = live ? Object.entries(data.timings?.agents_ms ?? {}) : [];
-    for (const [name, ms] of agentTimes) {
-      const meta = this.agent(name).querySelector(".agent-meta");
-      const used = data.usage?.[name];
-      const tokenText = used ? ` · ${count(used.prompt_tokens + used.completion_tokens, "token")}` : "";
-      meta.textContent = `${meta.textContent} · ${(ms / 1000).toFixed(1)} s${tokenText}`;
+    const usage = data.usage ?? {};
+    const members = data.cost?.members ?? {};
+    for (const [name, ms] of Object.entries(data.timings?.agents_ms ?? {})) {
+      const used = usage[name];
+      this.setUsed(name, {
+        seconds: ms / 1000,
+        tokens: tokensOf(used),
+        prompt: used?.prompt_tokens,
+        completion: used?.completion_tokens,
+        dollars: members[name] ?? this.used.get(name)?.dollars,
+      });
     }
+    // The summarizer: the one caller with no column.
+    const summarizer = Object.keys(usage).find((name) => !this.agents.has(name));
+    if (summarizer) {
+      this.root.querySelector(".summary-figures").textContent = figures({
+        tokens: tokensOf(usage[summarizer]),
+        dollars: members[summarizer] ?? undefined,
+      });
+    }
+    const total = {
+      tokens: Object.values(usage).reduce((sum, u) => sum + tokensOf(u), 0),
+      seconds: data.timings?.total_ms != null ? data.timings.total_ms / 1000 : undefined,
+      dollars: data.cost?.total_usd ?? undefined,
+    };
+    const first = data.timings?.first_token_ms;
+    const began = first != null ? ` (the answer began at ${(first / 1000).toFixed(1)} s)` : "";
+    this.footer.textContent = `This turn: ${figures(total)}${began}`;
     this.root.dataset.state = "done";
   }
 
@@ -440,20 +488,25 @@ function storedTurn(message) {
   const turn = new Turn(message.question);
   for (const answer of message.agents) {
     const cut = answer.outcome === "cut";
-    const meta = [answer.model, count(answer.attempts, "attempt")];
-    if (answer.latency_ms != null) meta.push(`${(answer.latency_ms / 1000).toFixed(1)} s`);
-    if (answer.usage) meta.push(count(answer.usage.prompt_tokens + answer.usage.completion_tokens, "token"));
+    const completed = answer.outcome === "completed";
     turn.setAgent(
       answer.agent,
-      answer.outcome === "completed" ? "answered" : cut ? "cut" : "failed",
-      answer.outcome === "completed" ? "answered" : answer.outcome,
+      completed ? "answered" : cut ? "cut" : "failed",
+      completed ? "answered" : answer.outcome,
       answer.text ?? "",
-      answer.outcome === "completed" ? meta.filter(Boolean).join(" · ") : answer.error?.code ?? "",
+      completed ? `${answer.model} · ${count(answer.attempts, "attempt")}` : (answer.error?.code ?? ""),
     );
+    turn.setUsed(answer.agent, {
+      seconds: answer.latency_ms != null ? answer.latency_ms / 1000 : undefined,
+      tokens: tokensOf(answer.usage),
+      prompt: answer.usage?.prompt_tokens,
+      completion: answer.usage?.completion_tokens,
+    });
   }
   turn.summary = message.summary ?? "";
   if (message.status === "completed") {
-    turn.finish({ usage: message.usage, timings: message.timings }, false);
+    // The record's timings of each agent are its answers' (above); not those of `done`.
+    turn.finish({ usage: message.usage, timings: { ...message.timings, agents_ms: {} } });
   } else if (message.status !== "running") {
     turn.fail({ error: { message: message.status } });
   }
