@@ -243,12 +243,14 @@ class DeadlineExceeded(PipelineError):
 
 
 class RunCancelled(ServiceError):
-    """The run was cancelled because the client that started it left (the `error` event
-    that those following it, and its record, end with)."""
+    """The run was cancelled because the client that started it left, or because its user
+    stopped it (the `error` event that those following it, and its record, end with)."""
 
     code = "cancelled"
     status = 499
     default_message = "the client that sent this message disconnected, which cancelled it"
+    # POST /api/messages/{id}/cancel: nobody left, the user asked.
+    stopped_message: ClassVar[str] = "stopped by the user before it finished"
 
 
 class StorageUnavailableError(ServiceError):

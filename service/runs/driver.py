@@ -62,12 +62,15 @@ class RunDriver:
 
     def __post_init__(self) -> None:
         self._stop = trio.CancelScope()
+        # Set by `cancel`: the run ends saying its user stopped it, not that its client left.
+        self._stopped_by_user = False
         # Set once the terminal event went out: what follows it is dropped.
         self._ended = False
 
     def cancel(self) -> None:
         """Stop the run, as a hang-up would (POST /api/messages/{id}/cancel): it ends with
         `cancelled`, and every upstream call is closed."""
+        self._stopped_by_user = True
         self._stop.cancel()
 
     async def run(self) -> None:
@@ -143,7 +146,10 @@ class RunDriver:
         """Whatever ended the run: its terminal event if it had none, the last write."""
         if cancelled:
             # Nobody asked for this end but those who follow the run (a join, the record).
-            final = Failed(source="server", error=PublicError.of(RunCancelled()))
+            cancelled_by = RunCancelled(
+                RunCancelled.stopped_message if self._stopped_by_user else None
+            )
+            final = Failed(source="server", error=PublicError.of(cancelled_by))
             event_id, event_type, data = self.encode(final)
             if self.recorder is not None:
                 self.recorder.observe(final, StoredEvent(event_id, event_type, data))

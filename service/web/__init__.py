@@ -24,7 +24,9 @@ _TYPES = {
     "docs.js": "text/javascript; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "markdown.js": "text/javascript; charset=utf-8",
+    "clipboard.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
 # Read once: the page is a handful of small files.
 _FILES = {

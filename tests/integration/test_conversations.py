@@ -207,6 +207,7 @@ async def test_a_hang_up_cancels_the_run_and_still_leaves_its_record(
     final = events_of(replay.content)[-1]
     assert field(final, "event") == "error"
     assert '"code":"cancelled"' in final
+    assert "disconnected" in final  # the client left: nobody pressed Stop
 
 
 async def test_cancel_stops_a_continuing_run_and_closes_its_upstream_calls(
@@ -243,6 +244,9 @@ async def test_cancel_stops_a_continuing_run_and_closes_its_upstream_calls(
     final = events_of(resumed.content)[-1]
     assert field(final, "event") == "error"
     assert '"code":"cancelled"' in final
+    # Its user stopped it: the client did not leave (it had, but the run went on without it).
+    assert "stopped by the user" in final
+    assert "disconnected" not in final
 
 
 async def test_history_endpoints_list_show_and_delete(url: str, tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ async def test_the_columns_fill_and_the_summary_completes_with_the_mock(
                 "states": agent_states(page),
                 "agent_texts": turn.locator(".agent-text").all_inner_texts(),
                 "metas": turn.locator(".agent-meta").all_inner_texts(),
+                "figures": turn.locator(".agent-figures").all_inner_texts(),
                 "summary": turn.locator(".summary-text").inner_text(),
                 "footer": turn.locator(".footer").inner_text(),
                 "stop_disabled": page.is_disabled("#stop"),
@@ -72,7 +73,8 @@ async def test_the_columns_fill_and_the_summary_completes_with_the_mock(
     assert seen["states"]
     assert set(seen["states"].values()) == {"answered"}
     assert all(text.strip() for text in seen["agent_texts"])
-    assert all("attempt" in meta and " s" in meta for meta in seen["metas"])
+    assert all("attempt" in meta for meta in seen["metas"])
+    assert all("tokens" in line and " s" in line for line in seen["figures"])
     assert seen["summary"].strip()
     assert "tokens" in seen["footer"]
     assert seen["stop_disabled"]
@@ -188,12 +190,26 @@ async def test_stop_cancels_the_run_and_the_upstream_sees_every_call_closed(
         seen = await browser.run(after)
         conversations = (await service.client.get("/api/conversations")).json()["conversations"]
         detail = (await service.client.get(f"/api/conversations/{conversations[0]['id']}")).json()
+
+        def reopened() -> dict[str, Any]:
+            page.reload()  # the conversation is in the address: it opens again
+            # The record's drawing first, then the turn as it was seen, from its events.
+            expect(page.locator(".turn .footer")).to_have_text(seen["footer"])
+            return {
+                "states": agent_states(page),
+                "footer": page.locator(".turn .footer").inner_text(),
+            }
+
+        again = await browser.run(reopened)
         await browser.close_page(page)
     assert [call.outcome for call in calls] == ["disconnected", "disconnected"]
     assert seen["states"] == {"alpha": "cut", "beta": "cut"}
-    assert seen["footer"].startswith("Stopped")
+    # Who stopped it, not a hang-up (the page's run goes on without its client).
+    assert seen["footer"] == "Stopped by the user before it finished"
     assert seen["send_enabled"]
     assert detail["messages"][0]["status"] == "cancelled"
+    # Reopened from the history: the same words, and the columns it cut.
+    assert again == {"states": {"alpha": "cut", "beta": "cut"}, "footer": seen["footer"]}
 
 
 XSS = (

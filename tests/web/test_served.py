@@ -12,7 +12,7 @@ async def test_the_page_and_its_files_are_served_with_a_strict_policy(tmp_path: 
         page = await service.client.get("/")
         files = {
             name: await service.client.get(f"/web/{name}")
-            for name in ("app.js", "markdown.js", "style.css")
+            for name in ("app.js", "markdown.js", "clipboard.js", "style.css")
         }
         again = await service.client.get(
             "/web/app.js", headers={"If-None-Match": files["app.js"].headers["ETag"]}

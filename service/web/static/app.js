@@ -1,20 +1,52 @@
 // The page: one column per agent filling live, the summary streaming below, the caller's
 // conversations in the sidebar. It talks only to the service's public API, like any client.
+import { copyButton } from "/web/clipboard.js";
 import { renderMarkdown } from "/web/markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "fanout.key";
 const RUNNING = "fanout.running";
 const CUT_CODES = new Set(["agent_cut", "deadline_exceeded", "cancelled"]);
+// A stored turn that ended early is drawn again from its events (the record keeps no column
+// for an agent still answering when it stopped, nor the words that said why).
+const ENDED_EARLY = new Set(["cancelled", "failed", "interrupted"]);
+// What the page says of a run it stopped itself (without storage, by hanging up): the words
+// the server uses for a run its user stopped.
+const STOPPED = { code: "cancelled", message: "stopped by the user before it finished" };
 
 const state = {
   key: sessionStorage.getItem(KEY),
   storage: true, // false when the server keeps nothing (DATABASE_URL=none)
   conversation: null,
   run: null, // { messageId, controller }
+  opening: null, // the conversation being opened (a token: the newest one wins)
 };
 
 class Unauthorized extends Error {}
+
+// "1 attempt", "2 attempts", "1,234 tokens"
+function count(n, noun) {
+  return `${n.toLocaleString("en-US")} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+function money(dollars) {
+  if (dollars === 0) return "$0";
+  if (dollars < 0.000001) return "<$0.000001";
+  return `$${dollars >= 0.01 ? dollars.toFixed(4) : dollars.toPrecision(2)}`;
+}
+
+// What something used, each part where known: "1,234 tokens · 2.3 s · $0.0012".
+function figures({ tokens, seconds, dollars }) {
+  const parts = [];
+  if (tokens != null) parts.push(count(tokens, "token"));
+  if (seconds != null) parts.push(`${seconds.toFixed(1)} s`);
+  if (dollars != null) parts.push(money(dollars));
+  return parts.join(" · ");
+}
+
+function tokensOf(usage) {
+  return usage ? usage.prompt_tokens + usage.completion_tokens : undefined;
+}
 
 async function api(path, options = {}) {
   const headers = new Headers(options.headers ?? {});
@@ -41,7 +73,14 @@ async function errorText(response) {
 
 // --- sign-in --------------------------------------------------------------------------------
 
+// Until the server accepts the caller, only the sign-in card: no "Sign out", no empty picker.
+function signedIn(accepted) {
+  document.body.classList.toggle("signed-out", !accepted);
+  $("sign-out").hidden = !(accepted && state.key);
+}
+
 function showSignIn(message) {
+  signedIn(false);
   $("sign-in").hidden = false;
   $("ask").hidden = true;
   $("sign-in-error").hidden = !message;
@@ -56,14 +95,12 @@ $("sign-in-form").addEventListener("submit", async (event) => {
   $("key").value = "";
   $("sign-in").hidden = true;
   $("ask").hidden = false;
-  $("sign-out").hidden = false;
   await start();
 });
 
 $("sign-out").addEventListener("click", () => {
   sessionStorage.removeItem(KEY);
   state.key = null;
-  $("sign-out").hidden = true;
   $("conversations").replaceChildren();
   $("thread").replaceChildren();
   showSignIn();
@@ -92,6 +129,8 @@ async function loadConversations() {
   if (response.status === 404) {
     state.storage = false; // nothing is kept: no sidebar, no resume
     $("sidebar").hidden = true;
+    $("toggle-sidebar").hidden = true;
+    setSidebar(false);
     return;
   }
   if (!response.ok) return;
@@ -108,6 +147,7 @@ async function loadConversations() {
       if (conversation.id === state.conversation) link.setAttribute("aria-current", "true");
       link.addEventListener("click", (event) => {
         event.preventDefault();
+        if (PHONE.matches) setSidebar(false); // on a phone the list covers the thread
         openConversation(conversation.id);
       });
       const remove = document.createElement("button");
@@ -124,15 +164,44 @@ async function loadConversations() {
 }
 
 async function openConversation(id) {
+  // The last one asked for wins: an earlier open still loading draws nothing.
+  const opening = (state.opening = {});
   const response = await api(`/api/conversations/${encodeURIComponent(id)}`);
-  if (!response.ok) return;
+  if (state.opening !== opening) return;
+  if (!response.ok) {
+    if (conversationInAddress() === id) showInAddress(null, { replace: true }); // gone
+    return;
+  }
   const conversation = await response.json();
+  if (state.opening !== opening) return;
   state.conversation = id;
+  showInAddress(id);
   const thread = $("thread");
   thread.replaceChildren();
-  for (const message of conversation.messages) thread.append(storedTurn(message).root);
+  const turns = conversation.messages.map((message) => [message, storedTurn(message)]);
+  thread.append(...turns.map(([, turn]) => turn.root));
   await loadConversations();
   $("question").focus();
+  const newest = new Map();
+  for (const { message_id: messageId, version } of conversation.messages) {
+    newest.set(messageId, Math.max(version, newest.get(messageId) ?? 0));
+  }
+  // One at a time: each replay holds one of the caller's stream slots while it reads.
+  for (const [message, turn] of turns) {
+    if (!ENDED_EARLY.has(message.status) || newest.get(message.message_id) !== message.version) continue;
+    if (state.opening !== opening) return; // opened again, or another one, meanwhile
+    await replayTurn(message, turn);
+  }
+}
+
+// The turn as it was seen live, from its stored events; the record's drawing stays if they
+// cannot be read.
+async function replayTurn(message, shown) {
+  const response = await api(`/api/messages/${encodeURIComponent(message.message_id)}/events`);
+  if (!response.ok) return;
+  const turn = new Turn(message.question);
+  await readEvents(response, (id, type, data) => turn.event(type, data));
+  if (turn.ended() && shown.root.isConnected) shown.root.replaceWith(turn.root);
 }
 
 async function deleteConversation(id) {
@@ -144,15 +213,44 @@ async function deleteConversation(id) {
 
 function newConversation() {
   state.conversation = null;
+  showInAddress(null);
   $("thread").replaceChildren();
   $("question").focus();
 }
 $("new-conversation").addEventListener("click", newConversation);
 
+// The open conversation is the address's fragment (`/#<id>`): a reload, a bookmark or Back
+// shows it again.
+function conversationInAddress() {
+  return decodeURIComponent(location.hash.slice(1)) || null;
+}
+
+function showInAddress(id, { replace = false } = {}) {
+  const hash = id ? `#${encodeURIComponent(id)}` : "";
+  if (location.hash === hash) return;
+  const address = hash || location.pathname + location.search;
+  if (replace) history.replaceState(null, "", address);
+  else history.pushState(null, "", address);
+}
+
+window.addEventListener("hashchange", () => {
+  const id = conversationInAddress();
+  if (id === state.conversation) return;
+  if (id) openConversation(id);
+  else newConversation();
+});
+
+// On a phone the sidebar starts closed: open, it would take the top of the screen.
+const PHONE = window.matchMedia("(max-width: 700px)");
+
+function setSidebar(open) {
+  document.querySelector(".layout").classList.toggle("sidebar-closed", !open);
+  $("toggle-sidebar").setAttribute("aria-expanded", String(open));
+}
+setSidebar(!PHONE.matches);
+
 $("toggle-sidebar").addEventListener("click", () => {
-  const layout = document.querySelector(".layout");
-  layout.classList.toggle("sidebar-closed");
-  $("toggle-sidebar").setAttribute("aria-expanded", String(!layout.classList.contains("sidebar-closed")));
+  setSidebar(document.querySelector(".layout").classList.contains("sidebar-closed"));
 });
 
 // --- a turn on the page ---------------------------------------------------------------------
@@ -164,11 +262,16 @@ class Turn {
     this.agents = new Map();
     this.summary = "";
     this.summaryElement = this.root.querySelector(".summary-text");
+    this.root
+      .querySelector(".summary header")
+      .append(copyButton("Copy the summary", () => this.summaryElement.source ?? this.summary));
     this.footer = this.root.querySelector(".footer");
     this.pending = false;
     // Each agent's text as it streams, and the agents waiting to be drawn.
     this.agentTexts = new Map();
     this.agentsPending = new Set();
+    // What each member used ({tokens, seconds, dollars}), as it becomes known.
+    this.used = new Map();
   }
 
   showAgent(name) {
@@ -189,10 +292,21 @@ class Turn {
       const root = $("agent-template").content.firstElementChild.cloneNode(true);
       root.dataset.agent = name;
       root.querySelector(".agent-name").textContent = name;
+      const text = root.querySelector(".agent-text");
+      root.querySelector("header").append(copyButton(`Copy ${name}'s answer`, () => text.source ?? ""));
       this.root.querySelector(".agents").append(root);
       this.agents.set(name, root);
     }
     return this.agents.get(name);
+  }
+
+  // Tokens, seconds and dollars under an agent's column; `prompt` and `completion` in its title.
+  setUsed(name, values) {
+    const used = { ...this.used.get(name), ...values };
+    this.used.set(name, used);
+    const line = this.agent(name).querySelector(".agent-figures");
+    line.textContent = figures(used);
+    if (used.prompt != null) line.title = `${used.prompt} prompt + ${used.completion} completion tokens`;
   }
 
   setAgent(name, stateName, label, text, meta) {
@@ -252,8 +366,10 @@ class Turn {
           "answered",
           "answered",
           data.message,
-          `${data.model} · ${data.attempts} attempt(s)`,
+          `${data.model} · ${count(data.attempts, "attempt")}`,
         );
+        // The answering call's price, when known; `done` brings the member's every call.
+        if (data.cost_usd != null) this.setUsed(data.source, { dollars: data.cost_usd });
         break;
       case "agent.failed": {
         const cut = CUT_CODES.has(data.error.code);
@@ -290,7 +406,7 @@ class Turn {
         break;
       case "summary.started":
         this.root.querySelector(".summary-title").textContent =
-          `Summary by ${data.source} (${data.agents.length} answer(s))`;
+          `Summary by ${data.source} (${count(data.agents.length, "answer")})`;
         break;
       case "summary.delta":
         this.summary += data.message;
@@ -309,22 +425,38 @@ class Turn {
     }
   }
 
-  // `live`: the agents' times and tokens come from `done` (a stored turn has them already).
-  finish(data, live = true) {
+  // `done` (or a stored turn's record): what each member used, and the turn's whole. A
+  // stored turn has no dollars (the record keeps tokens), and its agents' figures already.
+  finish(data) {
     renderMarkdown(this.summary, this.summaryElement);
-    const usage = Object.values(data.usage ?? {});
-    const tokens = usage.reduce((sum, u) => sum + u.prompt_tokens + u.completion_tokens, 0);
-    const seconds = (data.timings?.total_ms ?? 0) / 1000;
-    const dollars = data.cost?.total_usd;
-    const cost = dollars == null ? "" : ` · $${dollars < 0.01 ? dollars.toFixed(6) : dollars.toFixed(4)}`;
-    this.footer.textContent = `${tokens} tokens · ${seconds.toFixed(1)} s${cost}`;
-    const agentTimes = live ? Object.entries(data.timings?.agents_ms ?? {}) : [];
-    for (const [name, ms] of agentTimes) {
-      const meta = this.agent(name).querySelector(".agent-meta");
-      const used = data.usage?.[name];
-      const tokenText = used ? ` · ${used.prompt_tokens + used.completion_tokens} tokens` : "";
-      meta.textContent = `${meta.textContent} · ${(ms / 1000).toFixed(1)} s${tokenText}`;
+    const usage = data.usage ?? {};
+    const members = data.cost?.members ?? {};
+    for (const [name, ms] of Object.entries(data.timings?.agents_ms ?? {})) {
+      const used = usage[name];
+      this.setUsed(name, {
+        seconds: ms / 1000,
+        tokens: tokensOf(used),
+        prompt: used?.prompt_tokens,
+        completion: used?.completion_tokens,
+        dollars: members[name] ?? this.used.get(name)?.dollars,
+      });
     }
+    // The summarizer: the one caller with no column.
+    const summarizer = Object.keys(usage).find((name) => !this.agents.has(name));
+    if (summarizer) {
+      this.root.querySelector(".summary-figures").textContent = figures({
+        tokens: tokensOf(usage[summarizer]),
+        dollars: members[summarizer] ?? undefined,
+      });
+    }
+    const total = {
+      tokens: Object.values(usage).reduce((sum, u) => sum + tokensOf(u), 0),
+      seconds: data.timings?.total_ms != null ? data.timings.total_ms / 1000 : undefined,
+      dollars: data.cost?.total_usd ?? undefined,
+    };
+    const first = data.timings?.first_token_ms;
+    const began = first != null ? ` (the answer began at ${(first / 1000).toFixed(1)} s)` : "";
+    this.footer.textContent = `This turn: ${figures(total)}${began}`;
     this.root.dataset.state = "done";
   }
 
@@ -334,7 +466,7 @@ class Turn {
 
   fail(data) {
     renderMarkdown(this.summary, this.summaryElement);
-    this.footer.textContent = `Stopped: ${data.error.message}`;
+    this.footer.textContent = stoppedText(data.error);
     this.footer.classList.add("error");
     for (const root of this.agents.values()) {
       if (root.dataset.state === "answering" || root.dataset.state === "retrying") {
@@ -346,24 +478,35 @@ class Turn {
   }
 }
 
+// "Stopped: <why>", or the server's words alone when they already say it stopped.
+function stoppedText(error) {
+  const why = error.message ?? error.code;
+  return /^stopped\b/i.test(why) ? why[0].toUpperCase() + why.slice(1) : `Stopped: ${why}`;
+}
+
 function storedTurn(message) {
   const turn = new Turn(message.question);
   for (const answer of message.agents) {
     const cut = answer.outcome === "cut";
-    const meta = [answer.model, `${answer.attempts} attempt(s)`];
-    if (answer.latency_ms != null) meta.push(`${(answer.latency_ms / 1000).toFixed(1)} s`);
-    if (answer.usage) meta.push(`${answer.usage.prompt_tokens + answer.usage.completion_tokens} tokens`);
+    const completed = answer.outcome === "completed";
     turn.setAgent(
       answer.agent,
-      answer.outcome === "completed" ? "answered" : cut ? "cut" : "failed",
-      answer.outcome === "completed" ? "answered" : answer.outcome,
+      completed ? "answered" : cut ? "cut" : "failed",
+      completed ? "answered" : answer.outcome,
       answer.text ?? "",
-      answer.outcome === "completed" ? meta.filter(Boolean).join(" · ") : answer.error?.code ?? "",
+      completed ? `${answer.model} · ${count(answer.attempts, "attempt")}` : (answer.error?.code ?? ""),
     );
+    turn.setUsed(answer.agent, {
+      seconds: answer.latency_ms != null ? answer.latency_ms / 1000 : undefined,
+      tokens: tokensOf(answer.usage),
+      prompt: answer.usage?.prompt_tokens,
+      completion: answer.usage?.completion_tokens,
+    });
   }
   turn.summary = message.summary ?? "";
   if (message.status === "completed") {
-    turn.finish({ usage: message.usage, timings: message.timings }, false);
+    // The record's timings of each agent are its answers' (above); not those of `done`.
+    turn.finish({ usage: message.usage, timings: { ...message.timings, agents_ms: {} } });
   } else if (message.status !== "running") {
     turn.fail({ error: { message: message.status } });
   }
@@ -409,12 +552,15 @@ async function follow(response, turn, messageId) {
   try {
     await readEvents(response, (id, type, data) => {
       if (state.storage) sessionStorage.setItem(RUNNING, JSON.stringify({ messageId, lastEventId: id }));
-      if (data.conversation_id && !state.conversation) state.conversation = data.conversation_id;
+      if (data.conversation_id && !state.conversation) {
+        state.conversation = data.conversation_id;
+        showInAddress(state.conversation, { replace: true });
+      }
       turn.event(type, data);
     });
   } catch (error) {
     if (error.name !== "AbortError") throw error;
-    if (!turn.ended()) turn.fail({ error: { code: "cancelled", message: "stopped" } });
+    if (!turn.ended()) turn.fail({ error: STOPPED });
   } finally {
     busy(false);
     state.run = null;
@@ -438,6 +584,8 @@ $("ask").addEventListener("submit", async (event) => {
   state.run = { messageId, controller };
   const turn = new Turn(question);
   $("thread").append(turn.root);
+  // The new turn in view: below the earlier answers it would start under the fold.
+  turn.root.scrollIntoView({ block: "start" });
   $("question").value = "";
   try {
     const response = await api("/api/process", {
@@ -455,6 +603,7 @@ $("ask").addEventListener("submit", async (event) => {
       return;
     }
     state.conversation = response.headers.get("X-Conversation-Id") ?? state.conversation;
+    if (state.conversation) showInAddress(state.conversation, { replace: true });
     await follow(response, turn, messageId);
   } catch (error) {
     state.run = null;
@@ -463,7 +612,7 @@ $("ask").addEventListener("submit", async (event) => {
       turn.root.remove();
       $("question").value = question;
     } else if (error.name === "AbortError") {
-      if (!turn.ended()) turn.fail({ error: { code: "cancelled", message: "stopped" } });
+      if (!turn.ended()) turn.fail({ error: STOPPED });
     } else {
       $("ask-error").textContent = String(error);
       $("ask-error").hidden = false;
@@ -471,8 +620,12 @@ $("ask").addEventListener("submit", async (event) => {
   }
 });
 
+// Enter sends, Shift+Enter starts a new line (as in every chat); not while an input method
+// is composing a character.
 $("question").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("ask").requestSubmit();
+  if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+  event.preventDefault();
+  $("ask").requestSubmit();
 });
 
 $("stop").addEventListener("click", async () => {
@@ -494,13 +647,14 @@ $("stop").addEventListener("click", async () => {
   controller.abort();
 });
 
+// True if a run was going on in this tab: it is followed again.
 async function resume() {
   const running = JSON.parse(sessionStorage.getItem(RUNNING) ?? "null");
-  if (!running || !state.storage) return;
+  if (!running || !state.storage) return false;
   const stored = await api(`/api/messages/${encodeURIComponent(running.messageId)}`);
   if (!stored.ok) {
     sessionStorage.removeItem(RUNNING);
-    return;
+    return false;
   }
   const message = await stored.json();
   state.conversation = message.conversation_id;
@@ -516,6 +670,7 @@ async function resume() {
     signal: controller.signal,
   });
   if (response.ok) await follow(response, turn, running.messageId);
+  return true;
 }
 
 async function start() {
@@ -523,9 +678,11 @@ async function start() {
     await loadEnsembles();
     $("sign-in").hidden = true;
     $("ask").hidden = false;
-    $("sign-out").hidden = !state.key;
+    signedIn(true);
     await loadConversations();
-    await resume();
+    const resumed = await resume();
+    const inAddress = conversationInAddress();
+    if (!resumed && inAddress && state.storage) await openConversation(inAddress);
   } catch (error) {
     if (!(error instanceof Unauthorized)) {
       $("ask-error").textContent = String(error);

@@ -1,12 +1,76 @@
 // A small Markdown renderer that builds DOM nodes, never HTML from text: model output may hold
 // HTML or scripts, and none of it can run here, because nothing is parsed as markup.
-// Blocks: fenced code, headings, lists, quotes, paragraphs. Inline: code, bold, italic, links
-// (http, https and mailto only).
+// Blocks: fenced code (with a copy button), headings, lists, quotes, tables, paragraphs.
+// Inline: code, bold, italic, links (http, https and mailto only).
+import { copyButton } from "/web/clipboard.js";
 
 const SAFE_LINK = /^(https?:|mailto:)/i;
+// A table's second line: `| --- | :---: |` (the outer pipes optional).
+const TABLE_RULE = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
 
+// The text drawn is kept on the container (`container.source`), for a copy button.
 export function renderMarkdown(text, container) {
+  container.source = text ?? "";
   container.replaceChildren(...blocks(text ?? ""));
+}
+
+function isTableStart(lines, i) {
+  return lines[i].includes("|") && i + 1 < lines.length && TABLE_RULE.test(lines[i + 1]) && lines[i + 1].includes("-");
+}
+
+// The cells of a table row: split on `|` (not on `\|`), the outer pipes dropped.
+function cells(line) {
+  const row = line.trim().replace(/^\|/, "").replace(/(?<!\\)\|$/, "");
+  return row.split(/(?<!\\)\|/).map((cell) => cell.trim().replace(/\\\|/g, "|"));
+}
+
+function table(lines, i) {
+  const head = cells(lines[i]);
+  const align = cells(lines[i + 1]).map((rule) =>
+    rule.startsWith(":") && rule.endsWith(":") ? "center" : rule.endsWith(":") ? "right" : rule.startsWith(":") ? "left" : "",
+  );
+  const element = document.createElement("table");
+  const row = (values, tag) => {
+    const tr = document.createElement("tr");
+    head.forEach((_, column) => {
+      const cell = document.createElement(tag);
+      if (align[column]) cell.style.textAlign = align[column];
+      cell.append(...inline(values[column] ?? ""));
+      tr.append(cell);
+    });
+    return tr;
+  };
+  const thead = document.createElement("thead");
+  thead.append(row(head, "th"));
+  const tbody = document.createElement("tbody");
+  let next = i + 2;
+  while (next < lines.length && lines[next].trim() && lines[next].includes("|")) {
+    tbody.append(row(cells(lines[next]), "td"));
+    next += 1;
+  }
+  element.append(thead, tbody);
+  // Wide tables scroll sideways in their own box, not the page.
+  const box = document.createElement("div");
+  box.className = "table";
+  box.append(element);
+  return [box, next];
+}
+
+function codeBlock(code, language) {
+  const pre = document.createElement("pre");
+  const element = document.createElement("code");
+  element.textContent = code;
+  pre.append(element);
+  pre.tabIndex = 0; // a wide block scrolls sideways: with the keyboard too
+  const bar = document.createElement("div");
+  bar.className = "code-bar";
+  const name = document.createElement("span");
+  name.textContent = language;
+  bar.append(name, copyButton(language ? `Copy the ${language} code` : "Copy the code", () => code));
+  const block = document.createElement("div");
+  block.className = "code";
+  block.append(bar, pre);
+  return block;
 }
 
 function blocks(text) {
@@ -15,17 +79,19 @@ function blocks(text) {
   let i = 0;
   while (i < lines.length) {
     const line = lines[i];
-    const fence = line.match(/^\s*(```|~~~)/);
+    const fence = line.match(/^\s*(```|~~~)\s*([\w+#.-]*)/);
     if (fence) {
       const code = [];
       i += 1;
       while (i < lines.length && !lines[i].trim().startsWith(fence[1])) code.push(lines[i++]);
       i += 1;
-      const pre = document.createElement("pre");
-      const element = document.createElement("code");
-      element.textContent = code.join("\n");
-      pre.append(element);
-      nodes.push(pre);
+      nodes.push(codeBlock(code.join("\n"), fence[2]));
+      continue;
+    }
+    if (isTableStart(lines, i)) {
+      const [element, next] = table(lines, i);
+      nodes.push(element);
+      i = next;
       continue;
     }
     const heading = line.match(/^(#{1,6})\s+(.*)$/);
@@ -62,7 +128,12 @@ function blocks(text) {
       continue;
     }
     const paragraph = [];
-    while (i < lines.length && lines[i].trim() && !/^(#{1,6}\s|\s*([-*+]|\d+[.)])\s|\s*```|\s*>)/.test(lines[i])) {
+    while (
+      i < lines.length &&
+      lines[i].trim() &&
+      !/^(#{1,6}\s|\s*([-*+]|\d+[.)])\s|\s*```|\s*~~~|\s*>)/.test(lines[i]) &&
+      !isTableStart(lines, i)
+    ) {
       paragraph.push(lines[i++]);
     }
     const element = document.createElement("p");
