@@ -366,3 +366,37 @@ async def test_counts_are_plural_only_when_more_than_one_and_no_request_fails(
     assert seen["failed"] == []
     assert seen["icons"]
     assert all(status == 200 for _, status in seen["icons"])
+
+
+async def test_a_reopened_council_or_selection_shows_each_agents_answer_not_its_review(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    columns: dict[str, dict[str, str]] = {}
+    for example in ("council", "usc"):
+        env = {**FAST_MOCK, "ENSEMBLE_FILE": str(Path("examples") / f"{example}.toml")}
+        async with running_service(tmp_path / example, None, env=env) as service:
+            page = await open_page(browser, service)
+
+            def run() -> dict[str, str]:
+                ask(page, "What is 17 + 25?")
+                page.wait_for_selector(DONE)
+                page.reload()
+                page.wait_for_selector(DONE)
+                agents = page.locator(".turn:last-child .agent")
+                return {
+                    agents.nth(i).get_attribute("data-agent") or "": agents.nth(i)
+                    .locator(".agent-text")
+                    .inner_text()
+                    for i in range(agents.count())
+                }
+
+            columns[example] = await browser.run(run)
+            await browser.close_page(page)
+    for example, texts in columns.items():
+        # The agents' columns only (no chairman, no selector), each with its own answer.
+        assert "chairman" not in texts
+        assert "selector" not in texts
+        assert len(texts) == {"council": 3, "usc": 4}[example], texts
+        for text in texts.values():
+            assert "The answer is 42." in text
+            assert "FINAL RANKING" not in text

@@ -484,9 +484,13 @@ function stoppedText(error) {
   return /^stopped\b/i.test(why) ? why[0].toUpperCase() + why.slice(1) : `Stopped: ${why}`;
 }
 
+// A judging step's rows (a council's reviews, a selector's choice) are not answers: a
+// column shows each agent's latest answer (its first, a debate's revision, a layer's).
+const JUDGING_PHASES = new Set(["review", "select"]);
+
 function storedTurn(message) {
   const turn = new Turn(message.question);
-  for (const answer of message.agents) {
+  for (const answer of message.agents.filter((a) => !JUDGING_PHASES.has(a.phase))) {
     const cut = answer.outcome === "cut";
     const completed = answer.outcome === "completed";
     turn.setAgent(
