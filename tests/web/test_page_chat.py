@@ -377,7 +377,7 @@ async def test_a_reopened_council_or_selection_shows_each_agents_answer_not_its_
         async with running_service(tmp_path / example, None, env=env) as service:
             page = await open_page(browser, service)
 
-            def run() -> dict[str, str]:
+            def run(page: Page) -> dict[str, str]:
                 ask(page, "What is 17 + 25?")
                 page.wait_for_selector(DONE)
                 page.reload()
@@ -390,7 +390,7 @@ async def test_a_reopened_council_or_selection_shows_each_agents_answer_not_its_
                     for i in range(agents.count())
                 }
 
-            columns[example] = await browser.run(run)
+            columns[example] = await browser.run(run, page)
             await browser.close_page(page)
     for example, texts in columns.items():
         # The agents' columns only (no chairman, no selector), each with its own answer.
