@@ -362,24 +362,30 @@ async def test_a_reload_mid_run_resumes_it_from_the_stored_events(
     assert summary_calls == 1  # resumed, not asked again
 
 
+async def alices_key(service: RunningService) -> tuple[str, Any]:
+    """A key for alice (acme, a user), made in the service's own store, and its record."""
+    store = service.resources.store
+    assert store is not None
+    key, record = await store.read(
+        lambda c: issue_key(
+            c,
+            user="alice",
+            tenant="acme",
+            role="user",
+            scopes=frozenset(),
+            expires_in=None,
+            name="web",
+        )
+    )
+    return key, record
+
+
 async def test_sign_in_with_a_key_and_a_401_brings_the_sign_in_back(
     browser: BrowserThread, tmp_path: Path
 ) -> None:
     env = {"AUTH": "keys", "AUTH_CACHE_S": "0", **FAST_MOCK}
     async with running_service(tmp_path, None, env=env) as service:
-        store = service.resources.store
-        assert store is not None
-        key, record = await store.read(
-            lambda c: issue_key(
-                c,
-                user="alice",
-                tenant="acme",
-                role="user",
-                scopes=frozenset(),
-                expires_in=None,
-                name="web",
-            )
-        )
+        key, record = await alices_key(service)
         page = await browser.new_page(service.url)
 
         def sign_in() -> dict[str, Any]:
@@ -405,6 +411,8 @@ async def test_sign_in_with_a_key_and_a_401_brings_the_sign_in_back(
             return seen
 
         seen = await browser.run(sign_in)
+        store = service.resources.store
+        assert store is not None
         await store.read(lambda c: revoke_key(c, key_id=record.id, tenant=None))
 
         def after_revoke() -> bool:

@@ -9,11 +9,10 @@ from typing import Any
 
 from playwright.sync_api import Page
 
-from service.auth.keys import issue_key
 from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import running_service
 from tests.web.browser import BrowserThread, page_errors, screenshot
-from tests.web.test_page import DONE, FAST_MOCK, ask, open_page
+from tests.web.test_page import DONE, FAST_MOCK, alices_key, ask, open_page
 
 # Where the top of the newest turn's question is, against the viewport's height.
 NEWEST_QUESTION_TOP = """() => {
@@ -249,19 +248,7 @@ async def test_a_wrong_key_leaves_the_sign_in_card_alone(
 ) -> None:
     env = {"AUTH": "keys", "AUTH_CACHE_S": "0", **FAST_MOCK}
     async with running_service(tmp_path, None, env=env) as service:
-        store = service.resources.store
-        assert store is not None
-        key, _ = await store.read(
-            lambda c: issue_key(
-                c,
-                user="alice",
-                tenant="acme",
-                role="user",
-                scopes=frozenset(),
-                expires_in=None,
-                name="web",
-            )
-        )
+        key, _ = await alices_key(service)
         page = await browser.new_page(service.url)
 
         def controls() -> dict[str, bool]:
