@@ -47,10 +47,15 @@ def price_of(
 
 
 def run_cost(
-    ensemble: Ensemble, usage: Mapping[str, Usage], models: Mapping[str, str]
+    ensemble: Ensemble,
+    usage: Mapping[str, Usage],
+    models: Mapping[str, str],
+    *,
+    default_base_url: str | None = None,
 ) -> dict[str, float | None]:
     """Each member's dollars for the tokens it used in a run (its every call), by the model
-    that answered; None where the price is not known."""
+    that answered; None where the price is not known. `default_base_url` is the server of a
+    target that names none (an ensemble used without its defaults filled in)."""
     members = {member.name: member for member in ensemble.members}
     costs: dict[str, float | None] = {}
     for name, used in usage.items():
@@ -60,7 +65,7 @@ def run_cost(
             continue
         targets = ensemble.targets(member)
         target = next((t for t in targets if t.model == models.get(name)), targets[0])
-        base_url = target.endpoint.base_url if target.endpoint is not None else None
+        base_url = target.endpoint.base_url if target.endpoint is not None else default_base_url
         price = price_of(ensemble, target, used, base_url)
         costs[name] = None if price is None else round(float(price), 8)
     return costs

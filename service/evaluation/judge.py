@@ -18,7 +18,7 @@ from decimal import Decimal
 import trio
 
 from ..ensemble import Agent, Member
-from ..ensemble.prices import price_of
+from ..ensemble.prices import run_cost
 from ..errors import ServiceError
 from ..llm import ChatMessage, ChatModel
 from ..pipeline import PipelineRequest, RunContext
@@ -121,12 +121,12 @@ async def judge_pairs(
                         reply = await ask_agent(run, agent, Attempts(), messages)
                     said = _parse(reply.text)
                     if reply.usage is not None:
-                        target = ensemble.targets(agent)[0]
-                        base = (
-                            target.endpoint.base_url if target.endpoint else plan.default_base_url
-                        )
-                        price = price_of(ensemble, target, reply.usage, base)
-                        cost = None if price is None else float(price)
+                        cost = run_cost(
+                            ensemble,
+                            {agent.name: reply.usage},
+                            {agent.name: reply.model},
+                            default_base_url=plan.default_base_url,
+                        )[agent.name]
                 except (ServiceError, trio.TooSlowError):
                     said = ""
                 verdict = Verdict(ensemble_name, member_name, key, first, said, cost)

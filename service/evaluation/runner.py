@@ -13,14 +13,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from ..ensemble import Agent, Ensemble, Target
-from ..ensemble.prices import price_of
+from ..ensemble import Agent, Ensemble
+from ..ensemble.prices import run_cost
 from ..errors import ServiceError
 from ..events import Done, Event, Failed, SummaryDelta
 from ..llm import ChatModel, Usage
@@ -196,7 +195,7 @@ async def _ask(plan: Plan, model: ChatModel, contestant: Contestant, item: Item)
         first_token_s=None if first_token is None else round(first_token - started, 4),
         prompt_tokens=sum(u.prompt_tokens for u in usage.values()),
         completion_tokens=sum(u.completion_tokens for u in usage.values()),
-        cost_usd=None if cost is None else float(cost),
+        cost_usd=cost,
         error=error,
     )
 
@@ -256,25 +255,12 @@ async def _ask_alone(plan: Plan, model: ChatModel, contestant: Contestant, item:
 
 def _cost(
     plan: Plan, ensemble: Ensemble, usage: dict[str, Usage], models: dict[str, str]
-) -> Decimal | None:
+) -> float | None:
     """The dollars of every call that reported its tokens; None if one price is unknown."""
-    total = Decimal(0)
-    members = {member.name: member for member in ensemble.members}
-    for name, used in usage.items():
-        member = members.get(name)
-        if member is None:
-            return None
-        targets = ensemble.targets(member)
-        target = next((t for t in targets if t.model == models.get(name)), targets[0])
-        price = price_of(ensemble, target, used, _base_url(plan, target))
-        if price is None:
-            return None
-        total += price
-    return total
-
-
-def _base_url(plan: Plan, target: Target) -> str:
-    return target.endpoint.base_url if target.endpoint is not None else plan.default_base_url
+    costs = run_cost(ensemble, usage, models, default_base_url=plan.default_base_url)
+    if None in costs.values():
+        return None
+    return sum(cost or 0.0 for cost in costs.values())
 
 
 def progress_bar(result: Result, done: int, total: int) -> None:
