@@ -174,6 +174,11 @@ class Member(BaseModel):
             raise ValueError("api_key_env needs base_url here (or set it on the provider)")
         return self
 
+    def as_agent(self) -> Agent:
+        """This member asked as an agent is (a selector's or a judge's call: its retries,
+        fallbacks and timeout), its fields as they are, unchecked again."""
+        return Agent.model_construct(**dict(self))
+
     @property
     def fallbacks(self) -> tuple[Fallback, ...]:
         return tuple(

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import trio
 
-from ..ensemble import Agent, Member
+from ..ensemble import Member
 from ..ensemble.prices import run_cost
 from ..errors import ServiceError
 from ..llm import ChatMessage, ChatModel
@@ -93,7 +93,7 @@ async def judge_pairs(
     ]
     todo = [pair for pair in pairs if pair not in seen]
     verdicts = list(earlier)
-    agent = Agent.model_construct(**dict(judge))
+    agent = judge.as_agent()
     ensemble = plan.contestants[0].ensemble.model_copy(update={"agents": (agent,)})
     slots = trio.Semaphore(plan.concurrency)
     with path.open("a", encoding="utf-8") as log:

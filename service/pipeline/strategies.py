@@ -80,7 +80,7 @@ async def usc(run: RunContext, steps: Steps) -> Done | Failed:
     template = run.ensemble.deliberation.select_prompt or DEFAULT_SELECT_PROMPT
     # The ensemble's own summarizer: a client's max_tokens caps the reply, not this choice.
     assert run.ensemble.summarizer is not None
-    selector = _as_agent(run.ensemble.summarizer)
+    selector = run.ensemble.summarizer.as_agent()
 
     def prompt(member: Agent) -> Sequence[ChatMessage]:
         return _step_prompt(run, member, template, shown)
@@ -247,12 +247,6 @@ def _step_prompt(
         history=run.history,
         client_context=run.client_context,
     )
-
-
-def _as_agent(member: Member) -> Agent:
-    """The summarizer asked as the members of a step are (a selector's call: retries,
-    fallbacks, its text streamed), its fields as they are, unchecked again."""
-    return Agent.model_construct(**dict(member))
 
 
 def _named(text: str, labels: Mapping[str, str]) -> str:
