@@ -1,8 +1,9 @@
 """One client connection, contained: Hypercorn's trio `TCPServer` with the fixes we carry.
 
 Hypercorn runs one `TCPServer` per accepted socket, all in the server's nursery, so an
-exception that escapes one connection ends the whole process. Four things here differ
-from Hypercorn 0.18 (`hypercorn/trio/tcp_server.py`); each is pinned by tests/hostile:
+exception that escapes one connection ends the whole process. Five things here differ
+from Hypercorn 0.18 (`hypercorn/trio/tcp_server.py`); each is pinned by tests/hostile, the
+last by tests/integration/test_shutdown.py:
 
 - The race. `_close` sent its EOF without the send lock while another task of the same
   connection could be writing (an early 413 from the app racing Hypercorn's own 400 to a
@@ -18,6 +19,14 @@ from Hypercorn 0.18 (`hypercorn/trio/tcp_server.py`); each is pinned by tests/ho
 
 - Hang-ups. Once the client has closed, the connection no longer waits out its keep-alive
   timer (5 s) before it closes its side and its task ends.
+- Closing while a request waits. A request that arrives on a keep-alive connection while
+  the response before it is still going waits in h11 for its turn (the reader parks until
+  the response ends). If the protocol closes the connection instead of starting the next
+  turn (a draining server does, after every response), nothing wakes the reader: the
+  connection's task lived on, socket closed, until Hypercorn's graceful timeout (the grace
+  plus 2 s) cut it, and so did the process. nginx makes this common: it reuses a
+  connection the moment a response ends, so its next request races the draining server's
+  close. Now, once the protocol has closed the connection, its reading stops.
 
 Only HTTP/1.1 is spoken (see `http1.py`), and TLS is left to the proxy in front.
 """
@@ -66,6 +75,8 @@ class GuardedConnection(TCPServer):
         # (a test's own server too): one with a plain Config gets the default bound.
         self.send_timeout_s = getattr(config, "send_timeout_s", DEFAULT_SEND_TIMEOUT_S)
         self.record = ConnectionRecord()
+        # Around the reading loop: cancelled once the protocol has closed the connection.
+        self.reading = trio.CancelScope()
 
     async def run(self) -> None:
         # Every task of this connection (its app tasks too) starts with this context.
@@ -103,7 +114,8 @@ class GuardedConnection(TCPServer):
                     self.protocol_send,
                 )
                 await self.idle_task.restart(task_group, self._idle_timeout)
-                await self._read_data()
+                with self.reading:
+                    await self._read_data()
                 # The client is gone: its keep-alive timer must not hold the connection
                 # (and its socket, in CLOSE-WAIT) open for another KEEP_ALIVE seconds.
                 await self.idle_task.stop()
@@ -115,6 +127,10 @@ class GuardedConnection(TCPServer):
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
             await super().protocol_send(event)
+            if isinstance(event, Closed):
+                # Closed by the protocol: a request read meanwhile would wait for a turn
+                # that never comes (see the module's docstring). Nothing more is read.
+                self.reading.cancel()
             return
         async with self.send_lock:
             # Shielded from the app's cancellation (a write cut halfway corrupts the
