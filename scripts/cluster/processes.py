@@ -179,6 +179,13 @@ class Nginx:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def requests(self) -> list[dict[str, Any]]:
+        """Its access log so far: one dict per request answered, in the order they ended
+        (`status`, `method`, `uri`, `upstream`: the replicas tried, `upstream_status`)."""
+        if not self.access_log.exists():
+            return []
+        return [json.loads(line) for line in self.access_log.read_text().splitlines()]
+
     def version(self) -> str:
         shown = subprocess.run([self.binary, "-v"], capture_output=True, text=True, check=False)
         return shown.stderr.strip().removeprefix("nginx version: ")
@@ -240,11 +247,8 @@ class Cluster:
         return next(replica for replica in self.replicas if replica.address == address)
 
     def requests(self) -> list[dict[str, Any]]:
-        """nginx's access log so far: one dict per request answered, in the order they
-        ended (`status`, `method`, `uri`, `upstream`: the replicas tried, `upstream_status`)."""
-        if not self.nginx.access_log.exists():
-            return []
-        return [json.loads(line) for line in self.nginx.access_log.read_text().splitlines()]
+        """nginx's access log so far (Nginx.requests)."""
+        return self.nginx.requests()
 
     @staticmethod
     def logs_in(run_dir: Path) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from scripts.cluster import Cluster
+from scripts.cluster.processes import Nginx
 
 
 def replicas_tried(line: dict[str, Any]) -> list[str]:
@@ -26,7 +27,9 @@ def served_by(line: dict[str, Any]) -> str:
     return replicas_tried(line)[-1]
 
 
-async def logged(cluster: Cluster, *, count: int, within_s: float = 10) -> list[dict[str, Any]]:
+async def logged(
+    cluster: Cluster | Nginx, *, count: int, within_s: float = 10
+) -> list[dict[str, Any]]:
     """nginx's access log once it has at least `count` lines (nginx writes a request's line
     when it ends: after the answer, or after the client hung up)."""
     with trio.fail_after(within_s):

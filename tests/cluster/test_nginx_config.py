@@ -3,12 +3,15 @@ own local addresses put in: a file that lost either line is refused, never half-
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from scripts.cluster.nginx_config import NginxConfigError, render_nginx_config
 from scripts.cluster.processes import NGINX_CONF
+from service.process.server import hypercorn_config
+from service.settings import load_settings
 
 UPSTREAMS = ["127.0.0.1:40001", "127.0.0.1:40002"]
 
@@ -38,3 +41,12 @@ def test_a_file_without_a_line_the_cluster_replaces_is_refused(missing: str) -> 
     source = NGINX_CONF.read_text().replace(missing, "# gone")
     with pytest.raises(NginxConfigError):
         render(source)
+
+
+def test_nginx_lets_go_of_an_idle_connection_before_the_replica_closes_it() -> None:
+    """Else a request of nginx's can meet a connection the replica is closing that instant
+    (a GET is sent again; a POST other than a start is answered 502)."""
+    found = re.search(r"^\s*keepalive_timeout\s+(\d+)s;", NGINX_CONF.read_text(), re.M)
+    assert found is not None, "the upstream block has no keepalive_timeout"
+    settings = load_settings({"USE_LLM_MOCK": "true"}, dotenv_path=None)
+    assert int(found[1]) < hypercorn_config(settings).keep_alive_timeout
