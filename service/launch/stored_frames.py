@@ -79,7 +79,10 @@ class StoredFrames:
 
 
 class RelayedFrames:
-    """A run on another instance: the database's phases, then the Redis Stream, live."""
+    """A run on another instance: the database's phases, then the Redis Stream, live. Only
+    frames that follow on from the last one sent are taken from the Stream: a gap (frames
+    the relay lost) is filled from the database first, so Redis going away costs liveness,
+    never an event."""
 
     def __init__(
         self, store: Store, relay: RedisRelay, principal: Principal, message_id: str, version: int
@@ -118,11 +121,18 @@ class RelayedFrames:
             log.info("could not follow a run in Redis (%s); reading the database", exc)
             await trio.sleep(BLOCK_MS / 1000)
             return []
-        frames = []
+        frames: list[Part] = []
         for entries in (answer or {}).values():
             for entry in entries:
                 self._cursor = str(entry.identifier)
                 fields = entry.field_values
-                if int(fields["id"]) > after:
-                    frames.append((int(fields["id"]), str(fields["type"]), str(fields["data"])))
+                event_id = int(fields["id"])
+                if event_id <= after + len(frames):
+                    continue
+                if event_id != after + len(frames) + 1:
+                    # The relay lost the frames between (sent while Redis was away, or
+                    # restarted empty): the database has them once their phase is written,
+                    # and the frames after them with it. Never jump over them.
+                    return frames
+                frames.append((event_id, str(fields["type"]), str(fields["data"])))
         return frames

@@ -1,17 +1,26 @@
 """The relay of a run's frames to Redis, against the machine's Redis: a run that ends while
 its frames are on their way (every run does: its end cancels the relay's task) leaves the
-client's connection pool as it was, so the hundredth run relays as fast as the first."""
+client's connection pool as it was, so the hundredth run relays as fast as the first; and a
+follower on another instance never jumps over frames the relay lost."""
 
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
+from typing import Any
 
 import coredis
 import trio
 import trio.lowlevel
 
 from service.auth import Principal
+from service.launch.stored_frames import RelayedFrames
 from service.runs.relay import RedisRelay, stream_key
+from service.storage import MessageStart, NewMessage
+from service.storage.database import Database
+from service.storage.migrate import migrate
+from service.storage.records import StoredEvent
+from service.storage.store import Store
 from tests.databases import REDIS_URL, forget_redis_prefix, redis_reachable
 
 RUNS = 100  # more than the client's pool holds (coredis: 64)
@@ -67,3 +76,62 @@ async def test_the_last_send_never_overtakes_one_in_flight() -> None:
         await forget_redis_prefix(stream_key(user, "", 0).removesuffix("/0}"))
     ids = [int(entry.field_values["id"]) for entry in entries]
     assert ids == list(range(1, 201))
+
+
+class WatchedRedis(coredis.Redis[str]):
+    """The client a follower reads the relay with, telling when a read has come back."""
+
+    read: trio.Event
+
+    async def xread(self, *args: Any, **kwargs: Any) -> Any:
+        answer = await super().xread(*args, **kwargs)
+        self.read.set()
+        return answer
+
+
+async def test_a_follower_takes_no_frame_after_a_gap_the_relay_lost(tmp_path: Path) -> None:
+    """Redis restarted (or away) while a run was relaying: the frames sent meanwhile are
+    lost, and the relay goes on with the next ones. A follower must not jump over the
+    missing ones to those: it reads them from the database, where their phase lands."""
+    await redis_reachable()
+    user = Principal(user=f"relay-{secrets.token_hex(4)}")
+    database = Database.connect(f"sqlite:///{tmp_path / 'fanout.db'}")
+    migrate(database.engine)
+    store = Store(database, instance="running-it")
+    client = WatchedRedis.from_url(REDIS_URL, decode_responses=True)
+    client.read = trio.Event()
+    try:
+        async with client:
+            begun = await store.begin_message(
+                user,
+                MessageStart(
+                    message_id="m-1",
+                    conversation_id=None,
+                    question="Q?",
+                    ensemble="default",
+                    ensemble_version="v",
+                    trace_id=None,
+                    history_max_chars=0,
+                ),
+            )
+            assert isinstance(begun, NewMessage)
+            frames = [StoredEvent(n, "summary.delta", f'{{"n":{n}}}') for n in range(1, 8)]
+            await store.record(begun.pk, events=frames[:2])  # the agents' phase: 1 and 2
+            publisher = RedisRelay(client).publisher(user, "m-1", 1)
+            for frame in frames[4:]:  # 3 and 4 were sent while Redis was away
+                publisher.add(frame.event_id, frame.type, frame.data)
+            await publisher.close()
+            follower = RelayedFrames(store, RedisRelay(client), user, "m-1", 1)
+
+            async def summary_phase_stored() -> None:
+                await client.read.wait()
+                await store.record(begun.pk, events=frames[2:])
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(summary_phase_stored)
+                with trio.fail_after(10):
+                    followed = await follower.frames_after(2)
+    finally:
+        await forget_redis_prefix(stream_key(user, "", 0).removesuffix("/0}"))
+        database.close()
+    assert [event_id for event_id, _, _ in followed] == [3, 4, 5, 6, 7]
