@@ -26,16 +26,26 @@ def heartbeat_expiry(heartbeat_s: float) -> timedelta:
 
 
 async def keep_house(store: Store, heartbeat_s: float, retention_days: float | None) -> None:
-    """Run until cancelled; a database that fails is logged and tried again next beat."""
+    """Run until cancelled; a database that fails is logged and tried again next beat.
+
+    Other instances are judged by their heartbeats only once this one has reached the
+    database for a whole expiry: while it was away, no instance could beat, and each gets
+    that long to beat again before its running messages are taken for a dead one's."""
+    expiry = heartbeat_expiry(heartbeat_s)
     next_retention = trio.current_time()
+    # When this instance last began reaching the database (its start had just reached it).
+    reachable_since: float | None = trio.current_time()
     while True:
         try:
             await store.heartbeat()
-            interrupted = await store.mark_interrupted(
-                expiry=heartbeat_expiry(heartbeat_s), starting=False
-            )
-            if interrupted:
-                log.warning("%d message(s) of a stopped instance marked interrupted", interrupted)
+            if reachable_since is None:
+                reachable_since = trio.current_time()
+            if trio.current_time() - reachable_since >= expiry.total_seconds():
+                interrupted = await store.mark_interrupted(expiry=expiry, starting=False)
+                if interrupted:
+                    log.warning(
+                        "%d message(s) of a stopped instance marked interrupted", interrupted
+                    )
             if retention_days is not None and trio.current_time() >= next_retention:
                 next_retention = trio.current_time() + RETENTION_EVERY_S
                 cutoff = datetime.now(UTC) - timedelta(days=retention_days)
@@ -45,5 +55,6 @@ async def keep_house(store: Store, heartbeat_s: float, retention_days: float | N
                         "deleted %d conversation(s) older than %g days", deleted, retention_days
                     )
         except StorageUnavailable:
+            reachable_since = None
             log.warning("housekeeping could not reach the database", exc_info=True)
         await trio.sleep(heartbeat_s)
