@@ -21,7 +21,7 @@ from ..principal import Principal
 from ..runs.frames import FrameEncoder
 from ..runs.live import Part
 from ..runs.relay import TIMEOUT_S, RedisRelay, stream_key
-from ..storage import FINISHED, Store
+from ..storage import FINISHED, StorageUnavailable, Store
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,28 @@ async def _ending(
     return [(MAX_EVENT_ID, event_type, data)]
 
 
+async def _from_database(
+    store: Store, principal: Principal, message_id: str, version: int | None, after: int
+) -> list[Part] | None:
+    """What the database has of the message after `after`: its events, or once it has
+    finished the end of its stream (nothing, or the made-up `interrupted`); None while
+    there is nothing more yet. A database that does not answer is nothing yet too: a
+    follower waits for it (live from the relay meanwhile, when there is one) rather than
+    cutting its client's stream with no terminal event."""
+    try:
+        found = await store.events_after(principal, message_id, after, version=version)
+        if found is None:
+            return []  # deleted while it was followed
+        status, events = found
+        if events:
+            return [(e.event_id, e.type, e.data) for e in events]
+        if status in FINISHED:
+            return await _ending(store, principal, message_id, version, after)
+    except StorageUnavailable:
+        log.info("following message %s: the database did not answer; asking again", message_id)
+    return None
+
+
 class StoredFrames:
     """A stored message's frames: `version` None is the newest (the one its id names)."""
 
@@ -63,18 +85,11 @@ class StoredFrames:
 
     async def frames_after(self, after: int) -> Sequence[Part]:
         while True:
-            found = await self._store.events_after(
-                self._principal, self._message_id, after, version=self._version
+            stored = await _from_database(
+                self._store, self._principal, self._message_id, self._version, after
             )
-            if found is None:
-                return []  # deleted while it was followed
-            status, events = found
-            if events:
-                return [(e.event_id, e.type, e.data) for e in events]
-            if status in FINISHED:
-                return await _ending(
-                    self._store, self._principal, self._message_id, self._version, after
-                )
+            if stored is not None:
+                return stored
             await trio.sleep(POLL_S)
 
 
@@ -97,18 +112,11 @@ class RelayedFrames:
 
     async def frames_after(self, after: int) -> Sequence[Part]:
         while True:
-            found = await self._store.events_after(
-                self._principal, self._message_id, after, version=self._version
+            stored = await _from_database(
+                self._store, self._principal, self._message_id, self._version, after
             )
-            if found is None:
-                return []
-            status, events = found
-            if events:
-                return [(e.event_id, e.type, e.data) for e in events]
-            if status in FINISHED:
-                return await _ending(
-                    self._store, self._principal, self._message_id, self._version, after
-                )
+            if stored is not None:
+                return stored
             frames = await self._read(after)
             if frames:
                 return frames
