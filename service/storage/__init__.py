@@ -84,6 +84,8 @@ async def open_store(settings: Settings) -> AsyncIterator[Store | None]:
             writer_nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(5):
+            # Phases kept since the database was away: a last chance, else lost (logged).
+            await store.write_unwritten()
             try:
                 # A clean stop: no one needs to wait for this instance's heartbeat to expire.
                 await store.forget_instance()

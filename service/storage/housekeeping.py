@@ -1,6 +1,7 @@
 """What an instance does for the database while it serves: a heartbeat, so that other
-instances can tell it is alive; taking over the running messages of instances that are not;
-and deleting conversations past RETENTION_DAYS.
+instances can tell it is alive; writing its runs' phases that were given up while the
+database was away; taking over the running messages of instances that are not; and
+deleting conversations past RETENTION_DAYS.
 
     nursery.start_soon(keep_house, store, 5.0, 30.0)
 """
@@ -38,6 +39,7 @@ async def keep_house(store: Store, heartbeat_s: float, retention_days: float | N
     while True:
         try:
             await store.heartbeat()
+            await store.write_unwritten()
             if reachable_since is None:
                 reachable_since = trio.current_time()
             if trio.current_time() - reachable_since >= expiry.total_seconds():

@@ -2,7 +2,9 @@
 
 Reads fail loudly (the caller answers 503); writes made while a stream runs are retried
 within a bound and then given up, logged and counted (`fanout_storage_errors_total`), so a
-failing database never breaks a stream.
+failing database never breaks a stream. A run's phase given up so is kept, and written
+once the database answers again (`write_unwritten`, each heartbeat): a message whose end
+was lost that way is stored whole then, instead of staying `running`.
 
     store = Store(database, instance="host:8080")
     begun = await store.begin_message(principal, MessageStart(message_id="m-1", ...))
@@ -11,6 +13,7 @@ failing database never breaks a stream.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,7 +21,7 @@ from typing import Any, TypeVar
 
 import trio
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from ..principal import Principal
 from ..telemetry.metrics import METRICS
@@ -48,6 +51,9 @@ T = TypeVar("T")
 WRITE_ATTEMPTS = 3
 WRITE_BACKOFF_S = 0.2
 WRITE_BUDGET_S = 3.0
+# Phases given up while the database was away, kept to be written once it is back; past
+# this many, the oldest is lost for good (it was logged and counted when it failed).
+UNWRITTEN_KEPT = 2000
 
 
 @dataclass(eq=False)
@@ -86,6 +92,7 @@ class Store:
         self._queue: list[_Queued] = []
         self._queued = trio.Event()
         self._group_writing = False
+        self._unwritten: deque[Phase] = deque(maxlen=UNWRITTEN_KEPT)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run `work`, which only reads, once; StorageUnavailable if the database did not
@@ -161,7 +168,10 @@ class Store:
         write is bounded), so a caller never writes a phase twice."""
         phase = _Queued(Phase(message_pk, events, agents, end, usage))
         if not self._group_writing:
-            return await self.write(f"message {message_pk}", _writer_of([phase.phase]))
+            phase.ok = await self.write(f"message {message_pk}", _writer_of([phase.phase]))
+            if not phase.ok:
+                self._unwritten.append(phase.phase)
+            return phase.ok
         self._queue.append(phase)
         self._queued.set()
         try:
@@ -215,6 +225,35 @@ class Store:
             queued.ok = await self.write(
                 f"message {queued.phase.message_pk}", _writer_of([queued.phase])
             )
+            if not queued.ok:
+                self._unwritten.append(queued.phase)
+
+    async def write_unwritten(self) -> int:
+        """Write the phases given up while the database was away, oldest first, each once;
+        how many were written. Stops at one the database does not take for being away
+        (kept, for the next call); one it refuses (say, its write had gone through after
+        all) is dropped: its loss was logged when it failed."""
+        written = 0
+        while self._unwritten:
+            phase = self._unwritten[0]
+            try:
+                await self.database.run(_writer_of([phase]))
+            except OperationalError:
+                return written
+            except SQLAlchemyError:
+                log.error(
+                    "message %d: a phase kept since the database was away was refused",
+                    phase.message_pk,
+                    exc_info=True,
+                )
+            else:
+                written += 1
+                log.info(
+                    "message %d: a phase kept since the database was away is stored now",
+                    phase.message_pk,
+                )
+            self._unwritten.popleft()
+        return written
 
     async def events_after(
         self,

@@ -12,7 +12,8 @@ from service.storage import MessageStart, NewMessage, keep_house
 from service.storage.database import Database
 from service.storage.migrate import migrate
 from service.storage.queries import as_utc
-from service.storage.schema import conversations, instances, messages
+from service.storage.records import MessageEnd, StoredEvent
+from service.storage.schema import conversations, instances, message_events, messages
 from service.storage.store import Store
 from tests.databases import postgres_schema
 from tests.faults.outage import proxied
@@ -121,3 +122,35 @@ async def test_after_an_outage_another_instance_gets_an_expiry_to_beat_again() -
                 other_database.close()
     assert not taken_at_once, "taken for a dead instance's the moment the database was back"
     assert kept == {"theirs": "running"}
+
+
+async def test_a_run_whose_last_write_failed_is_stored_whole_once_the_database_is_back() -> None:
+    """Its end could not be written while PostgreSQL was away: the message stayed `running`
+    for as long as its instance lived, and every resume of it was kept open for good. The
+    store keeps such phases and housekeeping writes them once the database answers."""
+    async with proxied(5432) as proxy:
+        with postgres_schema() as url:
+            via_proxy = url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/")
+            database = Database.connect(via_proxy)
+            await trio.to_thread.run_sync(migrate, database.engine)
+            try:
+                store = Store(database, instance="this")
+                await begin(store, "lost-end", "c")
+                pk = await database.run(lambda c: c.execute(select(messages.c.pk)).scalar_one())
+                end = MessageEnd("completed", "The answer.", None, {}, {}, None)
+                proxy.proxy.cut()
+                written = await store.record(pk, events=[StoredEvent(1, "done", "{}")], end=end)
+                await proxy.nursery.start(proxy.proxy.serve)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(keep_house, store, 0.05, None)
+                    with trio.fail_after(10):
+                        while await statuses(database) != {"lost-end": "completed"}:  # noqa: ASYNC110
+                            await trio.sleep(0.05)
+                    nursery.cancel_scope.cancel()
+                events = await database.run(
+                    lambda c: c.execute(select(message_events.c.last_event_id)).scalars().all()
+                )
+            finally:
+                database.close()
+    assert not written
+    assert events == [1]
