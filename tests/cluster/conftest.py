@@ -1,10 +1,12 @@
 """The cluster of `make cluster` in a test: nginx with deploy/nginx.conf in front of two
 `python -m service` replicas, on a PostgreSQL schema and the test process's Redis database
-of their own, with the mock's timings each case asks for.
+of their own, with the mock's timings each case asks for. A case that restarts PostgreSQL
+or Redis gives the URL of a server of its own (tests/cluster/own_servers.py) instead.
 
     async def test_a_case(cluster_of: ClusterOf) -> None:
         async with cluster_of(MOCK_TOKEN_MS="50") as (cluster, database_url):
             cluster.url, cluster.replicas[0].kill(), cluster.requests()
+        async with cluster_of(redis_url=own.url) as (cluster, database_url): ...
 
 nginx is installed (Debian's package, scripts/install_nginx.sh) when it is missing.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -50,13 +52,18 @@ def nginx() -> str:
 @pytest.fixture
 def cluster_of(tmp_path: Path, nginx: str) -> ClusterOf:
     @asynccontextmanager
-    async def started(**env: str) -> AsyncIterator[tuple[Cluster, str]]:
-        await redis_reachable()
-        with postgres_schema() as database_url:
+    async def started(
+        *, database_url: str | None = None, redis_url: str | None = None, **env: str
+    ) -> AsyncIterator[tuple[Cluster, str]]:
+        if redis_url is None:
+            await redis_reachable()
+        with ExitStack() as stack:
+            if database_url is None:
+                database_url = stack.enter_context(postgres_schema())
             environment = replica_env(
                 service_env(**env),
                 database_url=database_url,
-                redis_url=REDIS_URL,
+                redis_url=redis_url or REDIS_URL,
                 limits_file=None,
             )
             run_dir = tmp_path / "cluster"
@@ -64,7 +71,8 @@ def cluster_of(tmp_path: Path, nginx: str) -> ClusterOf:
                 async with running_cluster(run_dir, environment, cwd=tmp_path) as cluster:
                     yield cluster, database_url
             finally:
-                await forget_redis_prefix("fanout:")
+                if redis_url is None:
+                    await forget_redis_prefix("fanout:")
                 for name, log in Cluster.logs_in(run_dir).items():
                     watch.scan(log, where=f"{name} of the cluster in {tmp_path.name}")
 

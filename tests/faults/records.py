@@ -22,6 +22,8 @@ class StoredMessage:
     error_code: str | None
     event_ids: tuple[int, ...]
     last_event_type: str | None
+    # The instance that ran it (INSTANCE_ID; a cluster's replica name).
+    instance: str | None = None
 
     def has_events_up_to(self, last_id: int) -> bool:
         """Every event from 1 to `last_id` is stored, once, and nothing after it."""
@@ -33,7 +35,7 @@ def _read(url: str) -> dict[str, StoredMessage]:
     try:
         with engine.connect() as connection:
             rows = connection.execute(
-                text("SELECT pk, message_id, status, error_code FROM messages")
+                text("SELECT pk, message_id, status, error_code, instance FROM messages")
             ).all()
             stored: dict[int, list[list[object]]] = {}
             for message_pk, events in connection.execute(
@@ -46,7 +48,7 @@ def _read(url: str) -> dict[str, StoredMessage]:
     finally:
         engine.dispose()
     messages = {}
-    for pk, message_id, status, error_code in rows:
+    for pk, message_id, status, error_code, instance in rows:
         events = stored.get(pk, [])
         messages[message_id] = StoredMessage(
             pk=pk,
@@ -55,6 +57,7 @@ def _read(url: str) -> dict[str, StoredMessage]:
             error_code=error_code,
             event_ids=tuple(int(event[0]) for event in events),  # type: ignore[call-overload]
             last_event_type=str(events[-1][1]) if events else None,
+            instance=instance,
         )
     return messages
 
