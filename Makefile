@@ -8,7 +8,7 @@ DEV_INSTALLED := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run cluster nginx test test-faults browser lint format eval test-coverage test-coverage-detailed \
+.PHONY: help install run cluster cluster-bench nginx test test-faults browser lint format eval test-coverage test-coverage-detailed \
 	test-coverage-visualize bench mutation service-build service-up service-logs service-down clean
 
 help: ## list the targets
@@ -59,6 +59,10 @@ nginx: ## install nginx (apt) for `make cluster`, if none is installed
 # docker-compose.yml's shape without Docker (scripts/cluster, docs/deploy.md).
 cluster: $(RUN_INSTALLED) nginx ## nginx (deploy/nginx.conf) on CLUSTER_PORT (8080), two replicas, PostgreSQL, Redis
 	$(BIN)/python -m scripts.cluster
+
+# Not in CI: a minute of load per shape (scripts/bench/cluster.py, docs/benchmarks.md).
+cluster-bench: $(RUN_INSTALLED) nginx ## requests/s: one replica direct, behind nginx, two behind nginx
+	$(BIN)/python -m scripts.bench.cluster $(CLUSTER_BENCH_ARGS)
 
 browser: ## install Chromium (apt) for the page's browser tests, if none is installed
 	scripts/install_chromium.sh
