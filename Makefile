@@ -92,8 +92,17 @@ $(BENCHED): $(DEV_INSTALLED) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
-bench: $(BENCHED) ## run the benchmarks; tables here, JSON and plots in docs/benchmarks/
-	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
+# The peer the benchmark compares with: LiteLLM's proxy, in a virtualenv of its own (its
+# dependencies must not change the service's). LITELLM_BIN given wins.
+PEER_VENV ?= .venv-litellm
+PEER_INSTALLED := $(PEER_VENV)/.installed
+$(PEER_INSTALLED):
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet 'litellm[proxy]'
+	@touch $@
+
+bench: $(BENCHED) $(if $(LITELLM_BIN),,$(PEER_INSTALLED)) ## run the benchmarks beside LiteLLM; tables here, JSON and plots in docs/benchmarks/
+	LITELLM_BIN=$${LITELLM_BIN:-$(PEER_VENV)/bin/litellm} $(BIN)/python -m scripts.bench $(BENCH_ARGS)
 
 # The sample evaluation, offline: a vote of three mock agents against each of them alone.
 eval: $(RUN_INSTALLED) ## does an ensemble beat its best member? the sample set, with the mock
@@ -113,4 +122,4 @@ service-down: ## stop and remove the containers
 	docker compose down
 
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage
+	rm -rf $(VENV) $(PEER_VENV) .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage
