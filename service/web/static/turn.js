@@ -69,6 +69,17 @@ function stepKey(phase, round) {
   return `${phase ?? "answer"}:${round ?? 0}`;
 }
 
+// A tile of a strip: a button opens it to the row's width and its whole answer.
+function expandable(column, name) {
+  const grow = button("+", () => {
+    const open = column.classList.toggle("expanded");
+    grow.textContent = open ? "−" : "+";
+    grow.setAttribute("aria-expanded", String(open));
+  }, { title: `Show all of ${name}'s answer`, className: "ghost small grow" });
+  grow.setAttribute("aria-expanded", "false");
+  column.querySelector("header").append(grow);
+}
+
 export class Turn {
   // `actions`: what the turn's buttons ask of the page ({ edit(turn, text), regenerate(turn),
   // step(turn, -1 | 1) }); a turn drawn for nothing else has none.
@@ -239,19 +250,12 @@ export class Turn {
       const text = root.querySelector(".agent-text");
       const header = root.querySelector("header");
       header.append(copyButton(`Copy ${name}'s answer`, () => text.source ?? ""));
-      if (step.grid.classList.contains("many")) {
-        const grow = button("Expand", () => {
-          const open = root.classList.toggle("expanded");
-          grow.textContent = open ? "Shrink" : "Expand";
-          grow.setAttribute("aria-expanded", String(open));
-        }, { title: `Show all of ${name}'s answer` });
-        grow.setAttribute("aria-expanded", "false");
-        header.append(grow);
-      }
       step.grid.append(root);
       step.columns.set(name, root);
-      if (step.columns.size > MANY_AGENTS && !step.grid.classList.contains("many")) {
+      if (step.grid.classList.contains("many")) expandable(root, name);
+      else if (step.columns.size > MANY_AGENTS) {
         step.grid.classList.add("many");
+        for (const [other, column] of step.columns) expandable(column, other);
       }
     }
     return step.columns.get(name);
@@ -573,6 +577,8 @@ export class Turn {
     if (stateName === "done" && !this.summarySection.hidden) {
       for (const step of this.steps.values()) if (step.root.tagName === "DETAILS") step.root.open = false;
     }
+    // Each answer read from its start again (a growing one showed its newest lines).
+    for (const box of this.root.querySelectorAll(".agent-text")) box.scrollTop = 0;
     this.root.dataset.state = stateName;
     this.root.removeAttribute("aria-busy");
     this.compareButton.hidden = this.answers.size === 0 || this.summarySection.hidden;
