@@ -14,7 +14,7 @@ from playwright.sync_api import Page
 
 from tests.integration.harness import RunningService, running_service
 from tests.web.browser import BrowserThread, page_errors, screenshot
-from tests.web.test_page import DONE, FAST_MOCK, ask, open_page
+from tests.web.test_page import FAST_MOCK, ask, open_page
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STRATEGIES = ("council", "debate", "moa", "vote", "usc")
@@ -35,9 +35,16 @@ def ensembles(folder: Path) -> Path:
 
 
 def ask_with(page: Page, ensemble: str, question: str) -> None:
+    """Ask with that ensemble, and wait for this turn's end."""
+    turns = page.locator("#thread > .turn").count()
     page.select_option("#ensemble", ensemble)
     ask(page, question)
-    page.wait_for_selector(DONE)
+    page.wait_for_function(
+        """(n) => { const turns = document.querySelectorAll("#thread > .turn");
+            return turns.length === n && turns[n - 1].dataset.state === "done"
+                && !document.body.classList.contains("running"); }""",
+        arg=turns + 1,
+    )
 
 
 def steps(page: Page) -> list[dict[str, Any]]:

@@ -124,7 +124,7 @@ async def test_regenerate_asks_again_in_place_and_both_answers_stay(
             ask(page, "Another one")
             finished(page, 2)
             first = page.locator("#thread > .turn").first
-            first.get_by_role("button", name="Ask this question again").click()
+            first.get_by_role("button", name="Regenerate: ask this question again").click()
             page.wait_for_selector("body.running")
             seen["while_running"] = {
                 "tools_hidden": page.locator("#thread > .turn .turn-tools").first.evaluate(

@@ -69,12 +69,19 @@ function stepKey(phase, round) {
   return `${phase ?? "answer"}:${round ?? 0}`;
 }
 
+// A box whose text scrolls takes the focus, so that the keyboard scrolls it too.
+function keyboardScrolls(box) {
+  if (box.scrollHeight > box.clientHeight) box.tabIndex = 0;
+  else box.removeAttribute("tabindex");
+}
+
 // A tile of a strip: a button opens it to the row's width and its whole answer.
 function expandable(column, name) {
   const grow = button("+", () => {
     const open = column.classList.toggle("expanded");
     grow.textContent = open ? "−" : "+";
     grow.setAttribute("aria-expanded", String(open));
+    keyboardScrolls(column.querySelector(".agent-text"));
   }, { title: `Show all of ${name}'s answer`, className: "ghost small grow" });
   grow.setAttribute("aria-expanded", "false");
   column.querySelector("header").append(grow);
@@ -132,7 +139,7 @@ export class Turn {
     const after = this.root.querySelector(".turn-actions");
     if (regenerate) {
       after.append(
-        button("Regenerate", () => regenerate(this), { title: "Ask this question again" }),
+        button("Regenerate", () => regenerate(this), { title: "Regenerate: ask this question again" }),
       );
     }
     this.compareButton = button("Compare", () => this.toggleCompare(), {
@@ -248,6 +255,7 @@ export class Turn {
       root.dataset.agent = name;
       root.querySelector(".agent-name").textContent = name;
       const text = root.querySelector(".agent-text");
+      text.tabIndex = 0; // it scrolls while it fills; once done, only if it still does
       const header = root.querySelector("header");
       header.append(copyButton(`Copy ${name}'s answer`, () => text.source ?? ""));
       step.grid.append(root);
@@ -577,10 +585,13 @@ export class Turn {
     if (stateName === "done" && !this.summarySection.hidden) {
       for (const step of this.steps.values()) if (step.root.tagName === "DETAILS") step.root.open = false;
     }
-    // Each answer read from its start again (a growing one showed its newest lines).
-    for (const box of this.root.querySelectorAll(".agent-text")) box.scrollTop = 0;
     this.root.dataset.state = stateName;
     this.root.removeAttribute("aria-busy");
+    // Each answer read from its start again (a growing one showed its newest lines).
+    for (const box of this.root.querySelectorAll(".agent-text")) {
+      box.scrollTop = 0;
+      if (this.root.isConnected) keyboardScrolls(box);
+    }
     this.compareButton.hidden = this.answers.size === 0 || this.summarySection.hidden;
   }
 }
