@@ -211,7 +211,9 @@ export class Turn {
     const box = this.root.querySelector(".compare");
     const open = box.hidden;
     if (open) {
-      const members = [...this.answers.entries()].map(([name, text]) => ({ name, text }));
+      const members = [...this.answers.entries()]
+        .filter(([, text]) => text)
+        .map(([name, text]) => ({ name, text }));
       box.replaceChildren(...compareView(this.summaryElement.source ?? this.summary, members, this.chosen));
     }
     box.hidden = !open;
@@ -260,6 +262,8 @@ export class Turn {
       header.append(copyButton(`Copy ${name}'s answer`, () => text.source ?? ""));
       step.grid.append(root);
       step.columns.set(name, root);
+      // The compare view lists the members in the columns' order, not their answers'.
+      if (!JUDGING_PHASES.has(step.phase) && !this.answers.has(name)) this.answers.set(name, "");
       if (step.grid.classList.contains("many")) expandable(root, name);
       else if (step.columns.size > MANY_AGENTS) {
         step.grid.classList.add("many");
@@ -592,7 +596,8 @@ export class Turn {
       box.scrollTop = 0;
       if (this.root.isConnected) keyboardScrolls(box);
     }
-    this.compareButton.hidden = this.answers.size === 0 || this.summarySection.hidden;
+    const answered = [...this.answers.values()].some((text) => text);
+    this.compareButton.hidden = !answered || this.summarySection.hidden;
   }
 }
 
