@@ -158,6 +158,11 @@ async function openConversation(id) {
   state.tree = new VersionTree(conversation.messages);
   state.turns = new Map();
   drawThread();
+  // A follow-up goes to the ensemble the conversation last used, while it is served.
+  const last = state.tree.message(state.tree.last() ?? "");
+  if ([...$("ensemble").options].some((option) => option.value === last?.ensemble)) {
+    $("ensemble").value = last.ensemble;
+  }
   await loadConversations();
   $("question").focus();
   const newest = new Map();

@@ -633,6 +633,13 @@ export function storedTurn(message, actions) {
     );
   }
   turn.summary = message.summary ?? "";
+  // The summarizer: the caller with tokens and no answer.
+  const members = new Set(message.agents.map((a) => a.agent));
+  const summarizer = Object.keys(message.usage ?? {}).find((caller) => !members.has(caller));
+  if (summarizer) {
+    const answers = new Set(message.agents.filter((a) => a.outcome === "completed" && a.phase === "answer").map((a) => a.agent));
+    turn.root.querySelector(".summary-title").textContent = `Summary by ${summarizer} (${count(answers.size, "answer")})`;
+  }
   if (message.status === "completed") {
     // The record's timings of each agent are its answers' (above); not those of `done`.
     turn.finish({ usage: message.usage, timings: { ...message.timings, agents_ms: {} } });
