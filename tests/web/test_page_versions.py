@@ -71,13 +71,15 @@ async def test_an_edit_branches_the_conversation_and_the_versions_can_be_stepped
             page.reload()
             finished(page, 2)
             seen["reloaded"] = {"questions": questions(page), "places": places(page)}
-            # A follow-up shown an earlier version continues the newest one (the server's
-            # rule): the page shows that branch, with the new turn at its end.
+            # A follow-up shown an earlier version continues that one.
             step(page, 1, "<")
             finished(page, 3)
             ask(page, "Fourth")
-            finished(page, 3)
+            finished(page, 4)
             seen["follow_up"] = {"questions": questions(page), "places": places(page)}
+            page.reload()
+            finished(page, 4)
+            seen["follow_up_reloaded"] = {"questions": questions(page), "places": places(page)}
             return seen
 
         seen = await browser.run(run)
@@ -91,9 +93,11 @@ async def test_an_edit_branches_the_conversation_and_the_versions_can_be_stepped
     assert seen["forth"] == seen["edited"]
     assert seen["reloaded"] == seen["edited"]
     assert seen["follow_up"] == {
-        "questions": ["First", "Second, edited", "Fourth"],
-        "places": ["", "2/2", ""],
+        "questions": ["First", "Second", "Third", "Fourth"],
+        "places": ["", "1/2", "", ""],
     }
+    # It is now the newest: the branch a reload shows.
+    assert seen["follow_up_reloaded"] == seen["follow_up"]
     # The server agrees: the edit is the second's next version, in its place.
     messages = {m["question"]: m for m in detail["messages"]}
     assert len(listed) == 1
@@ -102,8 +106,12 @@ async def test_an_edit_branches_the_conversation_and_the_versions_can_be_stepped
     assert edit["message_id"] == second["message_id"]
     assert (second["version"], edit["version"]) == (1, 2)
     assert edit["parent"] == second["parent"] == {"message_id": first["message_id"], "version": 1}
-    assert messages["Fourth"]["parent"] == {"message_id": edit["message_id"], "version": 2}
-    assert messages["Third"]["current"] is False
+    assert messages["Fourth"]["parent"] == {
+        "message_id": messages["Third"]["message_id"],
+        "version": 1,
+    }
+    assert messages["Third"]["current"] is True
+    assert edit["current"] is False
     assert seen["shot"].stat().st_size > 0
     assert page_errors(page) == []
 

@@ -379,12 +379,20 @@ async function follow(response, turn, messageId) {
 
 // Ask a question: a new one after the turn `after` (its key; null: the first), or, with the
 // `messageId` of a turn, an edit or a regenerate of it in its place.
-async function send({ question, messageId = crypto.randomUUID(), after = null, regenerate = false }) {
+async function send({ question, messageId, after = null, regenerate = false }) {
   if (!question || state.run) return;
   $("ask-error").hidden = true;
+  const newTurn = messageId === undefined;
+  messageId ??= crypto.randomUUID();
   const body = { message: question, message_id: messageId, ensemble: $("ensemble").value };
   if (regenerate) body.regenerate = true;
   if (state.conversation) body.conversation_id = state.conversation;
+  // A new question follows the turn shown last, whichever version it is (by default the
+  // server would put it after the conversation's newest message).
+  if (newTurn && after && state.conversation) {
+    const { message_id: parentId, version } = state.tree.message(after);
+    body.parent = { message_id: parentId, version };
+  }
   // With storage, a reload or a dropped connection does not lose the run: it goes on, and
   // the page picks it up again; Stop cancels it explicitly.
   if (state.storage) body.on_disconnect = "continue";
@@ -461,12 +469,6 @@ $("ask").addEventListener("submit", async (event) => {
   event.preventDefault();
   const question = $("question").value.trim();
   if (!question || state.run) return;
-  // A new question follows the conversation's newest message (the server's rule): shown
-  // an earlier version, the page goes back to the newest first.
-  if (!state.tree.showsNewest()) {
-    state.tree.chooseNewest();
-    drawThread();
-  }
   $("question").value = "";
   const sent = await send({ question, after: state.tree.last() });
   if (sent === false) $("question").value = question;

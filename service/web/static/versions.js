@@ -81,20 +81,4 @@ export class VersionTree {
   choose(key) {
     this.chosen.set(this.parent(key), key);
   }
-
-  // True when the path shown ends at the conversation's newest message: a new question
-  // follows what is on the screen.
-  showsNewest() {
-    const newest = [...this.messages.keys()].at(-1);
-    return newest === undefined || this.last() === newest;
-  }
-
-  // The path that ends at the newest message, chosen again.
-  chooseNewest() {
-    let key = [...this.messages.keys()].at(-1);
-    while (key !== undefined && key !== ROOT) {
-      this.chosen.set(this.parent(key), key);
-      key = this.parent(key);
-    }
-  }
 }
