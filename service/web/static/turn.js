@@ -498,6 +498,7 @@ export class Turn {
         this.choose(data);
         break;
       case "summary.started":
+        this.inFinal = new Set(data.agents);
         this.summarySection.hidden = false;
         this.root.querySelector(".summary-title").textContent = this.chosen
           ? `The answer chosen: ${this.chosen}'s`
@@ -554,8 +555,26 @@ export class Turn {
     };
     const first = data.timings?.first_token_ms;
     const began = first != null ? ` (the answer began at ${(first / 1000).toFixed(1)} s)` : "";
-    this.footer.textContent = `This turn: ${figures(total)}${began}`;
+    const wasted = this.wasted(data.timings?.agents_ms ?? {});
+    this.footer.textContent = `This turn: ${figures(total)}${began}${wasted ? `; not used: ${wasted}` : ""}`;
     this.end("done");
+  }
+
+  // What went into no final answer: the members that failed or were cut (the time they
+  // took; a failed call reports no tokens), and answers the final one was not made from.
+  wasted(agentsMs) {
+    const parts = [];
+    for (const name of this.answers.keys()) {
+      const column = this.latestColumn(name);
+      const state = column?.dataset.state;
+      const ms = agentsMs[name];
+      if (state === "failed" || state === "cut") {
+        parts.push(`${name} (${state}${ms != null ? `, ${(ms / 1000).toFixed(1)} s` : ""})`);
+      } else if (state === "answered" && this.inFinal && !this.inFinal.has(name)) {
+        parts.push(`${name} (answered too late, ${figures(this.used.get(name) ?? {})})`);
+      }
+    }
+    return parts.join(", ");
   }
 
   ended() {
