@@ -610,11 +610,16 @@ export class Turn {
     }
     this.root.dataset.state = stateName;
     this.root.removeAttribute("aria-busy");
-    // Each answer read from its start again (a growing one showed its newest lines).
-    for (const box of this.root.querySelectorAll(".agent-text")) {
+    // Each answer read from its start again (a growing one showed its newest lines), and
+    // focusable if it still scrolls: every box measured first, then every box changed (one
+    // layout for sixteen, not sixteen).
+    const boxes = [...this.root.querySelectorAll(".agent-text")];
+    const scrolls = this.root.isConnected ? boxes.map((box) => box.scrollHeight > box.clientHeight) : [];
+    boxes.forEach((box, i) => {
       box.scrollTop = 0;
-      if (this.root.isConnected) keyboardScrolls(box);
-    }
+      if (scrolls[i]) box.tabIndex = 0;
+      else if (this.root.isConnected) box.removeAttribute("tabindex");
+    });
     const answered = [...this.answers.values()].some((text) => text);
     this.compareButton.hidden = !answered || this.summarySection.hidden;
   }
