@@ -8,7 +8,7 @@ DEV_INSTALLED := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run cluster nginx test test-faults browser lint format eval test-coverage test-coverage-detailed \
+.PHONY: help install run cluster nginx test test-faults browser screenshots lint format eval test-coverage test-coverage-detailed \
 	test-coverage-visualize bench mutation service-build service-up service-logs service-down clean
 
 help: ## list the targets
@@ -62,6 +62,9 @@ cluster: $(RUN_INSTALLED) nginx ## nginx (deploy/nginx.conf) on CLUSTER_PORT (80
 
 browser: ## install Chromium (apt) for the page's browser tests, if none is installed
 	scripts/install_chromium.sh
+
+screenshots: $(DEV_INSTALLED) browser ## the README's pictures of the page (docs/images), made again with Playwright
+	$(BIN)/python -m scripts.screenshots
 
 lint: $(DEV_INSTALLED) ## ruff (with the ASYNC rules) and mypy --strict
 	$(BIN)/ruff check .

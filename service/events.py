@@ -16,7 +16,7 @@ Each event class declares, beside its fields:
 - `STORED`: whether the transcript keeps it for replay and resume.
 The SSE encoder, the published schemas, the OpenAI mapping and the page's test read these;
 nothing else spells a kind out. Adding a kind: declare it here, produce it in the pipeline,
-show it on the page (service/web/static/app.js) if people should see it.
+show it on the page (service/web/static/turn.js) if people should see it.
 
 The pipeline produces them; the api layer encodes them and telemetry, the recorder and the
 limiter's settlement consume them. They live outside every one of those packages, beside

@@ -32,6 +32,7 @@ from .records import (
     Status,
     StoredEvent,
     UnknownMessage,
+    UnknownParent,
 )
 from .store import StorageUnavailable, Store
 
@@ -109,6 +110,7 @@ __all__ = [
     "Store",
     "StoredEvent",
     "UnknownMessage",
+    "UnknownParent",
     "keep_house",
     "open_store",
     "prepare_database",

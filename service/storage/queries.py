@@ -44,6 +44,7 @@ from .records import (
     StoredEnd,
     StoredEvent,
     UnknownMessage,
+    UnknownParent,
 )
 from .schema import agent_answers, conversations, instances, message_events, messages, usage
 
@@ -120,6 +121,24 @@ def _leaf(connection: Connection, owner: Owner, conversation_id: str) -> int | N
             *_of(messages, owner), messages.c.conversation_id == conversation_id
         )
     ).scalar()
+
+
+def _turn(
+    connection: Connection, owner: Owner, conversation_id: str, message_id: str, version: int
+) -> int:
+    """The pk of the owner's message `message_id` at `version` in the conversation: the turn
+    a new message was asked to follow. Raises UnknownParent if there is none."""
+    pk = connection.execute(
+        select(messages.c.pk).where(
+            *_of(messages, owner),
+            messages.c.conversation_id == conversation_id,
+            messages.c.message_id == message_id,
+            messages.c.version == version,
+        )
+    ).scalar()
+    if pk is None:
+        raise UnknownParent(message_id)
+    return int(pk)
 
 
 # The statements a stream writes, built once: building a statement (and its cache key) cost
@@ -285,6 +304,8 @@ def _insert(
     if conversation_id is None:
         conversation_id = new_conversation_id()  # new: nothing earlier to read
         parent = None
+    elif parent == _NEW_TURN and start.parent is not None:
+        parent = _turn(connection, owner, conversation_id, *start.parent)
     elif parent == _NEW_TURN:
         parent = _leaf(connection, owner, conversation_id)
     earlier = history(connection, owner, conversation_id, start.history_max_chars, after=parent)

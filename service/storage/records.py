@@ -57,6 +57,9 @@ class MessageStart:
     # The budget of the earlier turns the new message is given (HISTORY_MAX_CHARS).
     history_max_chars: int
     regenerate: bool = False
+    # The turn a new message follows, (message_id, version) in its conversation; None: the
+    # conversation's newest. An edit or a regenerate keeps its own place.
+    parent: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,10 @@ class ExistingMessage:
 
 class UnknownMessage(LookupError):
     """A regenerate or an edit named a message id the owner never sent."""
+
+
+class UnknownParent(LookupError):
+    """A new message named a parent that is not a message of the owner's conversation."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,6 +180,84 @@ async def test_an_edit_branches_the_conversation_and_follow_ups_see_the_new_bran
     assert len(shown["messages"]) == 5  # m-2's first version and m-3 are kept
 
 
+async def test_a_follow_up_may_continue_an_earlier_branch_named_by_its_parent(
+    url: str, tmp_path: Path
+) -> None:
+    async with serving(url, tmp_path) as (service, fake):
+        conversation = await conversation_of(
+            service, ("m-1", "First?"), ("m-2", "Second?"), ("m-3", "Third?")
+        )
+        await send(
+            service,
+            {"message": "Second, edited?", "message_id": "m-2", "conversation_id": conversation},
+        )
+        # Back on the first branch: a follow-up of m-3, which is no longer the newest turn.
+        followed, _ = await send(
+            service,
+            {
+                "message": "Fourth?",
+                "message_id": "m-4",
+                "conversation_id": conversation,
+                "parent": {"message_id": "m-3", "version": 1},
+            },
+        )
+        history = history_sent(fake)
+        shown = (await service.client.get(f"/api/conversations/{conversation}")).json()
+        refused = {
+            "elsewhere": await send(
+                service,
+                {
+                    "message": "Lost?",
+                    "message_id": "m-5",
+                    "conversation_id": "c-other",
+                    "parent": {"message_id": "m-3", "version": 1},
+                },
+            ),
+            "no_version": await send(
+                service,
+                {
+                    "message": "Lost?",
+                    "message_id": "m-5",
+                    "conversation_id": conversation,
+                    "parent": {"message_id": "m-3", "version": 7},
+                },
+            ),
+            "no_conversation": await send(
+                service,
+                {
+                    "message": "Lost?",
+                    "message_id": "m-5",
+                    "parent": {"message_id": "m-3", "version": 1},
+                },
+            ),
+            "regenerate": await send(
+                service,
+                {
+                    "message_id": "m-3",
+                    "regenerate": True,
+                    "conversation_id": conversation,
+                    "parent": {"message_id": "m-1", "version": 1},
+                },
+            ),
+        }
+        after = (await service.client.get(f"/api/conversations/{conversation}")).json()
+
+    assert followed.status_code == 200
+    assert history == ["First?", "Second?", "Third?"]
+    current = [(m["message_id"], m["version"]) for m in shown["messages"] if m["current"]]
+    assert current == [("m-1", 1), ("m-2", 1), ("m-3", 1), ("m-4", 1)]
+    statuses = {
+        name: (r.status_code, r.json()["error"]["field"]) for name, (r, _) in refused.items()
+    }
+    assert statuses == {
+        "elsewhere": (404, "parent"),
+        "no_version": (404, "parent"),
+        "no_conversation": (400, "parent"),
+        "regenerate": (400, "parent"),
+    }
+    assert after["messages"] == shown["messages"]  # nothing refused was stored
+
+
 async def test_regenerate_needs_a_database_and_message_is_needed_without_it(
     tmp_path: Path,
 ) -> None:

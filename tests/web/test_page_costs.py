@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import ensemble_toml, running_service
 from tests.web.browser import BrowserThread, page_errors, screenshot
 from tests.web.test_page import DONE, ask, open_page
@@ -94,4 +94,28 @@ async def test_each_agent_and_the_turn_show_tokens_seconds_and_dollars(
         f"This turn: {figures(sum(tokens.values()), timings['total_ms'] / 1000, None)}"
     )
     assert seen["live"]["shot"].stat().st_size > 0
+    assert page_errors(page) == []
+
+
+async def test_the_turn_says_what_went_into_no_final_answer(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    fake = FakeUpstream({"fake-b": Behaviour(status=500, first_token_delay_s=0.3)})
+    async with running_service(tmp_path, fake) as service:
+        page = await open_page(browser, service)
+
+        def run() -> str:
+            ask(page, "Who answered?")
+            page.wait_for_selector(DONE)
+            return page.locator(".turn .footer").inner_text()
+
+        footer = await browser.run(run)
+        await browser.close_page(page)
+    # beta failed after its 0.3 s: its time went into no answer (a failure reports no tokens).
+    wasted = footer.split("; not used: ", 1)[1]
+    name, rest = wasted.split(" (", 1)
+    assert name == "beta"
+    state, seconds = rest.rstrip(")").split(", ")
+    assert state == "failed"
+    assert 0.3 <= float(seconds.removesuffix(" s")) < 5
     assert page_errors(page) == []
