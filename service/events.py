@@ -676,11 +676,19 @@ class Done(EventKind):
             fields["ensemble_version"] = self.ensemble_version
         if self.finish_reason is not None:
             fields["finish_reason"] = self.finish_reason
-        if self.cost is not None:
-            known = list(self.cost.values())
-            total = None if None in known else round(sum(c or 0.0 for c in known), 8)
-            fields["cost"] = {"total_usd": total, "members": dict(self.cost)}
+        cost = self.cost_fields()
+        if cost is not None:
+            fields["cost"] = cost
         return "Completed", self.summarizer, fields
+
+    def cost_fields(self) -> dict[str, Any] | None:
+        """`cost` as it is sent and stored: the total and each member's dollars; None when
+        no price was asked for."""
+        if self.cost is None:
+            return None
+        known = list(self.cost.values())
+        total = None if None in known else round(sum(c or 0.0 for c in known), 8)
+        return {"total_usd": total, "members": dict(self.cost)}
 
 
 class FailedFields(Shape):

@@ -87,6 +87,8 @@ messages = Table(
     Column("models", JSON, nullable=True),
     Column("usage", JSON, nullable=True),
     Column("timings", JSON, nullable=True),
+    # What its calls cost in US dollars, as `done` said: total_usd, members.
+    Column("cost", JSON, nullable=True),
     Column("trace_id", String(32), nullable=True),
     # The instance that runs it: its rows turn `interrupted` when its heartbeat stops.
     Column("instance", String(64), nullable=False),
@@ -126,6 +128,8 @@ agent_answers = Table(
     Column("prompt_tokens", Integer, nullable=True),
     Column("completion_tokens", Integer, nullable=True),
     Column("latency_ms", Float, nullable=True),
+    # The answering call's US dollars (None: not known).
+    Column("cost_usd", Float, nullable=True),
     ForeignKeyConstraint(["message_pk"], ["messages.pk"], ondelete="CASCADE"),
 )
 
@@ -184,4 +188,7 @@ usage = Table(
     Column("calls", Integer, nullable=False),
     Column("prompt_tokens", BigInteger, nullable=False),
     Column("completion_tokens", BigInteger, nullable=False),
+    # US dollars, priced when each run ended; NULL once one of the line's calls had no known
+    # price (NULL + x is NULL: a sum that would be wrong is never shown).
+    Column("cost_usd", Float, nullable=True),
 )

@@ -16,7 +16,7 @@ from quart import request
 
 from ...errors import InvalidRequest
 from ...event_ids import MAX_EVENT_ID
-from ...shapes import Shape, Timings, TokenUsage
+from ...shapes import Cost, Shape, Timings, TokenUsage
 from .validation import CURSOR_PATTERN, ClientId, first_problem
 
 if TYPE_CHECKING:
@@ -141,6 +141,11 @@ class AgentAnswer(Shape):
         "revise, layer, review or select"
     )
     round: int = Field(description="0 for the first answers, then 1, 2... as the strategy goes on")
+    cost_usd: float | None = Field(
+        default=None,
+        description="What the answering call cost in US dollars; null when not known (or "
+        "stored before costs were kept)",
+    )
 
 
 class MessageRef(Shape):
@@ -171,6 +176,11 @@ class Message(Shape):
     models: dict[str, str]
     usage: dict[str, TokenUsage]
     timings: Timings | None
+    cost: Cost | None = Field(
+        default=None,
+        description="What its calls cost in US dollars, as its `done` event said; null for a "
+        "run that did not complete, or one stored before costs were kept",
+    )
     trace_id: str | None
     created_at: Timestamp
     finished_at: Timestamp | None
@@ -251,12 +261,18 @@ class UsageLine(Shape):
     prompt_tokens: int
     completion_tokens: int
     cost: float | None = Field(description="With PRICES_FILE, in its currency; else null")
+    cost_usd: float | None = Field(
+        description="US dollars, priced when each run ended (the ensemble's prices, else "
+        "genai-prices' table); null when one of the line's calls had no known price, or was "
+        "stored before costs were kept"
+    )
 
 
 class UsageTotal(Shape):
     calls: int
     prompt_tokens: int
     completion_tokens: int
+    cost_usd: float | None = Field(description="The lines' dollars; null if one line's is")
 
 
 class UsageReport(Shape):
