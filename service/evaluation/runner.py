@@ -181,26 +181,38 @@ async def evaluate(plan: Plan, model: ChatModel) -> Outcome:
 async def _ask(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> Result:
     started = time.monotonic()
     if contestant.agent is None:
-        text, first_token, usage, models, error = await _ask_ensemble(plan, model, contestant, item)
+        asked = await _ask_ensemble(plan, model, contestant, item)
     else:
-        text, first_token, usage, models, error = await _ask_alone(plan, model, contestant, item)
+        asked = await _ask_alone(plan, model, contestant, item)
     latency = time.monotonic() - started
-    cost = _cost(plan, contestant.ensemble, usage, models)
+    first_token = asked.first_token
     return Result(
         contestant=contestant.name,
         item=item.key,
-        answer=text,
-        correct=error is None and score(text, item.answers, plan.scorer, plan.tolerance),
+        answer=asked.text,
+        correct=asked.error is None
+        and score(asked.text, item.answers, plan.scorer, plan.tolerance),
         latency_s=round(latency, 4),
         first_token_s=None if first_token is None else round(first_token - started, 4),
-        prompt_tokens=sum(u.prompt_tokens for u in usage.values()),
-        completion_tokens=sum(u.completion_tokens for u in usage.values()),
-        cost_usd=cost,
-        error=error,
+        prompt_tokens=sum(u.prompt_tokens for u in asked.usage.values()),
+        completion_tokens=sum(u.completion_tokens for u in asked.usage.values()),
+        cost_usd=_cost(plan, contestant.ensemble, asked),
+        error=asked.error,
     )
 
 
-_Asked = tuple[str, float | None, dict[str, Usage], dict[str, str], str | None]
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """One contestant's reply to one question, with what its calls used: the answers'
+    tokens per member and the model of each, and the calls paid for and not used, as
+    (member, model, tokens)."""
+
+    text: str
+    first_token: float | None
+    usage: dict[str, Usage]
+    models: dict[str, str]
+    error: str | None
+    wasted: tuple[tuple[str, str, Usage], ...] = ()
 
 
 async def _ask_ensemble(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> _Asked:
@@ -225,10 +237,13 @@ async def _ask_ensemble(plan: Plan, model: ChatModel, contestant: Contestant, it
                 elif isinstance(event, Done | Failed):
                     terminal = event
     if isinstance(terminal, Done):
-        return "".join(text), first_token, dict(terminal.usage), dict(terminal.models), None
+        wasted = tuple((w.member, w.model, w.usage) for w in terminal.wasted)
+        return _Asked(
+            "".join(text), first_token, dict(terminal.usage), dict(terminal.models), None, wasted
+        )
     error = terminal.error.code if isinstance(terminal, Failed) else "no_answer"
     usage = dict(terminal.usage) if isinstance(terminal, Failed) else {}
-    return "".join(text), first_token, usage, {}, error
+    return _Asked("".join(text), first_token, usage, {}, error)
 
 
 async def _ask_alone(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> _Asked:
@@ -242,25 +257,40 @@ async def _ask_alone(plan: Plan, model: ChatModel, contestant: Contestant, item:
         model=model,
         request_timeout_s=plan.timeout_s,
     )
+    attempts = Attempts()
+    messages = agent_messages(agent, item.question)
     try:
         with trio.fail_after(agent.timeout_s or plan.timeout_s):
-            answer = await ask_agent(run, agent, Attempts(), agent_messages(agent, item.question))
-    except ServiceError as exc:
-        return "", None, {}, {}, exc.code
-    except trio.TooSlowError:
-        return "", None, {}, {}, "upstream_timeout"
+            answer = await ask_agent(run, agent, attempts, messages)
+    except (ServiceError, trio.TooSlowError) as exc:
+        code = exc.code if isinstance(exc, ServiceError) else "upstream_timeout"
+        return _Asked("", None, {}, {}, code, _wasted(agent.name, attempts))
     usage = {agent.name: answer.usage} if answer.usage is not None else {}
-    return answer.text, time.monotonic(), usage, {agent.name: answer.model}, None
+    return _Asked(
+        answer.text,
+        time.monotonic(),
+        usage,
+        {agent.name: answer.model},
+        None,
+        _wasted(agent.name, attempts),
+    )
 
 
-def _cost(
-    plan: Plan, ensemble: Ensemble, usage: dict[str, Usage], models: dict[str, str]
-) -> float | None:
-    """The dollars of every call that reported its tokens; None if one price is unknown."""
-    costs = run_cost(ensemble, usage, models, default_base_url=plan.default_base_url)
-    if None in costs.values():
+def _wasted(member: str, attempts: Attempts) -> tuple[tuple[str, str, Usage], ...]:
+    return tuple((member, model, usage) for model, (_, usage) in attempts.wasted.items())
+
+
+def _cost(plan: Plan, ensemble: Ensemble, asked: _Asked) -> float | None:
+    """The dollars of every call: those whose answers were used and those wasted (docs/
+    evaluation.md); None if one price is unknown."""
+    base_url = plan.default_base_url
+    costs = list(run_cost(ensemble, asked.usage, asked.models, default_base_url=base_url).values())
+    for member, model, usage in asked.wasted:
+        wasted = run_cost(ensemble, {member: usage}, {member: model}, default_base_url=base_url)
+        costs.append(wasted[member])
+    if None in costs:
         return None
-    return sum(cost or 0.0 for cost in costs.values())
+    return sum(cost or 0.0 for cost in costs)
 
 
 def progress_bar(result: Result, done: int, total: int) -> None:

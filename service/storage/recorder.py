@@ -30,7 +30,9 @@ from ..events import (
     SummaryDelta,
     SummaryRestarted,
     SummaryStarted,
+    Wasted,
 )
+from ..llm import Usage
 from ..principal import Principal
 from .records import AgentAnswer, MessageEnd, Status, StoredEvent, UsageLine
 from .store import Store
@@ -64,6 +66,8 @@ class Recorder:
         # Each member's dollars as its answers arrive (None: a call of its with no known
         # price); `done` gives the whole, the summarizer's included.
         self._costs: dict[str, float | None] = {}
+        # The calls `done` says the run paid for and did not use: the ledger counts them too.
+        self._wasted: tuple[Wasted, ...] = ()
         self._summary: list[str] = []
         self._end: MessageEnd | None = None
         self._closed = False
@@ -128,6 +132,7 @@ class Recorder:
                 self._models.update(models)
                 if event.cost is not None:
                     self._costs = dict(event.cost)
+                self._wasted = event.wasted
                 self._end = MessageEnd(
                     status="completed",
                     summary="".join(self._summary),
@@ -209,9 +214,8 @@ class Recorder:
         its dollars (None when its price is not known)."""
         day = datetime.now(UTC).date().isoformat()
         lines: dict[str, UsageLine] = {}
-        for caller, used in end.usage.items():
-            model = self._models.get(caller) or "unknown"
-            cost = self._costs.get(caller)
+
+        def add(model: str, calls: int, used: Usage, cost: float | None) -> None:
             before = lines.get(model)
             if before is not None:
                 cost = None if cost is None or before.cost_usd is None else before.cost_usd + cost
@@ -221,11 +225,16 @@ class Recorder:
                 key_id=self._principal.key_id or "",
                 model=model,
                 day=day,
-                calls=(before.calls if before else 0) + 1,
-                prompt_tokens=(before.prompt_tokens if before else 0)
-                + used.get("prompt_tokens", 0),
+                calls=(before.calls if before else 0) + calls,
+                prompt_tokens=(before.prompt_tokens if before else 0) + used.prompt_tokens,
                 completion_tokens=(before.completion_tokens if before else 0)
-                + used.get("completion_tokens", 0),
+                + used.completion_tokens,
                 cost_usd=cost,
             )
+
+        for caller, used in end.usage.items():
+            tokens = Usage(used.get("prompt_tokens", 0), used.get("completion_tokens", 0))
+            add(self._models.get(caller) or "unknown", 1, tokens, self._costs.get(caller))
+        for wasted in self._wasted:
+            add(wasted.model, wasted.calls, wasted.usage, wasted.cost_usd)
         return list(lines.values())
