@@ -1,19 +1,18 @@
 """Ask every question of an evaluation of every contestant: the ensemble as it runs for a
 request, and each of its agents alone (the same model, prompt, provider, retries and
-fallbacks it has in the ensemble). Each result is appended to `results.jsonl` in the output
-folder as it comes, so an interrupted evaluation picks up where it stopped.
+fallbacks it has in the ensemble). Each result goes to the evaluation's book as it comes
+(an output folder, or the database), so an interrupted evaluation picks up where it stopped.
 
-    results = await evaluate(plan, model)   # what the folder holds when it is done
+    outcome = await evaluate(plan, model)   # every result, and whether the budget stopped it
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -27,15 +26,12 @@ from ..pipeline import PipelineRequest, RunContext, run_pipeline
 from ..pipeline.answers import ask_agent
 from ..pipeline.calls import Attempts
 from ..pipeline.prompt import agent_messages
+from .book import Book, EvaluationError
 from .dataset import Item
+from .results import Result
 from .scoring import score
 
-RESULTS = "results.jsonl"
-RUN = "run.json"
-
-
-class EvaluationError(Exception):
-    """One line for the operator (the command exits with 2)."""
+__all__ = ["Contestant", "EvaluationError", "Outcome", "Plan", "Result", "Ticket", "evaluate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,22 +49,24 @@ class Contestant:
             self.ensemble_name if self.agent is None else f"{self.ensemble_name}/{self.agent.name}"
         )
 
+    def max_tokens(self) -> list[int | None]:
+        """Each upstream call one question makes of it: its `max_tokens`, None unset."""
+        if self.agent is None:
+            return self.ensemble.max_tokens_per_call()
+        return [self.agent.max_tokens]
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """One question asked of one contestant: a line of results.jsonl."""
 
-    contestant: str
-    item: str
-    answer: str
-    correct: bool
-    latency_s: float
-    first_token_s: float | None
-    prompt_tokens: int
-    completion_tokens: int
-    # None when some call's price is not known.
-    cost_usd: float | None
-    error: str | None = None
+@dataclass
+class Ticket:
+    """What an admitted question used, for its admission to settle: the tokens the
+    providers reported (None: it ran nothing)."""
+
+    used_tokens: int | None = None
+
+
+# Around each question asked: a server admits it through the caller's limits (waiting its
+# turn), and settles with the ticket's tokens when it is done.
+Admit = Callable[[Contestant], AbstractAsyncContextManager[Ticket]]
 
 
 @dataclass
@@ -76,14 +74,15 @@ class Plan:
     items: list[Item]
     contestants: list[Contestant]
     scorer: str
-    out: Path
+    book: Book
     default_base_url: str
     tolerance: float = 1e-6
     concurrency: int = 4
     max_cost_usd: float | None = None
     timeout_s: float = 120.0
-    # Told of every result as it comes (a progress bar).
+    # Told of every result as it comes (a progress bar, the server's progress events).
     on_result: Callable[[Result, int, int], None] | None = None
+    admit: Admit | None = None
 
 
 @dataclass
@@ -96,7 +95,8 @@ class Outcome:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _fingerprint(plan: Plan) -> dict[str, Any]:
+def fingerprint(plan: Plan) -> dict[str, Any]:
+    """What makes two runs the same evaluation: one may finish what the other began."""
     return {
         "items": [item.key for item in plan.items],
         "contestants": [c.name for c in plan.contestants],
@@ -104,40 +104,14 @@ def _fingerprint(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _earlier_results(plan: Plan) -> list[Result]:
-    """What the output folder holds from an interrupted run of the same evaluation."""
-    run_file, results_file = plan.out / RUN, plan.out / RESULTS
-    if not run_file.exists():
-        return []
-    if json.loads(run_file.read_text()) != _fingerprint(plan):
-        raise EvaluationError(
-            f"{plan.out} holds another evaluation (other questions, contestants or scorer): "
-            "choose another --out"
-        )
-    if not results_file.exists():
-        return []
-    results = []
-    for line in results_file.read_text().splitlines():
-        if line.strip():
-            try:
-                results.append(Result(**json.loads(line)))
-            except (json.JSONDecodeError, TypeError):
-                continue  # a line cut by the interruption: asked again
-    return results
-
-
 async def evaluate(plan: Plan, model: ChatModel) -> Outcome:
-    plan.out.mkdir(parents=True, exist_ok=True)
-    results = _earlier_results(plan)
-    (plan.out / RUN).write_text(json.dumps(_fingerprint(plan)))
-    # Written again whole: a line an interruption cut must not swallow the next one.
-    (plan.out / RESULTS).write_text("".join(json.dumps(asdict(r)) + "\n" for r in results))
-    done = {(r.contestant, r.item) for r in results}
+    results = await plan.book.begin(fingerprint(plan))
+    asked_before = {(r.contestant, r.item) for r in results}
     todo = [
         (item, contestant)
         for item in plan.items  # a deterministic order: question by question
         for contestant in plan.contestants
-        if (contestant.name, item.key) not in done
+        if (contestant.name, item.key) not in asked_before
     ]
     outcome = Outcome(results=results)
     outcome.spent_usd = sum(r.cost_usd or 0.0 for r in results)
@@ -146,36 +120,43 @@ async def evaluate(plan: Plan, model: ChatModel) -> Outcome:
     in_flight = 0
     slots = trio.Semaphore(plan.concurrency)
     total = len(plan.items) * len(plan.contestants)
-    with (plan.out / RESULTS).open("a", encoding="utf-8") as log:
 
-        async def ask(item: Item, contestant: Contestant) -> None:
-            nonlocal in_flight, dearest
-            try:
-                result = await _ask(plan, model, contestant, item)
-            finally:
-                in_flight -= 1
+    async def ask(item: Item, contestant: Contestant) -> None:
+        nonlocal in_flight, dearest
+        try:
+            result = await _admitted(plan, model, contestant, item)
+        finally:
+            in_flight -= 1
+            slots.release()
+        outcome.results.append(result)
+        outcome.spent_usd += result.cost_usd or 0.0
+        dearest = max(dearest, result.cost_usd or 0.0)
+        await plan.book.add(result)
+        if plan.on_result is not None:
+            plan.on_result(result, len(outcome.results), total)
+
+    async with trio.open_nursery() as nursery:
+        for index, (item, contestant) in enumerate(todo):
+            await slots.acquire()
+            budget = plan.max_cost_usd
+            # Stop before the questions in flight, and this one, could pass the budget.
+            if budget is not None and outcome.spent_usd + dearest * (in_flight + 1) > budget:
                 slots.release()
-            outcome.results.append(result)
-            outcome.spent_usd += result.cost_usd or 0.0
-            dearest = max(dearest, result.cost_usd or 0.0)
-            log.write(json.dumps(asdict(result)) + "\n")
-            log.flush()
-            if plan.on_result is not None:
-                plan.on_result(result, len(outcome.results), total)
-
-        async with trio.open_nursery() as nursery:
-            for index, (item, contestant) in enumerate(todo):
-                await slots.acquire()
-                budget = plan.max_cost_usd
-                # Stop before the questions in flight, and this one, could pass the budget.
-                if budget is not None and outcome.spent_usd + dearest * (in_flight + 1) > budget:
-                    slots.release()
-                    outcome.stopped_by_budget = True
-                    outcome.skipped = [(c.name, i.key) for i, c in todo[index:]]
-                    break
-                in_flight += 1
-                nursery.start_soon(ask, item, contestant)
+                outcome.stopped_by_budget = True
+                outcome.skipped = [(c.name, i.key) for i, c in todo[index:]]
+                break
+            in_flight += 1
+            nursery.start_soon(ask, item, contestant)
     return outcome
+
+
+async def _admitted(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> Result:
+    if plan.admit is None:
+        return await _ask(plan, model, contestant, item)
+    async with plan.admit(contestant) as ticket:
+        result = await _ask(plan, model, contestant, item)
+        ticket.used_tokens = result.prompt_tokens + result.completion_tokens
+    return result
 
 
 async def _ask(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> Result:

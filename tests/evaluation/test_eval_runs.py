@@ -14,6 +14,7 @@ from pathlib import Path
 
 from service.ensemble import Agent, Ensemble, Summarizer
 from service.ensemble.model import ModelPrice
+from service.evaluation.book import FolderBook
 from service.evaluation.dataset import Item
 from service.evaluation.judge import Verdict, judge_pairs, win_rates
 from service.evaluation.report import build_report
@@ -78,7 +79,9 @@ async def test_the_report_gives_each_contestant_its_score_interval_and_cost(tmp_
         Contestant("e", ensemble),
         *(Contestant("e", ensemble, a) for a in ensemble.agents),
     ]
-    plan = Plan(QUESTIONS, contestants, "numeric", tmp_path, "https://llm.example.test/v1")
+    plan = Plan(
+        QUESTIONS, contestants, "numeric", FolderBook(tmp_path), "https://llm.example.test/v1"
+    )
     model = TableModel()
     outcome = await evaluate(plan, model)
     report = build_report(outcome, plan, seed=1)
@@ -207,7 +210,9 @@ async def test_the_judge_asks_both_orders_so_a_bias_for_the_first_answer_cancels
 ) -> None:
     ensemble = the_ensemble()
     contestants = [Contestant("e", ensemble), Contestant("e", ensemble, ensemble.agents[0])]
-    plan = Plan(QUESTIONS, contestants, "numeric", tmp_path, "https://llm.example.test/v1")
+    plan = Plan(
+        QUESTIONS, contestants, "numeric", FolderBook(tmp_path), "https://llm.example.test/v1"
+    )
     model = AlwaysFirst()
     outcome = await evaluate(plan, model)
     asked = model.calls
