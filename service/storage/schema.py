@@ -192,3 +192,51 @@ usage = Table(
     # price (NULL + x is NULL: a sum that would be wrong is never shown).
     Column("cost_usd", Float, nullable=True),
 )
+
+# Evaluations the server runs for an admin (`POST /admin/evals`), and what each has kept:
+# a row per question asked of a contestant (`result`) or read by its judge (`verdict`), so an
+# interrupted one goes on from there.
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("tenant", String(TENANT), primary_key=True),
+    Column("owner", String(OWNER), primary_key=True),
+    Column("id", String(CLIENT_ID), primary_key=True),
+    # running, completed, failed, cancelled, interrupted
+    Column("status", String(16), nullable=False),
+    # A data set shipped with the server, by name, or "upload".
+    Column("dataset", String(CLIENT_ID), nullable=False),
+    # What was asked (ensembles, scorer, tolerance, concurrency, budget, seed, judge) and the
+    # questions themselves, so a resume asks the same of the same.
+    Column("spec", JSON, nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("done", Integer, nullable=False, server_default="0"),
+    Column("spent_usd", Float, nullable=False, server_default="0"),
+    Column("report", JSON, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    # The instance that runs it: it turns `interrupted` when its heartbeat stops.
+    Column("instance", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_evaluations_owner_created", "tenant", "owner", "created_at"),
+    Index("ix_evaluations_running", "status", "instance"),
+)
+
+evaluation_results = Table(
+    "evaluation_results",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("tenant", String(TENANT), nullable=False),
+    Column("owner", String(OWNER), nullable=False),
+    Column("evaluation_id", String(CLIENT_ID), nullable=False),
+    # result or verdict
+    Column("kind", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    ForeignKeyConstraint(
+        ["tenant", "owner", "evaluation_id"],
+        ["evaluations.tenant", "evaluations.owner", "evaluations.id"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_evaluation_results_evaluation", "tenant", "owner", "evaluation_id", "pk"),
+)
