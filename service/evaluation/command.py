@@ -22,7 +22,7 @@ from .book import EvaluationError, FolderBook
 from .dataset import DatasetError, load_dataset
 from .judge import judge_pairs
 from .report import build_report, table, with_judgements, write_report
-from .runner import Contestant, Plan, evaluate, progress_bar
+from .runner import Plan, contestants_of, evaluate, judge_of, progress_bar
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -30,24 +30,17 @@ def run_eval(args: argparse.Namespace) -> int:
         settings = load_settings()
         loaded = load_configured_ensembles(settings)
         items = load_dataset(args.dataset)[: args.limit]
-        names = args.ensemble.split(",") if args.ensemble else [loaded.default]
-        contestants = []
-        for name in names:
-            picked, ensemble = loaded.pick(name.strip())
-            contestants.append(Contestant(picked, ensemble))
-            contestants += [Contestant(picked, ensemble, agent) for agent in ensemble.agents]
+        names = [name.strip() for name in args.ensemble.split(",")] if args.ensemble else []
+        contestants = contestants_of(loaded, names)
     except (SettingsError, EnsembleError, UnknownEnsemble, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     judge = None
     if args.judge:
-        members = {m.name: m for m in contestants[0].ensemble.members}
-        judge = members.get(args.judge)
+        judge = judge_of(contestants, args.judge)
         if judge is None:
-            print(
-                f"error: --judge {args.judge}: no such member ({', '.join(members)})",
-                file=sys.stderr,
-            )
+            members = ", ".join(m.name for m in contestants[0].ensemble.members)
+            print(f"error: --judge {args.judge}: no such member ({members})", file=sys.stderr)
             return 2
     if args.concurrency < 1:
         print("error: --concurrency must be at least 1", file=sys.stderr)

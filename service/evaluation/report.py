@@ -75,7 +75,7 @@ def _row(name: str, results: list[Result], seed: int) -> Row:
     )
 
 
-def build_report(outcome: Outcome, plan: Plan, *, seed: int = 0) -> dict[str, Any]:
+def build_report(outcome: Outcome, plan: Plan, seed: int = 0) -> dict[str, Any]:
     by_name: dict[str, list[Result]] = {c.name: [] for c in plan.contestants}
     for result in outcome.results:
         if result.contestant in by_name:
@@ -104,7 +104,7 @@ def build_report(outcome: Outcome, plan: Plan, *, seed: int = 0) -> dict[str, An
 
 
 def with_judgements(
-    report: dict[str, Any], member: str, verdicts: list[Verdict], *, seed: int
+    report: dict[str, Any], member: str, verdicts: list[Verdict], seed: int
 ) -> dict[str, Any]:
     """The report with the judge's win rates (the ensemble against each member)."""
     rates = [asdict(rate) for rate in win_rates(verdicts, seed=seed)]

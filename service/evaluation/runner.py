@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from ..ensemble import Agent, Ensemble
+from ..ensemble import Agent, Ensemble, LoadedEnsembles, Member
 from ..ensemble.prices import run_cost
 from ..errors import ServiceError
 from ..events import Done, Event, Failed, SummaryDelta
@@ -31,7 +31,17 @@ from .dataset import Item
 from .results import Result
 from .scoring import score
 
-__all__ = ["Contestant", "EvaluationError", "Outcome", "Plan", "Result", "Ticket", "evaluate"]
+__all__ = [
+    "Contestant",
+    "EvaluationError",
+    "Outcome",
+    "Plan",
+    "Result",
+    "Ticket",
+    "contestants_of",
+    "evaluate",
+    "judge_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,23 @@ class Contestant:
         if self.agent is None:
             return self.ensemble.max_tokens_per_call()
         return [self.agent.max_tokens]
+
+
+def contestants_of(loaded: LoadedEnsembles, names: Sequence[str]) -> list[Contestant]:
+    """Each ensemble named (none: the default), then each of its agents alone; raises
+    UnknownEnsemble."""
+    contestants = []
+    chosen: Sequence[str | None] = names or [None]
+    for name in chosen:
+        picked, ensemble = loaded.pick(name)
+        contestants.append(Contestant(picked, ensemble))
+        contestants += [Contestant(picked, ensemble, agent) for agent in ensemble.agents]
+    return contestants
+
+
+def judge_of(contestants: Sequence[Contestant], name: str) -> Member | None:
+    """The member of the first ensemble named `name` (an agent or the summarizer)."""
+    return {m.name: m for m in contestants[0].ensemble.members}.get(name)
 
 
 @dataclass

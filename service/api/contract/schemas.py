@@ -280,6 +280,60 @@ class UsageReport(Shape):
     total: UsageTotal
 
 
+# --- evaluations the server runs ------------------------------------------------------------------
+
+
+class Evaluation(Shape):
+    """An evaluation the server runs: what it was asked, and how far it is."""
+
+    id: str
+    status: Status = Field(
+        description="`running`; `completed`; `cancelled` (by its owner); `interrupted` (the "
+        "server stopped: resume it); `failed` (`error` says why)"
+    )
+    dataset: str = Field(description="A data set the server ships, by name; `upload` if sent")
+    ensembles: list[str] = Field(description="The ensembles evaluated (none: the default)")
+    scorer: str
+    judge: str | None = Field(description="The member that compares answers, if one does")
+    total: int = Field(description="Results it will have: questions times contestants")
+    done: int = Field(description="Results it has")
+    spent_usd: float = Field(description="US dollars its calls have cost so far")
+    error: ErrorCode | None
+    created_at: Timestamp
+    finished_at: Timestamp | None
+
+
+class EvaluationDetail(Evaluation):
+    tolerance: float
+    concurrency: int
+    max_cost_usd: float | None
+    seed: int
+    questions: int
+    report: dict[str, Any] | None = Field(
+        description="The report (rows with scores, intervals, latency, tokens and dollars; "
+        "the ensemble against its best member; the judge's win rates), once it is done or "
+        "was cancelled; as `llm-fanout eval` writes report.json"
+    )
+
+
+class EvaluationList(Shape):
+    evaluations: list[Evaluation] = Field(description="Yours, newest first")
+
+
+class EvaluationEvent(Shape):
+    """An evaluation's progress: `eval.progress` as it goes (the newest state; a reader
+    that falls behind skips to it), then one `eval.ended`."""
+
+    type: Literal["eval.progress", "eval.ended"]
+    evaluation_id: str
+    status: Status
+    phase: Literal["asking", "judging"]
+    done: int
+    total: int
+    spent_usd: float
+    error: ErrorCode | None
+
+
 # --- OpenAI's models -----------------------------------------------------------------------------
 
 
@@ -312,6 +366,10 @@ class HistoryQuery(Query):
     user: ClientId | None = Field(
         default=None, description="An admin reads this user of its tenant"
     )
+
+
+class EvaluationListQuery(Query):
+    limit: int = Field(default=20, ge=1, le=100, description="Evaluations in the list")
 
 
 class OwnerQuery(Query):
