@@ -10,11 +10,12 @@ evaluation the server runs (evaluation/jobs.py).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
-from .results import Result, Verdict
+from .results import ModelSpend, Result, Verdict
 
 RESULTS = "results.jsonl"
 JUDGEMENTS = "judgements.jsonl"
@@ -32,13 +33,15 @@ class Book(Protocol):
         contestants and scorer: `fingerprint`); EvaluationError if it holds another."""
         ...
 
-    async def add(self, result: Result) -> None: ...
+    async def add(self, result: Result, spent: Sequence[ModelSpend] = ()) -> None:
+        """Keep `result`; `spent` is what its calls used, per model (a ledger's concern)."""
+        ...
 
     async def verdicts(self) -> list[Verdict]:
         """The judgements kept so far."""
         ...
 
-    async def add_verdict(self, verdict: Verdict) -> None: ...
+    async def add_verdict(self, verdict: Verdict, spent: Sequence[ModelSpend] = ()) -> None: ...
 
 
 class FolderBook:
@@ -64,7 +67,7 @@ class FolderBook:
         self._results = _rewritten(self.out / RESULTS, results)
         return results
 
-    async def add(self, result: Result) -> None:
+    async def add(self, result: Result, spent: Sequence[ModelSpend] = ()) -> None:
         assert self._results is not None, "begin() first"
         _append(self._results, result)
 
@@ -73,7 +76,7 @@ class FolderBook:
         self._verdicts = _rewritten(self.out / JUDGEMENTS, verdicts)
         return verdicts
 
-    async def add_verdict(self, verdict: Verdict) -> None:
+    async def add_verdict(self, verdict: Verdict, spent: Sequence[ModelSpend] = ()) -> None:
         assert self._verdicts is not None, "verdicts() first"
         _append(self._verdicts, verdict)
 

@@ -267,7 +267,7 @@ async def _run_job(
     calls_of_no_request()
     store = _store(resources)
     owner = owner_of(principal)
-    book = StoreBook(store, owner, record.id)
+    book = StoreBook(store, owner, record.id, key_id=principal.key_id or "")
     asked = Asked.stored(record)
     # Stopped by anything but what is caught below (the server's nursery cancelled): it
     # can be resumed.

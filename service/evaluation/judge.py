@@ -16,14 +16,14 @@ from decimal import Decimal
 
 import trio
 
-from ..ensemble import Member
+from ..ensemble import Ensemble, Member
 from ..ensemble.prices import run_cost
 from ..errors import ServiceError
-from ..llm import ChatMessage, ChatModel
+from ..llm import ChatMessage, ChatModel, Usage
 from ..pipeline import PipelineRequest, RunContext
 from ..pipeline.answers import ask_agent
 from ..pipeline.calls import Attempts
-from .results import Result, Verdict
+from .results import ModelSpend, Result, Verdict
 from .runner import Plan
 from .scoring import interval
 
@@ -91,31 +91,42 @@ async def judge_pairs(
                 ChatMessage("system", judge.system_prompt),
                 ChatMessage("user", prompt),
             )
-            said, cost = "", None
+            said = ""
+            attempts = Attempts()
+            calls: list[tuple[str, Usage, int]] = []
             try:
                 with trio.fail_after(judge.timeout_s or plan.timeout_s):
-                    reply = await ask_agent(run, agent, Attempts(), messages)
+                    reply = await ask_agent(run, agent, attempts, messages)
                 said = _parse(reply.text)
                 if reply.usage is not None:
-                    cost = run_cost(
-                        ensemble,
-                        {agent.name: reply.usage},
-                        {agent.name: reply.model},
-                        default_base_url=plan.default_base_url,
-                    )[agent.name]
+                    calls.append((reply.model, reply.usage, 1))
             except (ServiceError, trio.TooSlowError):
                 said = ""
+            calls += [(model, usage, n) for model, (n, usage) in attempts.wasted.items()]
+            spent = [_spend(plan, ensemble, agent.name, *call) for call in calls]
         finally:
             slots.release()
+        costs = [s.cost_usd for s in spent]
+        cost = None if None in costs or not spent else sum(c or 0.0 for c in costs)
         verdict = Verdict(ensemble_name, member_name, key, first, said, cost)
         verdicts.append(verdict)
-        await plan.book.add_verdict(verdict)
+        await plan.book.add_verdict(verdict, spent)
 
     async with trio.open_nursery() as nursery:
         for pair in todo:
             await slots.acquire()
             nursery.start_soon(ask, *pair)
     return verdicts
+
+
+def _spend(
+    plan: Plan, ensemble: Ensemble, member: str, model: str, usage: Usage, calls: int
+) -> ModelSpend:
+    """The judge's calls to one model, priced."""
+    cost = run_cost(
+        ensemble, {member: usage}, {member: model}, default_base_url=plan.default_base_url
+    )
+    return ModelSpend(model, calls, usage.prompt_tokens, usage.completion_tokens, cost[member])
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,3 +37,16 @@ class Verdict:
     first: str  # "ensemble" or "member": which of the two the judge saw as answer A
     said: str  # A, B, TIE, or "" when its reply named none
     cost_usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpend:
+    """What one question's calls to one model used (the wasted ones included), for a
+    usage ledger; not kept with the result."""
+
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    # None: the model's price is not known.
+    cost_usd: float | None

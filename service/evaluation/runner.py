@@ -28,7 +28,7 @@ from ..pipeline.calls import Attempts
 from ..pipeline.prompt import agent_messages
 from .book import Book, EvaluationError
 from .dataset import Item
-from .results import Result
+from .results import ModelSpend, Result
 from .scoring import score
 
 __all__ = [
@@ -151,14 +151,14 @@ async def evaluate(plan: Plan, model: ChatModel) -> Outcome:
     async def ask(item: Item, contestant: Contestant) -> None:
         nonlocal in_flight, dearest
         try:
-            result = await _admitted(plan, model, contestant, item)
+            result, spent = await _admitted(plan, model, contestant, item)
         finally:
             in_flight -= 1
             slots.release()
         outcome.results.append(result)
         outcome.spent_usd += result.cost_usd or 0.0
         dearest = max(dearest, result.cost_usd or 0.0)
-        await plan.book.add(result)
+        await plan.book.add(result, spent)
         if plan.on_result is not None:
             plan.on_result(result, len(outcome.results), total)
 
@@ -177,16 +177,20 @@ async def evaluate(plan: Plan, model: ChatModel) -> Outcome:
     return outcome
 
 
-async def _admitted(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> Result:
+async def _admitted(
+    plan: Plan, model: ChatModel, contestant: Contestant, item: Item
+) -> tuple[Result, list[ModelSpend]]:
     if plan.admit is None:
         return await _ask(plan, model, contestant, item)
     async with plan.admit(contestant) as ticket:
-        result = await _ask(plan, model, contestant, item)
+        result, spent = await _ask(plan, model, contestant, item)
         ticket.used_tokens = result.prompt_tokens + result.completion_tokens
-    return result
+    return result, spent
 
 
-async def _ask(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> Result:
+async def _ask(
+    plan: Plan, model: ChatModel, contestant: Contestant, item: Item
+) -> tuple[Result, list[ModelSpend]]:
     started = time.monotonic()
     if contestant.agent is None:
         asked = await _ask_ensemble(plan, model, contestant, item)
@@ -194,7 +198,9 @@ async def _ask(plan: Plan, model: ChatModel, contestant: Contestant, item: Item)
         asked = await _ask_alone(plan, model, contestant, item)
     latency = time.monotonic() - started
     first_token = asked.first_token
-    return Result(
+    spent = _spent(plan, contestant.ensemble, asked)
+    costs = [s.cost_usd for s in spent]
+    result = Result(
         contestant=contestant.name,
         item=item.key,
         answer=asked.text,
@@ -204,23 +210,26 @@ async def _ask(plan: Plan, model: ChatModel, contestant: Contestant, item: Item)
         first_token_s=None if first_token is None else round(first_token - started, 4),
         prompt_tokens=sum(u.prompt_tokens for u in asked.usage.values()),
         completion_tokens=sum(u.completion_tokens for u in asked.usage.values()),
-        cost_usd=_cost(plan, contestant.ensemble, asked),
+        # Every call: those whose answers were used and those wasted (docs/evaluation.md);
+        # None if one price is unknown.
+        cost_usd=None if None in costs else sum(c or 0.0 for c in costs),
         error=asked.error,
     )
+    return result, spent
 
 
 @dataclass(frozen=True, slots=True)
 class _Asked:
     """One contestant's reply to one question, with what its calls used: the answers'
     tokens per member and the model of each, and the calls paid for and not used, as
-    (member, model, tokens)."""
+    (member, model, tokens, calls)."""
 
     text: str
     first_token: float | None
     usage: dict[str, Usage]
     models: dict[str, str]
     error: str | None
-    wasted: tuple[tuple[str, str, Usage], ...] = ()
+    wasted: tuple[tuple[str, str, Usage, int], ...] = ()
 
 
 async def _ask_ensemble(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> _Asked:
@@ -245,7 +254,7 @@ async def _ask_ensemble(plan: Plan, model: ChatModel, contestant: Contestant, it
                 elif isinstance(event, Done | Failed):
                     terminal = event
     if isinstance(terminal, Done):
-        wasted = tuple((w.member, w.model, w.usage) for w in terminal.wasted)
+        wasted = tuple((w.member, w.model, w.usage, w.calls) for w in terminal.wasted)
         return _Asked(
             "".join(text), first_token, dict(terminal.usage), dict(terminal.models), None, wasted
         )
@@ -284,21 +293,35 @@ async def _ask_alone(plan: Plan, model: ChatModel, contestant: Contestant, item:
     )
 
 
-def _wasted(member: str, attempts: Attempts) -> tuple[tuple[str, str, Usage], ...]:
-    return tuple((member, model, usage) for model, (_, usage) in attempts.wasted.items())
+def _wasted(member: str, attempts: Attempts) -> tuple[tuple[str, str, Usage, int], ...]:
+    return tuple((member, model, usage, calls) for model, (calls, usage) in attempts.wasted.items())
 
 
-def _cost(plan: Plan, ensemble: Ensemble, asked: _Asked) -> float | None:
-    """The dollars of every call: those whose answers were used and those wasted (docs/
-    evaluation.md); None if one price is unknown."""
+def _spent(plan: Plan, ensemble: Ensemble, asked: _Asked) -> list[ModelSpend]:
+    """What the calls of one question used per model, with their dollars: the answers' (a
+    member whose model is not known counts as its primary one) and the wasted calls."""
     base_url = plan.default_base_url
-    costs = list(run_cost(ensemble, asked.usage, asked.models, default_base_url=base_url).values())
-    for member, model, usage in asked.wasted:
-        wasted = run_cost(ensemble, {member: usage}, {member: model}, default_base_url=base_url)
-        costs.append(wasted[member])
-    if None in costs:
-        return None
-    return sum(cost or 0.0 for cost in costs)
+    members = {member.name: member for member in ensemble.members}
+    calls: list[tuple[str, str, Usage, int]] = []
+    for name, usage in asked.usage.items():
+        member = members.get(name)
+        primary = ensemble.targets(member)[0].model if member is not None else "unknown"
+        calls.append((name, asked.models.get(name) or primary, usage, 1))
+    calls += list(asked.wasted)
+    by_model: dict[str, ModelSpend] = {}
+    for name, model, usage, count in calls:
+        cost = run_cost(ensemble, {name: usage}, {name: model}, default_base_url=base_url)[name]
+        before = by_model.get(model)
+        if before is not None:
+            cost = None if cost is None or before.cost_usd is None else before.cost_usd + cost
+        by_model[model] = ModelSpend(
+            model=model,
+            calls=(before.calls if before else 0) + count,
+            prompt_tokens=(before.prompt_tokens if before else 0) + usage.prompt_tokens,
+            completion_tokens=(before.completion_tokens if before else 0) + usage.completion_tokens,
+            cost_usd=cost,
+        )
+    return list(by_model.values())
 
 
 def progress_bar(result: Result, done: int, total: int) -> None:

@@ -1,5 +1,6 @@
 """The book of an evaluation the server runs: its results and verdicts kept in the database,
-under its owner, as they come (storage/evaluations.py). A resume begins from what is there.
+under its owner, as they come (storage/evaluations.py), and what their calls used added to
+the usage ledger with them. A resume begins from what is there.
 
     book = StoreBook(store, owner, "ev_...")
     earlier = await book.begin(fingerprint)
@@ -8,14 +9,16 @@ under its owner, as they come (storage/evaluations.py). A resume begins from wha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from ..storage import Store
 from ..storage.evaluations import ResultKind, add_result, evaluation_results
-from ..storage.records import Owner
+from ..storage.records import Owner, UsageLine
 from .book import EvaluationError
-from .results import Result, Verdict
+from .results import ModelSpend, Result, Verdict
 
 
 class StoppedElsewhere(EvaluationError):
@@ -24,10 +27,12 @@ class StoppedElsewhere(EvaluationError):
 
 
 class StoreBook:
-    def __init__(self, store: Store, owner: Owner, evaluation_id: str) -> None:
+    def __init__(self, store: Store, owner: Owner, evaluation_id: str, *, key_id: str = "") -> None:
         self._store = store
         self._owner = owner
         self._id = evaluation_id
+        # The ledger's key column: the caller's key ("" without one).
+        self._key_id = key_id
         # Everything kept so far, earlier runs' included: a report of a stopped job.
         self.results: list[Result] = []
         self.spent_usd = 0.0
@@ -42,8 +47,8 @@ class StoreBook:
         self.spent_usd = sum(r.cost_usd or 0.0 for r in self.results)
         return list(self.results)
 
-    async def add(self, result: Result) -> None:
-        await self._keep("result", asdict(result), result.cost_usd)
+    async def add(self, result: Result, spent: Sequence[ModelSpend] = ()) -> None:
+        await self._keep("result", asdict(result), result.cost_usd, spent)
         self.results.append(result)
 
     async def verdicts(self) -> list[Verdict]:
@@ -52,13 +57,36 @@ class StoreBook:
         )
         return [Verdict(**row) for row in rows]
 
-    async def add_verdict(self, verdict: Verdict) -> None:
-        await self._keep("verdict", asdict(verdict), verdict.cost_usd)
+    async def add_verdict(self, verdict: Verdict, spent: Sequence[ModelSpend] = ()) -> None:
+        await self._keep("verdict", asdict(verdict), verdict.cost_usd, spent)
 
-    async def _keep(self, kind: ResultKind, data: dict[str, Any], cost_usd: float | None) -> None:
+    async def _keep(
+        self,
+        kind: ResultKind,
+        data: dict[str, Any],
+        cost_usd: float | None,
+        spent: Sequence[ModelSpend],
+    ) -> None:
+        """One result, counted, and its calls in the usage ledger, in one transaction."""
+        day = datetime.now(UTC).date().isoformat()
+        owner = self._owner
+        usage = [
+            UsageLine(
+                tenant=owner.tenant,
+                user=owner.user,
+                key_id=self._key_id,
+                model=s.model,
+                day=day,
+                calls=s.calls,
+                prompt_tokens=s.prompt_tokens,
+                completion_tokens=s.completion_tokens,
+                cost_usd=s.cost_usd,
+            )
+            for s in spent
+        ]
         kept = await self._store.write_once(
             lambda connection: add_result(
-                connection, self._owner, self._id, kind, data, cost_usd=cost_usd
+                connection, owner, self._id, kind, data, cost_usd=cost_usd, usage=usage
             )
         )
         if not kept:

@@ -11,14 +11,15 @@ query reads or changes another owner's.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
-from .queries import as_utc, now
-from .records import Owner
+from .queries import add_usage, as_utc, now
+from .records import Owner, UsageLine
 from .schema import evaluation_results as results_table
 from .schema import evaluations, instances
 
@@ -155,9 +156,11 @@ def add_result(
     data: dict[str, Any],
     *,
     cost_usd: float | None,
+    usage: Sequence[UsageLine] = (),
 ) -> bool:
-    """Keep one result of a running evaluation, and count it; False (nothing kept) when the
-    evaluation is no longer running (it was cancelled, maybe from another instance)."""
+    """Keep one result of a running evaluation, count it, and add what its calls used to
+    the usage ledger (`usage`); False (nothing kept) when the evaluation is no longer
+    running (it was cancelled, maybe from another instance)."""
     counted = connection.execute(
         update(evaluations)
         .where(*_of(owner), evaluations.c.id == evaluation_id, evaluations.c.status == "running")
@@ -173,6 +176,7 @@ def add_result(
             tenant=owner.tenant, owner=owner.user, evaluation_id=evaluation_id, kind=kind, data=data
         )
     )
+    add_usage(connection, usage)
     return True
 
 

@@ -46,6 +46,7 @@ from .records import (
     StoredEnd,
     StoredEvent,
     UnknownMessage,
+    UsageLine,
 )
 from .schema import agent_answers, conversations, instances, message_events, messages, usage
 
@@ -406,10 +407,14 @@ def record_phases(connection: Connection, phases: Sequence[Phase]) -> None:
                 for pk, end in ends
             ],
         )
-    lines = [asdict(line) for p in phases for line in p.usage]
+    add_usage(connection, [line for p in phases for line in p.usage])
+
+
+def add_usage(connection: Connection, lines: Sequence[UsageLine]) -> None:
+    """Add each line to the usage ledger (tokens, calls and dollars)."""
     for line in lines:
         # One at a time: the same line twice in one executemany would conflict with itself.
-        connection.execute(_ADD_USAGE, line)
+        connection.execute(_ADD_USAGE, asdict(line))
 
 
 def _version_of(connection: Connection, owner: Owner, message_id: str, version: int | None) -> Any:

@@ -135,6 +135,7 @@ async def test_the_report_gives_each_contestant_its_score_interval_and_cost(tmp_
             async with service.client.stream("GET", f"/admin/evals/{evaluation}/events") as events:
                 ended = (await read_events(events))[-1]
         report = (await service.client.get(f"/admin/evals/{evaluation}")).json()["report"]
+        ledger = (await service.client.get("/admin/usage")).json()["usage"]
 
     assert ended.data["status"] == "completed"
     rows_by_name = {row["contestant"]: row for row in report["rows"]}
@@ -166,6 +167,13 @@ async def test_the_report_gives_each_contestant_its_score_interval_and_cost(tmp_
     expected = alone["default/a"] + alone["default/b"] + summaries
     assert rows_by_name["default"]["cost_usd"] == pytest.approx(expected)
     assert rows_by_name["default"]["cost_per_correct_usd"] == pytest.approx(expected / 8, abs=1e-6)
+    # The usage ledger counts the evaluation's calls, as it does a request's.
+    spent = {line["model"]: (line["calls"], line["cost_usd"]) for line in ledger}
+    assert spent == {
+        "fake-a": (20, pytest.approx(2 * alone["default/a"])),
+        "fake-b": (20, pytest.approx(2 * alone["default/b"])),
+        "fake-summary": (10, pytest.approx(summaries)),
+    }
 
 
 def run_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
