@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from tests.auth.test_access import World, call, make_key, world
+from tests.databases import BACKENDS, database_url
 from tests.fake_upstream import Behaviour, CallRecord, FakeUpstream
 from tests.integration.harness import SseEvent, read_events, running_service
 from tests.service_process import served
@@ -189,12 +192,19 @@ async def progress_reaches(client: httpx.AsyncClient, evaluation_id: str, done: 
                     return
 
 
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database_url(request.param, tmp_path) as url:
+        yield url
+
+
 async def test_a_cancel_keeps_what_was_done_and_a_resume_asks_nothing_twice(
-    tmp_path: Path,
+    tmp_path: Path, url: str
 ) -> None:
+    """On SQLite and PostgreSQL."""
     fake = upstream()
     body = {"rows": QUESTIONS, "scorer": "numeric", "concurrency": 1}
-    async with running_service(tmp_path, fake) as service:
+    async with running_service(tmp_path, fake, env={"DATABASE_URL": url}) as service:
         started = await start(service.client, body)
         await progress_reaches(service.client, started["id"], 6)
         cancelled = await service.client.post(f"/admin/evals/{started['id']}/cancel")
