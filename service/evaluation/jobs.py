@@ -3,7 +3,8 @@
 database under the admin who started it (store_book.py), its progress followed as events.
 
     record = await start_evaluation(resources, principal, asked)    # running, in the background
-    cancel_evaluation(...) / await resume_evaluation(...)
+    await cancel_evaluation(resources, principal, record.id)        # keeps what it did
+    await resume_evaluation_job(resources, principal, record.id)    # goes on from there
 
 Each question asked is admitted through the caller's rate limits like a request (waiting
 its turn when refused), and the calls keep each member's retries, fallbacks and timeouts. A
@@ -299,17 +300,8 @@ async def _run_job(
                 done = Outcome(results=book.results, spent_usd=book.spent_usd)
                 with trio.CancelScope(shield=True), trio.move_on_after(FINISH_S):
                     report = await trio.to_thread.run_sync(build_report, done, plan, asked.seed)
-    except StoppedElsewhere:
-        status, error = "cancelled", None  # already written by whoever cancelled it
-    except (EvaluationError, EnsembleNotFound, InvalidRequest) as exc:
-        log.warning("evaluation %s failed: %s", record.id, exc)
-        status, error = "failed", "evaluation_failed"
-    except StorageUnavailable:
-        log.error("evaluation %s: the database did not answer", record.id, exc_info=True)
-        status, error = "failed", "storage_unavailable"
-    except Exception:
-        log.exception("evaluation %s crashed", record.id)
-        status, error = "failed", "internal_error"
+    except Exception as exc:
+        status, error = _why_it_ended(record.id, exc)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(FINISH_S):
             await store.write(
@@ -325,6 +317,28 @@ async def _run_job(
         resources.jobs.remove(principal, record.id, job)
         resources.lifecycle.untrack_job(job.scope)
         job.finished.set()
+
+
+def _why_it_ended(evaluation_id: str, exc: Exception) -> tuple[EvaluationStatus, str | None]:
+    """The status and error an evaluation ends with after `exc` (raised by one task of the
+    runner's nursery, in a group, or by the job itself)."""
+    found = _leaves(exc)
+    if any(isinstance(e, StoppedElsewhere) for e in found):
+        return "cancelled", None  # already written by whoever cancelled it
+    if any(isinstance(e, StorageUnavailable) for e in found):
+        log.error("evaluation %s: the database did not answer", evaluation_id, exc_info=exc)
+        return "failed", "storage_unavailable"
+    if all(isinstance(e, EvaluationError | EnsembleNotFound | InvalidRequest) for e in found):
+        log.warning("evaluation %s failed: %s", evaluation_id, exc)
+        return "failed", "evaluation_failed"
+    log.error("evaluation %s crashed", evaluation_id, exc_info=exc)
+    return "failed", "internal_error"
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 def _plan(

@@ -237,6 +237,33 @@ async def test_a_cancel_keeps_what_was_done_and_a_resume_asks_nothing_twice(
     assert (too_late.status_code, too_late.json()["error"]["code"]) == (409, "conflict")
 
 
+async def test_a_cancel_made_on_another_instance_stops_the_job_at_its_next_result(
+    tmp_path: Path,
+) -> None:
+    """Two instances on one database: the one that does not run it cancels it through its
+    row, and the job, finding it no longer running, stops and writes nothing more."""
+    fake = upstream()
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    body = {"rows": QUESTIONS, "scorer": "numeric", "concurrency": 1}
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+    async with (
+        running_service(tmp_path / "one", fake, env={"DATABASE_URL": database}) as one,
+        running_service(tmp_path / "two", fake, env={"DATABASE_URL": database}) as two,
+    ):
+        started = await start(one.client, body)
+        await progress_reaches(one.client, started["id"], 3)
+        cancelled = await two.client.post(f"/admin/evals/{started['id']}/cancel")
+        ended = await follow(one.client, started["id"])
+        kept = await detail(two.client, started["id"])
+        assert cancelled.status_code == 200
+        assert cancelled.json()["status"] == "cancelled"
+        assert ended[-1].data["status"] == "cancelled"
+        assert ended[-1].data["error"] is None
+        # Nothing was kept after the cancel: the job's next result was refused.
+        assert kept["done"] == cancelled.json()["done"] < kept["total"]
+
+
 async def test_an_evaluation_is_its_owners_alone(tmp_path: Path) -> None:
     async with world(tmp_path, **SAMPLE) as w:
         # Two more admins: another of the owner's tenant, and one of the owner's name in
