@@ -1,6 +1,6 @@
 """What an instance does for the database while it serves: a heartbeat, so that other
-instances can tell it is alive; taking over the running messages of instances that are not;
-and deleting conversations past RETENTION_DAYS.
+instances can tell it is alive; taking over the running messages (and evaluations) of
+instances that are not; and deleting conversations past RETENTION_DAYS.
 
     nursery.start_soon(keep_house, store, 5.0, 30.0)
 """
@@ -36,6 +36,11 @@ async def keep_house(store: Store, heartbeat_s: float, retention_days: float | N
             )
             if interrupted:
                 log.warning("%d message(s) of a stopped instance marked interrupted", interrupted)
+            stopped = await store.mark_evaluations_interrupted(
+                expiry=heartbeat_expiry(heartbeat_s), starting=False
+            )
+            if stopped:
+                log.warning("%d evaluation(s) of a stopped instance marked interrupted", stopped)
             if retention_days is not None and trio.current_time() >= next_retention:
                 next_retention = trio.current_time() + RETENTION_EVERY_S
                 cutoff = datetime.now(UTC) - timedelta(days=retention_days)

@@ -112,6 +112,8 @@ class AgentAnswer:
     # The step of the deliberation it answered (the first answers: `answer`, round 0).
     phase: str = "answer"
     round: int = 0
+    # What the answering call cost in US dollars (None: not known, or stored before).
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,8 @@ class MessageEnd:
     models: dict[str, str]
     usage: dict[str, dict[str, int]]
     timings: dict[str, Any] | None
+    # `done`'s `cost` (total_usd, members); None for a run that did not finish.
+    cost: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +140,8 @@ class UsageLine:
     calls: int
     prompt_tokens: int
     completion_tokens: int
+    # None when one of its calls has no known price: the line's dollars stay unknown.
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,3 +186,4 @@ class MessageDetail:
     agents: tuple[AgentAnswer, ...]
     # On its conversation's current branch: the path from the newest turn back to the first.
     current: bool = True
+    cost: dict[str, Any] | None = None
