@@ -522,7 +522,7 @@ export class Turn {
   }
 
   // `done` (or a stored turn's record): what each member used, and the turn's whole. A
-  // stored turn has no dollars (the record keeps tokens), and its agents' figures already.
+  // stored turn has its agents' figures already (each answer's own), and `done`'s `cost`.
   finish(data) {
     if (this.summary || !this.summarySection.hidden) {
       this.summarySection.hidden = false;
@@ -556,7 +556,13 @@ export class Turn {
     const first = data.timings?.first_token_ms;
     const began = first != null ? ` (the answer began at ${(first / 1000).toFixed(1)} s)` : "";
     const wasted = this.wasted(data.timings?.agents_ms ?? {});
-    this.footer.textContent = `This turn: ${figures(total)}${began}${wasted ? `; not used: ${wasted}` : ""}`;
+    // The dollars paid for calls whose output went nowhere, apart from the whole they are in.
+    const wastedUsd = data.cost?.wasted_usd;
+    this.footer.replaceChildren(`This turn: ${figures(total)}`);
+    if (wastedUsd > 0) {
+      this.footer.append(" · ", element("span", "wasted-cost", `of which ${money(wastedUsd)} wasted on cut or lost calls`));
+    }
+    this.footer.append(`${began}${wasted ? `; not used: ${wasted}` : ""}`);
     this.end("done");
   }
 
@@ -626,10 +632,11 @@ export class Turn {
 }
 
 // A stored message drawn from its record: each step's answers (a council's reviews as their
-// own row), the final answer, the tokens and times kept. What only the events said (a
-// tally, a ranking, dollars) comes back when the page replays them.
+// own row), the final answer, the tokens, times and dollars kept. What only the events said
+// (a tally, a ranking) comes back when the page replays them.
 export function storedTurn(message, actions) {
   const turn = new Turn(message.question, actions);
+  const members = new Set(message.agents.map((a) => a.agent));
   if (message.agents.some((a) => a.phase !== "answer" || a.round !== 0)) turn.plain = false;
   for (const answer of message.agents) {
     const cut = answer.outcome === "cut";
@@ -652,13 +659,17 @@ export function storedTurn(message, actions) {
         tokens: tokensOf(answer.usage),
         prompt: answer.usage?.prompt_tokens,
         completion: answer.usage?.completion_tokens,
+        dollars: answer.cost_usd ?? undefined,
       },
       root,
     );
   }
+  // As live: under a member's latest column, what all its calls cost (`done`'s `members`).
+  for (const [name, dollars] of Object.entries(message.cost?.members ?? {})) {
+    if (dollars != null && members.has(name)) turn.setUsed(name, { dollars });
+  }
   turn.summary = message.summary ?? "";
   // The summarizer: the caller with tokens and no answer.
-  const members = new Set(message.agents.map((a) => a.agent));
   const summarizer = Object.keys(message.usage ?? {}).find((caller) => !members.has(caller));
   if (summarizer) {
     const answers = new Set(message.agents.filter((a) => a.outcome === "completed" && a.phase === "answer").map((a) => a.agent));
@@ -666,7 +677,7 @@ export function storedTurn(message, actions) {
   }
   if (message.status === "completed") {
     // The record's timings of each agent are its answers' (above); not those of `done`.
-    turn.finish({ usage: message.usage, timings: { ...message.timings, agents_ms: {} } });
+    turn.finish({ usage: message.usage, cost: message.cost, timings: { ...message.timings, agents_ms: {} } });
   } else if (message.status !== "running") {
     turn.fail({ error: { message: message.status } });
   }
