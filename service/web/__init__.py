@@ -29,6 +29,7 @@ _TYPES = {
     "markdown.js": "text/javascript; charset=utf-8",
     "code.js": "text/javascript; charset=utf-8",
     "clipboard.js": "text/javascript; charset=utf-8",
+    "evals.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }

@@ -5,6 +5,7 @@ nowhere; a turn reopened from the history shows the same tokens, seconds and dol
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,11 @@ async def test_the_turn_says_what_went_into_no_final_answer(
 
 def money(dollars: float) -> str:
     """As the page writes dollars: four decimals from a cent, else two significant digits."""
-    return f"${dollars:.4f}" if dollars >= 0.01 else f"${dollars:#.2g}"
+    if dollars == 0:
+        return "$0"
+    if dollars >= 0.01:
+        return f"${dollars:.4f}"
+    return f"${dollars:.{1 - math.floor(math.log10(dollars))}f}"
 
 
 async def test_the_dollars_wasted_on_a_cut_straggler_are_shown_apart_live_and_reopened(

@@ -2,6 +2,7 @@
 // conversations in the sidebar. It talks only to the service's public API, like any client.
 import { Turn, storedTurn } from "/web/turn.js";
 import { VersionTree, keyOf } from "/web/versions.js";
+import { Evaluations } from "/web/evals.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "fanout.key";
@@ -48,6 +49,21 @@ async function errorText(response) {
   }
 }
 
+// --- evaluations (admins only) ------------------------------------------------------------------
+
+// While they are shown, the conversation and the question box step aside.
+const evaluations = new Evaluations({
+  api,
+  readEvents,
+  errorText,
+  onShow(shown) {
+    $("thread").hidden = shown;
+    $("ask").hidden = shown;
+    $("open-evaluations").setAttribute("aria-expanded", String(shown));
+    if (!shown) $("question").focus();
+  },
+});
+
 // --- sign-in --------------------------------------------------------------------------------
 
 // Until the server accepts the caller, only the sign-in card: no "Sign out", no empty picker.
@@ -58,6 +74,7 @@ function signedIn(accepted) {
 
 function showSignIn(message) {
   signedIn(false);
+  evaluations.reset();
   $("sign-in").hidden = false;
   $("ask").hidden = true;
   $("sign-in-error").hidden = !message;
@@ -153,6 +170,7 @@ async function openConversation(id) {
   }
   const conversation = await response.json();
   if (state.opening !== opening) return;
+  evaluations.hide();
   state.conversation = id;
   showInAddress(id);
   state.tree = new VersionTree(conversation.messages);
@@ -274,6 +292,7 @@ async function deleteConversation(id) {
 }
 
 function newConversation() {
+  evaluations.hide();
   state.conversation = null;
   state.tree = new VersionTree();
   state.turns = new Map();
@@ -545,6 +564,7 @@ async function start() {
     $("ask").hidden = false;
     signedIn(true);
     await loadConversations();
+    if (state.storage) await evaluations.offer();
     const resumed = await resume();
     const inAddress = conversationInAddress();
     if (!resumed && inAddress && state.storage) await openConversation(inAddress);

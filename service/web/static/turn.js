@@ -22,7 +22,8 @@ export function count(n, noun) {
   return `${n.toLocaleString("en-US")} ${noun}${n === 1 ? "" : "s"}`;
 }
 
-function money(dollars) {
+// "$0.1234" from a cent, else two significant digits: "$0.0020".
+export function money(dollars) {
   if (dollars === 0) return "$0";
   if (dollars < 0.000001) return "<$0.000001";
   return `$${dollars >= 0.01 ? dollars.toFixed(4) : dollars.toPrecision(2)}`;
