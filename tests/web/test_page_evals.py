@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page
 
 from service.auth.keys import issue_key
@@ -31,11 +32,12 @@ SAMPLE = {
 QUESTIONS = 6
 
 
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
 async def test_an_admin_starts_an_evaluation_follows_it_and_reads_its_report(
-    browser: BrowserThread, tmp_path: Path
+    browser: BrowserThread, tmp_path: Path, dark: bool
 ) -> None:
     async with running_service(tmp_path, None, env=SAMPLE) as service:
-        page = await open_page(browser, service)
+        page = await open_page(browser, service, dark=dark)
 
         def run() -> dict[str, Any]:
             page.get_by_role("button", name="Evaluations").click()
@@ -76,7 +78,7 @@ async def test_an_admin_starts_an_evaluation_follows_it_and_reads_its_report(
             seen["listed"] = page.locator("#evaluation-list tbody tr").all_inner_texts()
             problems += serious_problems(page, "an evaluation's report")
             seen["problems"] = problems
-            seen["shot"] = screenshot(page, "evaluation-report")
+            seen["shot"] = screenshot(page, f"evaluation-report{'-dark' if dark else ''}")
             page.get_by_role("button", name="Back to the conversation").click()
             seen["back"] = page.is_visible("#thread") and page.is_hidden("#evaluations")
             return seen
