@@ -8,7 +8,7 @@ DEV_INSTALLED := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run cluster cluster-bench nginx test test-faults browser lint format eval test-coverage test-coverage-detailed \
+.PHONY: help install run cluster cluster-bench nginx test test-faults browser screenshots lint format eval test-coverage test-coverage-detailed \
 	test-coverage-visualize bench mutation service-build service-up service-logs service-down clean
 
 help: ## list the targets
@@ -67,6 +67,9 @@ cluster-bench: $(RUN_INSTALLED) nginx ## requests/s: one replica direct, behind 
 browser: ## install Chromium (apt) for the page's browser tests, if none is installed
 	scripts/install_chromium.sh
 
+screenshots: $(DEV_INSTALLED) browser ## the README's pictures of the page (docs/images), made again with Playwright
+	$(BIN)/python -m scripts.screenshots
+
 lint: $(DEV_INSTALLED) ## ruff (with the ASYNC rules) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -96,8 +99,17 @@ $(BENCHED): $(DEV_INSTALLED) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
-bench: $(BENCHED) ## run the benchmarks; tables here, JSON and plots in docs/benchmarks/
-	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
+# The peer the benchmark compares with: LiteLLM's proxy, in a virtualenv of its own (its
+# dependencies must not change the service's). LITELLM_BIN given wins.
+PEER_VENV ?= .venv-litellm
+PEER_INSTALLED := $(PEER_VENV)/.installed
+$(PEER_INSTALLED):
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet 'litellm[proxy]'
+	@touch $@
+
+bench: $(BENCHED) $(if $(LITELLM_BIN),,$(PEER_INSTALLED)) ## run the benchmarks beside LiteLLM; tables here, JSON and plots in docs/benchmarks/
+	LITELLM_BIN=$${LITELLM_BIN:-$(PEER_VENV)/bin/litellm} $(BIN)/python -m scripts.bench $(BENCH_ARGS)
 
 # The sample evaluation, offline: a vote of three mock agents against each of them alone.
 eval: $(RUN_INSTALLED) ## does an ensemble beat its best member? the sample set, with the mock
@@ -117,4 +129,4 @@ service-down: ## stop and remove the containers
 	docker compose down
 
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage
+	rm -rf $(VENV) $(PEER_VENV) .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage

@@ -15,6 +15,7 @@ from .api.contract.empty import no_content
 from .api.envelope import NO_SNIFF, error_response, http_exception_response
 from .api.raw_path import KeepEncodedSlashes
 from .api.routes.conversations import conversations
+from .api.routes.evals import evals
 from .api.routes.keys import key_routes
 from .api.routes.openai import openai_routes
 from .api.routes.service import routes
@@ -57,6 +58,7 @@ def create_app(resources: Resources) -> QuartTrio:
     app.register_blueprint(streams)
     app.register_blueprint(conversations)
     app.register_blueprint(usage_routes)
+    app.register_blueprint(evals)
     app.register_blueprint(key_routes)
     app.register_blueprint(openai_routes)
     app.register_blueprint(web)

@@ -116,6 +116,15 @@ class NotRunningHere(RequestError):
     default_message = "this message is not running on this instance (finished, or elsewhere)"
 
 
+class Conflict(RequestError):
+    """What was asked does not fit the state of what it names (an evaluation done, to
+    resume)."""
+
+    code = "conflict"
+    status = 409
+    default_message = "not in a state that allows this"
+
+
 class StorageDisabled(RequestError):
     code = "storage_disabled"
     status = 404

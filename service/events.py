@@ -16,7 +16,7 @@ Each event class declares, beside its fields:
 - `STORED`: whether the transcript keeps it for replay and resume.
 The SSE encoder, the published schemas, the OpenAI mapping and the page's test read these;
 nothing else spells a kind out. Adding a kind: declare it here, produce it in the pipeline,
-show it on the page (service/web/static/app.js) if people should see it.
+show it on the page (service/web/static/turn.js) if people should see it.
 
 The pipeline produces them; the api layer encodes them and telemetry, the recorder and the
 limiter's settlement consume them. They live outside every one of those packages, beside
@@ -620,6 +620,21 @@ class Timings:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Wasted:
+    """Calls of one member on one model whose output the run did not use: a straggler cut,
+    a hedge that lost, a call that failed after the provider had begun to answer (or whose
+    answer was empty). Their tokens are the provider's where it reported them, else reckoned
+    from what was sent and received (pipeline/waste.py)."""
+
+    member: str
+    model: str
+    calls: int
+    usage: Usage
+    # None: the model's price is not known.
+    cost_usd: float | None
+
+
 class DoneFields(Shape):
     agents: AgentCountsShape
     models: dict[str, str] = Field(description="Each member that answered: the model that did")
@@ -663,6 +678,8 @@ class Done(EventKind):
     finish_reason: FinishReason | None = None
     # Each member's dollars; None: no price was asked for (an ensemble without members).
     cost: Mapping[str, float | None] | None = None
+    # The calls the run paid for and did not use, apart from `usage` and `cost`.
+    wasted: tuple[Wasted, ...] = ()
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
         fields: dict[str, Any] = {
@@ -676,11 +693,25 @@ class Done(EventKind):
             fields["ensemble_version"] = self.ensemble_version
         if self.finish_reason is not None:
             fields["finish_reason"] = self.finish_reason
-        if self.cost is not None:
-            known = list(self.cost.values())
-            total = None if None in known else round(sum(c or 0.0 for c in known), 8)
-            fields["cost"] = {"total_usd": total, "members": dict(self.cost)}
+        cost = self.cost_fields()
+        if cost is not None:
+            fields["cost"] = cost
         return "Completed", self.summarizer, fields
+
+    def cost_fields(self) -> dict[str, Any] | None:
+        """`cost` as it is sent and stored: the total (the wasted calls included), each
+        member's answering calls, and the wasted calls apart; None when no price was asked
+        for. An unknown price makes the sums it is part of unknown (None)."""
+        if self.cost is None:
+            return None
+        wasted = _known_sum([w.cost_usd for w in self.wasted])
+        used = _known_sum(list(self.cost.values()))
+        total = None if used is None or wasted is None else round(used + wasted, 8)
+        return {"total_usd": total, "members": dict(self.cost), "wasted_usd": wasted}
+
+
+def _known_sum(costs: list[float | None]) -> float | None:
+    return None if None in costs else round(sum(c or 0.0 for c in costs), 8)
 
 
 class FailedFields(Shape):

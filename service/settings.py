@@ -168,6 +168,11 @@ class Settings(BaseModel):
     # The one header the trusted proxies write the client's address in: X-Forwarded-For or
     # Forwarded. The other is never read (a proxy passes it through from the client).
     forwarded_header: ForwardedHeader = "X-Forwarded-For"
+    # The data sets an admin may name for an evaluation the server runs (POST /admin/evals):
+    # each NAME.jsonl or NAME.csv in this directory.
+    eval_datasets_dir: Path = Path("examples/eval")
+    # Evaluations one user may have running at once (on every instance together).
+    eval_max_running: Annotated[int, Field(ge=1, le=100)] = 2
     # Worker processes sharing one listening port; 1 serves in this process.
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     # Internal, not for operators: with WORKERS > 1 the parent starts each worker with the

@@ -40,10 +40,18 @@ class AgentCounts(Shape):
 
 class Cost(Shape):
     total_usd: float | None = Field(
-        description="US dollars of every call of the run; null when a price is not known"
+        description="US dollars of every call of the run, the wasted ones included; null "
+        "when a price is not known"
     )
     members: dict[str, float | None] = Field(
-        description="Each member's dollars over its every call (null: its price is unknown)"
+        description="Each member's dollars over the calls whose answers the run used, in "
+        "every step (null: its price is unknown)"
+    )
+    wasted_usd: float | None = Field(
+        default=None,
+        description="Dollars of the calls the run paid for and did not use: stragglers cut, "
+        "hedges that lost, calls that failed after the provider began to answer; part of "
+        "`total_usd`. Null when a price is not known; absent on runs stored before it",
     )
 
 

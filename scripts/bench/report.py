@@ -49,14 +49,14 @@ def print_tables(results: dict[str, Any]) -> None:
                 + ", ".join(f"{kind} x{n}" for kind, n in row.get("error_kinds", {}).items())
             )
     if "storm" in results:
-        data = results["storm"]
-        delay = data["close_to_upstream_close_ms"]
-        print(f"\n4. Disconnect storm ({data['clients']} clients hang up at once)")
-        print(
-            f"client close -> upstream close: p50 {delay['p50']} ms, p99 {delay['p99']} ms, "
-            f"max {delay['max']} ms; upstream calls open 1 s later: "
-            f"{data['upstream_calls_open_after_1s']}; service CPU {data.get('service_cpu_ms')} ms"
-        )
+        print("\n4. Disconnect storms: clients hang up at once; client close -> upstream close")
+        print(f"{'clients':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'open 1 s later':>15}")
+        for run in results["storm"]["runs"]:
+            delay = run["close_to_upstream_close_ms"]
+            print(
+                f"{run['clients']:>8} {delay['p50']:>8} {delay['p99']:>8} {delay['max']:>8} "
+                f"{run['upstream_calls_open_after_1s']:>15}"
+            )
     for key, title in (
         ("storage", "6. Storage: none, SQLite, PostgreSQL"),
         ("auth", "7. Auth: API keys (warm cache) against AUTH=none, SQLite store"),
@@ -194,6 +194,7 @@ def _print_variants(title: str, rows: list[dict[str, Any]]) -> None:
             f"{row.get('p50_overhead_vs_base_ms', 0):>11} {row['pipelines_per_s']:>12} "
             f"{row.get('throughput_vs_base', 1):>7} {row['service_cpu_ms_per_pipeline']:>16} "
             f"{row.get('cpu_vs_base_ms', 0):>11} {row['errors']:>4}"
+            + ("  (the defaults, measured once for 6-9)" if row.get("shared") else "")
         )
 
 
@@ -220,3 +221,85 @@ def _print_strategies(data: dict[str, Any]) -> None:
             f"{row['service_cpu_ms_per_call']:>11} {row['cpu_per_call_vs_summarize']:>12} "
             f"{'met' if row['target_met'] else 'not met':>8} {row['errors']:>4}"
         )
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target beside this run's figure, met or not (None: its scenario did not run)."""
+
+    def row(
+        what: str, bound: float, unit: str, figure: float | None, at_most: bool = True
+    ) -> dict[str, Any]:
+        met = None if figure is None else (figure <= bound if at_most else figure >= bound)
+        sign = "<=" if at_most else ">="
+        return {"target": what, "bound": f"{sign} {bound:g}{unit}", "figure": figure, "met": met}
+
+    overhead = {r["clients"]: r for r in _ok(results, "overhead", "rows")}
+    ten = overhead.get(10)
+    peer = {r["system"]: r for r in _ok(results, "peer", "rows")}
+    ours, litellm = peer.get("this service, 2 agents"), peer.get("LiteLLM proxy")
+    phases = _ok(results, "phases", "runs")
+    streams = {r["streams"]: r for r in _ok(results, "streams", "rows")}
+    storms = _ok(results, "storm", "runs")
+    large = [r["close_to_upstream_close_ms"]["p99"] for r in storms if r["clients"] == 2000]
+    runs_500 = [r["close_to_upstream_close_ms"]["p99"] for r in storms if r["clients"] == 500]
+    return [
+        row(
+            "overhead at 10 clients, p50",
+            5,
+            " ms",
+            ten["overhead_total_ms"]["p50"] if ten else None,
+        ),
+        row(
+            "overhead at 10 clients, p99",
+            20,
+            " ms",
+            ten["overhead_total_ms"]["p99"] if ten else None,
+        ),
+        row(
+            "saturation vs LiteLLM (3 calls to its 1)",
+            4,
+            "x",
+            round(ours["requests_per_s"] / litellm["requests_per_s"], 2)
+            if ours and litellm
+            else None,
+            at_most=False,
+        ),
+        row(
+            "CPU per pipeline (scenario 10, /api/process)",
+            4.5,
+            " ms",
+            phases[0]["cpu_ms_per_pipeline"] if phases else None,
+        ),
+        row(
+            "memory per open stream at 2,000",
+            80,
+            " KiB",
+            streams[2000]["kib_per_stream"] if 2000 in streams else None,
+        ),
+        row(
+            "2,000 hang up at once, p99 to upstream close", 250, " ms", large[0] if large else None
+        ),
+        row(
+            f"500 hang up at once, p99, worst of {len(runs_500)} runs",
+            100,
+            " ms",
+            max(runs_500) if runs_500 else None,
+        ),
+    ]
+
+
+def _ok(results: dict[str, Any], scenario: str, key: str) -> list[dict[str, Any]]:
+    data = results.get(scenario)
+    if not isinstance(data, dict) or key not in data:
+        return []
+    rows: list[dict[str, Any]] = data[key]
+    return rows
+
+
+def print_targets(rows: list[dict[str, Any]]) -> None:
+    print("\nTargets")
+    print(f"{'target':<48} {'bound':>10} {'this run':>9}  ")
+    for row in rows:
+        verdict = {True: "met", False: "NOT MET", None: "not measured"}[row["met"]]
+        figure = "-" if row["figure"] is None else row["figure"]
+        print(f"{row['target']:<48} {row['bound']:>10} {figure:>9}  {verdict}")

@@ -11,8 +11,9 @@ shielding the whole send costs no responsiveness.
 A client that hangs up has its upstream calls closed at once. Quart-Trio cancels the
 request's tasks, and each would close its upstream connection only after it has run and
 unwound; when hundreds of clients leave together, the last upstream close waited behind
-all of their work. The connection knows the request's calls (`RequestCalls`) and closes
-their sockets right after the cancel, in the same step.
+all of their work. The connection knows the request's calls (`RequestCalls`): the TCP
+connection closes their sockets as soon as it reads the hang-up, and this one again right
+after the cancel, in the same step (a disconnect Hypercorn saw first).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEven
 from quart.wrappers import Request
 from quart_trio.asgi import TrioASGIHTTPConnection
 
+from ..connections.record import current_connection
 from ..llm import calls_of_this_request
 
 
@@ -33,7 +35,15 @@ class StreamingHTTPConnection(TrioASGIHTTPConnection):
 
         # Set in this task's context, so every task the request starts inherits it.
         self._upstream_calls = calls_of_this_request()
-        await super().__call__(receive, shielded_send)
+        # The connection closes them the moment it reads the hang-up (connections/tcp.py).
+        record = current_connection()
+        if record is not None:
+            record.on_hang_up = self._upstream_calls.close_all
+        try:
+            await super().__call__(receive, shielded_send)
+        finally:
+            if record is not None and record.on_hang_up == self._upstream_calls.close_all:
+                record.on_hang_up = None  # the next request on this connection sets its own
 
     async def handle_messages(  # type: ignore[override]
         self, nursery: trio.Nursery, request: Request, receive: ASGIReceiveCallable

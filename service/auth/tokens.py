@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 import jwt
@@ -59,6 +59,13 @@ def fits(algorithm: str, key: JwksKey) -> bool:
     if isinstance(key.key, ec.EllipticCurvePublicKey):
         return EC_ALGORITHMS.get(key.key.curve.name) == algorithm
     return False
+
+
+def names_an_owner(value: object) -> TypeGuard[str]:
+    """A user or tenant a token may give: text of 1 to 128 characters without a NUL (which
+    PostgreSQL cannot store and SQLite can: the same token would own rows on one database
+    and none on the other). Anything else is taken as the token says."""
+    return isinstance(value, str) and 0 < len(value) <= 128 and "\x00" not in value
 
 
 def claim(claims: Mapping[str, Any], path: str) -> Any:
@@ -222,12 +229,12 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"the token was refused: {exc}") from exc
         user = claims.get("sub")
-        if not isinstance(user, str) or not user or len(user) > 128:
+        if not names_an_owner(user):
             raise Unauthenticated("the token's sub is not a user id")
         tenant = DEFAULT_TENANT
         if self._tenant_claim is not None:
             found = claim(claims, self._tenant_claim)
-            if not isinstance(found, str) or not found or len(found) > 128:
+            if not names_an_owner(found):
                 raise Unauthenticated(f"the token has no tenant at {self._tenant_claim}")
             tenant = found
         roles: Any = claim(claims, self._roles_claim) if self._roles_claim else None

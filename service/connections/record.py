@@ -4,11 +4,13 @@ record = current_connection()
 if record is not None:
     record.request_id = "3f2a..."                     # named in the connection's logs
     record.write_deadline = trio.current_time() + 120  # a blocked write ends by then
+record.on_hang_up = calls.close_all                 # run the moment the client is gone
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -19,6 +21,10 @@ class ConnectionRecord:
     # A write still blocked at this time (a client that stopped reading) closes the
     # connection; the app sets it while a response with a deadline of its own is open.
     write_deadline: float = math.inf
+    # Called by the connection as soon as it reads the client's hang-up (end of stream or a
+    # reset), before Hypercorn hears of it: the request in progress closes its upstream
+    # sockets then, not once its tasks have been cancelled and unwound.
+    on_hang_up: Callable[[], None] | None = None
 
 
 CURRENT_CONNECTION: ContextVar[ConnectionRecord | None] = ContextVar(

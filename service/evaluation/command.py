@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
 
 import trio
 
 from ..ensemble import EnsembleError, UnknownEnsemble
 from ..resources.opening import build_model, load_configured_ensembles
 from ..settings import SettingsError, load_settings
+from .book import EvaluationError, FolderBook
 from .dataset import DatasetError, load_dataset
-from .judge import judge_pairs, win_rates
-from .report import build_report, table, write_report
-from .runner import Contestant, EvaluationError, Plan, evaluate, progress_bar
+from .judge import judge_pairs
+from .report import build_report, table, with_judgements, write_report
+from .runner import Plan, contestants_of, evaluate, judge_of, progress_bar
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -30,33 +30,27 @@ def run_eval(args: argparse.Namespace) -> int:
         settings = load_settings()
         loaded = load_configured_ensembles(settings)
         items = load_dataset(args.dataset)[: args.limit]
-        names = args.ensemble.split(",") if args.ensemble else [loaded.default]
-        contestants = []
-        for name in names:
-            picked, ensemble = loaded.pick(name.strip())
-            contestants.append(Contestant(picked, ensemble))
-            contestants += [Contestant(picked, ensemble, agent) for agent in ensemble.agents]
+        names = [name.strip() for name in args.ensemble.split(",")] if args.ensemble else []
+        contestants = contestants_of(loaded, names)
     except (SettingsError, EnsembleError, UnknownEnsemble, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     judge = None
     if args.judge:
-        members = {m.name: m for m in contestants[0].ensemble.members}
-        judge = members.get(args.judge)
+        judge = judge_of(contestants, args.judge)
         if judge is None:
-            print(
-                f"error: --judge {args.judge}: no such member ({', '.join(members)})",
-                file=sys.stderr,
-            )
+            members = ", ".join(m.name for m in contestants[0].ensemble.members)
+            print(f"error: --judge {args.judge}: no such member ({members})", file=sys.stderr)
             return 2
     if args.concurrency < 1:
         print("error: --concurrency must be at least 1", file=sys.stderr)
         return 2
+    book = FolderBook(args.out)
     plan = Plan(
         items=items,
         contestants=contestants,
         scorer=args.scorer,
-        out=args.out,
+        book=book,
         default_base_url=settings.llm_base_url,
         tolerance=args.tolerance,
         concurrency=args.concurrency,
@@ -78,12 +72,9 @@ def run_eval(args: argparse.Namespace) -> int:
                 verdicts = await judge_pairs(plan, model_for_judge, outcome.results, judge=judge)
             finally:
                 await model_for_judge.aclose()
-            report["judge"] = {
-                "member": judge.name,
-                "win_rates": [asdict(rate) for rate in win_rates(verdicts, seed=args.seed)],
-            }
+            report = with_judgements(report, judge.name, verdicts, seed=args.seed)
         print(table(report))
-        for path in write_report(report, plan.out):
+        for path in write_report(report, args.out):
             print(f"wrote {path}")
         return 0
 
@@ -92,3 +83,5 @@ def run_eval(args: argparse.Namespace) -> int:
     except EvaluationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        book.close()

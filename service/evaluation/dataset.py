@@ -36,17 +36,34 @@ def load_dataset(path: Path) -> list[Item]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read it: {exc}") from exc
-    rows = _csv_rows(text) if path.suffix.lower() == ".csv" else _jsonl_rows(path, text)
-    items = [_item(path, line, row) for line, row in rows]
+    return parse_dataset(text, str(path), csv_format=path.suffix.lower() == ".csv")
+
+
+def parse_dataset(text: str, source: str, *, csv_format: bool = False) -> list[Item]:
+    """The questions of a data set's text (JSONL, or CSV with a header row); `source` names
+    it in errors (a file, or an uploaded field)."""
+    rows = _csv_rows(text) if csv_format else _jsonl_rows(source, text)
+    return _checked(source, [_item(f"{source}:{line}", row, str(line)) for line, row in rows])
+
+
+def dataset_of_rows(rows: list[Any], source: str) -> list[Item]:
+    """The questions of rows already read (an uploaded list): each in a shape JSONL takes."""
+    return _checked(
+        source,
+        [_item(f"{source}[{index}]", row, str(index + 1)) for index, row in enumerate(rows)],
+    )
+
+
+def _checked(source: str, items: list[Item]) -> list[Item]:
     if not items:
-        raise DatasetError(f"{path}: no questions")
+        raise DatasetError(f"{source}: no questions")
     keys = [item.key for item in items]
     if len(set(keys)) != len(keys):
-        raise DatasetError(f"{path}: two questions have the same id")
+        raise DatasetError(f"{source}: two questions have the same id")
     return items
 
 
-def _jsonl_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+def _jsonl_rows(source: str, text: str) -> list[tuple[int, Any]]:
     rows = []
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
@@ -54,7 +71,7 @@ def _jsonl_rows(path: Path, text: str) -> list[tuple[int, Any]]:
         try:
             rows.append((line, json.loads(raw)))
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}:{line}: not JSON: {exc.msg}") from exc
+            raise DatasetError(f"{source}:{line}: not JSON: {exc.msg}") from exc
     return rows
 
 
@@ -63,8 +80,8 @@ def _csv_rows(text: str) -> list[tuple[int, Any]]:
     return [(number, row) for number, row in enumerate(reader, start=2)]
 
 
-def _item(path: Path, line: int, row: Any) -> Item:
-    where = f"{path}:{line}"
+def _item(where: str, row: Any, position: str) -> Item:
+    """One question; `position` keys it when it has no `id` (its line, or its place)."""
     if not isinstance(row, dict):
         raise DatasetError(f"{where}: expected an object")
     question = row.get("question")
@@ -76,7 +93,7 @@ def _item(path: Path, line: int, row: Any) -> Item:
     answers = ideal if isinstance(ideal, list) else [ideal]
     if ideal is None or not answers or any(not isinstance(a, str | int | float) for a in answers):
         raise DatasetError(f"{where}: no answer (an `answer` or `ideal`, text or a list)")
-    key = str(row.get("id") or line)
+    key = str(row.get("id") or position)
     return Item(key=key, question=question.strip(), answers=tuple(str(a) for a in answers))
 
 

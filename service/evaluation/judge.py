@@ -9,25 +9,24 @@ orders; a split or a tie is half a win each.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from decimal import Decimal
 
 import trio
 
-from ..ensemble import Member
+from ..ensemble import Ensemble, Member
 from ..ensemble.prices import run_cost
 from ..errors import ServiceError
-from ..llm import ChatMessage, ChatModel
+from ..llm import ChatMessage, ChatModel, Usage
 from ..pipeline import PipelineRequest, RunContext
 from ..pipeline.answers import ask_agent
 from ..pipeline.calls import Attempts
-from .runner import Plan, Result
+from .results import ModelSpend, Result, Verdict
+from .runner import Plan
 from .scoring import interval
 
-JUDGEMENTS = "judgements.jsonl"
 JUDGE_PROMPT = """\
 Which answer to the question is better: more correct, more complete, clearer?
 
@@ -47,18 +46,6 @@ Reply with one word: A, B or TIE."""
 _VERDICT = re.compile(r"\b(A|B|TIE)\b")
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The judge's reading of one pair on one question, in one order (`first` shown as A)."""
-
-    ensemble: str
-    member: str
-    item: str
-    first: str  # "ensemble" or "member": which of the two the judge saw as answer A
-    said: str  # A, B, TIE, or "" when its reply named none
-    cost_usd: float | None
-
-
 def _parse(reply: str) -> str:
     found = _VERDICT.search(reply.strip().upper())
     return found.group(1) if found else ""
@@ -68,16 +55,8 @@ async def judge_pairs(
     plan: Plan, model: ChatModel, results: Sequence[Result], *, judge: Member
 ) -> list[Verdict]:
     """Every question both an ensemble and one of its members answered (no error), judged
-    in both orders; appended to judgements.jsonl as they come, and picked up from it."""
-    path = plan.out / JUDGEMENTS
-    earlier = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                earlier.append(Verdict(**json.loads(line)))
-            except (json.JSONDecodeError, TypeError):
-                continue
-    path.write_text("".join(json.dumps(asdict(v)) + "\n" for v in earlier))
+    in both orders; added to the plan's book as they come, and picked up from it."""
+    earlier = await plan.book.verdicts()
     seen = {(v.ensemble, v.member, v.item, v.first) for v in earlier}
     answers = {(r.contestant, r.item): r for r in results if r.error is None}
     questions = {item.key: item.question for item in plan.items}
@@ -96,51 +75,58 @@ async def judge_pairs(
     agent = judge.as_agent()
     ensemble = plan.contestants[0].ensemble.model_copy(update={"agents": (agent,)})
     slots = trio.Semaphore(plan.concurrency)
-    with path.open("a", encoding="utf-8") as log:
 
-        async def ask(ensemble_name: str, member_name: str, key: str, first: str) -> None:
+    async def ask(ensemble_name: str, member_name: str, key: str, first: str) -> None:
+        try:
+            ours, theirs = answers[(ensemble_name, key)], answers[(member_name, key)]
+            a, b = (ours, theirs) if first == "ensemble" else (theirs, ours)
+            prompt = JUDGE_PROMPT.format(question=questions[key], first=a.answer, second=b.answer)
+            run = RunContext(
+                request=PipelineRequest(message=prompt, message_id=f"judge-{key}"),
+                ensemble=ensemble,
+                model=model,
+                request_timeout_s=plan.timeout_s,
+            )
+            messages = (
+                ChatMessage("system", judge.system_prompt),
+                ChatMessage("user", prompt),
+            )
+            said = ""
+            attempts = Attempts()
+            calls: list[tuple[str, Usage, int]] = []
             try:
-                ours, theirs = answers[(ensemble_name, key)], answers[(member_name, key)]
-                a, b = (ours, theirs) if first == "ensemble" else (theirs, ours)
-                prompt = JUDGE_PROMPT.format(
-                    question=questions[key], first=a.answer, second=b.answer
-                )
-                run = RunContext(
-                    request=PipelineRequest(message=prompt, message_id=f"judge-{key}"),
-                    ensemble=ensemble,
-                    model=model,
-                    request_timeout_s=plan.timeout_s,
-                )
-                messages = (
-                    ChatMessage("system", judge.system_prompt),
-                    ChatMessage("user", prompt),
-                )
-                said, cost = "", None
-                try:
-                    with trio.fail_after(judge.timeout_s or plan.timeout_s):
-                        reply = await ask_agent(run, agent, Attempts(), messages)
-                    said = _parse(reply.text)
-                    if reply.usage is not None:
-                        cost = run_cost(
-                            ensemble,
-                            {agent.name: reply.usage},
-                            {agent.name: reply.model},
-                            default_base_url=plan.default_base_url,
-                        )[agent.name]
-                except (ServiceError, trio.TooSlowError):
-                    said = ""
-                verdict = Verdict(ensemble_name, member_name, key, first, said, cost)
-                verdicts.append(verdict)
-                log.write(json.dumps(asdict(verdict)) + "\n")
-                log.flush()
-            finally:
-                slots.release()
+                with trio.fail_after(judge.timeout_s or plan.timeout_s):
+                    reply = await ask_agent(run, agent, attempts, messages)
+                said = _parse(reply.text)
+                if reply.usage is not None:
+                    calls.append((reply.model, reply.usage, 1))
+            except (ServiceError, trio.TooSlowError):
+                said = ""
+            calls += [(model, usage, n) for model, (n, usage) in attempts.wasted.items()]
+            spent = [_spend(plan, ensemble, agent.name, *call) for call in calls]
+        finally:
+            slots.release()
+        costs = [s.cost_usd for s in spent]
+        cost = None if None in costs or not spent else sum(c or 0.0 for c in costs)
+        verdict = Verdict(ensemble_name, member_name, key, first, said, cost)
+        verdicts.append(verdict)
+        await plan.book.add_verdict(verdict, spent)
 
-        async with trio.open_nursery() as nursery:
-            for pair in todo:
-                await slots.acquire()
-                nursery.start_soon(ask, *pair)
+    async with trio.open_nursery() as nursery:
+        for pair in todo:
+            await slots.acquire()
+            nursery.start_soon(ask, *pair)
     return verdicts
+
+
+def _spend(
+    plan: Plan, ensemble: Ensemble, member: str, model: str, usage: Usage, calls: int
+) -> ModelSpend:
+    """The judge's calls to one model, priced."""
+    cost = run_cost(
+        ensemble, {member: usage}, {member: model}, default_base_url=plan.default_base_url
+    )
+    return ModelSpend(model, calls, usage.prompt_tokens, usage.completion_tokens, cost[member])
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@ tokens, dollars), the ensemble against its best member, as a terminal table, rep
 and report.html (the table and a plot of score against cost).
 
     report = build_report(outcome, plan, seed=0)
+    report = with_judgements(report, "sum", verdicts, seed=0)   # when a judge was asked
     print(table(report))
+    html_page(report)                                           # report.html
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .runner import Outcome, Plan, Result
+from .judge import win_rates
+from .results import Result, Verdict
+from .runner import Outcome, Plan
 from .scoring import interval
 
 
@@ -71,7 +75,7 @@ def _row(name: str, results: list[Result], seed: int) -> Row:
     )
 
 
-def build_report(outcome: Outcome, plan: Plan, *, seed: int = 0) -> dict[str, Any]:
+def build_report(outcome: Outcome, plan: Plan, seed: int = 0) -> dict[str, Any]:
     by_name: dict[str, list[Result]] = {c.name: [] for c in plan.contestants}
     for result in outcome.results:
         if result.contestant in by_name:
@@ -97,6 +101,14 @@ def build_report(outcome: Outcome, plan: Plan, *, seed: int = 0) -> dict[str, An
         "stopped_by_budget": outcome.stopped_by_budget,
         "spent_usd": round(outcome.spent_usd, 6),
     }
+
+
+def with_judgements(
+    report: dict[str, Any], member: str, verdicts: list[Verdict], seed: int
+) -> dict[str, Any]:
+    """The report with the judge's win rates (the ensemble against each member)."""
+    rates = [asdict(rate) for rate in win_rates(verdicts, seed=seed)]
+    return {**report, "judge": {"member": member, "win_rates": rates}}
 
 
 def _gain(
@@ -171,11 +183,13 @@ def table(report: dict[str, Any]) -> str:
 def write_report(report: dict[str, Any], out: Path) -> list[Path]:
     json_path, html_path = out / "report.json", out / "report.html"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
-    html_path.write_text(_html(report))
+    html_path.write_text(html_page(report))
     return [json_path, html_path]
 
 
-def _html(report: dict[str, Any]) -> str:
+def html_page(report: dict[str, Any]) -> str:
+    """report.html: the table and a plot of score against cost, in one page that needs
+    nothing else (no script; every name escaped)."""
     rows = report["rows"]
     width, height, pad = 480, 300, 40
     costs = [r["cost_usd"] for r in rows if r["cost_usd"] is not None]

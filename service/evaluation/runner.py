@@ -1,24 +1,23 @@
 """Ask every question of an evaluation of every contestant: the ensemble as it runs for a
 request, and each of its agents alone (the same model, prompt, provider, retries and
-fallbacks it has in the ensemble). Each result is appended to `results.jsonl` in the output
-folder as it comes, so an interrupted evaluation picks up where it stopped.
+fallbacks it has in the ensemble). Each result goes to the evaluation's book as it comes
+(an output folder, or the database), so an interrupted evaluation picks up where it stopped.
 
-    results = await evaluate(plan, model)   # what the folder holds when it is done
+    outcome = await evaluate(plan, model)   # every result, and whether the budget stopped it
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from ..ensemble import Agent, Ensemble
+from ..ensemble import Agent, Ensemble, LoadedEnsembles, Member
 from ..ensemble.prices import run_cost
 from ..errors import ServiceError
 from ..events import Done, Event, Failed, SummaryDelta
@@ -27,15 +26,22 @@ from ..pipeline import PipelineRequest, RunContext, run_pipeline
 from ..pipeline.answers import ask_agent
 from ..pipeline.calls import Attempts
 from ..pipeline.prompt import agent_messages
+from .book import Book, EvaluationError
 from .dataset import Item
+from .results import ModelSpend, Result
 from .scoring import score
 
-RESULTS = "results.jsonl"
-RUN = "run.json"
-
-
-class EvaluationError(Exception):
-    """One line for the operator (the command exits with 2)."""
+__all__ = [
+    "Contestant",
+    "EvaluationError",
+    "Outcome",
+    "Plan",
+    "Result",
+    "Ticket",
+    "contestants_of",
+    "evaluate",
+    "judge_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,22 +59,41 @@ class Contestant:
             self.ensemble_name if self.agent is None else f"{self.ensemble_name}/{self.agent.name}"
         )
 
+    def max_tokens(self) -> list[int | None]:
+        """Each upstream call one question makes of it: its `max_tokens`, None unset."""
+        if self.agent is None:
+            return self.ensemble.max_tokens_per_call()
+        return [self.agent.max_tokens]
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """One question asked of one contestant: a line of results.jsonl."""
 
-    contestant: str
-    item: str
-    answer: str
-    correct: bool
-    latency_s: float
-    first_token_s: float | None
-    prompt_tokens: int
-    completion_tokens: int
-    # None when some call's price is not known.
-    cost_usd: float | None
-    error: str | None = None
+def contestants_of(loaded: LoadedEnsembles, names: Sequence[str]) -> list[Contestant]:
+    """Each ensemble named (none: the default), then each of its agents alone; raises
+    UnknownEnsemble."""
+    contestants = []
+    chosen: Sequence[str | None] = names or [None]
+    for name in chosen:
+        picked, ensemble = loaded.pick(name)
+        contestants.append(Contestant(picked, ensemble))
+        contestants += [Contestant(picked, ensemble, agent) for agent in ensemble.agents]
+    return contestants
+
+
+def judge_of(contestants: Sequence[Contestant], name: str) -> Member | None:
+    """The member of the first ensemble named `name` (an agent or the summarizer)."""
+    return {m.name: m for m in contestants[0].ensemble.members}.get(name)
+
+
+@dataclass
+class Ticket:
+    """What an admitted question used, for its admission to settle: the tokens the
+    providers reported (None: it ran nothing)."""
+
+    used_tokens: int | None = None
+
+
+# Around each question asked: a server admits it through the caller's limits (waiting its
+# turn), and settles with the ticket's tokens when it is done.
+Admit = Callable[[Contestant], AbstractAsyncContextManager[Ticket]]
 
 
 @dataclass
@@ -76,14 +101,15 @@ class Plan:
     items: list[Item]
     contestants: list[Contestant]
     scorer: str
-    out: Path
+    book: Book
     default_base_url: str
     tolerance: float = 1e-6
     concurrency: int = 4
     max_cost_usd: float | None = None
     timeout_s: float = 120.0
-    # Told of every result as it comes (a progress bar).
+    # Told of every result as it comes (a progress bar, the server's progress events).
     on_result: Callable[[Result, int, int], None] | None = None
+    admit: Admit | None = None
 
 
 @dataclass
@@ -96,7 +122,8 @@ class Outcome:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _fingerprint(plan: Plan) -> dict[str, Any]:
+def fingerprint(plan: Plan) -> dict[str, Any]:
+    """What makes two runs the same evaluation: one may finish what the other began."""
     return {
         "items": [item.key for item in plan.items],
         "contestants": [c.name for c in plan.contestants],
@@ -104,40 +131,14 @@ def _fingerprint(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _earlier_results(plan: Plan) -> list[Result]:
-    """What the output folder holds from an interrupted run of the same evaluation."""
-    run_file, results_file = plan.out / RUN, plan.out / RESULTS
-    if not run_file.exists():
-        return []
-    if json.loads(run_file.read_text()) != _fingerprint(plan):
-        raise EvaluationError(
-            f"{plan.out} holds another evaluation (other questions, contestants or scorer): "
-            "choose another --out"
-        )
-    if not results_file.exists():
-        return []
-    results = []
-    for line in results_file.read_text().splitlines():
-        if line.strip():
-            try:
-                results.append(Result(**json.loads(line)))
-            except (json.JSONDecodeError, TypeError):
-                continue  # a line cut by the interruption: asked again
-    return results
-
-
 async def evaluate(plan: Plan, model: ChatModel) -> Outcome:
-    plan.out.mkdir(parents=True, exist_ok=True)
-    results = _earlier_results(plan)
-    (plan.out / RUN).write_text(json.dumps(_fingerprint(plan)))
-    # Written again whole: a line an interruption cut must not swallow the next one.
-    (plan.out / RESULTS).write_text("".join(json.dumps(asdict(r)) + "\n" for r in results))
-    done = {(r.contestant, r.item) for r in results}
+    results = await plan.book.begin(fingerprint(plan))
+    asked_before = {(r.contestant, r.item) for r in results}
     todo = [
         (item, contestant)
         for item in plan.items  # a deterministic order: question by question
         for contestant in plan.contestants
-        if (contestant.name, item.key) not in done
+        if (contestant.name, item.key) not in asked_before
     ]
     outcome = Outcome(results=results)
     outcome.spent_usd = sum(r.cost_usd or 0.0 for r in results)
@@ -146,61 +147,89 @@ async def evaluate(plan: Plan, model: ChatModel) -> Outcome:
     in_flight = 0
     slots = trio.Semaphore(plan.concurrency)
     total = len(plan.items) * len(plan.contestants)
-    with (plan.out / RESULTS).open("a", encoding="utf-8") as log:
 
-        async def ask(item: Item, contestant: Contestant) -> None:
-            nonlocal in_flight, dearest
-            try:
-                result = await _ask(plan, model, contestant, item)
-            finally:
-                in_flight -= 1
+    async def ask(item: Item, contestant: Contestant) -> None:
+        nonlocal in_flight, dearest
+        try:
+            result, spent = await _admitted(plan, model, contestant, item)
+        finally:
+            in_flight -= 1
+            slots.release()
+        outcome.results.append(result)
+        outcome.spent_usd += result.cost_usd or 0.0
+        dearest = max(dearest, result.cost_usd or 0.0)
+        await plan.book.add(result, spent)
+        if plan.on_result is not None:
+            plan.on_result(result, len(outcome.results), total)
+
+    async with trio.open_nursery() as nursery:
+        for index, (item, contestant) in enumerate(todo):
+            await slots.acquire()
+            budget = plan.max_cost_usd
+            # Stop before the questions in flight, and this one, could pass the budget.
+            if budget is not None and outcome.spent_usd + dearest * (in_flight + 1) > budget:
                 slots.release()
-            outcome.results.append(result)
-            outcome.spent_usd += result.cost_usd or 0.0
-            dearest = max(dearest, result.cost_usd or 0.0)
-            log.write(json.dumps(asdict(result)) + "\n")
-            log.flush()
-            if plan.on_result is not None:
-                plan.on_result(result, len(outcome.results), total)
-
-        async with trio.open_nursery() as nursery:
-            for index, (item, contestant) in enumerate(todo):
-                await slots.acquire()
-                budget = plan.max_cost_usd
-                # Stop before the questions in flight, and this one, could pass the budget.
-                if budget is not None and outcome.spent_usd + dearest * (in_flight + 1) > budget:
-                    slots.release()
-                    outcome.stopped_by_budget = True
-                    outcome.skipped = [(c.name, i.key) for i, c in todo[index:]]
-                    break
-                in_flight += 1
-                nursery.start_soon(ask, item, contestant)
+                outcome.stopped_by_budget = True
+                outcome.skipped = [(c.name, i.key) for i, c in todo[index:]]
+                break
+            in_flight += 1
+            nursery.start_soon(ask, item, contestant)
     return outcome
 
 
-async def _ask(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> Result:
+async def _admitted(
+    plan: Plan, model: ChatModel, contestant: Contestant, item: Item
+) -> tuple[Result, list[ModelSpend]]:
+    if plan.admit is None:
+        return await _ask(plan, model, contestant, item)
+    async with plan.admit(contestant) as ticket:
+        result, spent = await _ask(plan, model, contestant, item)
+        ticket.used_tokens = result.prompt_tokens + result.completion_tokens
+    return result, spent
+
+
+async def _ask(
+    plan: Plan, model: ChatModel, contestant: Contestant, item: Item
+) -> tuple[Result, list[ModelSpend]]:
     started = time.monotonic()
     if contestant.agent is None:
-        text, first_token, usage, models, error = await _ask_ensemble(plan, model, contestant, item)
+        asked = await _ask_ensemble(plan, model, contestant, item)
     else:
-        text, first_token, usage, models, error = await _ask_alone(plan, model, contestant, item)
+        asked = await _ask_alone(plan, model, contestant, item)
     latency = time.monotonic() - started
-    cost = _cost(plan, contestant.ensemble, usage, models)
-    return Result(
+    first_token = asked.first_token
+    spent = _spent(plan, contestant.ensemble, asked)
+    costs = [s.cost_usd for s in spent]
+    result = Result(
         contestant=contestant.name,
         item=item.key,
-        answer=text,
-        correct=error is None and score(text, item.answers, plan.scorer, plan.tolerance),
+        answer=asked.text,
+        correct=asked.error is None
+        and score(asked.text, item.answers, plan.scorer, plan.tolerance),
         latency_s=round(latency, 4),
         first_token_s=None if first_token is None else round(first_token - started, 4),
-        prompt_tokens=sum(u.prompt_tokens for u in usage.values()),
-        completion_tokens=sum(u.completion_tokens for u in usage.values()),
-        cost_usd=cost,
-        error=error,
+        prompt_tokens=sum(u.prompt_tokens for u in asked.usage.values()),
+        completion_tokens=sum(u.completion_tokens for u in asked.usage.values()),
+        # Every call: those whose answers were used and those wasted (docs/evaluation.md);
+        # None if one price is unknown.
+        cost_usd=None if None in costs else sum(c or 0.0 for c in costs),
+        error=asked.error,
     )
+    return result, spent
 
 
-_Asked = tuple[str, float | None, dict[str, Usage], dict[str, str], str | None]
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """One contestant's reply to one question, with what its calls used: the answers'
+    tokens per member and the model of each, and the calls paid for and not used, as
+    (member, model, tokens, calls)."""
+
+    text: str
+    first_token: float | None
+    usage: dict[str, Usage]
+    models: dict[str, str]
+    error: str | None
+    wasted: tuple[tuple[str, str, Usage, int], ...] = ()
 
 
 async def _ask_ensemble(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> _Asked:
@@ -225,10 +254,13 @@ async def _ask_ensemble(plan: Plan, model: ChatModel, contestant: Contestant, it
                 elif isinstance(event, Done | Failed):
                     terminal = event
     if isinstance(terminal, Done):
-        return "".join(text), first_token, dict(terminal.usage), dict(terminal.models), None
+        wasted = tuple((w.member, w.model, w.usage, w.calls) for w in terminal.wasted)
+        return _Asked(
+            "".join(text), first_token, dict(terminal.usage), dict(terminal.models), None, wasted
+        )
     error = terminal.error.code if isinstance(terminal, Failed) else "no_answer"
     usage = dict(terminal.usage) if isinstance(terminal, Failed) else {}
-    return "".join(text), first_token, usage, {}, error
+    return _Asked("".join(text), first_token, usage, {}, error)
 
 
 async def _ask_alone(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> _Asked:
@@ -242,25 +274,54 @@ async def _ask_alone(plan: Plan, model: ChatModel, contestant: Contestant, item:
         model=model,
         request_timeout_s=plan.timeout_s,
     )
+    attempts = Attempts()
+    messages = agent_messages(agent, item.question)
     try:
         with trio.fail_after(agent.timeout_s or plan.timeout_s):
-            answer = await ask_agent(run, agent, Attempts(), agent_messages(agent, item.question))
-    except ServiceError as exc:
-        return "", None, {}, {}, exc.code
-    except trio.TooSlowError:
-        return "", None, {}, {}, "upstream_timeout"
+            answer = await ask_agent(run, agent, attempts, messages)
+    except (ServiceError, trio.TooSlowError) as exc:
+        code = exc.code if isinstance(exc, ServiceError) else "upstream_timeout"
+        return _Asked("", None, {}, {}, code, _wasted(agent.name, attempts))
     usage = {agent.name: answer.usage} if answer.usage is not None else {}
-    return answer.text, time.monotonic(), usage, {agent.name: answer.model}, None
+    return _Asked(
+        answer.text,
+        time.monotonic(),
+        usage,
+        {agent.name: answer.model},
+        None,
+        _wasted(agent.name, attempts),
+    )
 
 
-def _cost(
-    plan: Plan, ensemble: Ensemble, usage: dict[str, Usage], models: dict[str, str]
-) -> float | None:
-    """The dollars of every call that reported its tokens; None if one price is unknown."""
-    costs = run_cost(ensemble, usage, models, default_base_url=plan.default_base_url)
-    if None in costs.values():
-        return None
-    return sum(cost or 0.0 for cost in costs.values())
+def _wasted(member: str, attempts: Attempts) -> tuple[tuple[str, str, Usage, int], ...]:
+    return tuple((member, model, usage, calls) for model, (calls, usage) in attempts.wasted.items())
+
+
+def _spent(plan: Plan, ensemble: Ensemble, asked: _Asked) -> list[ModelSpend]:
+    """What the calls of one question used per model, with their dollars: the answers' (a
+    member whose model is not known counts as its primary one) and the wasted calls."""
+    base_url = plan.default_base_url
+    members = {member.name: member for member in ensemble.members}
+    calls: list[tuple[str, str, Usage, int]] = []
+    for name, usage in asked.usage.items():
+        member = members.get(name)
+        primary = ensemble.targets(member)[0].model if member is not None else "unknown"
+        calls.append((name, asked.models.get(name) or primary, usage, 1))
+    calls += list(asked.wasted)
+    by_model: dict[str, ModelSpend] = {}
+    for name, model, usage, count in calls:
+        cost = run_cost(ensemble, {name: usage}, {name: model}, default_base_url=base_url)[name]
+        before = by_model.get(model)
+        if before is not None:
+            cost = None if cost is None or before.cost_usd is None else before.cost_usd + cost
+        by_model[model] = ModelSpend(
+            model=model,
+            calls=(before.calls if before else 0) + count,
+            prompt_tokens=(before.prompt_tokens if before else 0) + usage.prompt_tokens,
+            completion_tokens=(before.completion_tokens if before else 0) + usage.completion_tokens,
+            cost_usd=cost,
+        )
+    return list(by_model.values())
 
 
 def progress_bar(result: Result, done: int, total: int) -> None:

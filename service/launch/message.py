@@ -46,6 +46,7 @@ from ..storage import (
     StorageUnavailable,
     Store,
     UnknownMessage,
+    UnknownParent,
 )
 from ..storage.recorder import Recorder
 from ..telemetry.request import CURRENT_REQUEST
@@ -84,6 +85,8 @@ class RunRequest:
     summary_max_tokens: int | None = None
     # Run the stored message again as its next version (its text: the stored one).
     regenerate: bool = False
+    # The turn a new message follows, (message_id, version); None: the conversation's newest.
+    parent: tuple[str, int] | None = None
     # The request's headers, lower-cased, where a caller's trace context may be.
     trace_headers: Mapping[str, str] = field(default_factory=dict)
     # The client's address (a trusted proxy's FORWARDED_HEADER, else the peer), for limits.
@@ -182,8 +185,12 @@ async def _start(
                     trace_id=trace_id,
                     history_max_chars=settings.history_max_chars,
                     regenerate=run.regenerate,
+                    parent=run.parent,
                 ),
             )
+        except UnknownParent as exc:
+            end_span(span, "failed", "not_found")
+            raise NotFound("parent: no such message in this conversation", field="parent") from exc
         except UnknownMessage as exc:
             end_span(span, "failed", "not_found")
             raise NotFound(

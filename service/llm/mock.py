@@ -151,7 +151,13 @@ def _strategy_reply(request: ChatRequest, prompt: str) -> str | None:
     return None
 
 
-_ARITHMETIC = re.compile(r"(-?\d+)\s*([-+*×x])\s*(-?\d+)")
+# A number starts where no digit is before it, and takes every digit at once: a search of a
+# long run of digits is linear, not quadratic (it held the event loop for a minute on a
+# question of 32,000 digits).
+_ARITHMETIC = re.compile(r"(?<!\d)(-?\d++)\s*+([-+*×x])\s*+(-?\d++)")
+# Numbers longer than this are not worked out (Python refuses to print a product of two
+# numbers of 4,300 digits, and they are no arithmetic question).
+_MAX_DIGITS = 18
 _OPERATIONS: dict[str, Callable[[int, int], int]] = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
@@ -168,6 +174,8 @@ def _arithmetic_reply(request: ChatRequest, prompt: str) -> str | None:
     if match is None:
         return None
     first, operation, second = match.groups()
+    if max(len(first), len(second)) > _MAX_DIGITS:
+        return None
     value = _OPERATIONS[operation](int(first), int(second))
     if mock_fault(request.model) == "wrong":
         seed = _digest(f"{request.caller}\n{prompt}")

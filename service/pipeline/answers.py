@@ -19,6 +19,7 @@ from ..llm import ChatMessage, ChatRequest, Usage
 from .agent_text import AgentText
 from .calls import Attempts, MemberCalls, counted_if_cancelled, log
 from .context import RunContext
+from .waste import Call, reckoned, spending
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +43,12 @@ class _Asking(MemberCalls):
             request = self.call(target)
             attempt = self.attempts.count
             try:
-                with counted_if_cancelled():
-                    answer = await self._answer(request, attempt, target)
-                if not answer.text.strip():
-                    raise UpstreamBadResponse(f"{self.member.name} returned an empty answer")
+                with counted_if_cancelled(), spending(self.attempts, request) as call:
+                    answer = await self._answer(request, attempt, target, call)
+                    if not answer.text.strip():
+                        # Paid for all the same: its tokens, or at least its prompt's.
+                        call.reported = answer.usage or reckoned(request, 0)
+                        raise UpstreamBadResponse(f"{self.member.name} returned an empty answer")
             except UpstreamError as error:
                 if self.text is not None:
                     self.text.failed(attempt, error)
@@ -57,7 +60,9 @@ class _Asking(MemberCalls):
                 continue
             return answer
 
-    async def _answer(self, request: ChatRequest, attempt: int, target: Target) -> Answer:
+    async def _answer(
+        self, request: ChatRequest, attempt: int, target: Target, call: Call
+    ) -> Answer:
         if self.text is None:
             completion = await self.model.complete(request)
             return Answer(completion.text, completion.usage, target.model, attempt)
@@ -65,6 +70,7 @@ class _Asking(MemberCalls):
         async with self.model.stream(request) as stream:
             async for piece in stream:
                 pieces.append(piece)
+                call.pieces += 1
                 await self.text.piece(attempt, piece, target.model)
         return Answer("".join(pieces), stream.usage, target.model, attempt)
 

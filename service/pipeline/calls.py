@@ -9,11 +9,11 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..ensemble import Member, Target
 from ..errors import UpstreamError
-from ..llm import ChatMessage, ChatModel, ChatRequest
+from ..llm import ChatMessage, ChatModel, ChatRequest, Usage
 from ..telemetry.metrics import METRICS
 from ..telemetry.tracing import only_cancelled, traceparent_headers
 from .context import RunContext
@@ -25,11 +25,23 @@ log = logging.getLogger("service.pipeline")
 class Attempts:
     """Calls sent for one member so far (`retries` of them repeats of a failed call); read
     after the member was cut, too. `on_retry` hears of each retry as it is decided: the
-    attempt that comes next, the model, the error, the wait in seconds."""
+    attempt that comes next, the model, the error, the wait in seconds. `wasted` holds, per
+    model, the calls whose output was not used and their tokens (waste.py)."""
 
     count: int = 0
     retries: int = 0
     on_retry: Callable[[int, str, UpstreamError, float], None] | None = None
+    wasted: dict[str, tuple[int, Usage]] = field(default_factory=dict)
+
+    def waste(self, model: str, usage: Usage) -> None:
+        calls, before = self.wasted.get(model, (0, Usage(0, 0)))
+        self.wasted[model] = (
+            calls + 1,
+            Usage(
+                before.prompt_tokens + usage.prompt_tokens,
+                before.completion_tokens + usage.completion_tokens,
+            ),
+        )
 
 
 def call_for(member: Member, target: Target, messages: tuple[ChatMessage, ...]) -> ChatRequest:

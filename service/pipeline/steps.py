@@ -38,6 +38,7 @@ from .gather import Ask, Gathered, gather_answers, quorum_shortfall, report_cut
 from .prompt import agent_messages
 from .summarize import Briefing, summarize
 from .timing import ms_since
+from .waste import WasteTally
 
 
 class Steps:
@@ -56,6 +57,8 @@ class Steps:
         self.current = Gathered()
         # Tokens per member over every step so far (a member asked in three rounds: all three).
         self.spent: dict[str, Usage] = {}
+        # The calls paid for and not used, over every step so far.
+        self.wasted = WasteTally()
 
     def first_answer(self, agent: Agent) -> Sequence[ChatMessage]:
         """The prompt of a member's first answer: its templates, the question, the history."""
@@ -71,6 +74,8 @@ class Steps:
             for name, usage in gathered.usage.items():
                 spent = self.spent.get(name)
                 self.spent[name] = usage if spent is None else _sum(spent, usage)
+            for name, attempts in gathered.attempts.items():
+                self.wasted.add(name, attempts)
         return gathered
 
     async def round(self, ask: Ask) -> Gathered:
@@ -123,6 +128,7 @@ class Steps:
             ensemble_version=run.ensemble_version,
             finish_reason="stop",
             cost=run_cost(run.ensemble, self.spent, models),
+            wasted=self.wasted.priced(run.ensemble),
         )
 
     def shortfall(self, gathered: Gathered) -> Failed | None:
@@ -142,7 +148,7 @@ class Steps:
     ) -> Done | Failed:
         """The summarizer combines `gathered`'s answers, streamed: the run's terminal event.
         The tokens are those of every step so far."""
-        briefing = replace(briefing or Briefing(), usage=dict(self.spent))
+        briefing = replace(briefing or Briefing(), usage=dict(self.spent), wasted=self.wasted)
         return await summarize(self.run, self.events, gathered, self.started, briefing)
 
     async def cut_short(self, error: ServiceError) -> Failed:

@@ -36,6 +36,7 @@ from .gather import Gathered
 from .prompt import summary_messages
 from .summary import stream_summary
 from .timing import ms_since
+from .waste import WasteTally
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class Briefing:
     ranking: Sequence[RankView] = ()
     default_prompt: str | None = None
     usage: Mapping[str, Usage] | None = None
+    # The calls every step before paid for and did not use (the summary's are added).
+    wasted: WasteTally | None = None
 
 
 async def summarize(
@@ -141,6 +144,8 @@ async def summarize(
         usage = {**usage, summarizer.name: result.usage}
     models = {name: answer.model for name, answer in answers}
     models[summarizer.name] = result.model
+    wasted = WasteTally(dict((briefing.wasted or WasteTally()).calls))
+    wasted.add(summarizer.name, attempts)
     timings = Timings(
         agents_ms=gathered.elapsed_ms(), first_token_ms=first_token_ms, total_ms=ms_since(started)
     )
@@ -153,4 +158,5 @@ async def summarize(
         ensemble_version=run.ensemble_version,
         finish_reason=result.finish_reason,
         cost=run_cost(ensemble, usage, models),
+        wasted=wasted.priced(ensemble),
     )

@@ -20,6 +20,7 @@ from ..events import Event, PublicError, SummaryRestarted
 from ..llm import ChatMessage, FinishReason, Usage
 from .calls import Attempts, MemberCalls, counted_if_cancelled, log, log_failed_attempt
 from .context import RunContext
+from .waste import reckoned, spending
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +62,17 @@ class _Streaming(MemberCalls):
         retries_done = 0
         while True:
             forwarded = False
+            request = self.call(target)
             try:
-                with counted_if_cancelled():
-                    async with self.model.stream(self.call(target)) as stream:
+                with counted_if_cancelled(), spending(self.attempts, request) as call:
+                    async with self.model.stream(request) as stream:
                         async for text in stream:
                             forwarded = True
+                            call.pieces += 1
                             await self.forward(text, target)
-                if not forwarded:
-                    raise UpstreamBadResponse(f"{self.member.name} returned an empty summary")
+                    if not forwarded:
+                        call.reported = stream.usage or reckoned(request, 0)
+                        raise UpstreamBadResponse(f"{self.member.name} returned an empty summary")
                 return SummaryResult(
                     usage=stream.usage, model=target.model, finish_reason=stream.finish_reason
                 )

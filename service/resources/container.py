@@ -1,6 +1,6 @@
 """What a running service holds (the container; opening.py makes one from the settings):
-settings, ensembles, the LLM client, who the caller is, lifecycle, the store, the runs in
-progress, limits, the relay.
+settings, ensembles, the LLM client, who the caller is, lifecycle, the store, the runs and
+background jobs in progress, limits, the relay.
 
     resources: Resources = current_app.extensions["fanout"]
 """
@@ -19,6 +19,7 @@ from ..lifecycle import Lifecycle
 from ..limits import Limiter
 from ..llm import ChatModel
 from ..runs import LiveRuns
+from ..runs.jobs import Jobs
 from ..runs.relay import RedisRelay
 from ..settings import Settings
 from ..storage import Store
@@ -37,6 +38,8 @@ class Resources:
     store: Store | None = None
     # The runs in progress here, for a second request that joins or resumes one.
     live: LiveRuns = field(default_factory=LiveRuns)
+    # Background jobs running here (evaluations), for their progress and to stop them.
+    jobs: Jobs = field(default_factory=Jobs)
     # Where runs that outlive their response run (`on_disconnect: "continue"`); set while
     # the server serves.
     runs: trio.Nursery | None = None

@@ -32,6 +32,7 @@ from .records import (
     Status,
     StoredEvent,
     UnknownMessage,
+    UnknownParent,
 )
 from .store import StorageUnavailable, Store
 
@@ -77,6 +78,11 @@ async def open_store(settings: Settings) -> AsyncIterator[Store | None]:
         )
         if interrupted:
             log.warning("%d message(s) left running by a stopped process: interrupted", interrupted)
+        stopped = await store.mark_evaluations_interrupted(
+            expiry=heartbeat_expiry(settings.heartbeat_s), starting=True
+        )
+        if stopped:
+            log.warning("%d evaluation(s) left running by a stopped process: interrupted", stopped)
         await store.heartbeat()
         async with trio.open_nursery() as writer_nursery:
             writer_nursery.start_soon(store.write_phases)
@@ -111,6 +117,7 @@ __all__ = [
     "Store",
     "StoredEvent",
     "UnknownMessage",
+    "UnknownParent",
     "keep_house",
     "open_store",
     "prepare_database",

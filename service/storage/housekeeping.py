@@ -1,7 +1,7 @@
 """What an instance does for the database while it serves: a heartbeat, so that other
 instances can tell it is alive; writing its runs' phases that were given up while the
-database was away; taking over the running messages of instances that are not; and
-deleting conversations past RETENTION_DAYS.
+database was away; taking over the running messages (and evaluations) of instances that
+are not; and deleting conversations past RETENTION_DAYS.
 
     nursery.start_soon(keep_house, store, 5.0, 30.0)
 """
@@ -31,7 +31,8 @@ async def keep_house(store: Store, heartbeat_s: float, retention_days: float | N
 
     Other instances are judged by their heartbeats only once this one has reached the
     database for a whole expiry: while it was away, no instance could beat, and each gets
-    that long to beat again before its running messages are taken for a dead one's."""
+    that long to beat again before its running messages (and evaluations) are taken for a
+    dead one's."""
     expiry = heartbeat_expiry(heartbeat_s)
     next_retention = trio.current_time()
     # When this instance last began reaching the database (its start had just reached it).
@@ -47,6 +48,11 @@ async def keep_house(store: Store, heartbeat_s: float, retention_days: float | N
                 if interrupted:
                     log.warning(
                         "%d message(s) of a stopped instance marked interrupted", interrupted
+                    )
+                stopped = await store.mark_evaluations_interrupted(expiry=expiry, starting=False)
+                if stopped:
+                    log.warning(
+                        "%d evaluation(s) of a stopped instance marked interrupted", stopped
                     )
             if retention_days is not None and trio.current_time() >= next_retention:
                 next_retention = trio.current_time() + RETENTION_EVERY_S

@@ -17,9 +17,11 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     DateTime,
+    Float,
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -44,6 +46,8 @@ from .records import (
     StoredEnd,
     StoredEvent,
     UnknownMessage,
+    UnknownParent,
+    UsageLine,
 )
 from .schema import agent_answers, conversations, instances, message_events, messages, usage
 
@@ -122,6 +126,24 @@ def _leaf(connection: Connection, owner: Owner, conversation_id: str) -> int | N
     ).scalar()
 
 
+def _turn(
+    connection: Connection, owner: Owner, conversation_id: str, message_id: str, version: int
+) -> int:
+    """The pk of the owner's message `message_id` at `version` in the conversation: the turn
+    a new message was asked to follow. Raises UnknownParent if there is none."""
+    pk = connection.execute(
+        select(messages.c.pk).where(
+            *_of(messages, owner),
+            messages.c.conversation_id == conversation_id,
+            messages.c.message_id == message_id,
+            messages.c.version == version,
+        )
+    ).scalar()
+    if pk is None:
+        raise UnknownParent(message_id)
+    return int(pk)
+
+
 # The statements a stream writes, built once: building a statement (and its cache key) cost
 # more than running it. Each is run with a dict (or a list of dicts) of its bound values.
 # The newest version of the owner's message by its id.
@@ -156,6 +178,7 @@ _FINISH_MESSAGE = (
         models=bindparam("b_models"),
         usage=bindparam("b_usage"),
         timings=bindparam("b_timings"),
+        cost=bindparam("b_cost"),
         finished_at=bindparam("b_finished_at"),
     )
 )
@@ -285,6 +308,8 @@ def _insert(
     if conversation_id is None:
         conversation_id = new_conversation_id()  # new: nothing earlier to read
         parent = None
+    elif parent == _NEW_TURN and start.parent is not None:
+        parent = _turn(connection, owner, conversation_id, *start.parent)
     elif parent == _NEW_TURN:
         parent = _leaf(connection, owner, conversation_id)
     earlier = history(connection, owner, conversation_id, start.history_max_chars, after=parent)
@@ -333,16 +358,18 @@ def _insert(
     )
 
 
-# Adds to the ledger's line (one statement, so two runs ending at once both count).
+# Adds to the ledger's line (one statement, so two runs ending at once both count). A cost
+# unknown once (NULL) stays unknown: NULL + x is NULL on both databases.
 _ADD_USAGE = text(
     'INSERT INTO usage (tenant, "user", key_id, model, day, calls, prompt_tokens, '
-    "completion_tokens) VALUES (:tenant, :user, :key_id, :model, :day, :calls, "
-    ":prompt_tokens, :completion_tokens) "
+    "completion_tokens, cost_usd) VALUES (:tenant, :user, :key_id, :model, :day, :calls, "
+    ":prompt_tokens, :completion_tokens, :cost_usd) "
     'ON CONFLICT (tenant, "user", key_id, model, day) DO UPDATE SET '
     "calls = usage.calls + excluded.calls, "
     "prompt_tokens = usage.prompt_tokens + excluded.prompt_tokens, "
-    "completion_tokens = usage.completion_tokens + excluded.completion_tokens"
-)
+    "completion_tokens = usage.completion_tokens + excluded.completion_tokens, "
+    "cost_usd = usage.cost_usd + excluded.cost_usd"
+).bindparams(bindparam("cost_usd", type_=Float()))
 
 
 def record_phases(connection: Connection, phases: Sequence[Phase]) -> None:
@@ -376,6 +403,7 @@ def record_phases(connection: Connection, phases: Sequence[Phase]) -> None:
                     "latency_ms": answer.latency_ms,
                     "prompt_tokens": answer.prompt_tokens,
                     "completion_tokens": answer.completion_tokens,
+                    "cost_usd": answer.cost_usd,
                 }
                 for pk, answer in answers
             ],
@@ -394,15 +422,20 @@ def record_phases(connection: Connection, phases: Sequence[Phase]) -> None:
                     "b_models": end.models,
                     "b_usage": end.usage,
                     "b_timings": end.timings,
+                    "b_cost": end.cost,
                     "b_finished_at": finished_at,
                 }
                 for pk, end in ends
             ],
         )
-    lines = [asdict(line) for p in phases for line in p.usage]
+    add_usage(connection, [line for p in phases for line in p.usage])
+
+
+def add_usage(connection: Connection, lines: Sequence[UsageLine]) -> None:
+    """Add each line to the usage ledger (tokens, calls and dollars)."""
     for line in lines:
         # One at a time: the same line twice in one executemany would conflict with itself.
-        connection.execute(_ADD_USAGE, line)
+        connection.execute(_ADD_USAGE, asdict(line))
 
 
 def _version_of(connection: Connection, owner: Owner, message_id: str, version: int | None) -> Any:
@@ -554,6 +587,7 @@ def _details(connection: Connection, owner: Owner, rows: Sequence[Any]) -> list[
                     completion_tokens=answer.completion_tokens,
                     phase=answer.phase,
                     round=answer.round,
+                    cost_usd=answer.cost_usd,
                 )
             )
     # Each message's parent, named as the API names messages, and whether it is on its
@@ -589,6 +623,7 @@ def _details(connection: Connection, owner: Owner, rows: Sequence[Any]) -> list[
             finished_at=as_utc(row.finished_at) if row.finished_at else None,
             agents=tuple(answers[row.pk]),
             current=row.pk in current,
+            cost=row.cost,
         )
         for row in rows
     ]
@@ -632,6 +667,11 @@ def usage_report(
         func.sum(usage.c.calls).label("calls"),
         func.sum(usage.c.prompt_tokens).label("prompt_tokens"),
         func.sum(usage.c.completion_tokens).label("completion_tokens"),
+        # SUM skips NULLs: a day whose lines are not all priced has no cost, not a part of it.
+        case(
+            (func.count(usage.c.cost_usd) == func.count(), func.sum(usage.c.cost_usd)),
+            else_=None,
+        ).label("cost_usd"),
     ).where(usage.c.tenant == tenant)
     if user is not None:
         query = query.where(usage.c.user == user)
@@ -650,6 +690,7 @@ def usage_report(
             "calls": int(row.calls),
             "prompt_tokens": int(row.prompt_tokens),
             "completion_tokens": int(row.completion_tokens),
+            "cost_usd": None if row.cost_usd is None else round(float(row.cost_usd), 8),
         }
         for row in connection.execute(query)
     ]

@@ -30,7 +30,9 @@ from ..events import (
     SummaryDelta,
     SummaryRestarted,
     SummaryStarted,
+    Wasted,
 )
+from ..llm import Usage
 from ..principal import Principal
 from .records import AgentAnswer, MessageEnd, Status, StoredEvent, UsageLine
 from .store import Store
@@ -61,6 +63,11 @@ class Recorder:
         # The model each member answered with, as the answers arrive (a fallback, maybe).
         self._models = dict(primary_models)
         self._batch = _Batch()
+        # Each member's dollars as its answers arrive (None: a call of its with no known
+        # price); `done` gives the whole, the summarizer's included.
+        self._costs: dict[str, float | None] = {}
+        # The calls `done` says the run paid for and did not use: the ledger counts them too.
+        self._wasted: tuple[Wasted, ...] = ()
         self._summary: list[str] = []
         self._end: MessageEnd | None = None
         self._closed = False
@@ -91,8 +98,13 @@ class Recorder:
                         completion_tokens=usage.completion_tokens if usage else None,
                         phase=event.step.phase,
                         round=event.step.round,
+                        cost_usd=event.cost_usd,
                     )
                 )
+                if usage is not None:
+                    before = self._costs.get(agent, 0.0)
+                    cost = event.cost_usd
+                    self._costs[agent] = None if before is None or cost is None else before + cost
                 self._flush()
             case AgentFailed(agent=agent, error=error, attempts=attempts):
                 outcome: Literal["cut", "failed"] = "cut" if error.code in CUT_CODES else "failed"
@@ -118,6 +130,9 @@ class Recorder:
                 self._summary.clear()
             case Done(usage=usage, models=models, timings=timings):
                 self._models.update(models)
+                if event.cost is not None:
+                    self._costs = dict(event.cost)
+                self._wasted = event.wasted
                 self._end = MessageEnd(
                     status="completed",
                     summary="".join(self._summary),
@@ -125,6 +140,7 @@ class Recorder:
                     models=dict(models),
                     usage={caller: u.as_dict() for caller, u in usage.items()},
                     timings=timings.as_dict(),
+                    cost=event.cost_fields(),
                 )
             case Failed(error=error, usage=usage):
                 status = STATUS_OF_CODE.get(error.code, "failed")
@@ -194,22 +210,31 @@ class Recorder:
         )
 
     def _usage_lines(self, end: MessageEnd) -> list[UsageLine]:
-        """The ledger's lines for this run: a call per member that reported tokens."""
+        """The ledger's lines for this run: a call per member that reported tokens, with
+        its dollars (None when its price is not known)."""
         day = datetime.now(UTC).date().isoformat()
         lines: dict[str, UsageLine] = {}
-        for caller, used in end.usage.items():
-            model = self._models.get(caller) or "unknown"
+
+        def add(model: str, calls: int, used: Usage, cost: float | None) -> None:
             before = lines.get(model)
+            if before is not None:
+                cost = None if cost is None or before.cost_usd is None else before.cost_usd + cost
             lines[model] = UsageLine(
                 tenant=self._principal.tenant,
                 user=self._principal.user,
                 key_id=self._principal.key_id or "",
                 model=model,
                 day=day,
-                calls=(before.calls if before else 0) + 1,
-                prompt_tokens=(before.prompt_tokens if before else 0)
-                + used.get("prompt_tokens", 0),
+                calls=(before.calls if before else 0) + calls,
+                prompt_tokens=(before.prompt_tokens if before else 0) + used.prompt_tokens,
                 completion_tokens=(before.completion_tokens if before else 0)
-                + used.get("completion_tokens", 0),
+                + used.completion_tokens,
+                cost_usd=cost,
             )
+
+        for caller, used in end.usage.items():
+            tokens = Usage(used.get("prompt_tokens", 0), used.get("completion_tokens", 0))
+            add(self._models.get(caller) or "unknown", 1, tokens, self._costs.get(caller))
+        for wasted in self._wasted:
+            add(wasted.model, wasted.calls, wasted.usage, wasted.cost_usd)
         return list(lines.values())

@@ -57,6 +57,9 @@ class MessageStart:
     # The budget of the earlier turns the new message is given (HISTORY_MAX_CHARS).
     history_max_chars: int
     regenerate: bool = False
+    # The turn a new message follows, (message_id, version) in its conversation; None: the
+    # conversation's newest. An edit or a regenerate keeps its own place.
+    parent: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,10 @@ class UnknownMessage(LookupError):
     """A regenerate or an edit named a message id the owner never sent."""
 
 
+class UnknownParent(LookupError):
+    """A new message named a parent that is not a message of the owner's conversation."""
+
+
 @dataclass(frozen=True, slots=True)
 class AgentAnswer:
     agent: str
@@ -105,6 +112,8 @@ class AgentAnswer:
     # The step of the deliberation it answered (the first answers: `answer`, round 0).
     phase: str = "answer"
     round: int = 0
+    # What the answering call cost in US dollars (None: not known, or stored before).
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +124,8 @@ class MessageEnd:
     models: dict[str, str]
     usage: dict[str, dict[str, int]]
     timings: dict[str, Any] | None
+    # `done`'s `cost` (total_usd, members); None for a run that did not finish.
+    cost: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +140,8 @@ class UsageLine:
     calls: int
     prompt_tokens: int
     completion_tokens: int
+    # None when one of its calls has no known price: the line's dollars stay unknown.
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,3 +186,4 @@ class MessageDetail:
     agents: tuple[AgentAnswer, ...]
     # On its conversation's current branch: the path from the newest turn back to the first.
     current: bool = True
+    cost: dict[str, Any] | None = None

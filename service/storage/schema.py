@@ -87,6 +87,8 @@ messages = Table(
     Column("models", JSON, nullable=True),
     Column("usage", JSON, nullable=True),
     Column("timings", JSON, nullable=True),
+    # What its calls cost in US dollars, as `done` said: total_usd, members.
+    Column("cost", JSON, nullable=True),
     Column("trace_id", String(32), nullable=True),
     # The instance that runs it: its rows turn `interrupted` when its heartbeat stops.
     Column("instance", String(64), nullable=False),
@@ -126,6 +128,8 @@ agent_answers = Table(
     Column("prompt_tokens", Integer, nullable=True),
     Column("completion_tokens", Integer, nullable=True),
     Column("latency_ms", Float, nullable=True),
+    # The answering call's US dollars (None: not known).
+    Column("cost_usd", Float, nullable=True),
     ForeignKeyConstraint(["message_pk"], ["messages.pk"], ondelete="CASCADE"),
 )
 
@@ -184,4 +188,55 @@ usage = Table(
     Column("calls", Integer, nullable=False),
     Column("prompt_tokens", BigInteger, nullable=False),
     Column("completion_tokens", BigInteger, nullable=False),
+    # US dollars, priced when each run ended; NULL once one of the line's calls had no known
+    # price (NULL + x is NULL: a sum that would be wrong is never shown).
+    Column("cost_usd", Float, nullable=True),
+)
+
+# Evaluations the server runs for an admin (`POST /admin/evals`), and what each has kept:
+# a row per question asked of a contestant (`result`) or read by its judge (`verdict`), so an
+# interrupted one goes on from there.
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("tenant", String(TENANT), primary_key=True),
+    Column("owner", String(OWNER), primary_key=True),
+    Column("id", String(CLIENT_ID), primary_key=True),
+    # running, completed, failed, cancelled, interrupted
+    Column("status", String(16), nullable=False),
+    # A data set shipped with the server, by name, or "upload".
+    Column("dataset", String(CLIENT_ID), nullable=False),
+    # What was asked (ensembles, scorer, tolerance, concurrency, budget, seed, judge) and the
+    # questions themselves, so a resume asks the same of the same.
+    Column("spec", JSON, nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("done", Integer, nullable=False, server_default="0"),
+    Column("spent_usd", Float, nullable=False, server_default="0"),
+    Column("report", JSON, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    # The instance that runs it: it turns `interrupted` when its heartbeat stops.
+    Column("instance", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_evaluations_owner_created", "tenant", "owner", "created_at"),
+    Index("ix_evaluations_running", "status", "instance"),
+)
+
+evaluation_results = Table(
+    "evaluation_results",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("tenant", String(TENANT), nullable=False),
+    Column("owner", String(OWNER), nullable=False),
+    Column("evaluation_id", String(CLIENT_ID), nullable=False),
+    # result or verdict
+    Column("kind", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    ForeignKeyConstraint(
+        ["tenant", "owner", "evaluation_id"],
+        ["evaluations.tenant", "evaluations.owner", "evaluations.id"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_evaluation_results_evaluation", "tenant", "owner", "evaluation_id", "pk"),
 )

@@ -27,6 +27,7 @@ from ..principal import Principal
 from ..telemetry.metrics import METRICS
 from . import queries
 from .database import Database
+from .evaluations import mark_evaluations_interrupted
 from .records import (
     AgentAnswer,
     ConversationSummary,
@@ -336,6 +337,13 @@ class Store:
     async def mark_interrupted(self, *, expiry: timedelta, starting: bool) -> int:
         return await self.write_once(
             lambda connection: queries.mark_interrupted(
+                connection, this_instance=self.instance, expiry=expiry, starting=starting
+            )
+        )
+
+    async def mark_evaluations_interrupted(self, *, expiry: timedelta, starting: bool) -> int:
+        return await self.write_once(
+            lambda connection: mark_evaluations_interrupted(
                 connection, this_instance=self.instance, expiry=expiry, starting=starting
             )
         )

@@ -23,15 +23,34 @@ _TYPES = {
     "docs.html": "text/html; charset=utf-8",
     "docs.js": "text/javascript; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "turn.js": "text/javascript; charset=utf-8",
+    "versions.js": "text/javascript; charset=utf-8",
+    "compare.js": "text/javascript; charset=utf-8",
     "markdown.js": "text/javascript; charset=utf-8",
+    "code.js": "text/javascript; charset=utf-8",
     "clipboard.js": "text/javascript; charset=utf-8",
+    "evals.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
+_STATIC = package_files.files(__package__) / "static"
+# highlight.js, vendored as its package ships it (vendor/highlight.js, its licence beside
+# it): served as highlight-core.js and highlight-<language>.js.
+_HIGHLIGHT = _STATIC / "vendor" / "highlight.js"
+_VENDORED = {
+    "highlight-core.js": _HIGHLIGHT / "core.min.js",
+    **{
+        f"highlight-{grammar.name.removesuffix('.min.js')}.js": grammar
+        for grammar in (_HIGHLIGHT / "languages").iterdir()
+        if grammar.name.endswith(".min.js")
+    },
+}
 # Read once: the page is a handful of small files.
 _FILES = {
-    name: (package_files.files(__package__) / "static" / name).read_bytes() for name in _TYPES
+    **{name: (_STATIC / name).read_bytes() for name in _TYPES},
+    **{name: path.read_bytes() for name, path in _VENDORED.items()},
 }
+_TYPES |= {name: "text/javascript; charset=utf-8" for name in _VENDORED}
 _ETAGS = {name: '"' + hashlib.sha256(body).hexdigest()[:16] + '"' for name, body in _FILES.items()}
 # Nothing the page shows can run: scripts and styles from this origin only, no inline code
 # (model output is text in the DOM, never markup), no framing by other sites.

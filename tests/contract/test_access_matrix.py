@@ -42,6 +42,7 @@ async def test_every_caller_on_every_documented_operation(tmp_path: Path) -> Non
             "key_id": victim,
             "model_id": "default",
             "name": "app.js",
+            "evaluation_id": "ev-none",
         }
         failures: list[str] = []
         asked = 0

@@ -1,7 +1,8 @@
 """Real answers checked against the published document: every SSE event of real streams
 (retries, failed agents, a cut straggler, a restarted summary, an error, a limited run)
-against StreamEvent, every OpenAI chunk against ChatCompletionChunk, and the JSON of the
-history, key and usage routes, with real rows in them, against their responses."""
+against StreamEvent, every OpenAI chunk against ChatCompletionChunk, the JSON of the
+history, key and usage routes, with real rows in them, against their responses, and an
+evaluation's answers and events."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.integration.harness import RunningService, SseEvent, read_events, run
 from tests.integration.test_upstream_faults import MOCK_FAILURES_EXAMPLE
 
 QUICK = {"MOCK_FIRST_TOKEN_MS": "10", "MOCK_TOKEN_MS": "1"}
+EVAL_EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "eval"
 
 
 async def stream_problems(
@@ -162,3 +164,58 @@ async def test_history_keys_and_usage_with_real_rows_match_the_published_schema(
     assert problems == {}
     statuses = [response.status_code for _, _, response in asked]
     assert statuses == [200, 200, 200, 200, 200, 200, 200, 200, 409, 404]
+
+
+async def test_evaluations_their_events_and_refusals_match_the_published_schema(
+    tmp_path: Path,
+) -> None:
+    """An evaluation started, followed, read, cancelled (409: it is done), resumed (409)
+    and refused, each answer against the operation's documented one; its events against
+    EvaluationEvent."""
+    env = {**QUICK, "MOCK_FIRST_TOKEN_MS": "0", "EVAL_DATASETS_DIR": str(EVAL_EXAMPLES)}
+    async with running_service(tmp_path, None, env=env) as service:
+        document = await published(service.client)
+        body = {"dataset": "arithmetic", "limit": 3, "scorer": "numeric"}
+        started = await service.client.post("/admin/evals", json=body)
+        evaluation = started.json()["id"]
+        async with service.client.stream("GET", f"/admin/evals/{evaluation}/events") as events:
+            frames = await read_events(events)
+        path = "/admin/evals/{evaluation_id}"
+        asked: list[tuple[str, str, httpx.Response]] = [
+            ("POST", "/admin/evals", started),
+            ("GET", path, await service.client.get(f"/admin/evals/{evaluation}")),
+            ("GET", "/admin/evals", await service.client.get("/admin/evals")),
+            (
+                "GET",
+                f"{path}/report.html",
+                await service.client.get(f"/admin/evals/{evaluation}/report.html"),
+            ),
+            (
+                "POST",
+                f"{path}/cancel",
+                await service.client.post(f"/admin/evals/{evaluation}/cancel"),
+            ),
+            (
+                "POST",
+                f"{path}/resume",
+                await service.client.post(f"/admin/evals/{evaluation}/resume"),
+            ),
+            ("GET", path, await service.client.get("/admin/evals/ev-none")),
+            ("POST", "/admin/evals", await service.client.post("/admin/evals", json={})),
+        ]
+    problems = {
+        f"{method} {path} {response.status_code}": found
+        for method, path, response in asked
+        if (found := response_problems(document, method, path, response))
+    }
+    problems |= {
+        f"{frame.event} {frame.id}": found
+        for frame in frames
+        if (found := schema_problems(document, component("EvaluationEvent"), frame.data))
+    }
+    assert problems == {}
+    assert [response.status_code for _, _, response in asked] == [
+        202, 200, 200, 200, 409, 409, 404, 400,
+    ]  # fmt: skip
+    assert [frame.event for frame in frames][-1] == "eval.ended"
+    assert all(frame.event == frame.data["type"] for frame in frames)

@@ -27,6 +27,7 @@ PATH_VALUES = {
     "key_id": "k-none",
     "model_id": "fanout",
     "name": "app.js",
+    "evaluation_id": "ev-none",
 }
 
 

@@ -1,6 +1,7 @@
-"""Evaluations run whole: a scripted model whose members are right on known questions gives
-exactly those scores; the command with the mock writes its report, resumes an interrupted
-run without asking again, and stops before passing its budget."""
+"""Evaluations run whole: the fake upstream, scripted so that each member is right on known
+questions, gives exactly those scores over HTTP; the command with the mock writes its
+report, resumes an interrupted run without asking again, and stops before passing its
+budget; the judge asks both orders."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
+import trio
+
 from service.ensemble import Agent, Ensemble, Summarizer
 from service.ensemble.model import ModelPrice
+from service.evaluation.book import FolderBook
 from service.evaluation.dataset import Item
 from service.evaluation.judge import Verdict, judge_pairs, win_rates
-from service.evaluation.report import build_report
 from service.evaluation.runner import Contestant, Plan, evaluate
+from service.evaluation.scoring import interval
 from service.llm import ChatRequest, Completion, CompletionStream, FinishReason, Usage
+from tests.fake_upstream import Behaviour, CallRecord, FakeUpstream, split_tokens
+from tests.integration.harness import ensemble_toml, read_events, running_service
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = [
@@ -72,31 +79,101 @@ def the_ensemble() -> Ensemble:
     )
 
 
-async def test_the_report_gives_each_contestant_its_score_interval_and_cost(tmp_path: Path) -> None:
-    ensemble = the_ensemble()
-    contestants = [
-        Contestant("e", ensemble),
-        *(Contestant("e", ensemble, a) for a in ensemble.agents),
-    ]
-    plan = Plan(QUESTIONS, contestants, "numeric", tmp_path, "https://llm.example.test/v1")
-    model = TableModel()
-    outcome = await evaluate(plan, model)
-    report = build_report(outcome, plan, seed=1)
+# Per million tokens: (input, output).
+PRICES = {"fake-a": (1.0, 10.0), "fake-b": (2.0, 20.0), "fake-summary": (3.0, 30.0)}
 
-    rows = {row["contestant"]: row for row in report["rows"]}
-    assert {name: row["score"] for name, row in rows.items()} == {"e": 0.8, "e/a": 0.6, "e/b": 0.5}
-    for row in rows.values():
-        assert row["low"] <= row["score"] <= row["high"]
+
+def scripted_upstream() -> FakeUpstream:
+    """Each model answers question n with n + 1 when RIGHT says so, else off by one."""
+
+    def script(caller: str) -> Behaviour:
+        return Behaviour(
+            reply="I cannot tell.",
+            on_prompt=tuple(
+                (f"Q{n}:", Behaviour(reply=f"It is {n + 1 if n in RIGHT[caller] else n + 2}."))
+                for n in range(len(QUESTIONS))
+            ),
+        )
+
+    return FakeUpstream(
+        {"fake-a": script("a"), "fake-b": script("b"), "fake-summary": script("sum")}
+    )
+
+
+SCRIPTED_ENSEMBLE = ensemble_toml({"a": "fake-a", "b": "fake-b"}, "fake-summary") + "".join(
+    f'[prices."{model}"]\ninput_per_million = {i}\noutput_per_million = {o}\n'
+    for model, (i, o) in PRICES.items()
+)
+
+
+def dollars(call: CallRecord) -> float:
+    """A call's price, from what the fake saw and sent: its usage counts a word of the
+    prompt as a token, and each piece of the reply."""
+    prompt = sum(len(m["content"].split()) for m in call.messages)
+    (reply,) = {
+        b.reply
+        for text, b in scripted_upstream().behaviour_for(call.model).on_prompt
+        if text == call.on_prompt
+    }
+    per_input, per_output = PRICES[call.model]
+    return (prompt * per_input + len(split_tokens(reply or "")) * per_output) / 1e6
+
+
+async def test_the_report_gives_each_contestant_its_score_interval_and_cost(tmp_path: Path) -> None:
+    """The fake upstream, over HTTP, scripted so that member A is right on 6 questions of
+    10, B on 5, and the ensemble (its summary) on 8: the report says exactly that, with
+    each score's interval and what each contestant cost."""
+    fake = scripted_upstream()
+    rows = [{"id": i.key, "question": i.question, "answer": i.answers[0]} for i in QUESTIONS]
+    async with running_service(tmp_path, fake, ensemble=SCRIPTED_ENSEMBLE) as service:
+        started = await service.client.post(
+            "/admin/evals", json={"rows": rows, "scorer": "numeric", "seed": 1}
+        )
+        assert started.status_code == 202, started.text
+        evaluation = started.json()["id"]
+        with trio.fail_after(30):
+            async with service.client.stream("GET", f"/admin/evals/{evaluation}/events") as events:
+                ended = (await read_events(events))[-1]
+        report = (await service.client.get(f"/admin/evals/{evaluation}")).json()["report"]
+        ledger = (await service.client.get("/admin/usage")).json()["usage"]
+
+    assert ended.data["status"] == "completed"
+    rows_by_name = {row["contestant"]: row for row in report["rows"]}
+    assert {name: row["score"] for name, row in rows_by_name.items()} == {
+        "default": 0.8,
+        "default/a": 0.6,
+        "default/b": 0.5,
+    }
+    for name, row in rows_by_name.items():
+        right = RIGHT["sum" if name == "default" else name.removeprefix("default/")]
+        outcomes = [1.0 if n in right else 0.0 for n in range(len(QUESTIONS))]
+        low, high = interval(outcomes, seed=1)
+        assert (row["low"], row["high"]) == (round(low, 4), round(high, 4))
+        assert row["low"] < row["score"] < row["high"]
         assert row["high"] - row["low"] > 0.1  # ten questions: a wide interval, said so
-    # Costs from the file's price: a member alone 1,000 in + 100 out = $0.002 a question;
-    # the ensemble two of those and the summary's 2,000 in + 100 out ($0.003).
-    assert rows["e/a"]["cost_usd"] == 0.02
-    assert rows["e"]["cost_usd"] == 0.07
-    assert rows["e"]["cost_per_correct_usd"] == round(0.07 / 8, 6)
     (gain,) = report["gains"]
-    assert (gain["best_member"], gain["difference"]) == ("e/a", 0.2)
-    assert gain["extra_cost_usd"] == 0.05
-    assert model.calls == 10 * 3 + 10 * 2
+    assert (gain["best_member"], gain["difference"]) == ("default/a", 0.2)
+    # Every question: the ensemble's three calls and one for each member alone.
+    assert len(fake.calls) == 10 * 3 + 10 * 2
+    # Dollars, from the file's prices and the tokens the fake reported.
+    one_call = {(c.model, c.on_prompt): dollars(c) for c in fake.calls}
+    alone = {
+        member: sum(one_call[(model, f"Q{n}:")] for n in range(len(QUESTIONS)))
+        for member, model in (("default/a", "fake-a"), ("default/b", "fake-b"))
+    }
+    summaries = sum(one_call[("fake-summary", f"Q{n}:")] for n in range(len(QUESTIONS)))
+    assert rows_by_name["default/a"]["cost_usd"] == pytest.approx(alone["default/a"])
+    assert rows_by_name["default/b"]["cost_usd"] == pytest.approx(alone["default/b"])
+    expected = alone["default/a"] + alone["default/b"] + summaries
+    assert rows_by_name["default"]["cost_usd"] == pytest.approx(expected)
+    assert rows_by_name["default"]["cost_per_correct_usd"] == pytest.approx(expected / 8, abs=1e-6)
+    # The usage ledger counts the evaluation's calls, as it does a request's.
+    spent = {line["model"]: (line["calls"], line["cost_usd"]) for line in ledger}
+    assert spent == {
+        "fake-a": (20, pytest.approx(2 * alone["default/a"])),
+        "fake-b": (20, pytest.approx(2 * alone["default/b"])),
+        "fake-summary": (10, pytest.approx(summaries)),
+    }
 
 
 def run_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -207,7 +284,9 @@ async def test_the_judge_asks_both_orders_so_a_bias_for_the_first_answer_cancels
 ) -> None:
     ensemble = the_ensemble()
     contestants = [Contestant("e", ensemble), Contestant("e", ensemble, ensemble.agents[0])]
-    plan = Plan(QUESTIONS, contestants, "numeric", tmp_path, "https://llm.example.test/v1")
+    plan = Plan(
+        QUESTIONS, contestants, "numeric", FolderBook(tmp_path), "https://llm.example.test/v1"
+    )
     model = AlwaysFirst()
     outcome = await evaluate(plan, model)
     asked = model.calls

@@ -19,6 +19,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service.auth.keys import issue_key
 from tests.integration.harness import running_service
 
 QUESTION = "Why is the sky blue?"
@@ -170,3 +171,69 @@ async def test_any_v1_metadata_id_is_refused_or_round_trips(tmp_path: Path) -> N
         round_trip()
 
     await run_property(tmp_path, check)
+
+
+async def test_any_key_user_is_refused_or_round_trips(tmp_path: Path) -> None:
+    """A key's `user` (POST /admin/keys) and an admin's `?user=`: refused with a 400 naming
+    `user`, or the key's caller is that user everywhere: in the key list, its own
+    conversations and messages as the admin finds them with `?user=`, and its usage."""
+    env = {**FAST_MOCK, "AUTH": "keys", "AUTH_FAILURE_BURST": "1000", "AUTH_CACHE_S": "0"}
+    async with running_service(tmp_path, None, env=env) as service:
+        store = service.resources.store
+        assert store is not None
+        admin, _ = await store.read(
+            lambda c: issue_key(
+                c,
+                user="root",
+                tenant="acme",
+                role="admin",
+                scopes=frozenset(),
+                expires_in=None,
+                name="admin",
+            )
+        )
+        numbers = itertools.count()
+
+        def in_thread() -> None:
+            as_admin = {"Authorization": f"Bearer {admin}"}
+            with httpx.Client(base_url=service.url, timeout=10, headers=as_admin) as client:
+
+                @PROPERTY
+                @given(user=IDS)
+                def round_trip(user: str) -> None:
+                    message_id = f"m-{next(numbers)}"
+                    created = client.post("/admin/keys", json={"user": user})
+                    named = {"user": user}
+                    if not follows_the_rule(user):
+                        refused_naming(created, "user")
+                        listed = client.get("/admin/keys").json()["keys"]
+                        assert user not in [key["user"] for key in listed]
+                        for path in ("/api/conversations", "/admin/usage"):
+                            refused_naming(client.get(path, params=named), "user")
+                        return
+                    assert created.status_code == 201, created.text
+                    assert created.json()["user"] == user
+                    as_user = {"Authorization": f"Bearer {created.json()['key']}"}
+                    answered = client.post(
+                        "/api/process",
+                        json={"message": QUESTION, "message_id": message_id},
+                        headers=as_user,
+                    )
+                    assert answered.status_code == 200, answered.text
+                    conversation_id = answered.headers["X-Conversation-Id"]
+                    listed = client.get("/admin/keys").json()["keys"]
+                    assert user in [key["user"] for key in listed]
+                    found = client.get("/api/conversations", params=named)
+                    assert found.status_code == 200, found.text
+                    ids = [c["id"] for c in found.json()["conversations"]]
+                    assert conversation_id in ids
+                    stored = client.get(at("/api/messages/{}", message_id), params=named)
+                    assert stored.status_code == 200, stored.text
+                    assert stored.json()["message_id"] == message_id
+                    usage = client.get("/admin/usage", params=named)
+                    assert usage.status_code == 200, usage.text
+                    assert {line["user"] for line in usage.json()["usage"]} == {user}
+
+                round_trip()
+
+        await trio.to_thread.run_sync(in_thread)

@@ -134,11 +134,61 @@ async def test_a_start_that_fails_after_storing_ends_the_message_and_frees_its_s
         with trio.fail_after(5):
             while await status_of_message(service, "m-1") == "running":  # noqa: ASYNC110
                 await trio.sleep(0.01)
-        assert await status_of_message(service, "m-1") in ("failed", "cancelled")
+        assert await status_of_message(service, "m-1") == "cancelled"
         cancel = await service.client.post("/api/messages/m-1/cancel")
         assert cancel.status_code == 409
         answered = await service.client.post("/api/process", json=ask("m-2"))
         assert answered.status_code == 200, answered.text
+
+
+async def test_a_client_that_leaves_before_its_stream_starts_leaves_no_run_behind(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message is stored and holds its slot; its response is sent but its body, which
+    would start the run, is held back until the client has gone. The run is still ended,
+    `cancelled`, and its slot given back."""
+    from service.api.routes import streams
+
+    real_response = streams.event_stream_response
+    held_back = trio.Event()
+
+    class HeldBack:
+        def __init__(self, body: Any) -> None:
+            self._body = body
+
+        async def __aenter__(self) -> Any:
+            held_back.set()
+            await trio.sleep_forever()  # cancelled when the client hangs up
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+    def late_response(*args: Any, **kwargs: Any) -> Any:
+        response = real_response(*args, **kwargs)
+        response.response = HeldBack(response.response)
+        return response
+
+    async with one_stream_service(url, tmp_path) as service:
+        with monkeypatch.context() as patched:
+            patched.setattr(streams, "event_stream_response", late_response)
+            async with trio.open_nursery() as client:
+
+                async def leaving() -> None:
+                    async with service.client.stream("POST", "/api/process", json=ask("m-1")):
+                        await trio.sleep_forever()
+
+                client.start_soon(leaving)
+                with trio.fail_after(5):
+                    await held_back.wait()
+                client.cancel_scope.cancel()
+        with trio.fail_after(5):
+            while await status_of_message(service, "m-1") == "running":  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        assert await status_of_message(service, "m-1") == "cancelled"
+        assert (await service.client.post("/api/messages/m-1/cancel")).status_code == 409
+        answered = await service.client.post("/api/process", json=ask("m-2"))
+        assert answered.status_code == 200, answered.text
+        assert "event: done" in answered.text
 
 
 @pytest.mark.parametrize("bad", ["CR", "LF"])

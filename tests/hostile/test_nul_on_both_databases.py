@@ -4,7 +4,8 @@ PostgreSQL refuses the NUL character in text, SQLite stores it. Once, on Postgre
 in a path id, in `?user=` or in a key's user was a 503 with the statement's parameters in
 an ERROR line, and a NUL inside `message` streamed normally but was never stored (so the
 same message sent again ran, and was billed, twice), while SQLite accepted them all. Now
-each is a 400 naming its field, on both, before any statement runs.
+each is a 400 naming its field, on both, before any statement runs. A token whose user or
+tenant holds a NUL is refused (401) on both, as a token that names no user.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
+from tests.auth.jwks_server import AUDIENCE, ISSUER, SigningKeys, serve_jwks
 from tests.databases import BACKENDS, database_url
 from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import running_service
@@ -105,3 +108,38 @@ async def test_a_nul_in_a_models_answer_is_stored_the_same_on_both_databases(
     assert replayed.headers["X-Replayed"] == "true"
     assert replayed.text == sent.text
     assert "\\u0000" in sent.text
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"sub": "a\x00b", "org": "acme"}, {"sub": "alice", "org": "ac\x00me"}],
+    ids=["user", "tenant"],
+)
+async def test_a_nul_in_a_tokens_user_or_tenant_is_a_401_on_both_databases(
+    url: str, tmp_path: Path, claims: dict[str, str]
+) -> None:
+    """Was: on PostgreSQL, the message ran unrecorded and the caller's history was a 503;
+    on SQLite, both worked."""
+    keys = SigningKeys()
+    keys.add("rsa-1", "rsa")
+    env = {
+        "DATABASE_URL": url,
+        "AUTH": "jwt",
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+        "JWT_TENANT_CLAIM": "org",
+    }
+    async with trio.open_nursery() as nursery:
+        env["JWT_JWKS_URL"] = await nursery.start(serve_jwks, keys)
+        async with running_service(tmp_path, None, env=env) as service:
+            headers = {"Authorization": f"Bearer {keys.token('rsa-1', **claims)}"}
+            sent = await service.client.post(
+                "/api/process", json={"message": "Hi?", "message_id": "m"}, headers=headers
+            )
+            listed = await service.client.get("/api/conversations", headers=headers)
+            honest = {"Authorization": f"Bearer {keys.token('rsa-1', sub='alice', org='acme')}"}
+            unstored = await service.client.get("/api/messages/m", headers=honest)
+        nursery.cancel_scope.cancel()
+    assert (sent.status_code, listed.status_code) == (401, 401)
+    assert sent.json()["error"]["code"] == "unauthenticated"
+    assert unstored.status_code == 404

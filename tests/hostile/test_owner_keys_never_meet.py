@@ -5,8 +5,11 @@ and tenant "a", user "b/c", and the same two shared one limiter bucket."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.auth import Principal
 from service.limits import Limiter, MemoryBackend, RateLimited, load_policy
@@ -31,6 +34,35 @@ def test_a_relay_key_keeps_one_hash_tag_whatever_the_names(owner: Principal) -> 
     assert key.count("{") == 1
     assert key.count("}") == 1
     assert key.endswith("}")
+
+
+# Names as a token may give them: any text, the separators and braces made likely.
+NAMES = st.text(alphabet=st.sampled_from("ab/:{}%") | st.characters(), min_size=1, max_size=12)
+RUNS = st.tuples(NAMES, NAMES, NAMES, st.integers(1, 3))
+
+
+@given(one=RUNS, other=RUNS)
+def test_any_run_has_a_relay_key_of_its_own_in_one_hash_tag(
+    one: tuple[str, str, str, int], other: tuple[str, str, str, int]
+) -> None:
+    """Each key reads back as the run it was made for (so no two runs share one), and is
+    one hash tag whatever the names hold."""
+
+    def key(run: tuple[str, str, str, int]) -> str:
+        tenant, user, message_id, version = run
+        return stream_key(Principal(user=user, tenant=tenant), message_id, version)
+
+    assert (key(one) == key(other)) == (one == other)
+    for run in (one, other):
+        tagged = key(run).removeprefix("fanout:events:")
+        assert tagged.startswith("{")
+        assert tagged.endswith("}")
+        inner = tagged[1:-1]
+        assert "{" not in inner
+        assert "}" not in inner
+        *names, version = inner.split("/")
+        assert [unquote(name, errors="surrogatepass") for name in names] == list(run[:3])
+        assert int(version) == run[3]
 
 
 @pytest.mark.parametrize(("one", "other"), MEETING_OWNERS)

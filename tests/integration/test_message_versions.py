@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
 
 from tests.databases import BACKENDS, database_url
 from tests.fake_upstream import FakeUpstream
@@ -179,6 +180,84 @@ async def test_an_edit_branches_the_conversation_and_follow_ups_see_the_new_bran
     assert len(shown["messages"]) == 5  # m-2's first version and m-3 are kept
 
 
+async def test_a_follow_up_may_continue_an_earlier_branch_named_by_its_parent(
+    url: str, tmp_path: Path
+) -> None:
+    async with serving(url, tmp_path) as (service, fake):
+        conversation = await conversation_of(
+            service, ("m-1", "First?"), ("m-2", "Second?"), ("m-3", "Third?")
+        )
+        await send(
+            service,
+            {"message": "Second, edited?", "message_id": "m-2", "conversation_id": conversation},
+        )
+        # Back on the first branch: a follow-up of m-3, which is no longer the newest turn.
+        followed, _ = await send(
+            service,
+            {
+                "message": "Fourth?",
+                "message_id": "m-4",
+                "conversation_id": conversation,
+                "parent": {"message_id": "m-3", "version": 1},
+            },
+        )
+        history = history_sent(fake)
+        shown = (await service.client.get(f"/api/conversations/{conversation}")).json()
+        refused = {
+            "elsewhere": await send(
+                service,
+                {
+                    "message": "Lost?",
+                    "message_id": "m-5",
+                    "conversation_id": "c-other",
+                    "parent": {"message_id": "m-3", "version": 1},
+                },
+            ),
+            "no_version": await send(
+                service,
+                {
+                    "message": "Lost?",
+                    "message_id": "m-5",
+                    "conversation_id": conversation,
+                    "parent": {"message_id": "m-3", "version": 7},
+                },
+            ),
+            "no_conversation": await send(
+                service,
+                {
+                    "message": "Lost?",
+                    "message_id": "m-5",
+                    "parent": {"message_id": "m-3", "version": 1},
+                },
+            ),
+            "regenerate": await send(
+                service,
+                {
+                    "message_id": "m-3",
+                    "regenerate": True,
+                    "conversation_id": conversation,
+                    "parent": {"message_id": "m-1", "version": 1},
+                },
+            ),
+        }
+        after = (await service.client.get(f"/api/conversations/{conversation}")).json()
+
+    assert followed.status_code == 200
+    assert history == ["First?", "Second?", "Third?"]
+    current = [(m["message_id"], m["version"]) for m in shown["messages"] if m["current"]]
+    assert current == [("m-1", 1), ("m-2", 1), ("m-3", 1), ("m-4", 1)]
+    statuses = {
+        name: (r.status_code, r.json()["error"]["field"]) for name, (r, _) in refused.items()
+    }
+    assert statuses == {
+        "elsewhere": (404, "parent"),
+        "no_version": (404, "parent"),
+        "no_conversation": (400, "parent"),
+        "regenerate": (400, "parent"),
+    }
+    assert after["messages"] == shown["messages"]  # nothing refused was stored
+
+
 async def test_regenerate_needs_a_database_and_message_is_needed_without_it(
     tmp_path: Path,
 ) -> None:
@@ -191,3 +270,42 @@ async def test_regenerate_needs_a_database_and_message_is_needed_without_it(
     assert regenerate.json()["error"]["field"] == "regenerate"
     assert no_message.status_code == 400
     assert no_message.json()["error"]["field"] == "message"
+
+
+async def statuses_in(service: RunningService, conversation: str) -> list[tuple[int, str]]:
+    shown = (await service.client.get(f"/api/conversations/{conversation}")).json()
+    return [(m["version"], m["status"]) for m in shown["messages"]]
+
+
+async def test_cancel_and_resume_follow_the_newest_version_while_an_older_one_runs(
+    url: str, tmp_path: Path
+) -> None:
+    """Two versions of one id running at once: the id's cancel stops the newest and leaves
+    the older running; the id's events are the newest's."""
+    env = {"DATABASE_URL": url, "MOCK_FIRST_TOKEN_MS": "1500"}
+    async with running_service(tmp_path, None, env=env) as service:
+        conversations = []
+        for text in ("One?", "Two?"):
+            payload = {"message": text, "message_id": "m-1", "on_disconnect": "continue"}
+            async with service.client.stream("POST", "/api/process", json=payload) as started:
+                assert started.status_code == 200  # and its client leaves: the run goes on
+                conversations.append(started.headers["X-Conversation-Id"])
+        older, newest = conversations
+        cancelled = await service.client.post("/api/messages/m-1/cancel")
+        async with service.client.stream("GET", "/api/messages/m-1/events") as resumed:
+            resumed_events = await read_events(resumed)
+        older_while_newest_ended = await statuses_in(service, older)
+        again = await service.client.post("/api/messages/m-1/cancel")
+        with trio.fail_after(10):  # the older one runs to its end
+            while (await statuses_in(service, older))[0][1] == "running":  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        older_at_its_end = await statuses_in(service, older)
+        newest_at_its_end = await statuses_in(service, newest)
+
+    assert cancelled.status_code == 202
+    assert resumed_events[-1].event == "error"
+    assert resumed_events[-1].data["error"]["code"] == "cancelled"
+    assert older_while_newest_ended == [(1, "running")]
+    assert again.status_code == 409  # the id names the newest, which is over
+    assert older_at_its_end == [(1, "completed")]
+    assert newest_at_its_end == [(2, "cancelled")]

@@ -319,6 +319,20 @@ async def a_council_shows_its_steps_then_the_chairmans_reply(
     assert state["ensembles"]["default"]["calls_per_request"] == 7
 
 
+async def an_evaluation_on_the_server(run: BlockRun, client: httpx.AsyncClient) -> None:
+    progress = [
+        json.loads(line.removeprefix("data: "))
+        for line in run.stdout.splitlines()
+        if line.startswith("data: ")
+    ]
+    assert [p["type"] for p in progress][-1] == "eval.ended"
+    assert progress[-1]["status"] == "completed"
+    state = json.loads(run.stdout.splitlines()[-1])
+    assert (state["status"], state["done"], state["total"]) == ("completed", 15, 15)
+    # The mock works arithmetic out: the ensemble and each of its two agents, all right.
+    assert [row["score"] for row in state["report"]["rows"]] == [1.0, 1.0, 1.0]
+
+
 EXPECTED = [
     Expected('"Build me a robot"', [200, 200], both_original_examples_stream),
     Expected("/healthz", [200, 200, 200], health_metrics_and_readiness),
@@ -331,6 +345,7 @@ EXPECTED = [
     Expected("--expires 30d", [], a_key_printed_once_on_the_last_line),
     Expected("--name laptop --json", [200, 401], a_key_lets_in_and_no_key_is_a_401),
     Expected("/admin/ensemble", [200], the_ensemble_state),
+    Expected('"dataset":"arithmetic"', [202, 200, 200], an_evaluation_on_the_server),
     Expected('"ensemble":"code"', [200], the_code_ensemble_answers),
     Expected(
         '"message_id":"message_126"', [200], a_council_shows_its_steps_then_the_chairmans_reply

@@ -1,14 +1,17 @@
 """Migrations on a database that already holds conversations. 0002 (message versions):
 every row, answer and event stays, each message is version 1, and each follows the turn
 before it in its conversation. 0003 (answers per step): every answer is its run's first
-answer. On SQLite too, where the table is copied to change a constraint or its key."""
+answer. 0004 (costs): tokens stored before have no dollars. On SQLite too, where the table
+is copied to change a constraint or its key."""
 
 from __future__ import annotations
 
 from sqlalchemy import text
 
+from service.storage import queries
 from service.storage.database import Database
 from service.storage.migrate import head_revision, migrate, upgrade_to
+from service.storage.records import Phase, UsageLine
 
 CONVERSATION_OF = {"a": "c1", "b": "c1", "c": "c2", "d": "c1"}
 
@@ -122,3 +125,31 @@ def test_answers_stored_before_steps_are_each_runs_first_answers_and_a_second_ro
         ("llm-2", "answer", 0, "an answer"),
         ("llm-1", "debate", 1, None),
     ]
+
+
+def test_tokens_stored_before_costs_keep_their_counts_and_have_no_dollars(url: str) -> None:
+    """0004: a ledger line from before has no dollars (its prices were never asked), and
+    a priced run added to it later leaves it so: a part is never shown as the whole."""
+    database = Database.connect(url)
+    try:
+        upgrade_to(database.engine, "0003")
+        with database.engine.begin() as connection:
+            connection.execute(
+                text(
+                    'INSERT INTO usage (tenant, "user", key_id, model, day, calls, '
+                    "prompt_tokens, completion_tokens) VALUES ('t', 'u', '', 'm', "
+                    "'2026-12-01', 2, 30, 40)"
+                )
+            )
+
+        assert migrate(database.engine) == head_revision()
+
+        with database.engine.begin() as connection:
+            queries.record_phases(
+                connection,
+                [Phase(1, usage=[UsageLine("t", "u", "", "m", "2026-12-01", 1, 1, 1, 0.5)])],
+            )
+            (line,) = queries.usage_report(connection, "t", user=None, since=None, until=None)
+    finally:
+        database.close()
+    assert (line["calls"], line["prompt_tokens"], line["cost_usd"]) == (3, 31, None)

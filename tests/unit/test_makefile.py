@@ -5,8 +5,10 @@ would run (`make -n`) in a virtualenv not made yet."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,28 @@ def test_make_run_installs_the_service_without_its_dev_tools(tmp_path: Path) -> 
     commands = planned("run", tmp_path / "venv")
     assert installs(commands) == ["."]
     assert commands[-1].endswith("python -m service")
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    """`psycopg[binary]>=3.2` -> `psycopg`."""
+    return {re.split(r"[\s\[<>=!~;]", line, maxsplit=1)[0].lower() for line in requirements}
+
+
+def test_no_dev_tool_is_a_dependency_of_the_service() -> None:
+    """What `make run` installs (the package's own dependencies) holds none of the dev
+    extra's tools; the one name in both is httpx, which the service itself imports."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    service = requirement_names(project["dependencies"])
+    dev = requirement_names(project["optional-dependencies"]["dev"])
+    assert {"pytest", "mypy", "ruff", "playwright", "schemathesis", "hypothesis"} <= dev
+    assert service & dev == {"httpx"}
+
+
+def test_the_license_is_an_spdx_string_so_setuptools_prints_no_banner() -> None:
+    """A table (`license = {text = "MIT"}`) made setuptools print a deprecation banner at
+    every install, twice."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
 
 
 @pytest.mark.parametrize("target", ["test", "lint", "test-faults", "test-coverage"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import trio
 from trio.testing import MockClock
@@ -190,3 +192,19 @@ async def test_an_answer_within_max_tokens_ends_with_stop() -> None:
     assert streamed == mock_reply(call)
     assert stream.finish_reason == "stop"
     assert (await model.complete(call)).finish_reason == "stop"
+
+
+def test_a_question_of_a_long_run_of_digits_is_answered_at_once() -> None:
+    """The arithmetic pattern was quadratic in a run of digits: 32,000 of them held the
+    event loop for a minute."""
+    digits = ChatRequest(model="m", messages=(ChatMessage("user", "7" * 32_000),), caller="a")
+    started = time.monotonic()
+    reply = mock_reply(digits)
+    assert time.monotonic() - started < 0.5
+    assert "The answer is" not in reply  # no arithmetic in it
+    huge = ChatRequest(
+        model="m", messages=(ChatMessage("user", f"{'9' * 5000} * {'9' * 5000}"),), caller="a"
+    )
+    assert "The answer is" not in mock_reply(huge)
+    sum_ = ChatRequest(model="m", messages=(ChatMessage("user", "What is 12 + 30?"),), caller="a")
+    assert mock_reply(sum_) == "The answer is 42."

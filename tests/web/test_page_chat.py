@@ -369,11 +369,13 @@ async def test_a_reopened_council_or_selection_shows_each_agents_answer_not_its_
                 page.wait_for_selector(DONE)
                 page.reload()
                 page.wait_for_selector(DONE)
-                agents = page.locator(".turn:last-child .agent")
+                # The first answers' row (a council's reviews, a selection: rows of their own).
+                agents = page.locator('.turn:last-child .step[data-phase="answer"] .agent')
                 return {
                     agents.nth(i).get_attribute("data-agent") or "": agents.nth(i)
                     .locator(".agent-text")
-                    .inner_text()
+                    .text_content()
+                    or ""
                     for i in range(agents.count())
                 }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from service.events import KINDS
 
-APP = Path(__file__).resolve().parents[2] / "service" / "web" / "static" / "app.js"
+TURN = Path(__file__).resolve().parents[2] / "service" / "web" / "static" / "turn.js"
 
 
 def handled_kinds(source: str) -> set[str]:
@@ -18,9 +18,9 @@ def handled_kinds(source: str) -> set[str]:
 
 
 def test_the_page_handles_exactly_the_declared_kinds() -> None:
-    assert handled_kinds(APP.read_text()) == set(KINDS)
+    assert handled_kinds(TURN.read_text()) == set(KINDS)
 
 
 def test_the_reading_of_the_page_finds_a_missing_case() -> None:
-    source = APP.read_text().replace('case "summary.restarted":', "// (removed)")
+    source = TURN.read_text().replace('case "summary.restarted":', "// (removed)")
     assert "summary.restarted" not in handled_kinds(source)

@@ -50,6 +50,8 @@ class Reply:
     content: Mapping[str, Mapping[str, Any]] | None = None  # several media: each one's schema
     # What a client can call next with this answer: name -> OpenAPI link object.
     links: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # An event stream's events, when a model of their own describes them (a component).
+    events: type[BaseModel] | None = None
 
 
 def returns(
@@ -107,18 +109,22 @@ def sse_event(component: str, *, done_marker: bool = False) -> dict[str, Any]:
 
 
 def event_stream(
-    component: str,
+    component: str | type[BaseModel],
     description: str,
     links: Mapping[str, Mapping[str, Any]] | None = None,
     **headers: str,
 ) -> Reply:
-    """A `text/event-stream` of `component` events."""
+    """A `text/event-stream` of `component` events (a schema's name, or the model whose
+    schema it is: then the document includes it)."""
+    model = None if isinstance(component, str) else component
+    name = component if isinstance(component, str) else component.__name__
     return Reply(
         description,
         media="text/event-stream",
-        schema=sse_event(component),
+        schema=sse_event(name),
         headers=headers,
         links=links or {},
+        events=model,
     )
 
 
@@ -289,8 +295,9 @@ def _models(app: Quart) -> list[type[BaseModel]]:
         if operation.body is not None:
             found[operation.body.__name__] = operation.body
         for reply in operation.replies.values():
-            if reply.model is not None:
-                found[reply.model.__name__] = reply.model
+            for model in (reply.model, reply.events):
+                if model is not None:
+                    found[model.__name__] = model
     return list(found.values())
 
 

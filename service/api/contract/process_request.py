@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ...errors import InvalidRequest
 from ...pipeline import PipelineRequest
@@ -19,6 +19,20 @@ EnsembleName = Annotated[str, Field(min_length=1, max_length=128)]
 OnDisconnect = Literal["cancel", "continue"]
 
 
+def _whole(value: object) -> object:
+    """7.0 as 7: JSON Schema, as published, counts it an integer; "7" and 7.5 stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class ParentMessage(BaseModel):
+    """The turn a new message follows: a stored message, its id and which version."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    message_id: ClientId
+    version: Annotated[int, BeforeValidator(_whole)] = Field(ge=1, le=2**31 - 1)
+
+
 class ProcessBody(BaseModel):
     """A question for the agents of an ensemble."""
 
@@ -26,12 +40,21 @@ class ProcessBody(BaseModel):
         extra="forbid",
         strict=True,
         frozen=True,
-        # A `message`, unless the stored one is run again.
+        # A `message`, unless the stored one is run again; a `parent` only in a conversation
+        # named, and not for a regenerate (which keeps its place).
         json_schema_extra={
             "anyOf": [
                 {"required": ["message"], "properties": {"message": {"type": "string"}}},
                 {"required": ["regenerate"], "properties": {"regenerate": {"const": True}}},
-            ]
+            ],
+            "if": {"required": ["parent"], "properties": {"parent": {"type": "object"}}},
+            "then": {
+                "required": ["conversation_id"],
+                "properties": {
+                    "conversation_id": {"type": "string"},
+                    "regenerate": {"const": False},
+                },
+            },
         },
     )
 
@@ -62,6 +85,12 @@ class ProcessBody(BaseModel):
         description="Run the stored message `message_id` again, as its next version, keeping "
         "the answers before (needs storage); with a `message`, that text instead",
     )
+    parent: ParentMessage | None = Field(
+        default=None,
+        description="With `conversation_id`: the turn a new message follows, a message of that "
+        "conversation (its history is the turns up to it); default: the conversation's newest. "
+        "An edit or a regenerate keeps the place of the message it replaces (needs storage)",
+    )
     stream_agents: bool | None = Field(
         default=None,
         description="Each agent's answer streams as `agent.delta` events (false: it arrives "
@@ -79,6 +108,8 @@ class ProcessRequest:
     regenerate: bool = False
     # The agents' answers stream (None: as the server's STREAM_AGENTS says).
     stream_agents: bool | None = None
+    # The turn a new message follows: (message_id, version); None: the conversation's newest.
+    parent: tuple[str, int] | None = None
 
 
 def _is_utf8(value: str | None) -> bool:
@@ -112,6 +143,12 @@ def parse_process_request(raw: bytes, *, max_message_chars: int) -> ProcessReque
     for name in ("message", "message_id", "conversation_id", "ensemble"):
         if not _is_utf8(getattr(body, name)):
             raise InvalidRequest(f"{name}: must be valid Unicode text", field=name)
+    if body.parent is not None and body.conversation_id is None:
+        raise InvalidRequest("parent: needs the conversation_id it is in", field="parent")
+    if body.parent is not None and body.regenerate:
+        raise InvalidRequest(
+            "parent: a regenerate keeps the place of the message it runs again", field="parent"
+        )
     if body.message is None and not body.regenerate:
         raise InvalidRequest("message: is required (unless regenerate is true)", field="message")
     message = body.message or ""
@@ -132,4 +169,5 @@ def parse_process_request(raw: bytes, *, max_message_chars: int) -> ProcessReque
         on_disconnect=body.on_disconnect,
         regenerate=body.regenerate,
         stream_agents=body.stream_agents,
+        parent=(body.parent.message_id, body.parent.version) if body.parent else None,
     )

@@ -16,7 +16,7 @@ from quart import request
 
 from ...errors import InvalidRequest
 from ...event_ids import MAX_EVENT_ID
-from ...shapes import Shape, Timings, TokenUsage
+from ...shapes import Cost, Shape, Timings, TokenUsage
 from .validation import CURSOR_PATTERN, ClientId, first_problem
 
 if TYPE_CHECKING:
@@ -141,6 +141,11 @@ class AgentAnswer(Shape):
         "revise, layer, review or select"
     )
     round: int = Field(description="0 for the first answers, then 1, 2... as the strategy goes on")
+    cost_usd: float | None = Field(
+        default=None,
+        description="What the answering call cost in US dollars; null when not known (or "
+        "stored before costs were kept)",
+    )
 
 
 class MessageRef(Shape):
@@ -171,6 +176,11 @@ class Message(Shape):
     models: dict[str, str]
     usage: dict[str, TokenUsage]
     timings: Timings | None
+    cost: Cost | None = Field(
+        default=None,
+        description="What its calls cost in US dollars, as its `done` event said; null for a "
+        "run that did not complete, or one stored before costs were kept",
+    )
     trace_id: str | None
     created_at: Timestamp
     finished_at: Timestamp | None
@@ -251,17 +261,77 @@ class UsageLine(Shape):
     prompt_tokens: int
     completion_tokens: int
     cost: float | None = Field(description="With PRICES_FILE, in its currency; else null")
+    cost_usd: float | None = Field(
+        description="US dollars, priced when each run ended (the ensemble's prices, else "
+        "genai-prices' table); null when one of the line's calls had no known price, or was "
+        "stored before costs were kept"
+    )
 
 
 class UsageTotal(Shape):
     calls: int
     prompt_tokens: int
     completion_tokens: int
+    cost_usd: float | None = Field(description="The lines' dollars; null if one line's is")
 
 
 class UsageReport(Shape):
     usage: list[UsageLine]
     total: UsageTotal
+
+
+# --- evaluations the server runs ------------------------------------------------------------------
+
+
+class Evaluation(Shape):
+    """An evaluation the server runs: what it was asked, and how far it is."""
+
+    id: str
+    status: Status = Field(
+        description="`running`; `completed`; `cancelled` (by its owner); `interrupted` (the "
+        "server stopped: resume it); `failed` (`error` says why)"
+    )
+    dataset: str = Field(description="A data set the server ships, by name; `upload` if sent")
+    ensembles: list[str] = Field(description="The ensembles evaluated (none: the default)")
+    scorer: str
+    judge: str | None = Field(description="The member that compares answers, if one does")
+    total: int = Field(description="Results it will have: questions times contestants")
+    done: int = Field(description="Results it has")
+    spent_usd: float = Field(description="US dollars its calls have cost so far")
+    error: ErrorCode | None
+    created_at: Timestamp
+    finished_at: Timestamp | None
+
+
+class EvaluationDetail(Evaluation):
+    tolerance: float
+    concurrency: int
+    max_cost_usd: float | None
+    seed: int
+    questions: int
+    report: dict[str, Any] | None = Field(
+        description="The report (rows with scores, intervals, latency, tokens and dollars; "
+        "the ensemble against its best member; the judge's win rates), once it is done or "
+        "was cancelled; as `llm-fanout eval` writes report.json"
+    )
+
+
+class EvaluationList(Shape):
+    evaluations: list[Evaluation] = Field(description="Yours, newest first")
+
+
+class EvaluationEvent(Shape):
+    """An evaluation's progress: `eval.progress` as it goes (the newest state; a reader
+    that falls behind skips to it), then one `eval.ended`."""
+
+    type: Literal["eval.progress", "eval.ended"]
+    evaluation_id: str
+    status: Status
+    phase: Literal["asking", "judging"]
+    done: int
+    total: int
+    spent_usd: float
+    error: ErrorCode | None
 
 
 # --- OpenAI's models -----------------------------------------------------------------------------
@@ -296,6 +366,10 @@ class HistoryQuery(Query):
     user: ClientId | None = Field(
         default=None, description="An admin reads this user of its tenant"
     )
+
+
+class EvaluationListQuery(Query):
+    limit: int = Field(default=20, ge=1, le=100, description="Evaluations in the list")
 
 
 class OwnerQuery(Query):

@@ -69,6 +69,7 @@ def _agent(answer: AgentAnswer) -> schemas.AgentAnswer:
         ),
         phase=answer.phase,
         round=answer.round,
+        cost_usd=answer.cost_usd,
     )
 
 
@@ -93,6 +94,7 @@ def _message(message: MessageDetail) -> schemas.Message:
             "models": message.models,
             "usage": message.usage,
             "timings": message.timings,
+            "cost": message.cost,
             "trace_id": message.trace_id,
             "created_at": message.created_at.isoformat(),
             "finished_at": _time(message.finished_at),

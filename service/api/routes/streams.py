@@ -101,6 +101,11 @@ async def process() -> Response:
             "regenerate: needs a database that holds the message (DATABASE_URL=none)",
             field="regenerate",
         )
+    if parsed.parent is not None and resources.store is None:
+        raise InvalidRequest(
+            "parent: needs a database that holds the conversation (DATABASE_URL=none)",
+            field="parent",
+        )
     pipeline_request = parsed.pipeline
     loaded, ensemble_name, ensemble = pick_ensemble(
         resources, pipeline_request.ensemble, unknown=_no_such_ensemble
@@ -118,6 +123,7 @@ async def process() -> Response:
             client_address=caller_address(),
             continues=continues,
             regenerate=parsed.regenerate,
+            parent=parsed.parent,
             stream_agents=parsed.stream_agents,
         ),
     )

@@ -1,6 +1,6 @@
 """Token usage: GET /api/usage (the caller's own, by day and model) and GET /admin/usage
-(an admin's tenant: `?user=&from=&to=`, days as YYYY-MM-DD, inclusive). With PRICES_FILE
-each line also has its `cost`."""
+(an admin's tenant: `?user=&from=&to=`, days as YYYY-MM-DD, inclusive). Each line has its
+`cost_usd` (priced when its runs ended); with PRICES_FILE also its `cost`."""
 
 from __future__ import annotations
 
@@ -26,17 +26,19 @@ async def _report(user: str | None, query: schemas.UsageQuery) -> dict[str, Any]
         line["cost"] = (
             price.cost(line["prompt_tokens"], line["completion_tokens"]) if price else None
         )
-    total = {
+    total: dict[str, Any] = {
         name: sum(line[name] for line in lines)
         for name in ("calls", "prompt_tokens", "completion_tokens")
     }
+    costs = [line["cost_usd"] for line in lines]
+    total["cost_usd"] = None if None in costs else round(sum(c or 0.0 for c in costs), 8)
     return respond(schemas.UsageReport.model_validate({"usage": lines, "total": total}))
 
 
 @usage_routes.get("/api/usage")
 @requires("history")
 @documented(
-    "Your token usage, by day and model (with its cost, given PRICES_FILE)",
+    "Your token usage and its dollars, by day and model",
     tag="usage",
     query=schemas.UsageQuery,
     replies={200: returns(schemas.UsageReport)},
@@ -49,7 +51,7 @@ async def own_usage() -> dict[str, Any]:
 @usage_routes.get("/admin/usage")
 @requires("admin")
 @documented(
-    "Your tenant's token usage, by day, user and model",
+    "Your tenant's token usage and its dollars, by day, user and model",
     tag="usage",
     query=schemas.TenantUsageQuery,
     replies={200: returns(schemas.UsageReport)},

@@ -1,12 +1,12 @@
 // The page: one column per agent filling live, the summary streaming below, the caller's
 // conversations in the sidebar. It talks only to the service's public API, like any client.
-import { copyButton } from "/web/clipboard.js";
-import { renderMarkdown } from "/web/markdown.js";
+import { Turn, storedTurn } from "/web/turn.js";
+import { VersionTree, keyOf } from "/web/versions.js";
+import { Evaluations } from "/web/evals.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "fanout.key";
 const RUNNING = "fanout.running";
-const CUT_CODES = new Set(["agent_cut", "deadline_exceeded", "cancelled"]);
 // A stored turn that ended early is drawn again from its events (the record keeps no column
 // for an agent still answering when it stopped, nor the words that said why).
 const ENDED_EARLY = new Set(["cancelled", "failed", "interrupted"]);
@@ -20,33 +20,11 @@ const state = {
   conversation: null,
   run: null, // { messageId, controller }
   opening: null, // the conversation being opened (a token: the newest one wins)
+  tree: new VersionTree(), // the open conversation's messages and the versions shown
+  turns: new Map(), // message key -> its Turn, drawn once (a live one keeps what it saw)
 };
 
 class Unauthorized extends Error {}
-
-// "1 attempt", "2 attempts", "1,234 tokens"
-function count(n, noun) {
-  return `${n.toLocaleString("en-US")} ${noun}${n === 1 ? "" : "s"}`;
-}
-
-function money(dollars) {
-  if (dollars === 0) return "$0";
-  if (dollars < 0.000001) return "<$0.000001";
-  return `$${dollars >= 0.01 ? dollars.toFixed(4) : dollars.toPrecision(2)}`;
-}
-
-// What something used, each part where known: "1,234 tokens · 2.3 s · $0.0012".
-function figures({ tokens, seconds, dollars }) {
-  const parts = [];
-  if (tokens != null) parts.push(count(tokens, "token"));
-  if (seconds != null) parts.push(`${seconds.toFixed(1)} s`);
-  if (dollars != null) parts.push(money(dollars));
-  return parts.join(" · ");
-}
-
-function tokensOf(usage) {
-  return usage ? usage.prompt_tokens + usage.completion_tokens : undefined;
-}
 
 async function api(path, options = {}) {
   const headers = new Headers(options.headers ?? {});
@@ -71,6 +49,21 @@ async function errorText(response) {
   }
 }
 
+// --- evaluations (admins only) ------------------------------------------------------------------
+
+// While they are shown, the conversation and the question box step aside.
+const evaluations = new Evaluations({
+  api,
+  readEvents,
+  errorText,
+  onShow(shown) {
+    $("thread").hidden = shown;
+    $("ask").hidden = shown;
+    $("open-evaluations").setAttribute("aria-expanded", String(shown));
+    if (!shown) $("question").focus();
+  },
+});
+
 // --- sign-in --------------------------------------------------------------------------------
 
 // Until the server accepts the caller, only the sign-in card: no "Sign out", no empty picker.
@@ -81,6 +74,7 @@ function signedIn(accepted) {
 
 function showSignIn(message) {
   signedIn(false);
+  evaluations.reset();
   $("sign-in").hidden = false;
   $("ask").hidden = true;
   $("sign-in-error").hidden = !message;
@@ -102,6 +96,8 @@ $("sign-out").addEventListener("click", () => {
   sessionStorage.removeItem(KEY);
   state.key = null;
   $("conversations").replaceChildren();
+  state.tree = new VersionTree();
+  state.turns = new Map();
   $("thread").replaceChildren();
   showSignIn();
 });
@@ -174,34 +170,118 @@ async function openConversation(id) {
   }
   const conversation = await response.json();
   if (state.opening !== opening) return;
+  evaluations.hide();
   state.conversation = id;
   showInAddress(id);
-  const thread = $("thread");
-  thread.replaceChildren();
-  const turns = conversation.messages.map((message) => [message, storedTurn(message)]);
-  thread.append(...turns.map(([, turn]) => turn.root));
+  state.tree = new VersionTree(conversation.messages);
+  state.turns = new Map();
+  drawThread();
+  // A follow-up goes to the ensemble the conversation last used, while it is served.
+  const last = state.tree.message(state.tree.last() ?? "");
+  if ([...$("ensemble").options].some((option) => option.value === last?.ensemble)) {
+    $("ensemble").value = last.ensemble;
+  }
   await loadConversations();
   $("question").focus();
   const newest = new Map();
   for (const { message_id: messageId, version } of conversation.messages) {
     newest.set(messageId, Math.max(version, newest.get(messageId) ?? 0));
   }
-  // One at a time: each replay holds one of the caller's stream slots while it reads.
-  for (const [message, turn] of turns) {
-    if (!ENDED_EARLY.has(message.status) || newest.get(message.message_id) !== message.version) continue;
+  // One at a time: each replay holds one of the caller's stream slots while it reads. Only
+  // a message's newest version has its events at hand (the route follows the newest).
+  for (const key of state.tree.path()) {
+    const message = state.tree.message(key);
+    if (newest.get(message.message_id) !== message.version || !toReplay(message)) continue;
     if (state.opening !== opening) return; // opened again, or another one, meanwhile
-    await replayTurn(message, turn);
+    await replayTurn(key, message);
   }
+}
+
+// Drawn again from its events: a turn that ended early, and a deliberation (its record keeps
+// the answers of each step, not the tally, the rankings or the answer chosen).
+function toReplay(message) {
+  if (ENDED_EARLY.has(message.status)) return true;
+  if (message.status !== "completed") return false;
+  if (message.agents.some((a) => a.phase !== "answer" || a.round !== 0)) return true;
+  const members = new Set(message.agents.map((a) => a.agent));
+  return Object.keys(message.usage ?? {}).every((caller) => members.has(caller)); // no summarizer: a vote
 }
 
 // The turn as it was seen live, from its stored events; the record's drawing stays if they
 // cannot be read.
-async function replayTurn(message, shown) {
+async function replayTurn(key, message) {
   const response = await api(`/api/messages/${encodeURIComponent(message.message_id)}/events`);
   if (!response.ok) return;
-  const turn = new Turn(message.question);
+  const turn = new Turn(message.question, turnActions());
   await readEvents(response, (id, type, data) => turn.event(type, data));
-  if (turn.ended() && shown.root.isConnected) shown.root.replaceWith(turn.root);
+  if (!turn.ended()) return;
+  const shown = state.turns.get(key);
+  state.turns.set(key, turn);
+  turn.setVersions(state.tree.place(key));
+  if (shown?.root.isConnected) shown.root.replaceWith(turn.root);
+}
+
+// --- versions: the path shown, edit, regenerate, step ----------------------------------------
+
+// What a turn's buttons do; none without storage (nothing is kept to make a version of).
+function turnActions() {
+  if (!state.storage) return {};
+  return { edit: editTurn, regenerate: regenerateTurn, step: stepVersion };
+}
+
+function keyOfTurn(turn) {
+  for (const [key, shown] of state.turns) if (shown === turn) return key;
+  return null;
+}
+
+function turnFor(key) {
+  if (!state.turns.has(key)) state.turns.set(key, storedTurn(state.tree.message(key), turnActions()));
+  return state.turns.get(key);
+}
+
+// The thread: the path of versions chosen, each turn with its `< 2/3 >`.
+function drawThread() {
+  const turns = state.tree.path().map((key) => {
+    const turn = turnFor(key);
+    turn.setVersions(state.tree.place(key));
+    return turn.root;
+  });
+  $("thread").replaceChildren(...turns);
+}
+
+function stepVersion(turn, step) {
+  const key = keyOfTurn(turn);
+  const other = key && state.tree.sibling(key, step);
+  if (!other || state.run) return;
+  state.tree.choose(other);
+  drawThread();
+  // The focus stays on the arrow pressed, or, at an end, on the other one.
+  const shown = turnFor(other);
+  const [previous, next] = shown.root.querySelectorAll(".versions button");
+  const pressed = step < 0 ? previous : next;
+  (pressed.disabled ? (step < 0 ? next : previous) : pressed).focus();
+  announce(`Version ${state.tree.place(other).index} of ${state.tree.place(other).count}`);
+}
+
+// An edit is the next version of the message, in its place: the turns after it leave the
+// thread (they stay with the version before, a step away).
+function editTurn(turn, text) {
+  const key = keyOfTurn(turn);
+  if (!key || state.run) return;
+  const message = state.tree.message(key);
+  send({ question: text, messageId: message.message_id, after: state.tree.parent(key) });
+}
+
+function regenerateTurn(turn) {
+  const key = keyOfTurn(turn);
+  if (!key || state.run) return;
+  const message = state.tree.message(key);
+  // The text of the version shown (the id's newest may be another edit).
+  send({ question: message.question, messageId: message.message_id, after: state.tree.parent(key), regenerate: true });
+}
+
+function announce(text) {
+  $("status").textContent = text;
 }
 
 async function deleteConversation(id) {
@@ -212,7 +292,10 @@ async function deleteConversation(id) {
 }
 
 function newConversation() {
+  evaluations.hide();
   state.conversation = null;
+  state.tree = new VersionTree();
+  state.turns = new Map();
   showInAddress(null);
   $("thread").replaceChildren();
   $("question").focus();
@@ -253,270 +336,6 @@ $("toggle-sidebar").addEventListener("click", () => {
   setSidebar(document.querySelector(".layout").classList.contains("sidebar-closed"));
 });
 
-// --- a turn on the page ---------------------------------------------------------------------
-
-class Turn {
-  constructor(question) {
-    this.root = $("turn-template").content.firstElementChild.cloneNode(true);
-    this.root.querySelector(".question").textContent = question;
-    this.agents = new Map();
-    this.summary = "";
-    this.summaryElement = this.root.querySelector(".summary-text");
-    this.root
-      .querySelector(".summary header")
-      .append(copyButton("Copy the summary", () => this.summaryElement.source ?? this.summary));
-    this.footer = this.root.querySelector(".footer");
-    this.pending = false;
-    // Each agent's text as it streams, and the agents waiting to be drawn.
-    this.agentTexts = new Map();
-    this.agentsPending = new Set();
-    // What each member used ({tokens, seconds, dollars}), as it becomes known.
-    this.used = new Map();
-  }
-
-  showAgent(name) {
-    // Drawn at most once a frame, as the summary is.
-    if (this.agentsPending.has(name)) return;
-    this.agentsPending.add(name);
-    requestAnimationFrame(() => {
-      this.agentsPending.delete(name);
-      const root = this.agent(name);
-      if (root.dataset.state === "answering") {
-        renderMarkdown(this.agentTexts.get(name) ?? "", root.querySelector(".agent-text"));
-      }
-    });
-  }
-
-  agent(name) {
-    if (!this.agents.has(name)) {
-      const root = $("agent-template").content.firstElementChild.cloneNode(true);
-      root.dataset.agent = name;
-      root.querySelector(".agent-name").textContent = name;
-      const text = root.querySelector(".agent-text");
-      root.querySelector("header").append(copyButton(`Copy ${name}'s answer`, () => text.source ?? ""));
-      this.root.querySelector(".agents").append(root);
-      this.agents.set(name, root);
-    }
-    return this.agents.get(name);
-  }
-
-  // Tokens, seconds and dollars under an agent's column; `prompt` and `completion` in its title.
-  setUsed(name, values) {
-    const used = { ...this.used.get(name), ...values };
-    this.used.set(name, used);
-    const line = this.agent(name).querySelector(".agent-figures");
-    line.textContent = figures(used);
-    if (used.prompt != null) line.title = `${used.prompt} prompt + ${used.completion} completion tokens`;
-  }
-
-  setAgent(name, stateName, label, text, meta) {
-    const root = this.agent(name);
-    root.dataset.state = stateName;
-    root.querySelector(".agent-state").textContent = label;
-    if (text !== undefined) renderMarkdown(text, root.querySelector(".agent-text"));
-    if (meta !== undefined) root.querySelector(".agent-meta").textContent = meta;
-  }
-
-  // One line of how the members deliberated (rounds, reviews, a tally, a choice).
-  note(text) {
-    const item = document.createElement("li");
-    item.textContent = text;
-    this.root.querySelector(".deliberation").append(item);
-  }
-
-  showSummary() {
-    // Rendered at most once a frame: a summary arrives a token at a time.
-    if (this.pending) return;
-    this.pending = true;
-    requestAnimationFrame(() => {
-      this.pending = false;
-      renderMarkdown(this.summary, this.summaryElement);
-    });
-  }
-
-  event(type, data) {
-    switch (type) {
-      case "agent.started":
-        this.setAgent(data.source, "answering", "answering…");
-        break;
-      case "agent.retrying":
-        this.setAgent(
-          data.source,
-          "retrying",
-          `retrying (attempt ${data.attempt})`,
-          undefined,
-          `${data.model}: ${data.error.message}`,
-        );
-        break;
-      case "agent.delta": {
-        const root = this.agent(data.source);
-        const text = (this.agentTexts.get(data.source) ?? "") + data.message;
-        this.agentTexts.set(data.source, text);
-        if (root.dataset.state !== "answering") this.setAgent(data.source, "answering", "answering…");
-        this.showAgent(data.source);
-        break;
-      }
-      case "agent.restarted":
-        this.agentTexts.set(data.source, "");
-        this.setAgent(data.source, "answering", `starting over on ${data.model}`, "");
-        break;
-      case "agent.completed":
-        this.setAgent(
-          data.source,
-          "answered",
-          "answered",
-          data.message,
-          `${data.model} · ${count(data.attempts, "attempt")}`,
-        );
-        // The answering call's price, when known; `done` brings the member's every call.
-        if (data.cost_usd != null) this.setUsed(data.source, { dollars: data.cost_usd });
-        break;
-      case "agent.failed": {
-        const cut = CUT_CODES.has(data.error.code);
-        this.setAgent(data.source, cut ? "cut" : "failed", cut ? "cut" : "failed", "", data.error.message);
-        break;
-      }
-      case "round.started":
-        // A later step: each agent's column starts over with its new answer.
-        if (data.round > 0) for (const name of data.agents) this.agentTexts.set(name, "");
-        this.note(`${data.phase}, round ${data.round}: ${data.agents.join(", ")}`);
-        break;
-      case "round.completed":
-        if (data.missing.length) this.note(`no answer from ${data.missing.join(", ")}`);
-        break;
-      case "council.review":
-        this.note(
-          data.ranking
-            ? `${data.source} ranks ${data.ranking.join(" > ")}`
-            : `${data.source}: ${data.error?.message ?? "no ranking"}`,
-        );
-        break;
-      case "council.ranking":
-        this.note(
-          `ranking: ${data.ranking.map((r) => `${r.agent} (${r.average_rank})`).join(", ")}`,
-        );
-        break;
-      case "vote.tally":
-        this.note(
-          `votes (${data.method}): ${data.groups.map((g) => `${g.agents.join(", ")}: ${g.votes}`).join("; ")}`,
-        );
-        break;
-      case "answer.chosen":
-        this.note(`chose ${data.source}'s answer: ${data.reason}`);
-        break;
-      case "summary.started":
-        this.root.querySelector(".summary-title").textContent =
-          `Summary by ${data.source} (${count(data.agents.length, "answer")})`;
-        break;
-      case "summary.delta":
-        this.summary += data.message;
-        this.showSummary();
-        break;
-      case "summary.restarted":
-        this.summary = "";
-        this.showSummary();
-        break;
-      case "done":
-        this.finish(data);
-        break;
-      case "error":
-        this.fail(data);
-        break;
-    }
-  }
-
-  // `done` (or a stored turn's record): what each member used, and the turn's whole. A
-  // stored turn has no dollars (the record keeps tokens), and its agents' figures already.
-  finish(data) {
-    renderMarkdown(this.summary, this.summaryElement);
-    const usage = data.usage ?? {};
-    const members = data.cost?.members ?? {};
-    for (const [name, ms] of Object.entries(data.timings?.agents_ms ?? {})) {
-      const used = usage[name];
-      this.setUsed(name, {
-        seconds: ms / 1000,
-        tokens: tokensOf(used),
-        prompt: used?.prompt_tokens,
-        completion: used?.completion_tokens,
-        dollars: members[name] ?? this.used.get(name)?.dollars,
-      });
-    }
-    // The summarizer: the one caller with no column.
-    const summarizer = Object.keys(usage).find((name) => !this.agents.has(name));
-    if (summarizer) {
-      this.root.querySelector(".summary-figures").textContent = figures({
-        tokens: tokensOf(usage[summarizer]),
-        dollars: members[summarizer] ?? undefined,
-      });
-    }
-    const total = {
-      tokens: Object.values(usage).reduce((sum, u) => sum + tokensOf(u), 0),
-      seconds: data.timings?.total_ms != null ? data.timings.total_ms / 1000 : undefined,
-      dollars: data.cost?.total_usd ?? undefined,
-    };
-    const first = data.timings?.first_token_ms;
-    const began = first != null ? ` (the answer began at ${(first / 1000).toFixed(1)} s)` : "";
-    this.footer.textContent = `This turn: ${figures(total)}${began}`;
-    this.root.dataset.state = "done";
-  }
-
-  ended() {
-    return this.root.dataset.state === "done" || this.root.dataset.state === "error";
-  }
-
-  fail(data) {
-    renderMarkdown(this.summary, this.summaryElement);
-    this.footer.textContent = stoppedText(data.error);
-    this.footer.classList.add("error");
-    for (const root of this.agents.values()) {
-      if (root.dataset.state === "answering" || root.dataset.state === "retrying") {
-        root.dataset.state = "cut";
-        root.querySelector(".agent-state").textContent = "cut";
-      }
-    }
-    this.root.dataset.state = "error";
-  }
-}
-
-// "Stopped: <why>", or the server's words alone when they already say it stopped.
-function stoppedText(error) {
-  const why = error.message ?? error.code;
-  return /^stopped\b/i.test(why) ? why[0].toUpperCase() + why.slice(1) : `Stopped: ${why}`;
-}
-
-// A judging step's rows (a council's reviews, a selector's choice) are not answers: a
-// column shows each agent's latest answer (its first, a debate's revision, a layer's).
-const JUDGING_PHASES = new Set(["review", "select"]);
-
-function storedTurn(message) {
-  const turn = new Turn(message.question);
-  for (const answer of message.agents.filter((a) => !JUDGING_PHASES.has(a.phase))) {
-    const cut = answer.outcome === "cut";
-    const completed = answer.outcome === "completed";
-    turn.setAgent(
-      answer.agent,
-      completed ? "answered" : cut ? "cut" : "failed",
-      completed ? "answered" : answer.outcome,
-      answer.text ?? "",
-      completed ? `${answer.model} · ${count(answer.attempts, "attempt")}` : (answer.error?.code ?? ""),
-    );
-    turn.setUsed(answer.agent, {
-      seconds: answer.latency_ms != null ? answer.latency_ms / 1000 : undefined,
-      tokens: tokensOf(answer.usage),
-      prompt: answer.usage?.prompt_tokens,
-      completion: answer.usage?.completion_tokens,
-    });
-  }
-  turn.summary = message.summary ?? "";
-  if (message.status === "completed") {
-    // The record's timings of each agent are its answers' (above); not those of `done`.
-    turn.finish({ usage: message.usage, timings: { ...message.timings, agents_ms: {} } });
-  } else if (message.status !== "running") {
-    turn.fail({ error: { message: message.status } });
-  }
-  return turn;
-}
-
 // --- asking, following, stopping -----------------------------------------------------------------
 
 async function readEvents(response, onEvent) {
@@ -548,11 +367,13 @@ async function readEvents(response, onEvent) {
 function busy(running) {
   $("send").disabled = running;
   $("stop").disabled = !running;
+  document.body.classList.toggle("running", running);
 }
 
 async function follow(response, turn, messageId) {
   state.run = { ...state.run, messageId };
   busy(true);
+  announce("The agents are answering");
   try {
     await readEvents(response, (id, type, data) => {
       if (state.storage) sessionStorage.setItem(RUNNING, JSON.stringify({ messageId, lastEventId: id }));
@@ -560,6 +381,7 @@ async function follow(response, turn, messageId) {
         state.conversation = data.conversation_id;
         showInAddress(state.conversation, { replace: true });
       }
+      if (type === "summary.started") announce("The final answer is coming in");
       turn.event(type, data);
     });
   } catch (error) {
@@ -569,28 +391,49 @@ async function follow(response, turn, messageId) {
     busy(false);
     state.run = null;
   }
+  announce(turn.root.dataset.state === "done" ? "The answer is complete" : turn.footer.textContent);
   if (turn.ended()) sessionStorage.removeItem(RUNNING);
   await loadConversations();
 }
 
-$("ask").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const question = $("question").value.trim();
+// Ask a question: a new one after the turn `after` (its key; null: the first), or, with the
+// `messageId` of a turn, an edit or a regenerate of it in its place.
+async function send({ question, messageId, after = null, regenerate = false }) {
   if (!question || state.run) return;
   $("ask-error").hidden = true;
-  const messageId = crypto.randomUUID();
+  const newTurn = messageId === undefined;
+  messageId ??= crypto.randomUUID();
   const body = { message: question, message_id: messageId, ensemble: $("ensemble").value };
+  if (regenerate) body.regenerate = true;
   if (state.conversation) body.conversation_id = state.conversation;
+  // A new question follows the turn shown last, whichever version it is (by default the
+  // server would put it after the conversation's newest message).
+  if (newTurn && after && state.conversation) {
+    const { message_id: parentId, version } = state.tree.message(after);
+    body.parent = { message_id: parentId, version };
+  }
   // With storage, a reload or a dropped connection does not lose the run: it goes on, and
   // the page picks it up again; Stop cancels it explicitly.
   if (state.storage) body.on_disconnect = "continue";
   const controller = new AbortController();
   state.run = { messageId, controller };
-  const turn = new Turn(question);
-  $("thread").append(turn.root);
+  const turn = new Turn(question, turnActions());
+  // The thread down to the turn it follows, then the new one.
+  if (state.storage) {
+    const shown = state.tree.path();
+    const kept = after ? shown.slice(0, shown.indexOf(after) + 1) : [];
+    $("thread").replaceChildren(...kept.map((key) => turnFor(key).root), turn.root);
+  } else {
+    $("thread").append(turn.root); // nothing kept: no versions, the thread as it was seen
+  }
   // The new turn in view: below the earlier answers it would start under the fold.
   turn.root.scrollIntoView({ block: "start" });
-  $("question").value = "";
+  const restore = () => {
+    state.run = null;
+    busy(false);
+    if (state.storage) drawThread();
+    else turn.root.remove();
+  };
   try {
     const response = await api("/api/process", {
       method: "POST",
@@ -599,28 +442,62 @@ $("ask").addEventListener("submit", async (event) => {
       signal: controller.signal,
     });
     if (!response.ok) {
-      turn.root.remove();
-      $("question").value = question;
+      restore();
       $("ask-error").textContent = await errorText(response);
       $("ask-error").hidden = false;
-      state.run = null;
-      return;
+      return false;
     }
     state.conversation = response.headers.get("X-Conversation-Id") ?? state.conversation;
     if (state.conversation) showInAddress(state.conversation, { replace: true });
+    const version = Number(response.headers.get("X-Message-Version"));
+    if (state.storage && version) {
+      const parent = after ? state.tree.message(after) : null;
+      const key = state.tree.add({
+        message_id: messageId,
+        version,
+        parent: parent && { message_id: parent.message_id, version: parent.version },
+        question,
+        status: "running",
+        agents: [],
+        current: true,
+      });
+      state.turns.set(key, turn);
+      for (const shownKey of state.tree.path()) state.turns.get(shownKey)?.setVersions(state.tree.place(shownKey));
+    }
     await follow(response, turn, messageId);
+    const key = keyOfTurn(turn);
+    if (key) state.tree.message(key).status = turn.root.dataset.state === "done" ? "completed" : "cancelled";
+    return true;
   } catch (error) {
     state.run = null;
     busy(false);
     if (error instanceof Unauthorized) {
-      turn.root.remove();
-      $("question").value = question;
+      restore();
+      return false;
     } else if (error.name === "AbortError") {
       if (!turn.ended()) turn.fail({ error: STOPPED });
     } else {
       $("ask-error").textContent = String(error);
       $("ask-error").hidden = false;
     }
+    return true;
+  }
+}
+
+$("ask").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const question = $("question").value.trim();
+  if (!question || state.run) return;
+  $("question").value = "";
+  const sent = await send({ question, after: state.tree.last() });
+  if (sent === false) $("question").value = question;
+});
+
+// Escape stops the run, from anywhere on the page (an open edit takes it first).
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && state.run && !$("stop").disabled) {
+    event.preventDefault();
+    $("stop").click();
   }
 });
 
@@ -664,10 +541,13 @@ async function resume() {
   state.conversation = message.conversation_id;
   await openConversation(message.conversation_id);
   // The turn of the running message is redrawn from its events, from the first.
-  const thread = $("thread");
-  thread.lastElementChild?.remove();
-  const turn = new Turn(message.question);
-  thread.append(turn.root);
+  const key = keyOf(message.message_id, message.version);
+  const turn = new Turn(message.question, turnActions());
+  const shown = state.turns.get(key);
+  state.turns.set(key, turn);
+  if (shown?.root.isConnected) shown.root.replaceWith(turn.root);
+  else $("thread").append(turn.root);
+  turn.setVersions(state.tree.place(key));
   const controller = new AbortController();
   state.run = { messageId: running.messageId, controller };
   const response = await api(`/api/messages/${encodeURIComponent(running.messageId)}/events`, {
@@ -684,6 +564,7 @@ async function start() {
     $("ask").hidden = false;
     signedIn(true);
     await loadConversations();
+    if (state.storage) await evaluations.offer();
     const resumed = await resume();
     const inAddress = conversationInAddress();
     if (!resumed && inAddress && state.storage) await openConversation(inAddress);

@@ -1,8 +1,10 @@
 // A small Markdown renderer that builds DOM nodes, never HTML from text: model output may hold
 // HTML or scripts, and none of it can run here, because nothing is parsed as markup.
-// Blocks: fenced code (with a copy button), headings, lists, quotes, tables, paragraphs.
+// Blocks: fenced code (coloured by code.js, with a copy button), headings, lists, quotes,
+// tables, paragraphs.
 // Inline: code, bold, italic, links (http, https and mailto only).
 import { copyButton } from "/web/clipboard.js";
+import { highlight } from "/web/code.js";
 
 const SAFE_LINK = /^(https?:|mailto:)/i;
 // A table's second line: `| --- | :---: |` (the outer pipes optional).
@@ -60,6 +62,7 @@ function codeBlock(code, language) {
   const pre = document.createElement("pre");
   const element = document.createElement("code");
   element.textContent = code;
+  highlight(element, code, language);
   pre.append(element);
   pre.tabIndex = 0; // a wide block scrolls sideways: with the keyboard too
   const bar = document.createElement("div");

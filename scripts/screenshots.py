@@ -1,0 +1,144 @@
+"""The README's pictures of the page, made again: the service with the mock (its default
+ensemble and the council example), Chromium driven by Playwright at a desktop's and a
+phone's width, light theme, PNGs in docs/images.
+
+    python -m scripts.screenshots              # or: make screenshots
+    python -m scripts.screenshots --out /tmp/shots
+
+Needs the dev tools (Playwright) and Chromium (make browser). Nothing leaves the machine:
+the service runs the mock on 127.0.0.1, and the browser starts with its network features off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "docs" / "images"
+RUNNING_ON = re.compile(r"Running on (http://[\d.]+:\d+)")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+
+
+def chromium() -> str:
+    for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if name and (found := shutil.which(name)):
+            return found
+    raise SystemExit("Chromium is not installed: make browser (or set CHROMIUM)")
+
+
+@contextmanager
+def service(folder: Path) -> Iterator[str]:
+    """`python -m service` with the mock, its default ensemble and the council example, a
+    database of its own; yields its address."""
+    ensembles = folder / "ensembles"
+    ensembles.mkdir()
+    shutil.copy(ROOT / "service" / "ensemble" / "default.toml", ensembles / "default.toml")
+    shutil.copy(ROOT / "examples" / "council.toml", ensembles / "council.toml")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LLM_", "AUTH", "LIMITS_", "REDIS_", "DATABASE_", "ENSEMBLE_"))
+    }
+    env |= {
+        "USE_LLM_MOCK": "true",
+        "HTTP_ADDR": "127.0.0.1:0",
+        "DATABASE_URL": f"sqlite:///{folder / 'fanout.db'}",
+        "ENSEMBLE_FILE": str(ensembles),
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        log = []
+        for line in process.stderr:
+            log.append(line)
+            if match := RUNNING_ON.search(line):
+                break
+        else:
+            raise SystemExit("the service did not start:\n" + "".join(log))
+        yield match.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def ask(page: Page, ensemble: str, question: str) -> None:
+    turns = page.locator("#thread > .turn").count()
+    page.select_option("#ensemble", ensemble)
+    page.fill("#question", question)
+    page.press("#question", "Enter")
+    page.wait_for_function(
+        """(n) => { const turns = document.querySelectorAll("#thread > .turn");
+            return turns.length === n && turns[n - 1].dataset.state === "done"; }""",
+        arg=turns + 1,
+    )
+
+
+def shoot(url: str, out: Path) -> list[Path]:
+    made = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        desktop = browser.new_page(base_url=url, viewport=DESKTOP, color_scheme="light")
+        desktop.goto("/")
+        desktop.wait_for_selector("#ensemble option", state="attached")
+        # A council first (it waits in the sidebar), then the picture of the usual case.
+        ask(desktop, "council", "Is a tomato a fruit or a vegetable?")
+        council = desktop.locator("#thread > .turn").last
+        council.locator(".step[data-phase='review'] > summary").click()
+        made.append(out / "web-page-council.png")
+        desktop.screenshot(path=str(made[-1]))
+        desktop.click("#new-conversation")
+        ask(desktop, "default", "Why is the sky blue?")
+        desktop.evaluate("document.activeElement.blur()")
+        made.append(out / "web-page.png")
+        desktop.screenshot(path=str(made[-1]))
+        phone = browser.new_page(base_url=url, viewport=PHONE, color_scheme="light")
+        phone.goto(desktop.url.removeprefix(url))
+        phone.wait_for_selector("#thread > .turn[data-state='done']")
+        phone.evaluate("document.activeElement.blur()")
+        made.append(out / "web-page-phone.png")
+        phone.screenshot(path=str(made[-1]))
+        browser.close()
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=IMAGES, help="where the PNGs go")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder, service(Path(folder)) as url:
+        for path in shoot(url, args.out):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
