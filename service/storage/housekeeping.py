@@ -1,6 +1,6 @@
 """What an instance does for the database while it serves: a heartbeat, so that other
 instances can tell it is alive; taking over the running messages (and evaluations) of
-instances that are not; and deleting conversations past RETENTION_DAYS.
+instances that are not; and deleting conversations and evaluations past RETENTION_DAYS.
 
     nursery.start_soon(keep_house, store, 5.0, 30.0)
 """
@@ -48,6 +48,11 @@ async def keep_house(store: Store, heartbeat_s: float, retention_days: float | N
                 if deleted:
                     log.info(
                         "deleted %d conversation(s) older than %g days", deleted, retention_days
+                    )
+                ended = await store.delete_expired_evaluations(older_than=cutoff)
+                if ended:
+                    log.info(
+                        "deleted %d evaluation(s) ended over %g days ago", ended, retention_days
                     )
         except StorageUnavailable:
             log.warning("housekeeping could not reach the database", exc_info=True)
