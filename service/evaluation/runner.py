@@ -103,6 +103,8 @@ class Plan:
     scorer: str
     book: Book
     default_base_url: str
+    # The mock answers: every call costs $0, whatever model it names.
+    free: bool = False
     tolerance: float = 1e-6
     concurrency: int = 4
     max_cost_usd: float | None = None
@@ -311,7 +313,9 @@ def _spent(plan: Plan, ensemble: Ensemble, asked: _Asked) -> list[ModelSpend]:
     calls += list(asked.wasted)
     by_model: dict[str, ModelSpend] = {}
     for name, model, usage, count in calls:
-        cost = run_cost(ensemble, {name: usage}, {name: model}, default_base_url=base_url)[name]
+        cost = run_cost(
+            ensemble, {name: usage}, {name: model}, default_base_url=base_url, free=plan.free
+        )[name]
         before = by_model.get(model)
         if before is not None:
             cost = None if cost is None or before.cost_usd is None else before.cost_usd + cost

@@ -288,7 +288,7 @@ def _run(
         on_end = partial(
             resources.live.remove, principal, pipeline_request.message_id, begun.version
         )
-    spend = Spend(ensemble)
+    spend = Spend(ensemble, free=context.free)
     driver = RunDriver(
         produce=partial(run_pipeline, context, spend=spend),
         live=live,

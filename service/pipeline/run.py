@@ -40,7 +40,7 @@ async def run_pipeline(
     Closes `events` when it returns. Cancellation (a client that hung up) propagates;
     `spend`, when given, then holds what the calls used until then (spend.py).
     """
-    spend = spend or Spend(run.ensemble)
+    spend = spend or Spend(run.ensemble, free=run.free)
     async with events:
         if run.agent_streaming is None:
             terminal = await _deliberate(run, events, None, spend)

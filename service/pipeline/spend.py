@@ -23,6 +23,8 @@ from .waste import WasteTally
 @dataclass
 class Spend:
     ensemble: Ensemble
+    # The mock answers: every call costs $0 (ensemble/prices.py).
+    free: bool = False
     # Tokens per member over every step so far (a member asked in three rounds: all three).
     usage: dict[str, Usage] = field(default_factory=dict)
     # The calls paid for and not used, over every step so far.
@@ -42,7 +44,7 @@ class Spend:
             source=source,
             error=error,
             usage=dict(self.usage),
-            wasted=self.wasted.priced(self.ensemble),
+            wasted=self.wasted.priced(self.ensemble, free=self.free),
         )
 
 

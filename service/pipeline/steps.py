@@ -57,7 +57,7 @@ class Steps:
         # The step that asks members now, or did last.
         self.current = Gathered()
         # What the calls of every step so far used, kept as each step ends (or is cut).
-        self.spend = spend or Spend(run.ensemble)
+        self.spend = spend or Spend(run.ensemble, free=run.free)
 
     def first_answer(self, agent: Agent) -> Sequence[ChatMessage]:
         """The prompt of a member's first answer: its templates, the question, the history."""
@@ -125,8 +125,8 @@ class Steps:
             models=models,
             ensemble_version=run.ensemble_version,
             finish_reason="stop",
-            cost=run_cost(run.ensemble, self.spend.usage, models),
-            wasted=self.spend.wasted.priced(run.ensemble),
+            cost=run_cost(run.ensemble, self.spend.usage, models, free=run.free),
+            wasted=self.spend.wasted.priced(run.ensemble, free=run.free),
         )
 
     def shortfall(self, gathered: Gathered) -> Failed | None:

@@ -99,7 +99,7 @@ async def summarize(
             error=PublicError.of(ServiceError()),
             usage=usage,
             agents=counts,
-            wasted=wasted.priced(ensemble),
+            wasted=wasted.priced(ensemble, free=run.free),
         )
     first_token_ms: float | None = None
 
@@ -146,7 +146,7 @@ async def summarize(
             error=PublicError.of(failure),
             usage=usage,
             agents=counts,
-            wasted=wasted.priced(ensemble),
+            wasted=wasted.priced(ensemble, free=run.free),
         )
     if result.usage is not None:
         usage = {**usage, summarizer.name: result.usage}
@@ -163,6 +163,6 @@ async def summarize(
         models=models,
         ensemble_version=run.ensemble_version,
         finish_reason=result.finish_reason,
-        cost=run_cost(ensemble, usage, models),
-        wasted=wasted.priced(ensemble),
+        cost=run_cost(ensemble, usage, models, free=run.free),
+        wasted=wasted.priced(ensemble, free=run.free),
     )

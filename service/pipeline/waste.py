@@ -97,7 +97,7 @@ class WasteTally:
                 ),
             )
 
-    def priced(self, ensemble: Ensemble) -> tuple[Wasted, ...]:
+    def priced(self, ensemble: Ensemble, *, free: bool = False) -> tuple[Wasted, ...]:
         """Each member's wasted calls per model, with their dollars (ensemble/prices.py)."""
         return tuple(
             Wasted(
@@ -105,7 +105,9 @@ class WasteTally:
                 model=model,
                 calls=calls,
                 usage=usage,
-                cost_usd=run_cost(ensemble, {member: usage}, {member: model}).get(member),
+                cost_usd=run_cost(ensemble, {member: usage}, {member: model}, free=free).get(
+                    member
+                ),
             )
             for (member, model), (calls, usage) in self.calls.items()
         )

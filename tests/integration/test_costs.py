@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 import trio
 
+from service.ensemble.loader import parse_ensemble
+from service.ensemble.prices import run_cost
+from service.llm import Usage
 from tests.databases import BACKENDS, database_url
 from tests.fake_upstream import Behaviour, CallRecord, FakeUpstream
 from tests.integration.harness import (
@@ -238,3 +241,36 @@ async def test_a_client_that_hangs_up_still_pays_for_the_answers_and_the_calls_i
     line = ledger["fake-stall"]
     assert (line["calls"], line["prompt_tokens"], line["completion_tokens"]) == (1, prompt, 0)
     assert line["cost_usd"] == pytest.approx(prompt * 7.0 / 1e6)
+
+
+OPENAI_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "openai.toml"
+
+
+async def test_the_mock_answering_for_real_models_costs_nothing(tmp_path: Path) -> None:
+    """USE_LLM_MOCK=true with an ensemble of real OpenAI models: the mock answers, and a
+    mock answer spends no money, though the table knows those models' prices."""
+    real = parse_ensemble(OPENAI_EXAMPLE.read_text(), source=str(OPENAI_EXAMPLE))
+    tokens = {"combine": Usage(1000, 1000)}
+    # The real rate, which a mock call must not be charged.
+    assert run_cost(real, tokens, {"combine": "gpt-4o-mini"})["combine"] == pytest.approx(0.00075)
+    env = {
+        "USE_LLM_MOCK": "true",
+        "ENSEMBLE_FILE": str(OPENAI_EXAMPLE),
+        "MOCK_FIRST_TOKEN_MS": "0",
+        "MOCK_TOKEN_MS": "0",
+    }
+    async with running_service(tmp_path, None, env=env) as service:
+        done = await run(service, "m-1")
+        stored = (await service.client.get("/api/messages/m-1")).json()
+        ledger = await ledger_of(service)
+
+    assert set(done["cost"]["members"]) == {"creative", "factual", "combine"}
+    assert done["cost"] == {
+        "members": {"creative": 0.0, "factual": 0.0, "combine": 0.0},
+        "wasted_usd": 0.0,
+        "total_usd": 0.0,
+    }
+    assert [a["cost_usd"] for a in stored["agents"]] == [0.0, 0.0]
+    assert ledger
+    assert all(line["cost_usd"] == 0 for line in ledger.values())
+    assert sum(line["completion_tokens"] for line in ledger.values()) > 0
