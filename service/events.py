@@ -734,6 +734,9 @@ class Failed(EventKind):
     error: PublicError
     usage: Mapping[str, Usage] = field(default_factory=dict)
     agents: AgentCounts | None = None
+    # The calls the run paid for and did not use (as `Done` has them): not sent, but
+    # counted in the usage ledger and the limiter's settlement.
+    wasted: tuple[Wasted, ...] = ()
 
     def wire(self) -> tuple[str, str, dict[str, Any]]:
         fields: dict[str, Any] = {
@@ -744,6 +747,14 @@ class Failed(EventKind):
         if self.agents is not None:
             fields["agents"] = self.agents.as_dict()
         return "error", self.source, fields
+
+
+def spent_tokens(end: Done | Failed) -> int:
+    """The tokens a run's end says its calls used: the answers' as their providers reported
+    them, and the wasted calls' (reckoned where none were reported). The usage ledger counts
+    these, the limiter settles them, and `done`'s `charged` says so."""
+    used = [*end.usage.values(), *(wasted.usage for wasted in end.wasted)]
+    return sum(u.prompt_tokens + u.completion_tokens for u in used)
 
 
 Event = (

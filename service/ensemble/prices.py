@@ -6,7 +6,9 @@
 The price comes from the ensemble file's `[prices."MODEL"]` if it has one, else from the
 `genai-prices` package's bundled table (no network), matched by model and provider URL. A
 model on a local server (Ollama, vLLM on localhost) costs nothing unless the file says
-otherwise; a model nobody prices is unknown (None), never guessed.
+otherwise; a model nobody prices is unknown (None), never guessed. A call the mock answers
+(`free`) costs nothing, whatever model it names (no provider was paid), unless the file
+prices that model itself: an explicit price rehearses a budget offline.
 """
 
 from __future__ import annotations
@@ -52,10 +54,12 @@ def run_cost(
     models: Mapping[str, str],
     *,
     default_base_url: str | None = None,
+    free: bool = False,
 ) -> dict[str, float | None]:
     """Each member's dollars for the tokens it used in a run (its every call), by the model
     that answered; None where the price is not known. `default_base_url` is the server of a
-    target that names none (an ensemble used without its defaults filled in)."""
+    target that names none (an ensemble used without its defaults filled in); `free`: the
+    mock answered, a call costs $0 but where the ensemble file prices its model."""
     members = {member.name: member for member in ensemble.members}
     costs: dict[str, float | None] = {}
     for name, used in usage.items():
@@ -65,6 +69,9 @@ def run_cost(
             continue
         targets = ensemble.targets(member)
         target = next((t for t in targets if t.model == models.get(name)), targets[0])
+        if free and target.model not in ensemble.prices:
+            costs[name] = 0.0
+            continue
         base_url = target.endpoint.base_url if target.endpoint is not None else default_base_url
         price = price_of(ensemble, target, used, base_url)
         costs[name] = None if price is None else round(float(price), 8)

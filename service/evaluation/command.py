@@ -52,6 +52,7 @@ def run_eval(args: argparse.Namespace) -> int:
         scorer=args.scorer,
         book=book,
         default_base_url=settings.llm_base_url,
+        free=settings.use_llm_mock,
         tolerance=args.tolerance,
         concurrency=args.concurrency,
         max_cost_usd=args.max_cost,

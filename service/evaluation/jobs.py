@@ -362,6 +362,7 @@ def _plan(
         scorer=asked.scorer,
         book=book,
         default_base_url=settings.llm_base_url,
+        free=settings.use_llm_mock,
         tolerance=asked.tolerance,
         concurrency=asked.concurrency,
         max_cost_usd=asked.max_cost_usd,

@@ -124,7 +124,11 @@ def _spend(
 ) -> ModelSpend:
     """The judge's calls to one model, priced."""
     cost = run_cost(
-        ensemble, {member: usage}, {member: model}, default_base_url=plan.default_base_url
+        ensemble,
+        {member: usage},
+        {member: model},
+        default_base_url=plan.default_base_url,
+        free=plan.free,
     )
     return ModelSpend(model, calls, usage.prompt_tokens, usage.completion_tokens, cost[member])
 

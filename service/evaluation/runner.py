@@ -103,6 +103,8 @@ class Plan:
     scorer: str
     book: Book
     default_base_url: str
+    # The mock answers: every call costs $0, whatever model it names.
+    free: bool = False
     tolerance: float = 1e-6
     concurrency: int = 4
     max_cost_usd: float | None = None
@@ -243,7 +245,7 @@ async def _ask_ensemble(plan: Plan, model: ChatModel, contestant: Contestant, it
     send, receive = trio.open_memory_channel[Event](64)
     text: list[str] = []
     first_token: float | None = None
-    terminal: Event | None = None
+    terminal: Done | Failed | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_pipeline, run, send)
         async with receive:
@@ -253,14 +255,15 @@ async def _ask_ensemble(plan: Plan, model: ChatModel, contestant: Contestant, it
                     text.append(event.text)
                 elif isinstance(event, Done | Failed):
                     terminal = event
+    if terminal is None:
+        return _Asked("".join(text), first_token, {}, {}, "no_answer")
+    # A failed question's calls cost money too: its finished answers and its wasted calls.
+    wasted = tuple((w.member, w.model, w.usage, w.calls) for w in terminal.wasted)
     if isinstance(terminal, Done):
-        wasted = tuple((w.member, w.model, w.usage, w.calls) for w in terminal.wasted)
         return _Asked(
             "".join(text), first_token, dict(terminal.usage), dict(terminal.models), None, wasted
         )
-    error = terminal.error.code if isinstance(terminal, Failed) else "no_answer"
-    usage = dict(terminal.usage) if isinstance(terminal, Failed) else {}
-    return _Asked("".join(text), first_token, usage, {}, error)
+    return _Asked("".join(text), first_token, dict(terminal.usage), {}, terminal.error.code, wasted)
 
 
 async def _ask_alone(plan: Plan, model: ChatModel, contestant: Contestant, item: Item) -> _Asked:
@@ -310,7 +313,9 @@ def _spent(plan: Plan, ensemble: Ensemble, asked: _Asked) -> list[ModelSpend]:
     calls += list(asked.wasted)
     by_model: dict[str, ModelSpend] = {}
     for name, model, usage, count in calls:
-        cost = run_cost(ensemble, {name: usage}, {name: model}, default_base_url=base_url)[name]
+        cost = run_cost(
+            ensemble, {name: usage}, {name: model}, default_base_url=base_url, free=plan.free
+        )[name]
         before = by_model.get(model)
         if before is not None:
             cost = None if cost is None or before.cost_usd is None else before.cost_usd + cost

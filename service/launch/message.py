@@ -28,7 +28,7 @@ from ..ensemble import Ensemble, LoadedEnsembles
 from ..errors import NotFound, ShuttingDown, StorageDisabled
 from ..limits import Admission, Settlement
 from ..llm import calls_of_no_request
-from ..pipeline import PipelineRequest, RunContext, Turn, run_pipeline
+from ..pipeline import PipelineRequest, RunContext, Spend, Turn, run_pipeline
 from ..pipeline.context import AgentStreaming
 from ..principal import Principal
 from ..resources import Resources
@@ -288,8 +288,9 @@ def _run(
         on_end = partial(
             resources.live.remove, principal, pipeline_request.message_id, begun.version
         )
+    spend = Spend(ensemble, free=context.free)
     driver = RunDriver(
-        produce=partial(run_pipeline, context),
+        produce=partial(run_pipeline, context, spend=spend),
         live=live,
         encode=encoder.encode_parts,
         lifecycle=resources.lifecycle,
@@ -304,6 +305,7 @@ def _run(
             else None
         ),
         on_end=on_end,
+        spend=spend,
     )
     headers = {TRACE_ID_HEADER: trace_id, **(admission.headers if admission else {})}
     if recorder is not None and begun is not None:

@@ -8,7 +8,7 @@ recorder), giving back at the end what the run reserved and did not use.
 
 from __future__ import annotations
 
-from ..events import Done, Event, Failed
+from ..events import Done, Event, Failed, spent_tokens
 from .admission import Admission
 
 
@@ -19,9 +19,9 @@ class Settlement:
 
     def observe(self, event: Event) -> None:
         if isinstance(event, Done | Failed):
-            # What the providers reported: a failed run's finished calls count, calls cut or
-            # cancelled before they reported anything do not.
-            self._used = sum(u.prompt_tokens + u.completion_tokens for u in event.usage.values())
+            # A failed run's finished calls count, and every call paid for and not used
+            # (a cancelled run's calls in flight among them): what the usage ledger counts.
+            self._used = spent_tokens(event)
 
     async def keep_lease(self) -> None:
         await self.admission.keep_lease()

@@ -19,6 +19,7 @@ from ..events import (
 from .context import PipelineRequest, RunContext, Turn
 from .retry import RetryPolicy
 from .run import run_pipeline
+from .spend import Spend
 
 __all__ = [
     "TERMINAL_EVENTS",
@@ -34,6 +35,7 @@ __all__ = [
     "PublicError",
     "RetryPolicy",
     "RunContext",
+    "Spend",
     "SummaryDelta",
     "SummaryRestarted",
     "SummaryStarted",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..ensemble import Ensemble, Summarizer
-from ..llm import ChatModel
+from ..llm import ChatModel, MockChatModel
 from .retry import RetryPolicy
 
 
@@ -83,6 +83,11 @@ class RunContext:
         if cap is not None and (summarizer.max_tokens is None or cap < summarizer.max_tokens):
             return summarizer.model_copy(update={"max_tokens": cap})
         return summarizer
+
+    @property
+    def free(self) -> bool:
+        """The mock answers this run: its calls cost nothing, whatever model they name."""
+        return isinstance(self.model, MockChatModel)
 
     def log_context(self, member: str | None = None) -> dict[str, object]:
         """The fields every log line of this run (and of `member`, if given) carries."""

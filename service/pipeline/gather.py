@@ -338,7 +338,9 @@ def _cost(run: RunContext, agent: str, answer: Answer) -> float | None:
     """The answering call's dollars (ensemble/prices.py), None when its price is unknown."""
     if answer.usage is None:
         return None
-    return run_cost(run.ensemble, {agent: answer.usage}, {agent: answer.model}).get(agent)
+    return run_cost(run.ensemble, {agent: answer.usage}, {agent: answer.model}, free=run.free).get(
+        agent
+    )
 
 
 async def report_cut(

@@ -21,6 +21,7 @@ from ..errors import DeadlineExceeded
 from ..events import Done, Event, Failed
 from .coalesce import DeltaCoalescer
 from .context import RunContext
+from .spend import Spend
 from .steps import Steps
 from .strategies import STRATEGIES
 
@@ -31,14 +32,18 @@ log = logging.getLogger(__name__)
 INNER_BUFFER = 16
 
 
-async def run_pipeline(run: RunContext, events: trio.MemorySendChannel[Event]) -> None:
+async def run_pipeline(
+    run: RunContext, events: trio.MemorySendChannel[Event], spend: Spend | None = None
+) -> None:
     """Send every event of one run to `events`, ending with exactly one `Done` or `Failed`.
 
-    Closes `events` when it returns. Cancellation (a client that hung up) propagates.
+    Closes `events` when it returns. Cancellation (a client that hung up) propagates;
+    `spend`, when given, then holds what the calls used until then (spend.py).
     """
+    spend = spend or Spend(run.ensemble, free=run.free)
     async with events:
         if run.agent_streaming is None:
-            terminal = await _deliberate(run, events, None)
+            terminal = await _deliberate(run, events, None, spend)
         else:
             # The agents' pieces of text pass through the coalescer on their way out.
             inner_send, inner_receive = trio.open_memory_channel[Event](INNER_BUFFER)
@@ -46,15 +51,18 @@ async def run_pipeline(run: RunContext, events: trio.MemorySendChannel[Event]) -
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(coalescer.run, inner_receive)
                 async with inner_send:
-                    terminal = await _deliberate(run, inner_send, coalescer)
+                    terminal = await _deliberate(run, inner_send, coalescer, spend)
         await events.send(terminal)
 
 
 async def _deliberate(
-    run: RunContext, events: trio.MemorySendChannel[Event], coalescer: DeltaCoalescer | None
+    run: RunContext,
+    events: trio.MemorySendChannel[Event],
+    coalescer: DeltaCoalescer | None,
+    spend: Spend,
 ) -> Done | Failed:
     """The strategy's steps under the request's deadline: the terminal event, not sent."""
-    steps = Steps(run, events, coalescer)
+    steps = Steps(run, events, coalescer, spend)
     strategy = STRATEGIES[run.ensemble.strategy]
     terminal: Done | Failed | None = None
     with trio.move_on_after(run.request_timeout_s):

@@ -30,15 +30,15 @@ from ..events import (
     Timings,
     VoteTally,
 )
-from ..llm import ChatMessage, Usage
+from ..llm import ChatMessage
 from .ballots import count_votes
 from .coalesce import DeltaCoalescer
 from .context import RunContext
 from .gather import Ask, Gathered, gather_answers, quorum_shortfall, report_cut
 from .prompt import agent_messages
+from .spend import Spend
 from .summarize import Briefing, summarize
 from .timing import ms_since
-from .waste import WasteTally
 
 
 class Steps:
@@ -47,6 +47,7 @@ class Steps:
         run: RunContext,
         events: trio.MemorySendChannel[Event],
         coalescer: DeltaCoalescer | None = None,
+        spend: Spend | None = None,
     ) -> None:
         self.run = run
         self.events = events
@@ -55,10 +56,8 @@ class Steps:
         self.started = trio.current_time()
         # The step that asks members now, or did last.
         self.current = Gathered()
-        # Tokens per member over every step so far (a member asked in three rounds: all three).
-        self.spent: dict[str, Usage] = {}
-        # The calls paid for and not used, over every step so far.
-        self.wasted = WasteTally()
+        # What the calls of every step so far used, kept as each step ends (or is cut).
+        self.spend = spend or Spend(run.ensemble, free=run.free)
 
     def first_answer(self, agent: Agent) -> Sequence[ChatMessage]:
         """The prompt of a member's first answer: its templates, the question, the history."""
@@ -72,10 +71,9 @@ class Steps:
             await gather_answers(self.run, self.events, gathered, ask, self.coalescer)
         finally:
             for name, usage in gathered.usage.items():
-                spent = self.spent.get(name)
-                self.spent[name] = usage if spent is None else _sum(spent, usage)
+                self.spend.add(name, usage, None)
             for name, attempts in gathered.attempts.items():
-                self.wasted.add(name, attempts)
+                self.spend.add(name, None, attempts)
         return gathered
 
     async def round(self, ask: Ask) -> Gathered:
@@ -119,7 +117,7 @@ class Steps:
         models = {name: answer.model for name, answer in gathered.answers()}
         return Done(
             summarizer=agent,
-            usage=dict(self.spent),
+            usage=dict(self.spend.usage),
             timings=Timings(
                 agents_ms=gathered.elapsed_ms(), first_token_ms=elapsed, total_ms=elapsed
             ),
@@ -127,8 +125,8 @@ class Steps:
             models=models,
             ensemble_version=run.ensemble_version,
             finish_reason="stop",
-            cost=run_cost(run.ensemble, self.spent, models),
-            wasted=self.wasted.priced(run.ensemble),
+            cost=run_cost(run.ensemble, self.spend.usage, models, free=run.free),
+            wasted=self.spend.wasted.priced(run.ensemble, free=run.free),
         )
 
     def shortfall(self, gathered: Gathered) -> Failed | None:
@@ -136,35 +134,23 @@ class Steps:
         error = quorum_shortfall(self.run, gathered)
         if error is None:
             return None
-        return Failed(
-            source="agents",
-            error=PublicError.of(error),
-            usage=dict(self.spent),
-            agents=gathered.counts(),
-        )
+        return replace(self.spend.failed("agents", PublicError.of(error)), agents=gathered.counts())
 
     async def summarize(
         self, gathered: Gathered, briefing: Briefing | None = None
     ) -> Done | Failed:
         """The summarizer combines `gathered`'s answers, streamed: the run's terminal event.
         The tokens are those of every step so far."""
-        briefing = replace(briefing or Briefing(), usage=dict(self.spent), wasted=self.wasted)
+        briefing = replace(
+            briefing or Briefing(), usage=dict(self.spend.usage), wasted=self.spend.wasted
+        )
         return await summarize(self.run, self.events, gathered, self.started, briefing)
 
     async def cut_short(self, error: ServiceError) -> Failed:
         """The run's end when `error` (its deadline) stopped the strategy midway."""
         gathered = self.current
         await report_cut(self.run, self.events, gathered, error, self.started)
-        return Failed(
-            source="pipeline",
-            error=PublicError.of(error),
-            usage=dict(self.spent),
+        return replace(
+            self.spend.failed("pipeline", PublicError.of(error)),
             agents=gathered.counts() if gathered.started else None,
         )
-
-
-def _sum(first: Usage, second: Usage) -> Usage:
-    return Usage(
-        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
-        completion_tokens=first.completion_tokens + second.completion_tokens,
-    )

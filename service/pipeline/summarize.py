@@ -50,7 +50,8 @@ class Briefing:
     ranking: Sequence[RankView] = ()
     default_prompt: str | None = None
     usage: Mapping[str, Usage] | None = None
-    # The calls every step before paid for and did not use (the summary's are added).
+    # The calls every step before paid for and did not use: the summary's are added to it
+    # as the summary ends, however it ends (a run cancelled now counts them too).
     wasted: WasteTally | None = None
 
 
@@ -77,6 +78,7 @@ async def summarize(
         )
     )
     texts = [(name, answer.text) for name, answer in answers]
+    wasted = briefing.wasted if briefing.wasted is not None else WasteTally()
     try:
         messages = summary_messages(
             summarizer,
@@ -97,6 +99,7 @@ async def summarize(
             error=PublicError.of(ServiceError()),
             usage=usage,
             agents=counts,
+            wasted=wasted.priced(ensemble, free=run.free),
         )
     first_token_ms: float | None = None
 
@@ -124,6 +127,7 @@ async def summarize(
             failure = exc
         finally:
             span.set_attribute("fanout.retries", attempts.retries)
+            wasted.add(summarizer.name, attempts)
         if failure is not None:
             end_span(span, "failed", failure.code)
         else:
@@ -138,14 +142,16 @@ async def summarize(
             extra=run.log_context(summarizer.name),
         )
         return Failed(
-            source=summarizer.name, error=PublicError.of(failure), usage=usage, agents=counts
+            source=summarizer.name,
+            error=PublicError.of(failure),
+            usage=usage,
+            agents=counts,
+            wasted=wasted.priced(ensemble, free=run.free),
         )
     if result.usage is not None:
         usage = {**usage, summarizer.name: result.usage}
     models = {name: answer.model for name, answer in answers}
     models[summarizer.name] = result.model
-    wasted = WasteTally(dict((briefing.wasted or WasteTally()).calls))
-    wasted.add(summarizer.name, attempts)
     timings = Timings(
         agents_ms=gathered.elapsed_ms(), first_token_ms=first_token_ms, total_ms=ms_since(started)
     )
@@ -157,6 +163,6 @@ async def summarize(
         models=models,
         ensemble_version=run.ensemble_version,
         finish_reason=result.finish_reason,
-        cost=run_cost(ensemble, usage, models),
-        wasted=wasted.priced(ensemble),
+        cost=run_cost(ensemble, usage, models, free=run.free),
+        wasted=wasted.priced(ensemble, free=run.free),
     )

@@ -9,7 +9,9 @@ are shown apart (`done`'s `cost.wasted_usd`), inside the total.
     done = Done(..., wasted=tally.priced(ensemble))
 
 A call that ends without an answer is counted when it had cost something: it was cancelled
-in flight (the prompt was sent), or it failed after text had arrived. A refusal before any
+in flight (the prompt was sent), its socket was closed on this side (a client's hang-up
+closes its request's upstream calls before the cancel reaches them: llm/pool.py), or it
+failed after text had arrived. A refusal before any
 text (a 429, a 500, a reset) costs nothing. Its tokens are the provider's when it reported
 them; a cancelled stream never does, so they are reckoned: a token per four characters of
 the prompt (the usual rule for English with OpenAI's tokenizers) and a token per piece of
@@ -22,6 +24,8 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+import trio
 
 from ..ensemble import Ensemble
 from ..ensemble.prices import run_cost
@@ -58,9 +62,22 @@ def spending(attempts: Attempts, request: ChatRequest) -> Iterator[Call]:
         yield call
     except BaseException as exc:
         began = call.pieces > 0 or call.reported is not None
-        if only_cancelled(exc) or (isinstance(exc, UpstreamError) and began):
+        if only_cancelled(exc) or (isinstance(exc, UpstreamError) and (began or _closed_here(exc))):
             attempts.waste(request.model, call.reported or reckoned(request, call.pieces))
         raise
+
+
+def _closed_here(exc: BaseException) -> bool:
+    """The call broke because this side closed its socket (trio says ClosedResourceError
+    only of a resource closed locally), not because the provider refused it."""
+    seen: BaseException | None = exc
+    chain: set[int] = set()
+    while seen is not None and id(seen) not in chain:
+        if isinstance(seen, trio.ClosedResourceError):
+            return True
+        chain.add(id(seen))
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @dataclass
@@ -80,7 +97,7 @@ class WasteTally:
                 ),
             )
 
-    def priced(self, ensemble: Ensemble) -> tuple[Wasted, ...]:
+    def priced(self, ensemble: Ensemble, *, free: bool = False) -> tuple[Wasted, ...]:
         """Each member's wasted calls per model, with their dollars (ensemble/prices.py)."""
         return tuple(
             Wasted(
@@ -88,7 +105,9 @@ class WasteTally:
                 model=model,
                 calls=calls,
                 usage=usage,
-                cost_usd=run_cost(ensemble, {member: usage}, {member: model}).get(member),
+                cost_usd=run_cost(ensemble, {member: usage}, {member: model}, free=free).get(
+                    member
+                ),
             )
             for (member, model), (calls, usage) in self.calls.items()
         )

@@ -63,6 +63,10 @@ def serve() -> int:
                 load_prices(settings.prices_file)
             except ValueError as exc:
                 raise SettingsError(f"PRICES_FILE: {exc}") from exc
+            log.warning(
+                "PRICES_FILE is deprecated: usage reports' cost_usd prices every call when "
+                "its run ends (the ensemble's [prices], else genai-prices' table)"
+            )
         if settings.storage_enabled and settings.fanout_listen_fd is None:
             # So is a database that cannot be reached; migrated here once, before workers.
             prepare_database(settings.database_url.get_secret_value()).close()

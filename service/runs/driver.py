@@ -26,6 +26,7 @@ from ..errors import RunCancelled, ServiceError, ShuttingDown
 from ..events import TERMINAL_EVENTS, Event, Failed, PublicError
 from ..lifecycle import Lifecycle
 from ..limits import Settlement
+from ..pipeline import Spend
 from ..storage import StoredEvent
 from ..storage.recorder import Recorder
 from ..telemetry.stream import StreamTelemetry
@@ -59,6 +60,9 @@ class RunDriver:
     background: trio.Nursery | None = None
     # Called once the run is over and recorded: it is no longer live on this instance.
     on_end: Callable[[], None] | None = None
+    # What the producer's calls have used, for an end the driver writes itself (cancelled,
+    # shut down, crashed): the calls it paid for count in the ledger and the settlement.
+    spend: Spend | None = None
 
     def __post_init__(self) -> None:
         self._stop = trio.CancelScope()
@@ -149,7 +153,9 @@ class RunDriver:
             cancelled_by = RunCancelled(
                 RunCancelled.stopped_message if self._stopped_by_user else None
             )
-            final = Failed(source="server", error=PublicError.of(cancelled_by))
+            final = self._failed(PublicError.of(cancelled_by))
+            if self.settlement is not None:
+                self.settlement.observe(final)
             event_id, event_type, data = self.encode(final)
             if self.recorder is not None:
                 self.recorder.observe(final, StoredEvent(event_id, event_type, data))
@@ -194,7 +200,13 @@ class RunDriver:
                 log.warning("stream ended by shutdown", extra=self.log_context)
                 failure = ShuttingDown()
             if failure is not None:
-                await events.send(Failed(source="server", error=PublicError.of(failure)))
+                await events.send(self._failed(PublicError.of(failure)))
+
+    def _failed(self, error: PublicError) -> Failed:
+        """The end the driver writes itself, with what the run's calls used until then."""
+        if self.spend is None:
+            return Failed(source="server", error=error)
+        return self.spend.failed("server", error)
 
 
 def _waiting(receive: trio.MemoryReceiveChannel[Event]) -> Event | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..events import Done, Event
+from ..events import Done, Event, spent_tokens
 
 
 class FrameEncoder:
@@ -37,8 +37,7 @@ class FrameEncoder:
         payload |= {"type": event_type, "status": status, "source": source, "final": False}
         payload |= extras
         if self._with_charge and isinstance(event, Done):
-            tokens = sum(u.prompt_tokens + u.completion_tokens for u in event.usage.values())
-            payload["charged"] = {"requests": 1, "tokens": tokens}
+            payload["charged"] = {"requests": 1, "tokens": spent_tokens(event)}
         event_id, self._next_id = self._next_id, self._next_id + 1
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return event_id, event_type, data

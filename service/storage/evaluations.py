@@ -6,6 +6,7 @@ query reads or changes another owner's.
                                max_running=2)            # None: too many running already
     add_result(connection, owner, record.id, "result", {...}, cost_usd=0.002)
     results, verdicts = evaluation_results(connection, owner, record.id)
+    delete_evaluation(connection, owner, record.id)      # "deleted", "running" or "missing"
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from .queries import add_usage, as_utc, now
 from .records import Owner, UsageLine
@@ -27,6 +28,9 @@ EvaluationStatus = Literal["running", "completed", "failed", "cancelled", "inter
 ResultKind = Literal["result", "verdict"]
 # What a resume may take up again: anything that stopped before it was done.
 RESUMABLE = ("interrupted", "cancelled", "failed")
+# What deleting one did: deleted it; nothing, it is running (cancel it first); nothing, the
+# owner has none by that id.
+Deletion = Literal["deleted", "running", "missing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +247,44 @@ def resume_evaluation(
     )
 
 
+def delete_evaluation(connection: Connection, owner: Owner, evaluation_id: str) -> Deletion:
+    """Delete the owner's evaluation with its results, unless it is running: its job would
+    go on writing results (and spending) for an evaluation nobody can see."""
+    stopped = select(evaluations.c.id).where(
+        *_of(owner), evaluations.c.id == evaluation_id, evaluations.c.status != "running"
+    )
+    # Explicit, not by cascade alone, as queries.py deletes a conversation's messages.
+    connection.execute(
+        delete(results_table).where(
+            results_table.c.tenant == owner.tenant,
+            results_table.c.owner == owner.user,
+            results_table.c.evaluation_id.in_(stopped),
+        )
+    )
+    deleted = connection.execute(
+        delete(evaluations).where(
+            *_of(owner), evaluations.c.id == evaluation_id, evaluations.c.status != "running"
+        )
+    ).rowcount
+    if deleted:
+        return "deleted"
+    return "running" if get_evaluation(connection, owner, evaluation_id) else "missing"
+
+
 # --- housekeeping: not a client's data, so no owner -------------------------------------
+
+
+def delete_expired_evaluations(connection: Connection, *, older_than: datetime) -> int:
+    """Evaluations that ended before `older_than` (RETENTION_DAYS), with their results; a
+    running one is kept however old. Returns how many."""
+    old = select(evaluations.c.tenant, evaluations.c.owner, evaluations.c.id).where(
+        evaluations.c.status != "running", evaluations.c.finished_at < older_than
+    )
+    deleted = 0
+    for tenant, user, evaluation_id in list(connection.execute(old)):
+        owner = Owner(tenant=tenant, user=user)
+        deleted += delete_evaluation(connection, owner, evaluation_id) == "deleted"
+    return deleted
 
 
 def mark_evaluations_interrupted(

@@ -1,7 +1,7 @@
 """What an instance does for the database while it serves: a heartbeat, so that other
 instances can tell it is alive; writing its runs' phases that were given up while the
 database was away; taking over the running messages (and evaluations) of instances that
-are not; and deleting conversations past RETENTION_DAYS.
+are not; and deleting conversations and evaluations past RETENTION_DAYS.
 
     nursery.start_soon(keep_house, store, 5.0, 30.0)
 """
@@ -61,6 +61,11 @@ async def keep_house(store: Store, heartbeat_s: float, retention_days: float | N
                 if deleted:
                     log.info(
                         "deleted %d conversation(s) older than %g days", deleted, retention_days
+                    )
+                ended = await store.delete_expired_evaluations(older_than=cutoff)
+                if ended:
+                    log.info(
+                        "deleted %d evaluation(s) ended over %g days ago", ended, retention_days
                     )
         except StorageUnavailable:
             reachable_since = None

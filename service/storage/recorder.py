@@ -66,7 +66,8 @@ class Recorder:
         # Each member's dollars as its answers arrive (None: a call of its with no known
         # price); `done` gives the whole, the summarizer's included.
         self._costs: dict[str, float | None] = {}
-        # The calls `done` says the run paid for and did not use: the ledger counts them too.
+        # The calls the run paid for and did not use, as its end (`done` or `error`) says:
+        # the ledger counts them too.
         self._wasted: tuple[Wasted, ...] = ()
         self._summary: list[str] = []
         self._end: MessageEnd | None = None
@@ -144,6 +145,7 @@ class Recorder:
                 )
             case Failed(error=error, usage=usage):
                 status = STATUS_OF_CODE.get(error.code, "failed")
+                self._wasted = event.wasted
                 self._end = MessageEnd(
                     status=status,
                     summary="".join(self._summary) or None,

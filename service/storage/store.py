@@ -27,7 +27,7 @@ from ..principal import Principal
 from ..telemetry.metrics import METRICS
 from . import queries
 from .database import Database
-from .evaluations import mark_evaluations_interrupted
+from .evaluations import delete_expired_evaluations, mark_evaluations_interrupted
 from .records import (
     AgentAnswer,
     ConversationSummary,
@@ -371,6 +371,11 @@ class Store:
     async def delete_expired(self, *, older_than: datetime) -> int:
         return await self.write_once(
             lambda connection: queries.delete_expired(connection, older_than=older_than)
+        )
+
+    async def delete_expired_evaluations(self, *, older_than: datetime) -> int:
+        return await self.write_once(
+            lambda connection: delete_expired_evaluations(connection, older_than=older_than)
         )
 
 

@@ -169,9 +169,9 @@ async def test_history_keys_and_usage_with_real_rows_match_the_published_schema(
 async def test_evaluations_their_events_and_refusals_match_the_published_schema(
     tmp_path: Path,
 ) -> None:
-    """An evaluation started, followed, read, cancelled (409: it is done), resumed (409)
-    and refused, each answer against the operation's documented one; its events against
-    EvaluationEvent."""
+    """An evaluation started, followed, read, cancelled (409: it is done), resumed (409),
+    deleted (then a 404) and refused, each answer against the operation's documented one;
+    its events against EvaluationEvent."""
     env = {**QUICK, "MOCK_FIRST_TOKEN_MS": "0", "EVAL_DATASETS_DIR": str(EVAL_EXAMPLES)}
     async with running_service(tmp_path, None, env=env) as service:
         document = await published(service.client)
@@ -200,6 +200,8 @@ async def test_evaluations_their_events_and_refusals_match_the_published_schema(
                 f"{path}/resume",
                 await service.client.post(f"/admin/evals/{evaluation}/resume"),
             ),
+            ("DELETE", path, await service.client.delete(f"/admin/evals/{evaluation}")),
+            ("DELETE", path, await service.client.delete(f"/admin/evals/{evaluation}")),
             ("GET", path, await service.client.get("/admin/evals/ev-none")),
             ("POST", "/admin/evals", await service.client.post("/admin/evals", json={})),
         ]
@@ -215,7 +217,7 @@ async def test_evaluations_their_events_and_refusals_match_the_published_schema(
     }
     assert problems == {}
     assert [response.status_code for _, _, response in asked] == [
-        202, 200, 200, 200, 409, 409, 404, 400,
+        202, 200, 200, 200, 409, 409, 204, 404, 404, 400,
     ]  # fmt: skip
     assert [frame.event for frame in frames][-1] == "eval.ended"
     assert all(frame.event == frame.data["type"] for frame in frames)

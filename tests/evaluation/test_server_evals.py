@@ -207,6 +207,7 @@ async def test_a_cancel_keeps_what_was_done_and_a_resume_asks_nothing_twice(
     async with running_service(tmp_path, fake, env={"DATABASE_URL": url}) as service:
         started = await start(service.client, body)
         await progress_reaches(service.client, started["id"], 6)
+        while_running = await service.client.delete(f"/admin/evals/{started['id']}")
         cancelled = await service.client.post(f"/admin/evals/{started['id']}/cancel")
         again = await service.client.post(f"/admin/evals/{started['id']}/cancel")
         page = await service.client.get(f"/admin/evals/{started['id']}/report.html")
@@ -215,7 +216,13 @@ async def test_a_cancel_keeps_what_was_done_and_a_resume_asks_nothing_twice(
         events = await follow(service.client, started["id"])
         finished = await detail(service.client, started["id"])
         too_late = await service.client.post(f"/admin/evals/{started['id']}/resume")
+        deleted = await service.client.delete(f"/admin/evals/{started['id']}")
+        gone = await service.client.get(f"/admin/evals/{started['id']}")
+        listed = (await service.client.get("/admin/evals")).json()["evaluations"]
 
+    # A running evaluation is not deleted: its job would go on spending for nothing.
+    assert (while_running.status_code, while_running.json()["error"]["code"]) == (409, "conflict")
+    assert "cancel it first" in while_running.json()["error"]["message"]
     stopped = cancelled.json()
     assert cancelled.status_code == 200
     assert stopped["status"] == "cancelled"
@@ -235,6 +242,9 @@ async def test_a_cancel_keeps_what_was_done_and_a_resume_asks_nothing_twice(
     answered = [call for call in fake.calls if call.outcome == "completed"]
     assert 8 * 5 <= len(answered) <= 8 * 5 + 2
     assert (too_late.status_code, too_late.json()["error"]["code"]) == (409, "conflict")
+    assert deleted.status_code == 204
+    assert gone.status_code == 404
+    assert listed == []
 
 
 async def test_a_cancel_made_on_another_instance_stops_the_job_at_its_next_result(
@@ -281,9 +291,14 @@ async def test_an_evaluation_is_its_owners_alone(tmp_path: Path) -> None:
         refused_wrongly = await strangers(w, started["id"])
         own = await call(w, "admin", "GET", f"/admin/evals/{started['id']}")
         by_a_user = await call(w, "alice", "POST", "/admin/evals", json={"dataset": "arithmetic"})
+        deleted = await call(w, "admin", "DELETE", f"/admin/evals/{started['id']}")
+        gone = await call(w, "admin", "GET", f"/admin/evals/{started['id']}")
     assert own.status_code == 200
     assert own.json()["status"] == "completed"
     assert refused_wrongly == []
+    # The strangers' deletes deleted nothing; its owner's did.
+    assert deleted.status_code == 204
+    assert gone.status_code == 404
     assert by_a_user.status_code == 403
 
 
@@ -297,6 +312,7 @@ async def strangers(w: World, evaluation_id: str) -> list[str]:
         ("GET", f"/admin/evals/{evaluation_id}/report.html"),
         ("POST", f"/admin/evals/{evaluation_id}/cancel"),
         ("POST", f"/admin/evals/{evaluation_id}/resume"),
+        ("DELETE", f"/admin/evals/{evaluation_id}"),
     ]
     for who, expected in (("alice", 403), ("second-admin", 404), ("foreign-root", 404)):
         for method, path in routes:

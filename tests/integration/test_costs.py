@@ -11,10 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
+from service.ensemble.loader import parse_ensemble
+from service.ensemble.prices import run_cost
+from service.llm import Usage
 from tests.databases import BACKENDS, database_url
 from tests.fake_upstream import Behaviour, CallRecord, FakeUpstream
-from tests.integration.harness import RunningService, ensemble_toml, read_events, running_service
+from tests.integration.harness import (
+    RunningService,
+    ensemble_toml,
+    iter_events,
+    read_events,
+    running_service,
+)
 from tests.integration.test_upstream_faults import BODY, ask, ensemble, upstream
 
 # Per million tokens: (input, output).
@@ -160,3 +170,107 @@ async def test_a_run_that_wasted_nothing_says_so(tmp_path: Path) -> None:
         done = await run(service, "m-1")
     assert done["cost"]["wasted_usd"] == 0
     assert done["cost"]["total_usd"] == pytest.approx(sum(done["cost"]["members"].values()))
+
+
+ERROR_PRICES = {**WASTE_PRICES, "fake-stall": (7.0, 70.0)}
+
+
+async def ledger_of(service: RunningService) -> dict[str, dict[str, Any]]:
+    lines = (await service.client.get("/api/usage")).json()["usage"]
+    return {line["model"]: line for line in lines}
+
+
+async def test_a_run_whose_summary_broke_off_still_puts_the_calls_it_paid_for_in_the_ledger(
+    tmp_path: Path, url: str
+) -> None:
+    fake = upstream(fake_summary=Behaviour(tokens=("Half ", "a ", "summary."), cut_after_tokens=2))
+    agents = {"ok": {"model": "fake-ok"}}
+    text = priced(ensemble(agents, {"retries": 0}), ERROR_PRICES)
+    async with running_service(tmp_path, fake, ensemble=text, env={"DATABASE_URL": url}) as service:
+        events = await ask(service, fake)
+        ledger = await ledger_of(service)
+
+    assert events[-1].event == "error"
+    (answered,) = [e.data for e in events if e.event == "agent.completed"]
+    (broken,) = fake.calls_for("fake-summary")
+    assert broken.outcome == "cut"
+    # The answer the run paid for, and the summary that broke off after two pieces.
+    assert (ledger["fake-ok"]["calls"], ledger["fake-ok"]["cost_usd"]) == (
+        1,
+        pytest.approx(answered["cost_usd"]),
+    )
+    prompt = math.ceil(sum(len(m["content"]) for m in broken.messages) / 4)
+    summary = ledger["fake-summary"]
+    assert (summary["calls"], summary["prompt_tokens"], summary["completion_tokens"]) == (
+        1,
+        prompt,
+        2,
+    )
+    assert summary["cost_usd"] == pytest.approx((prompt * 6.0 + 2 * 60.0) / 1e6)
+
+
+async def test_a_client_that_hangs_up_still_pays_for_the_answers_and_the_calls_in_flight(
+    tmp_path: Path, url: str
+) -> None:
+    fake = upstream(fake_stall=Behaviour(stall=True))
+    agents = {"ok": {"model": "fake-ok"}, "stalled": {"model": "fake-stall"}}
+    text = priced(ensemble(agents), ERROR_PRICES)
+    async with running_service(tmp_path, fake, ensemble=text, env={"DATABASE_URL": url}) as service:
+        async with service.client.stream("POST", "/api/process", json=BODY) as response:
+            events = iter_events(response)
+            while (answered := await anext(events)).event != "agent.completed":
+                pass
+            with trio.fail_after(5):
+                stalled = await fake.wait_for_call("fake-stall")
+        with trio.fail_after(5):
+            await stalled.ended.wait()
+            path = f"/api/messages/{BODY['message_id']}"
+            while (await service.client.get(path)).json()["status"] == "running":  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        status = (await service.client.get(path)).json()["status"]
+        ledger = await ledger_of(service)
+
+    assert status == "cancelled"
+    assert stalled.outcome == "disconnected"
+    assert (ledger["fake-ok"]["calls"], ledger["fake-ok"]["cost_usd"]) == (
+        1,
+        pytest.approx(answered.data["cost_usd"]),
+    )
+    # The call cut in flight: its prompt was sent, nothing came back.
+    prompt = math.ceil(sum(len(m["content"]) for m in stalled.messages) / 4)
+    line = ledger["fake-stall"]
+    assert (line["calls"], line["prompt_tokens"], line["completion_tokens"]) == (1, prompt, 0)
+    assert line["cost_usd"] == pytest.approx(prompt * 7.0 / 1e6)
+
+
+OPENAI_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "openai.toml"
+
+
+async def test_the_mock_answering_for_real_models_costs_nothing(tmp_path: Path) -> None:
+    """USE_LLM_MOCK=true with an ensemble of real OpenAI models: the mock answers, and a
+    mock answer spends no money, though the table knows those models' prices."""
+    real = parse_ensemble(OPENAI_EXAMPLE.read_text(), source=str(OPENAI_EXAMPLE))
+    tokens = {"combine": Usage(1000, 1000)}
+    # The real rate, which a mock call must not be charged.
+    assert run_cost(real, tokens, {"combine": "gpt-4o-mini"})["combine"] == pytest.approx(0.00075)
+    env = {
+        "USE_LLM_MOCK": "true",
+        "ENSEMBLE_FILE": str(OPENAI_EXAMPLE),
+        "MOCK_FIRST_TOKEN_MS": "0",
+        "MOCK_TOKEN_MS": "0",
+    }
+    async with running_service(tmp_path, None, env=env) as service:
+        done = await run(service, "m-1")
+        stored = (await service.client.get("/api/messages/m-1")).json()
+        ledger = await ledger_of(service)
+
+    assert set(done["cost"]["members"]) == {"creative", "factual", "combine"}
+    assert done["cost"] == {
+        "members": {"creative": 0.0, "factual": 0.0, "combine": 0.0},
+        "wasted_usd": 0.0,
+        "total_usd": 0.0,
+    }
+    assert [a["cost_usd"] for a in stored["agents"]] == [0.0, 0.0]
+    assert ledger
+    assert all(line["cost_usd"] == 0 for line in ledger.values())
+    assert sum(line["completion_tokens"] for line in ledger.values()) > 0

@@ -14,8 +14,10 @@ import pytest
 import trio
 
 from tests.databases import REDIS_DATABASE, REDIS_URL, forget_redis_prefix, redis_reachable
+from tests.fake_upstream import Behaviour
 from tests.integration.harness import RunningService, read_events, running_service
 from tests.integration.test_main_process import parse_sse
+from tests.integration.test_upstream_faults import ensemble, upstream
 from tests.proxy import TcpProxy
 from tests.service_process import served
 
@@ -63,6 +65,31 @@ async def test_done_says_what_the_request_was_charged(tmp_path: Path) -> None:
             done = (await read_events(response))[-1]
     used = sum(u["prompt_tokens"] + u["completion_tokens"] for u in done.data["usage"].values())
     assert done.data["charged"] == {"requests": 1, "tokens": used}
+
+
+async def test_the_charge_counts_the_calls_paid_for_and_not_used_as_the_ledger_does(
+    tmp_path: Path,
+) -> None:
+    """A straggler cut after the grace was paid for: the tokens settled (and `charged`) are
+    the usage ledger's, the straggler's reckoned tokens included."""
+    fake = upstream(fake_straggle=Behaviour(tokens=("Slow ", "and ", "late."), token_delay_s=30))
+    agents = {"ok": {"model": "fake-ok"}, "straggler": {"model": "fake-straggle"}}
+    limits = tmp_path / "limits.toml"
+    limits.write_text("[anonymous]\ntokens_per_minute = 100000\n")
+    text = ensemble(agents, min_agents=1, straggler_grace_ms=300)
+    env = {"LIMITS_FILE": str(limits)}
+    async with running_service(tmp_path, fake, ensemble=text, env=env) as service:
+        async with service.client.stream("POST", "/api/process", json=body(1)) as response:
+            done = (await read_events(response))[-1]
+        ledger = (await service.client.get("/api/usage")).json()["usage"]
+
+    assert done.data["agents"]["cut"] == 1
+    answered = sum(u["prompt_tokens"] + u["completion_tokens"] for u in done.data["usage"].values())
+    in_ledger = sum(line["prompt_tokens"] + line["completion_tokens"] for line in ledger)
+    straggler = next(line for line in ledger if line["model"] == "fake-straggle")
+    assert straggler["prompt_tokens"] > 0
+    assert done.data["charged"] == {"requests": 1, "tokens": in_ledger}
+    assert in_ledger == answered + straggler["prompt_tokens"] + straggler["completion_tokens"]
 
 
 async def test_a_spoofed_forwarded_for_is_ignored_and_a_trusted_one_counts(

@@ -5,13 +5,16 @@ resume takes up only one that stopped before it was done."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
 
 from service.storage.database import Database
 from service.storage.evaluations import (
     NewEvaluation,
     add_result,
     create_evaluation,
+    delete_evaluation,
     evaluation_results,
     finish_evaluation,
     get_evaluation,
@@ -19,6 +22,8 @@ from service.storage.evaluations import (
     resume_evaluation,
 )
 from service.storage.records import Owner
+from service.storage.schema import evaluation_results as results_table
+from service.storage.schema import evaluations
 from service.storage.store import Store
 
 ALICE = Owner(tenant="acme", user="alice")
@@ -125,3 +130,63 @@ async def test_a_stopped_instances_evaluations_are_interrupted_and_can_be_resume
     assert not await store.write_once(
         lambda c: resume_evaluation(c, OTHERS[0], theirs, instance="x")
     )
+
+
+async def kept_results(database: Database) -> int:
+    return await database.run(
+        lambda c: c.execute(select(func.count()).select_from(results_table)).scalar_one()
+    )
+
+
+async def test_only_its_owner_deletes_an_evaluation_and_only_once_it_stopped(
+    store: Store, database: Database
+) -> None:
+    evaluation = await start(store)
+    assert await store.write_once(
+        lambda c: add_result(c, ALICE, evaluation, "result", {"item": "q1"}, cost_usd=0.5)
+    )
+    # Running: its job would go on writing results for an evaluation nobody can see.
+    assert await store.write_once(lambda c: delete_evaluation(c, ALICE, evaluation)) == "running"
+    assert await store.write_once(lambda c: finish_evaluation(c, ALICE, evaluation, "cancelled"))
+    for other in OTHERS:
+        assert (
+            await store.write_once(lambda c, o=other: delete_evaluation(c, o, evaluation))
+            == "missing"
+        )
+    assert await kept_results(database) == 1
+    assert await store.write_once(lambda c: delete_evaluation(c, ALICE, evaluation)) == "deleted"
+    assert await store.read(lambda c: get_evaluation(c, ALICE, evaluation)) is None
+    assert await kept_results(database) == 0
+    assert await store.write_once(lambda c: delete_evaluation(c, ALICE, evaluation)) == "missing"
+
+
+async def test_retention_deletes_evaluations_that_ended_before_the_cutoff_only(
+    store: Store, database: Database
+) -> None:
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    old, recent, running = await start(store), await start(store), await start(store)
+    for evaluation in (old, recent, running):
+        assert await store.write_once(
+            lambda c, e=evaluation: add_result(c, ALICE, e, "result", {}, cost_usd=None)
+        )
+    for ended in (old, recent):
+        assert await store.write_once(
+            lambda c, e=ended: finish_evaluation(c, ALICE, e, "completed")
+        )
+    await database.run(
+        lambda c: (
+            c.execute(
+                update(evaluations).where(evaluations.c.id == old).values(finished_at=long_ago)
+            ),
+            # A running one is kept however old.
+            c.execute(
+                update(evaluations).where(evaluations.c.id == running).values(created_at=long_ago)
+            ),
+        )
+    )
+
+    cutoff = datetime.now(UTC) - timedelta(days=30)
+    assert await store.delete_expired_evaluations(older_than=cutoff) == 1
+    left = await store.read(lambda c: list_evaluations(c, ALICE, limit=10))
+    assert sorted(record.id for record in left) == sorted([recent, running])
+    assert await kept_results(database) == 2  # the old one's result went with it

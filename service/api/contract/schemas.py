@@ -260,7 +260,11 @@ class UsageLine(Shape):
     calls: int
     prompt_tokens: int
     completion_tokens: int
-    cost: float | None = Field(description="With PRICES_FILE, in its currency; else null")
+    cost: float | None = Field(
+        description="Deprecated (use cost_usd): with PRICES_FILE, the tokens priced at that "
+        "table today, in its currency; else null",
+        json_schema_extra={"deprecated": True},
+    )
     cost_usd: float | None = Field(
         description="US dollars, priced when each run ended (the ensemble's prices, else "
         "genai-prices' table); null when one of the line's calls had no known price, or was "

@@ -1,7 +1,8 @@
 """Evaluations the server runs, for admins: POST /admin/evals starts one on a data set the
 server ships (by name) or one sent in the body, as a background job; GET /admin/evals and
-GET /admin/evals/{id} (with its report), its progress as events, its report as a page, and
-POST .../cancel and .../resume. Each belongs to the admin who started it.
+GET /admin/evals/{id} (with its report), its progress as events, its report as a page,
+POST .../cancel and .../resume, and DELETE /admin/evals/{id}. Each belongs to the admin who
+started it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from ...storage.records import Owner
 from ...storage.store import owner_of
 from ..access import current_principal, requires
 from ..contract import schemas
-from ..contract.document import documented, event_stream, link, raw, returns
+from ..contract.document import documented, empty, event_stream, link, raw, returns
+from ..contract.empty import no_content
 from ..contract.schemas import read_query, respond
 from ..contract.validation import NOT_BLANK, ClientId, checked_id, first_problem
 from ..writers.event_stream import EventStreamBody
@@ -389,6 +391,29 @@ async def resume(evaluation_id: str) -> tuple[dict[str, Any], int]:
     if record is None:
         raise NotFound("no such evaluation")
     return respond(schemas.Evaluation(**_evaluation(record))), 202
+
+
+@evals.delete("/admin/evals/<evaluation_id>")
+@requires("admin")
+@documented(
+    "Delete an evaluation that is not running, with its results and report (409 while it "
+    "runs: cancel it first)",
+    tag="evaluations",
+    path=_PATH,
+    replies={204: empty("Deleted")},
+    errors=(400, 404, 409, 503),
+)
+async def delete_evaluation(evaluation_id: str) -> Response:
+    checked_id(evaluation_id, "evaluation_id")
+    owner = owner_of(current_principal())
+    deletion = await _store().write_once(
+        lambda connection: kept.delete_evaluation(connection, owner, evaluation_id)
+    )
+    if deletion == "missing":
+        raise NotFound("no such evaluation")
+    if deletion == "running":
+        raise Conflict("the evaluation is running: cancel it first")
+    return no_content()
 
 
 def _last_event_id() -> int:

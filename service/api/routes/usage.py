@@ -1,6 +1,6 @@
 """Token usage: GET /api/usage (the caller's own, by day and model) and GET /admin/usage
 (an admin's tenant: `?user=&from=&to=`, days as YYYY-MM-DD, inclusive). Each line has its
-`cost_usd` (priced when its runs ended); with PRICES_FILE also its `cost`."""
+`cost_usd` (priced when its runs ended); with PRICES_FILE also its `cost` (deprecated)."""
 
 from __future__ import annotations
 
