@@ -11,12 +11,15 @@ shielding the whole send costs no responsiveness.
 A client that hangs up has its upstream calls closed at once. Quart-Trio cancels the
 request's tasks, and each would close its upstream connection only after it has run and
 unwound; when hundreds of clients leave together, the last upstream close waited behind
-all of their work. The connection knows the request's calls (`RequestCalls`): the TCP
-connection closes their sockets as soon as it reads the hang-up, and this one again right
-after the cancel, in the same step (a disconnect Hypercorn saw first).
+all of their work. The connection knows the request's calls (`RequestCalls`): as soon as
+the TCP connection reads the hang-up, it cancels the request's tasks and closes their
+sockets, in that order and in one step (and this connection does the same on a disconnect
+Hypercorn saw first).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent
@@ -35,19 +38,26 @@ class StreamingHTTPConnection(TrioASGIHTTPConnection):
 
         # Set in this task's context, so every task the request starts inherits it.
         self._upstream_calls = calls_of_this_request()
-        # The connection closes them the moment it reads the hang-up (connections/tcp.py).
-        record = current_connection()
-        if record is not None:
-            record.on_hang_up = self._upstream_calls.close_all
+        self._record = current_connection()
         try:
             await super().__call__(receive, shielded_send)
         finally:
-            if record is not None and record.on_hang_up == self._upstream_calls.close_all:
-                record.on_hang_up = None  # the next request on this connection sets its own
+            if self._record is not None:
+                self._record.on_hang_up = None  # the next request on this connection sets its own
 
     async def handle_messages(  # type: ignore[override]
         self, nursery: trio.Nursery, request: Request, receive: ASGIReceiveCallable
     ) -> None:
+        # The connection acts on a hang-up the moment it reads it (connections/tcp.py), as
+        # Quart-Trio does on `http.disconnect`, only sooner: the request's tasks cancelled
+        # first (so each call ends as cancelled, not as a provider's failure), then their
+        # upstream sockets closed.
+        if self._record is not None:
+            self._record.on_hang_up = partial(self._hang_up, nursery)
         # Returns only on `http.disconnect`, having just cancelled the request's tasks.
         await super().handle_messages(nursery, request, receive)
+        self._upstream_calls.close_all()
+
+    def _hang_up(self, nursery: trio.Nursery) -> None:
+        nursery.cancel_scope.cancel()
         self._upstream_calls.close_all()
