@@ -357,8 +357,9 @@ async def test_the_mock_failure_example_shows_every_recovery_by_hand(tmp_path: P
     assert done["type"] == "done"
     assert done["agents"] == {"succeeded": 3, "failed": 0, "cut": 1}
     assert done["models"]["combine"] == "mock"
-    # Every answer is the mock's, and says so: no real model's name, and so no real price
-    # (a fallback named gpt-4o-mini once showed the mock's answers at its dollars).
+    # Every answer is the mock's, and says so: no real model's name, and no real price (a
+    # fallback named gpt-4o-mini once showed the mock's answers at its dollars): the mock's
+    # calls cost nothing.
     assert all(model.split(":")[0] == "mock" for model in done["models"].values())
-    assert done["cost"]["total_usd"] is None
-    assert set(done["cost"]["members"].values()) == {None}
+    assert done["cost"]["total_usd"] == 0
+    assert set(done["cost"]["members"].values()) == {0}
