@@ -141,13 +141,19 @@ class GuardedConnection(TCPServer):
                         data = await self.stream.receive_some(MAX_RECV)
                 except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
                     break
+                if not data:
+                    # Before Hypercorn reads the end (its handling may wait its turn).
+                    self._hung_up()
                 await self.protocol.handle(RawData(bytes(data)))
                 if not data:
                     break
+        self._hung_up()
+        await self.protocol.handle(Closed())
+
+    def _hung_up(self) -> None:
         hang_up, self.record.on_hang_up = self.record.on_hang_up, None
         if hang_up is not None:
             hang_up()
-        await self.protocol.handle(Closed())
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
