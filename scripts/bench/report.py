@@ -156,7 +156,7 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
         rows = results["streams"]["rows"]
         figure, axis = plt.subplots(figsize=(6, 4))
         axis.plot([r["streams"] for r in rows], [r["kib_per_stream"] for r in rows], "o-")
-        axis.axhline(64, color="red", linestyle="--", label="target: 64 KiB")
+        axis.axhline(80, color="red", linestyle="--", label="target: 80 KiB")
         axis.set_xlabel("open streams")
         axis.set_ylabel("resident memory per stream (KiB)")
         axis.set_title("Memory per open stream")
