@@ -106,9 +106,10 @@ class LiveRuns:
         return found[0] if found is not None else None
 
     def cancel(self, principal: Principal, message_id: str, version: int) -> bool:
-        """Cancel the run (it ends with `cancelled`); False if it is not running here."""
+        """Cancel the run (it ends with `cancelled`); False if it is not running here. A run
+        whose terminal event is out is over, though it may still be unwinding: not running."""
         found = self._runs.get((principal.tenant, principal.user, message_id, version))
-        if found is None:
+        if found is None or found[0].finished:
             return False
         found[1]()
         return True
