@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import coredis
 import trio
 
 from ..errors import RunInterrupted
 from ..event_ids import MAX_EVENT_ID
 from ..events import Failed, PublicError
 from ..principal import Principal
+from ..redis_client import redis_failures
 from ..runs.frames import FrameEncoder
 from ..runs.live import Part
 from ..runs.relay import TIMEOUT_S, RedisRelay, stream_key
@@ -125,7 +125,7 @@ class RelayedFrames:
         try:
             with trio.fail_after(BLOCK_MS / 1000 + TIMEOUT_S):
                 answer = await self._client.xread({self._key: self._cursor}, block=BLOCK_MS)
-        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+        except redis_failures() as exc:
             log.info("could not follow a run in Redis (%s); reading the database", exc)
             await trio.sleep(BLOCK_MS / 1000)
             return []

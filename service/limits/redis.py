@@ -9,12 +9,15 @@ Keys carry a hash tag (`{...}`), so related keys share a Redis Cluster slot.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import coredis
 import trio
 
+from ..redis_client import connect, redis_failures
 from .backend import Checked, LimiterError, Rate, Slot, Verdict
+
+if TYPE_CHECKING:
+    import coredis
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +198,7 @@ return 1
 
 class RedisBackend:
     def __init__(self, url: str, *, timeout_s: float, prefix: str = "fanout:") -> None:
-        self._client: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
+        self._client: coredis.Redis[str] = connect(url)
         self._timeout_s = timeout_s
         self._prefix = prefix
         self._scripts: dict[str, Any] = {}
@@ -227,7 +230,7 @@ class RedisBackend:
         try:
             with trio.fail_after(self._timeout_s):
                 return await self._scripts[script](keys=keys, args=list(args))
-        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+        except redis_failures() as exc:
             raise LimiterError(f"redis {script}: {exc!r}") from exc
 
     async def check(
@@ -287,7 +290,7 @@ class RedisBackend:
         try:
             with trio.fail_after(self._timeout_s):
                 await self._client.zrem(self._prefix + key, [lease])
-        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+        except redis_failures() as exc:
             raise LimiterError(f"redis release: {exc!r}") from exc
 
     async def spend(self, key: str, amount: int, *, budget: int, ttl_s: float) -> bool:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
-import coredis
 import trio
 
 from ..auth.authenticate import Authenticator
@@ -33,6 +32,7 @@ from ..limits.redis import RedisBackend
 from ..limits.sign_ins import SharedFailedAttempts
 from ..llm import ChatModel, MockChatModel, ProviderRouter
 from ..llm.mock import MOCK_FAULTS, mock_fault
+from ..redis_client import connect
 from ..runs.relay import RedisRelay
 from ..settings import Settings, SettingsError
 from ..storage import open_store
@@ -182,9 +182,7 @@ async def open_relay(settings: Settings) -> AsyncIterator[RedisRelay | None]:
     if settings.redis_url is None or not settings.storage_enabled:
         yield None
         return
-    client: coredis.Redis[str] = coredis.Redis.from_url(
-        settings.redis_url.get_secret_value(), decode_responses=True
-    )
+    client = connect(settings.redis_url.get_secret_value())
     async with client:
         yield RedisRelay(client)
 

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import coredis
 import trio
-from coredis.tokens import PureToken
 
 from ..key_parts import key_part
 from ..principal import Principal
+from ..redis_client import redis_failures
 from ..telemetry.metrics import METRICS
+
+if TYPE_CHECKING:
+    import coredis
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,8 @@ class RelayPublisher:
             await self._send_pending()
 
     async def _send_pending(self) -> None:
+        from coredis.tokens import PureToken  # Redis is loaded on first use (redis_client.py)
+
         batch, self._pending = self._pending, []
         if not batch:
             return
@@ -106,6 +111,6 @@ class RelayPublisher:
                             trim_operator=PureToken.APPROXIMATELY,
                         )
                     pipe.expire(self.key, EXPIRE_S)
-        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+        except redis_failures() as exc:
             METRICS.limiter_errors.labels(operation="relay").inc()
             log.warning("could not relay %d frame(s) to Redis: %s", len(batch), exc)

@@ -24,6 +24,7 @@ FLOORS: list[tuple[str, ...]] = [
         "client_address",
         "lifecycle",
         "event_ids",
+        "redis_client",
     ),
     ("settings", "llm"),
     ("ensemble", "events", "healthcheck"),
