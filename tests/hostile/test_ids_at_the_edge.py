@@ -19,10 +19,11 @@ import pytest
 import trio
 
 from service.auth import ANONYMOUS
-from service.storage import MessageEnd, MessageStart, NewMessage
+from service.storage import MessageEnd
 from tests.auth.test_settings_and_cli import keys_command
 from tests.databases import BACKENDS, database_url
 from tests.integration.harness import RunningService, running_service
+from tests.stored_messages import new_message
 
 # One stream at a time: a request that kept its slot makes the next one a 429.
 ONE_STREAM = "[anonymous]\nconcurrent_streams = 1\n"
@@ -201,19 +202,15 @@ async def test_an_id_stored_before_the_rule_never_reaches_a_header(
     async with one_stream_service(url, tmp_path) as service:
         store = service.resources.store
         assert store is not None
-        begun = await store.begin_message(
+        begun = await new_message(
+            store,
             ANONYMOUS,
-            MessageStart(
-                message_id="m-old",
-                conversation_id=BAD_IDS[bad],
-                question="Why is the sky blue?",
-                ensemble="default",
-                ensemble_version="v0",
-                trace_id=None,
-                history_max_chars=1000,
-            ),
+            "m-old",
+            conversation_id=BAD_IDS[bad],
+            question="Why is the sky blue?",
+            ensemble_version="v0",
+            history_max_chars=1000,
         )
-        assert isinstance(begun, NewMessage)
         await store.record(begun.pk, end=MessageEnd("failed", None, "internal_error", {}, {}, None))
         replayed = await service.client.post("/api/process", json=ask("m-old"))
         assert replayed.status_code == 200

@@ -16,12 +16,12 @@ import trio.lowlevel
 from service.auth import Principal
 from service.launch.stored_frames import RelayedFrames
 from service.runs.relay import RedisRelay, stream_key
-from service.storage import MessageStart, NewMessage
 from service.storage.database import Database
 from service.storage.migrate import migrate
 from service.storage.records import StoredEvent
 from service.storage.store import Store
 from tests.databases import REDIS_URL, forget_redis_prefix, redis_reachable
+from tests.stored_messages import new_message
 
 RUNS = 100  # more than the client's pool holds (coredis: 64)
 
@@ -102,19 +102,7 @@ async def test_a_follower_takes_no_frame_after_a_gap_the_relay_lost(tmp_path: Pa
     client.read = trio.Event()
     try:
         async with client:
-            begun = await store.begin_message(
-                user,
-                MessageStart(
-                    message_id="m-1",
-                    conversation_id=None,
-                    question="Q?",
-                    ensemble="default",
-                    ensemble_version="v",
-                    trace_id=None,
-                    history_max_chars=0,
-                ),
-            )
-            assert isinstance(begun, NewMessage)
+            begun = await new_message(store, user)
             frames = [StoredEvent(n, "summary.delta", f'{{"n":{n}}}') for n in range(1, 8)]
             await store.record(begun.pk, events=frames[:2])  # the agents' phase: 1 and 2
             publisher = RedisRelay(client).publisher(user, "m-1", 1)

@@ -16,13 +16,13 @@ import trio
 from service.auth import Principal
 from service.launch.stored_frames import RelayedFrames, StoredFrames
 from service.runs.relay import RedisRelay, stream_key
-from service.storage import MessageStart, NewMessage
 from service.storage.database import Database
 from service.storage.migrate import migrate
 from service.storage.records import StoredEvent
 from service.storage.store import Store
 from tests.databases import REDIS_URL, forget_redis_prefix, postgres_schema, redis_reachable
 from tests.faults.outage import Proxied, proxied
+from tests.stored_messages import new_message
 
 FRAMES = [StoredEvent(n, "summary.delta", f'{{"n":{n}}}') for n in range(1, 6)]
 
@@ -50,19 +50,7 @@ async def a_running_message() -> AsyncIterator[Followed]:
             through_proxy = Database.connect(via_proxy)
             try:
                 writer = Store(direct, instance="running-it")
-                begun = await writer.begin_message(
-                    user,
-                    MessageStart(
-                        message_id="m-1",
-                        conversation_id=None,
-                        question="Q?",
-                        ensemble="default",
-                        ensemble_version="v",
-                        trace_id=None,
-                        history_max_chars=0,
-                    ),
-                )
-                assert isinstance(begun, NewMessage)
+                begun = await new_message(writer, user)
                 await writer.record(begun.pk, events=FRAMES[:2])
                 follower = Store(through_proxy, instance="following-it")
                 yield Followed(user, begun.pk, follower, writer, proxy)

@@ -8,7 +8,7 @@ import trio
 from sqlalchemy import select, update
 
 from service.auth import ANONYMOUS
-from service.storage import MessageStart, NewMessage, keep_house
+from service.storage import keep_house
 from service.storage.database import Database
 from service.storage.migrate import migrate
 from service.storage.queries import as_utc
@@ -17,24 +17,13 @@ from service.storage.schema import conversations, instances, message_events, mes
 from service.storage.store import Store
 from tests.databases import postgres_schema
 from tests.faults.outage import proxied
+from tests.stored_messages import new_message
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=3)
 
 
 async def begin(store: Store, message_id: str, conversation_id: str) -> None:
-    begun = await store.begin_message(
-        ANONYMOUS,
-        MessageStart(
-            message_id=message_id,
-            conversation_id=conversation_id,
-            question="Q?",
-            ensemble="default",
-            ensemble_version="v",
-            trace_id=None,
-            history_max_chars=0,
-        ),
-    )
-    assert isinstance(begun, NewMessage)
+    await new_message(store, ANONYMOUS, message_id, conversation_id=conversation_id)
 
 
 async def statuses(database: Database) -> dict[str, str]:
