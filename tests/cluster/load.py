@@ -5,8 +5,7 @@ a resume to either replica: the other one follows the run through Redis's relay 
 database, which is what a Redis or PostgreSQL restart tests.
 
     async with trio.open_nursery() as load:
-        load.start_soon(partial(read_steadily, client, "r", workers=8, stop=stop, into=reads))
-        load.start_soon(partial(leave_and_resume, client, "l", workers=4, stop=stop, into=leaves))
+        load.start_soon(partial(steady_load, client, 8, 4, stop=stop, reads=reads, resumes=leaves))
     resume.continues(replays[message_id])
 """
 
@@ -14,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import httpx
@@ -114,6 +114,25 @@ async def leave_and_resume(
     async with trio.open_nursery() as nursery:
         for _ in range(workers):
             nursery.start_soon(leaver)
+
+
+async def steady_load(
+    client: httpx.AsyncClient,
+    readers: int,
+    leavers: int,
+    *,
+    stop: trio.Event,
+    reads: list[StreamOutcome],
+    resumes: list[Resume],
+) -> None:
+    """`readers` readers and `leavers` leavers at once, until `stop`."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            partial(read_steadily, client, "r", workers=readers, stop=stop, into=reads)
+        )
+        nursery.start_soon(
+            partial(leave_and_resume, client, "l", workers=leavers, stop=stop, into=resumes)
+        )
 
 
 async def _resume(client: httpx.AsyncClient, resume: Resume) -> None:

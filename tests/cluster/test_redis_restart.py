@@ -21,7 +21,7 @@ import trio
 from scripts.cluster import Cluster
 from tests.cluster.balancer import nginx_statuses, served_by
 from tests.cluster.conftest import ClusterOf
-from tests.cluster.load import Resume, leave_and_resume, read_steadily, replay
+from tests.cluster.load import Resume, replay, steady_load
 from tests.cluster.own_servers import own_redis
 from tests.faults.clients import StreamOutcome
 from tests.faults.probes import metric
@@ -84,17 +84,13 @@ async def test_redis_restarted_under_load_through_nginx(
                 async with trio.open_nursery() as load:
                     load.start_soon(
                         partial(
-                            read_steadily, client, "r", workers=size.readers, stop=stop, into=reads
-                        )
-                    )
-                    load.start_soon(
-                        partial(
-                            leave_and_resume,
+                            steady_load,
                             client,
-                            "l",
-                            workers=size.leavers,
+                            size.readers,
+                            size.leavers,
                             stop=stop,
-                            into=resumes,
+                            reads=reads,
+                            resumes=resumes,
                         )
                     )
                     await trio.sleep(size.before_s)
