@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
-from .queries import add_usage, as_utc, now
+from .queries import add_usage, as_utc, interrupt_orphans, now
 from .records import Owner, UsageLine
 from .schema import evaluation_results as results_table
-from .schema import evaluations, instances
+from .schema import evaluations
 
 EvaluationStatus = Literal["running", "completed", "failed", "cancelled", "interrupted"]
 ResultKind = Literal["result", "verdict"]
@@ -292,17 +292,6 @@ def mark_evaluations_interrupted(
 ) -> int:
     """Evaluations left `running` by an instance that is gone (as queries.mark_interrupted
     does for messages) become `interrupted`: a resume takes them up. Returns how many."""
-    alive = select(instances.c.id).where(instances.c.heartbeat_at >= now() - expiry)
-    expired = evaluations.c.instance.not_in(alive)
-    gone = (
-        or_(expired, evaluations.c.instance == this_instance)
-        if starting
-        else and_(expired, evaluations.c.instance != this_instance)
-    )
-    return int(
-        connection.execute(
-            update(evaluations)
-            .where(evaluations.c.status == "running", gone)
-            .values(status="interrupted", error_code="interrupted", finished_at=now())
-        ).rowcount
+    return interrupt_orphans(
+        connection, evaluations, this_instance=this_instance, expiry=expiry, starting=starting
     )

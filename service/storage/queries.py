@@ -718,17 +718,27 @@ def mark_interrupted(
     """Messages left `running` by an instance that is gone (its heartbeat expired or was
     removed) become `interrupted`; when `starting`, so do this instance's own, left by the
     process that had its name before. Returns how many."""
+    return interrupt_orphans(
+        connection, messages, this_instance=this_instance, expiry=expiry, starting=starting
+    )
+
+
+def interrupt_orphans(
+    connection: Connection, table: Table, *, this_instance: str, expiry: timedelta, starting: bool
+) -> int:
+    """The rows of `table` (messages, evaluations) left `running` by an instance that is
+    gone become `interrupted`; when `starting`, so do this instance's own."""
     alive = select(instances.c.id).where(instances.c.heartbeat_at >= now() - expiry)
-    expired = messages.c.instance.not_in(alive)
+    expired = table.c.instance.not_in(alive)
     gone = (
-        or_(expired, messages.c.instance == this_instance)
+        or_(expired, table.c.instance == this_instance)
         if starting
-        else and_(expired, messages.c.instance != this_instance)
+        else and_(expired, table.c.instance != this_instance)
     )
     return int(
         connection.execute(
-            update(messages)
-            .where(messages.c.status == "running", gone)
+            update(table)
+            .where(table.c.status == "running", gone)
             .values(status="interrupted", error_code="interrupted", finished_at=now())
         ).rowcount
     )
