@@ -54,9 +54,9 @@ class StreamingHTTPConnection(TrioASGIHTTPConnection):
         # upstream sockets closed.
         if self._record is not None:
             self._record.on_hang_up = partial(self._hang_up, nursery)
-        # Returns only on `http.disconnect`, having just cancelled the request's tasks.
+        # Returns only on `http.disconnect` (a hang-up Hypercorn saw first).
         await super().handle_messages(nursery, request, receive)
-        self._upstream_calls.close_all()
+        self._hang_up(nursery)
 
     def _hang_up(self, nursery: trio.Nursery) -> None:
         nursery.cancel_scope.cancel()

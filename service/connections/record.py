@@ -4,7 +4,7 @@ record = current_connection()
 if record is not None:
     record.request_id = "3f2a..."                     # named in the connection's logs
     record.write_deadline = trio.current_time() + 120  # a blocked write ends by then
-record.on_hang_up = calls.close_all                 # run the moment the client is gone
+    record.on_hang_up = hang_up                        # run the moment the client is gone
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ class ConnectionRecord:
     # connection; the app sets it while a response with a deadline of its own is open.
     write_deadline: float = math.inf
     # Called by the connection as soon as it reads the client's hang-up (end of stream or a
-    # reset), before Hypercorn hears of it: the request in progress closes its upstream
-    # sockets then, not once its tasks have been cancelled and unwound.
+    # reset), before Hypercorn hears of it: the request in progress cancels its tasks and
+    # closes its upstream sockets then, not once Hypercorn and Quart-Trio have had their turn.
     on_hang_up: Callable[[], None] | None = None
 
 

@@ -20,9 +20,9 @@ last by tests/integration/test_shutdown.py:
 - Hang-ups. Once the client has closed, the connection no longer waits out its keep-alive
   timer (5 s) before it closes its side and its task ends.
 - Hang-ups, sooner. The moment the read loop sees the client gone, it calls the record's
-  `on_hang_up` (the request's upstream calls closed), before Hypercorn and the app hear of
-  it: in a storm of hang-ups each close no longer waits behind every other connection's
-  unwinding.
+  `on_hang_up` (the request's tasks cancelled, its upstream calls closed), before Hypercorn
+  and the app hear of it: in a storm of hang-ups each close no longer waits behind every
+  other connection's unwinding.
 - Closing while a request waits. A request that arrives on a keep-alive connection while
   the response before it is still going waits in h11 for its turn (the reader parks until
   the response ends). If the protocol closes the connection instead of starting the next
