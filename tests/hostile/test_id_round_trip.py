@@ -19,7 +19,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.auth.keys import issue_key
+from tests.auth.test_access import make_key
 from tests.integration.harness import running_service
 
 QUESTION = "Why is the sky blue?"
@@ -179,19 +179,7 @@ async def test_any_key_user_is_refused_or_round_trips(tmp_path: Path) -> None:
     conversations and messages as the admin finds them with `?user=`, and its usage."""
     env = {**FAST_MOCK, "AUTH": "keys", "AUTH_FAILURE_BURST": "1000", "AUTH_CACHE_S": "0"}
     async with running_service(tmp_path, None, env=env) as service:
-        store = service.resources.store
-        assert store is not None
-        admin, _ = await store.read(
-            lambda c: issue_key(
-                c,
-                user="root",
-                tenant="acme",
-                role="admin",
-                scopes=frozenset(),
-                expires_in=None,
-                name="admin",
-            )
-        )
+        admin, _ = await make_key(service, "admin", user="root", role="admin")
         numbers = itertools.count()
 
         def in_thread() -> None:

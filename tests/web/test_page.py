@@ -9,8 +9,8 @@ from typing import Any
 import trio
 from playwright.sync_api import Page, expect
 
-from service.auth.keys import issue_key
 from service.storage.keys import revoke_key
+from tests.auth.test_access import make_key
 from tests.fake_upstream import SECRET_DETAIL_MARKER, Behaviour, FakeUpstream
 from tests.integration.harness import RunningService, running_service
 from tests.web.browser import BrowserThread, page_errors, screenshot
@@ -362,22 +362,9 @@ async def test_a_reload_mid_run_resumes_it_from_the_stored_events(
     assert summary_calls == 1  # resumed, not asked again
 
 
-async def alices_key(service: RunningService) -> tuple[str, Any]:
-    """A key for alice (acme, a user), made in the service's own store, and its record."""
-    store = service.resources.store
-    assert store is not None
-    key, record = await store.read(
-        lambda c: issue_key(
-            c,
-            user="alice",
-            tenant="acme",
-            role="user",
-            scopes=frozenset(),
-            expires_in=None,
-            name="web",
-        )
-    )
-    return key, record
+async def alices_key(service: RunningService) -> tuple[str, str]:
+    """A key for alice (acme, a user), made in the service's own store, and its id."""
+    return await make_key(service, "web")
 
 
 async def test_sign_in_with_a_key_and_a_401_brings_the_sign_in_back(
@@ -385,7 +372,7 @@ async def test_sign_in_with_a_key_and_a_401_brings_the_sign_in_back(
 ) -> None:
     env = {"AUTH": "keys", "AUTH_CACHE_S": "0", **FAST_MOCK}
     async with running_service(tmp_path, None, env=env) as service:
-        key, record = await alices_key(service)
+        key, key_id = await alices_key(service)
         page = await browser.new_page(service.url)
 
         def sign_in() -> dict[str, Any]:
@@ -413,7 +400,7 @@ async def test_sign_in_with_a_key_and_a_401_brings_the_sign_in_back(
         seen = await browser.run(sign_in)
         store = service.resources.store
         assert store is not None
-        await store.read(lambda c: revoke_key(c, key_id=record.id, tenant=None))
+        await store.read(lambda c: revoke_key(c, key_id=key_id, tenant=None))
 
         def after_revoke() -> bool:
             ask(page, "Still there?")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
-from service.auth.keys import issue_key
+from tests.auth.test_access import make_key
 from tests.integration.harness import RunningService, running_service
 from tests.web.browser import BrowserThread, page_errors, screenshot
 from tests.web.test_page import alices_key, open_page
@@ -152,19 +152,7 @@ async def test_only_an_admin_sees_the_evaluations(browser: BrowserThread, tmp_pa
     env = {**SAMPLE, "AUTH": "keys", "AUTH_CACHE_S": "0"}
     async with running_service(tmp_path, None, env=env) as service:
         user_key, _ = await alices_key(service)
-        store = service.resources.store
-        assert store is not None
-        admin_key, _ = await store.read(
-            lambda c: issue_key(
-                c,
-                user="root",
-                tenant="acme",
-                role="admin",
-                scopes=frozenset(),
-                expires_in=None,
-                name="web",
-            )
-        )
+        admin_key, _ = await make_key(service, "web", user="root", role="admin")
         user_page, user_asked = await signed_in(browser, service, user_key)
         admin_page, admin_asked = await signed_in(browser, service, admin_key)
 
