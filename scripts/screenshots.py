@@ -24,27 +24,20 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
+from tests.web.browser import CHROMIUM_FLAGS, find_chromium
+
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
 RUNNING_ON = re.compile(r"Running on (http://[\d.]+:\d+)")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 
 
 def chromium() -> str:
-    for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if name and (found := shutil.which(name)):
-            return found
-    raise SystemExit("Chromium is not installed: make browser (or set CHROMIUM)")
+    found = find_chromium()
+    if found is None:
+        raise SystemExit("Chromium is not installed: make browser (or set CHROMIUM)")
+    return found
 
 
 @contextmanager

@@ -31,7 +31,7 @@ T = TypeVar("T")
 # Screenshots the tests take, kept after the run (CI can upload the folder).
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 
-_FLAGS = [
+CHROMIUM_FLAGS = [
     "--no-sandbox",  # containers and CI runners seldom allow Chromium's sandbox
     "--disable-gpu",
     "--disable-dev-shm-usage",
@@ -42,12 +42,20 @@ _FLAGS = [
 ]
 
 
-def chromium_path() -> str:
+def find_chromium() -> str | None:
+    """CHROMIUM, or the first Chromium (or Chrome) on the PATH."""
     candidates = [os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"]
     for name in candidates:
         found = shutil.which(name) if name else None
         if found:
             return found
+    return None
+
+
+def chromium_path() -> str:
+    found = find_chromium()
+    if found:
+        return found
     reason = "Chromium is not installed (apt-get install chromium, or set CHROMIUM)"
     if os.environ.get("REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (REQUIRE_SERVICES=1)")
@@ -70,7 +78,9 @@ class BrowserThread:
     def _main(self, executable: str) -> None:
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=executable, args=_FLAGS)
+                browser = playwright.chromium.launch(
+                    executable_path=executable, args=CHROMIUM_FLAGS
+                )
                 self._started.set_result(browser)
                 while (job := self._jobs.get()) is not None:
                     work, result = job
