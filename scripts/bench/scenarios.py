@@ -158,9 +158,8 @@ async def saturation(work: Path, workers: list[int], duration_s: float) -> dict[
 Variant = tuple[dict[str, str], dict[str, str] | None, str]
 
 # The service with its defaults on /api/process is the baseline of scenarios 6-9: measured
-# once in a run, its row is shared by the scenarios after the first (marked `shared`).
-_DEFAULTS_ROW = "defaults"
-_MEASURED: dict[str, dict[str, Any]] = {}
+# once in a run, its row (here once measured) is shared by the scenarios after the first.
+_DEFAULTS: dict[str, Any] = {}
 PROCESS = "/api/process"
 
 
@@ -177,11 +176,9 @@ async def compare(
         async with started(INSTANT_UPSTREAM, {}, work / f"instant-{tag}.log") as instant:
             zero = ensemble_file(work / f"{tag}-0.toml", 2, "bench-agent-0", "bench-summary-0")
             for name, (extra, headers, route) in variants.items():
-                shared = (
-                    _DEFAULTS_ROW if not extra and headers is None and route == PROCESS else None
-                )
-                if shared in _MEASURED:
-                    rows.append({**_MEASURED[shared], "variant": name, "shared": True})
+                defaults = not extra and headers is None and route == PROCESS
+                if defaults and _DEFAULTS:
+                    rows.append({**_DEFAULTS, "variant": name, "shared": True})
                     continue
                 env = service_env(fake.url, latency, **extra)
                 log = work / f"service-{tag}-{name}.log"
@@ -208,8 +205,8 @@ async def compare(
                         "service_cpu_ms_per_pipeline": round(cpu / max(done, 1) * 1000, 2),
                     }
                 )
-                if shared is not None:
-                    _MEASURED[shared] = rows[-1]
+                if defaults:
+                    _DEFAULTS.update(rows[-1])
     base = rows[0]
     for row in rows:
         row["throughput_vs_base"] = round(row["pipelines_per_s"] / base["pipelines_per_s"], 3)
