@@ -32,24 +32,43 @@ class _Waiting:
 class DeltaCoalescer:
     """One run's coalescer. `run` passes the events; `held` lets a piece join a delta that
     is already waiting without going through the channel, so a piece costs a list append
-    rather than two task switches (the first piece of each delta still goes through it)."""
+    rather than two task switches (the first piece of each delta still goes through it).
 
-    __slots__ = ("_pacing", "_send", "_waiting")
+    A piece refused by `held` is in the channel until `run` takes it: till then every later
+    piece of its call is refused too, so none joins the waiting delta ahead of it."""
+
+    __slots__ = ("_in_channel", "_pacing", "_send", "_waiting")
 
     def __init__(self, send: trio.MemorySendChannel[Event], pacing: AgentStreaming) -> None:
         self._send = send
         self._pacing = pacing
         self._waiting: dict[tuple[str, Step, int], _Waiting] = {}
+        self._in_channel: dict[tuple[str, Step, int], int] = {}
 
     def held(self, delta: AgentDelta) -> bool:
         """Add `delta` to its agent's call's waiting delta; False when none is waiting (or
-        it is full): then `delta` must be sent, and opens the next one."""
-        held = self._waiting.get((delta.agent, delta.step, delta.attempt))
-        if held is None or held.chars + len(delta.text) >= self._pacing.max_chars:
+        it is full, or a piece of the call is still in the channel): then `delta` must be
+        sent through the channel, and opens the next one."""
+        key = (delta.agent, delta.step, delta.attempt)
+        held = self._waiting.get(key)
+        if (
+            held is None
+            or key in self._in_channel
+            or held.chars + len(delta.text) >= self._pacing.max_chars
+        ):
+            self._in_channel[key] = self._in_channel.get(key, 0) + 1
             return False
         held.pieces.append(delta.text)
         held.chars += len(delta.text)
         return True
+
+    def _taken(self, key: tuple[str, Step, int]) -> None:
+        """A delta `held` refused came out of the channel."""
+        left = self._in_channel.get(key, 0) - 1
+        if left > 0:
+            self._in_channel[key] = left
+        else:
+            self._in_channel.pop(key, None)
 
     async def run(self, receive: trio.MemoryReceiveChannel[Event]) -> None:
         """Pass every event from `receive` on, deltas coalesced; until `receive` ends.
@@ -77,6 +96,7 @@ class DeltaCoalescer:
                     continue
                 if isinstance(event, AgentDelta):
                     key = (event.agent, event.step, event.attempt)
+                    self._taken(key)
                     held = waiting.setdefault(key, _Waiting(first_at=now))
                     held.pieces.append(event.text)
                     held.chars += len(event.text)

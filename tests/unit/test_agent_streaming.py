@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 import trio
-from trio.testing import MockClock
+from trio.testing import MockClock, wait_all_tasks_blocked
 
 from service.ensemble import Agent, Ensemble, Summarizer
 from service.errors import UpstreamUnavailable
 from service.events import AgentCompleted, AgentDelta, AgentRestarted, Event
+from service.pipeline.coalesce import DeltaCoalescer
 from service.pipeline.context import AgentStreaming
 from tests.fake_models import Script, ScriptedModel
 from tests.unit.recorder import Recorder, run
@@ -167,3 +168,29 @@ async def test_without_streaming_no_piece_is_sent_and_the_answer_is_asked_whole(
     assert not [e for _, e in events.events if isinstance(e, AgentDelta)]
     (completed,) = events.of_type(AgentCompleted)
     assert completed.text == "whole"
+
+
+async def test_a_piece_never_overtakes_one_still_on_its_way_to_the_coalescer() -> None:
+    """A piece too big for the waiting delta goes through the channel; the next, small one
+    used to join the waiting delta at once, ahead of it ("more some" for "some more")."""
+    send, receive = trio.open_memory_channel[Event](10)
+    out_send, out_receive = trio.open_memory_channel[Event](10)
+    coalescer = DeltaCoalescer(out_send, AgentStreaming(interval_s=60, max_chars=10))
+
+    def piece(text: str) -> AgentDelta:
+        return AgentDelta(agent="a", text=text, attempt=1)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(coalescer.run, receive)
+        assert not coalescer.held(piece("and "))
+        await send.send(piece("and "))
+        await wait_all_tasks_blocked()  # "and " waits in the coalescer
+        # As AgentText sends them: each refused piece into the channel, in order; the
+        # coalescer has not taken the first when the second comes.
+        for text in ("then some", " more"):
+            if not coalescer.held(piece(text)):
+                send.send_nowait(piece(text))
+        await send.aclose()
+    out_send.close()
+    texts = [event.text async for event in out_receive if isinstance(event, AgentDelta)]
+    assert "".join(texts) == "and then some more"
