@@ -181,6 +181,9 @@ async def test_stop_cancels_the_run_and_the_upstream_sees_every_call_closed(
 
         def after() -> dict[str, Any]:
             page.wait_for_selector('.turn[data-state="error"]')
+            # The turn ends on its terminal event; the form is given back once the stream
+            # itself has closed, a moment later.
+            page.wait_for_selector("#send:not([disabled])")
             return {
                 "states": agent_states(page),
                 "footer": page.locator(".turn .footer").inner_text(),
