@@ -123,6 +123,10 @@ async def running_service(
         settings_env = {
             "HTTP_ADDR": "127.0.0.1:0",
             "USE_LLM_MOCK": "true",
+            # The mock answers in milliseconds (its defaults take seconds, for people who
+            # watch it); a test that needs a run still going says so in `env`.
+            "MOCK_FIRST_TOKEN_MS": "5",
+            "MOCK_TOKEN_MS": "1",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'fanout.db'}",
         }
         if fake is not None:
