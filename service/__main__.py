@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
         from .process.commands import run_command
 
         return run_command(command)
+    from .process.gc_tuning import pause_for_start_up
+
+    pause_for_start_up()
     from .process.start import serve
 
     return serve()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -21,7 +22,9 @@ from ..storage import Store
 from ..storage.keys import KeyRecord, find_key_by_hash, touch_key
 from .errors import Unauthenticated
 from .keys import key_hash, looks_like_key
-from .tokens import TokenVerifier
+
+if TYPE_CHECKING:  # PyJWT and cryptography load only when AUTH names jwt
+    from .tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,8 @@
-"""Language models: the ChatModel protocol, the OpenAI-compatible client and the mock."""
+"""Language models: the ChatModel protocol and the mock, here; the OpenAI-compatible client
+(`openai_model.OpenAIChatModel`, behind `router.ProviderRouter`) is imported from its own
+module, by who uses it: the openai SDK takes a third of a start to load, and a service on
+the mock (or a command such as `keys`) never needs it.
+"""
 
 from .mock import MockChatModel
 from .model import (
@@ -11,9 +15,7 @@ from .model import (
     FinishReason,
     Usage,
 )
-from .openai_model import OpenAIChatModel
 from .pool import RequestCalls, calls_of_no_request, calls_of_this_request
-from .router import ProviderRouter
 
 __all__ = [
     "ChatMessage",
@@ -24,8 +26,6 @@ __all__ = [
     "Endpoint",
     "FinishReason",
     "MockChatModel",
-    "OpenAIChatModel",
-    "ProviderRouter",
     "RequestCalls",
     "Usage",
     "calls_of_no_request",

@@ -21,6 +21,7 @@ from ..settings import Settings, SettingsError, load_settings
 from ..storage import StorageStartError, prepare_database
 from ..storage.prices import load_prices
 from ..telemetry.metrics import prepare_multiprocess_dir
+from .gc_tuning import tune_for_serving
 from .startup_report import log_startup
 from .workers import Supervisor, open_listener
 
@@ -85,6 +86,7 @@ def serve() -> int:
         prepare_multiprocess_dir()
         warn_when_open_to_anyone(settings)  # once, not once per worker
     if listener is not None:
+        tune_for_serving()
         return trio.run(Supervisor(settings, listener).run)
     # Imported here: the parent of WORKERS > 1 never runs the app itself.
     from .server import run_server

@@ -11,12 +11,12 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..auth.authenticate import Authenticator
 from ..auth.failures import FailedAttempts, SignInLimit
-from ..auth.tokens import TokenVerifier
 from ..client_address import parse_networks
 from ..ensemble import (
     DEFAULT_PROVIDER,
@@ -30,7 +30,7 @@ from ..ensemble import (
 from ..limits import Limiter, MemoryBackend, load_policy
 from ..limits.redis import RedisBackend
 from ..limits.sign_ins import SharedFailedAttempts
-from ..llm import ChatModel, MockChatModel, ProviderRouter
+from ..llm import ChatModel, MockChatModel
 from ..llm.mock import MOCK_FAULTS, mock_fault
 from ..redis_client import connect
 from ..runs.relay import RedisRelay
@@ -40,6 +40,9 @@ from ..storage.prices import load_prices
 from ..telemetry.tracing import setup_tracing
 from ..urls import is_local_url, redact_url
 from .container import Resources
+
+if TYPE_CHECKING:
+    from ..auth.tokens import TokenVerifier
 
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
@@ -56,11 +59,22 @@ def build_model(settings: Settings) -> ChatModel:
             first_token_delay_s=settings.mock_first_token_ms / 1000,
             token_delay_s=settings.mock_token_ms / 1000,
         )
+    from ..llm.router import ProviderRouter  # the openai SDK: loaded only when a provider is
+
     return ProviderRouter(
         default=default_provider(settings).endpoint(DEFAULT_PROVIDER),
         secret=settings.secret,
         timeout_s=settings.request_timeout_s,
     )
+
+
+def token_verifier(settings: Settings) -> TokenVerifier | None:
+    """The JWT verifier when AUTH names jwt; PyJWT and cryptography are loaded only then."""
+    if "jwt" not in settings.auth_modes:
+        return None
+    from ..auth.tokens import TokenVerifier
+
+    return TokenVerifier.from_settings(settings)
 
 
 def check_ensemble_can_run(ensemble: Ensemble, settings: Settings) -> None:
@@ -206,7 +220,7 @@ async def open_resources(
             open_sign_in_limit(settings, limiter) as failed_attempts,
             open_relay(settings) as relay,
         ):
-            tokens = TokenVerifier.from_settings(settings) if "jwt" in settings.auth_modes else None
+            tokens = token_verifier(settings)
             yield Resources(
                 limiter=limiter,
                 relay=relay,

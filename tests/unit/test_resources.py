@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from service.ensemble import EnsembleError
-from service.llm import MockChatModel, ProviderRouter
+from service.llm import MockChatModel
+from service.llm.router import ProviderRouter
 from service.resources import build_model, load_configured_ensemble
 from service.settings import SettingsError, load_settings
 
@@ -110,3 +113,27 @@ def test_a_key_no_header_can_carry_stops_the_start_without_showing_it(
         load_configured_ensemble(settings)
     assert str(caught.value).startswith("OPENAI_API_KEY: ")
     assert key not in str(caught.value)
+
+
+# What a start loads decides how long it takes: a third of it was the openai SDK, which a
+# service on the mock never calls; PyJWT and cryptography serve AUTH=jwt alone.
+LOADED = """
+import sys
+from service.__main__ import main
+from service.process.start import serve
+from service.process.server import run_server
+from service.resources import build_model
+from service.settings import load_settings
+build_model(load_settings({"USE_LLM_MOCK": "{mock}", "LLM_BASE_URL": "http://localhost:1/v1"},
+                          dotenv_path=None))
+print(" ".join(name for name in ("openai", "jwt", "cryptography") if name in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(("mock", "loaded"), [("true", ""), ("false", "openai")])
+def test_a_start_loads_the_openai_sdk_only_for_a_provider_and_pyjwt_only_for_jwt(
+    mock: str, loaded: str
+) -> None:
+    code = LOADED.replace("{mock}", mock)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == loaded
