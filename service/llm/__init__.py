@@ -15,7 +15,7 @@ from .model import (
     FinishReason,
     Usage,
 )
-from .pool import RequestCalls, calls_of_no_request, calls_of_this_request
+from .request_calls import RequestCalls, calls_of_no_request, calls_of_this_request
 
 __all__ = [
     "ChatMessage",

@@ -12,11 +12,8 @@ pushed back, and only the connection about to be reused is probed:
 The connections themselves (HTTP/1.1, TLS, timeouts) are httpcore2's, and so is the mapping
 of their errors onto httpx2's, which the SDK understands.
 
-A client request's calls can be closed all at once, the moment its client hangs up:
-
-    calls = calls_of_this_request()  # in the request's task: its child tasks inherit it
-    ...
-    calls.close_all()               # once the request's tasks are cancelled
+A client request's calls (request_calls.py) are the connections' `_SocketKeeper`s, so
+they can be closed all at once, the moment its client hangs up.
 """
 
 from __future__ import annotations
@@ -26,12 +23,13 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import nullcontext
-from contextvars import ContextVar
 from typing import Any
 
 import httpcore2
 import httpx2
 import trio
+
+from .request_calls import REQUEST_CALLS, RequestCalls
 
 log = logging.getLogger(__name__)
 
@@ -116,48 +114,6 @@ class _SocketKeeper(httpcore2.AsyncNetworkBackend):
         self.aborted = True
         if self._stream is not None:
             self._stream.get_extra_info("socket").close()
-
-
-class RequestCalls:
-    """The upstream connections one client request is using right now.
-
-    When its client hangs up, the request's tasks are cancelled, but each closes its
-    upstream connection only once it has run and unwound; with hundreds of clients leaving
-    at once, every upstream close would wait behind all of that work. `close_all` closes
-    the sockets at once instead (the tasks, already cancelled, then find them closed).
-    """
-
-    def __init__(self) -> None:
-        self._busy: set[_SocketKeeper] = set()
-
-    def add(self, keeper: _SocketKeeper) -> None:
-        self._busy.add(keeper)
-
-    def discard(self, keeper: _SocketKeeper) -> None:
-        self._busy.discard(keeper)
-
-    def close_all(self) -> None:
-        busy, self._busy = self._busy, set()
-        for keeper in busy:
-            keeper.abort()
-
-
-# The calls of the client request this task serves; None outside a request.
-REQUEST_CALLS: ContextVar[RequestCalls | None] = ContextVar("request_calls", default=None)
-
-
-def calls_of_this_request() -> RequestCalls:
-    """The calls of the client request this task serves, new: every task it starts shares
-    them (close them all when its client hangs up)."""
-    calls = RequestCalls()
-    REQUEST_CALLS.set(calls)
-    return calls
-
-
-def calls_of_no_request() -> None:
-    """This task's calls, and those of the tasks it starts, belong to no client request: a
-    run that goes on when its client leaves keeps its upstream sockets."""
-    REQUEST_CALLS.set(None)
 
 
 _OriginKey = tuple[bytes, bytes, int]

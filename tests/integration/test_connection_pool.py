@@ -14,13 +14,8 @@ import trio
 
 from service.llm import ChatMessage, ChatRequest
 from service.llm.openai_model import OpenAIChatModel
-from service.llm.pool import (
-    REQUEST_CALLS,
-    CoalescedWrites,
-    FlatConnectionPool,
-    PooledTransport,
-    RequestCalls,
-)
+from service.llm.pool import CoalescedWrites, FlatConnectionPool, PooledTransport
+from service.llm.request_calls import REQUEST_CALLS, RequestCalls
 from tests.fake_upstream import Behaviour, FakeUpstream, base_url, serve_fake_upstream
 
 # How long a call that should be waiting is given to show it is not.
