@@ -45,13 +45,18 @@ run: $(RUN_INSTALLED) ## serve on HTTP_ADDR (default :8080), mock LLM unless USE
 # time is spent waiting on a server, a subprocess or a database, so more workers than cores
 # pays; `worksteal` hands a waiting worker's queued tests to an idle one.
 TEST_WORKERS ?= 4
+# Bytecode is cached (in __pycache__, which git ignores) even where the environment sets
+# PYTHONDONTWRITEBYTECODE: each test process, and each of the hundred services and commands
+# the suite starts, would otherwise compile the project (and pytest rewrite every test
+# module) from source, a tenth of the suite's CPU.
+CACHE_BYTECODE := PYTHONDONTWRITEBYTECODE=
 test: $(DEV_INSTALLED) ## run the whole test suite (in TEST_WORKERS processes; 0 runs it in one)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(CACHE_BYTECODE) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # PostgreSQL and Redis are required here (REQUIRE_SERVICES=0 lets their cases skip instead).
-test-faults: $(DEV_INSTALLED) ## the fault suite and the cluster (kills, outages, restarts, soak): a table of cases and counts
-	REQUIRE_SERVICES=$${REQUIRE_SERVICES:-1} FAULTS_REPORT=test-artifacts/faults.md \
-		$(BIN)/python -m pytest tests/faults tests/cluster -m faults $(PYTEST_ARGS)
+test-faults: $(DEV_INSTALLED) ## the fault suite, the cluster and the long fuzz (kills, outages, restarts, soak): a table of cases and counts
+	$(CACHE_BYTECODE) REQUIRE_SERVICES=$${REQUIRE_SERVICES:-1} FAULTS_REPORT=test-artifacts/faults.md \
+		$(BIN)/python -m pytest tests/faults tests/cluster tests/contract/test_fuzz.py -m faults $(PYTEST_ARGS)
 
 nginx: ## install nginx (apt) for `make cluster`, if none is installed
 	scripts/install_nginx.sh
