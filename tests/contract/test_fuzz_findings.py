@@ -53,6 +53,26 @@ async def test_a_last_event_id_that_is_a_digit_but_no_number_is_a_400(tmp_path: 
     assert "event: done" in empty.text
 
 
+async def test_a_last_event_id_past_the_largest_is_a_400_header_or_query(
+    tmp_path: Path,
+) -> None:
+    """Was: with the header given, the query's `last_event_id` was not read at all, so one
+    past its documented maximum was a 200."""
+    async with running_service(tmp_path, None) as service:
+        await service.client.post("/api/process", json={"message": "Hi?", "message_id": "m-1"})
+        events = "/api/messages/m-1/events"
+        both = await service.client.get(
+            f"{events}?last_event_id=66630587294615627211", headers={"Last-Event-ID": "3"}
+        )
+        header = await service.client.get(events, headers={"Last-Event-ID": "1000000000"})
+        largest = await service.client.get(events, headers={"Last-Event-ID": "999999999"})
+    assert both.status_code == 400
+    assert error_of(both.json()) == ("invalid_request", "last_event_id")
+    assert header.status_code == 400
+    assert error_of(header.json()) == ("invalid_request", "Last-Event-ID")
+    assert largest.status_code == 200
+
+
 async def test_a_query_parameter_given_twice_is_a_400(tmp_path: Path) -> None:
     """Was: the first of them silently counted."""
     async with running_service(tmp_path, None) as service:

@@ -142,9 +142,11 @@ LAST_EVENT_ID = re.compile(f"^[0-9]{{0,{len(str(MAX_EVENT_ID))}}}$")
 
 
 def _last_event_id() -> int:
+    # The query is read even when the header wins: a bad one is a 400, never passed over.
+    from_query = read_query(EventsQuery).last_event_id
     given = request.headers.get("Last-Event-ID")
     if not given:
-        return read_query(EventsQuery).last_event_id
+        return from_query
     if not LAST_EVENT_ID.match(given):
         raise InvalidRequest(
             "Last-Event-ID: must be a whole number, an event id", field="Last-Event-ID"
