@@ -18,7 +18,6 @@ build it, so no route ships undocumented.
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -241,6 +240,11 @@ def _error_statuses(operation: Operation, required: str, anonymous: bool) -> lis
     return sorted(statuses - set(operation.replies))
 
 
+@functools.cache
+def _query_schema(query: type[BaseModel]) -> dict[str, Any]:
+    return query.model_json_schema(by_alias=True)
+
+
 def _parameters(rule_path: str, operation: Operation) -> list[dict[str, Any]]:
     parameters: list[dict[str, Any]] = []
     for converter, name in _PARAM.findall(rule_path):
@@ -259,7 +263,7 @@ def _parameters(rule_path: str, operation: Operation) -> list[dict[str, Any]]:
             }
         )
     if operation.query is not None:
-        query_schema = operation.query.model_json_schema(by_alias=True)
+        query_schema = _query_schema(operation.query)
         for name, schema in query_schema.get("properties", {}).items():
             described = {k: v for k, v in schema.items() if k not in ("description", "title")}
             parameters.append(
@@ -320,7 +324,7 @@ def _schemas(models: tuple[type[BaseModel], ...]) -> dict[str, Any]:
 def openapi_document(app: Quart, *, anonymous: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every route `app` serves; with `anonymous` (AUTH=none)
     no route asks for a credential, so none says it needs one or may answer 401."""
-    schemas = copy.deepcopy(_schemas(tuple(_models(app))))
+    schemas = dict(_schemas(tuple(_models(app))))  # the document is only ever read
 
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
