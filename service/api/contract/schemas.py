@@ -12,7 +12,6 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
-from quart import request
 
 from ...errors import InvalidRequest
 from ...event_ids import MAX_EVENT_ID
@@ -410,6 +409,8 @@ def _names(kind: type[Query]) -> set[str]:
 def read_query(kind: type[Q]) -> Q:
     """The request's query string as `kind`; a bad value is a 400 naming its parameter, and
     so is one given twice (which of them would count is not for the server to guess)."""
+    from quart import request  # here: `llm-fanout keys` reads these shapes, not requests
+
     for name, values in request.args.lists():
         if len(values) > 1 and name in _names(kind):
             raise InvalidRequest(f"{name}: given more than once", field=name)
