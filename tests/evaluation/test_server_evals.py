@@ -330,9 +330,11 @@ async def test_a_restart_leaves_a_running_evaluation_interrupted_and_a_resume_fi
 ) -> None:
     """Killed (SIGKILL), the next start marks it; stopped (SIGTERM), it marks itself. Each
     time a resume goes on from the results kept, and none is asked twice."""
+    # Slow enough that the evaluation is still running when each stop lands, on a busy
+    # machine too (at 30 ms a question it once finished first, and nothing was interrupted).
     env = {
         **SAMPLE,
-        "MOCK_FIRST_TOKEN_MS": "30",
+        "MOCK_FIRST_TOKEN_MS": "150",
         "MOCK_TOKEN_MS": "2",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'fanout.db'}",
         "INSTANCE_ID": "the-one",
@@ -355,7 +357,8 @@ async def test_a_restart_leaves_a_running_evaluation_interrupted_and_a_resume_fi
     async with served(tmp_path, **env) as service:
         async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
             stopped = await detail(client, started["id"])
-            assert (await client.post(f"{path}/resume")).status_code == 202
+            resumed = await client.post(f"{path}/resume")
+            assert resumed.status_code == 202, (stopped, resumed.text)
             events = await follow(client, started["id"])
             finished = await detail(client, started["id"])
 
