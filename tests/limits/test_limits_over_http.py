@@ -144,11 +144,15 @@ async def post(url: str, payload: dict[str, str]) -> httpx.Response:
         return await client.post("/api/process", json=payload)
 
 
-async def status_of(url: str, payload: dict[str, str]) -> int:
+async def status_on(client: httpx.AsyncClient, payload: dict[str, str]) -> int:
     """The status a request gets; an admitted stream is left at once (a hang-up)."""
+    async with client.stream("POST", "/api/process", json=payload) as response:
+        return response.status_code
+
+
+async def status_of(url: str, payload: dict[str, str]) -> int:
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        async with client.stream("POST", "/api/process", json=payload) as response:
-            return response.status_code
+        return await status_on(client, payload)
 
 
 async def test_a_burst_across_two_instances_admits_exactly_the_limit(tmp_path: Path) -> None:
@@ -216,10 +220,7 @@ async def test_a_killed_instances_slots_free_themselves_when_the_lease_expires(
         # Asked often, on one connection: the bound is on the lease, not on the polling.
         async with httpx.AsyncClient(base_url=two, timeout=30) as poller:
             with trio.fail_after(10):
-                while True:
-                    async with poller.stream("POST", "/api/process", json=body(3)) as response:
-                        if response.status_code != 429:
-                            break
+                while await status_on(poller, body(3)) == 429:  # noqa: ASYNC110
                     await trio.sleep(0.05)
         freed_after = trio.current_time() - killed_at
         await client.aclose()
