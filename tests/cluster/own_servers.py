@@ -65,8 +65,31 @@ async def _until(ready: Any, process: trio.Process, log: Path, what: str) -> Non
     raise RuntimeError(f"{what} did not start:\n{tail}")
 
 
+class _Restartable:
+    """A server of a case's own that can be stopped and started again on the same port
+    (Redis empty; PostgreSQL with its data)."""
+
+    restarts: int
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def restart(self, *, down_s: float) -> tuple[float, float]:
+        """Stop it, wait `down_s`, start it again; when it went down and when it answered
+        again (trio's clock)."""
+        await self.stop()
+        down_at = trio.current_time()
+        await trio.sleep(down_s)
+        await self.start()
+        self.restarts += 1
+        return down_at, trio.current_time()
+
+
 @dataclass(eq=False)
-class OwnRedis:
+class OwnRedis(_Restartable):
     directory: Path
     port: int = field(default_factory=free_port)
     process: trio.Process | None = None
@@ -105,16 +128,6 @@ class OwnRedis:
         if self.process is not None:
             await _stop(self.process, signal.SIGTERM)
 
-    async def restart(self, *, down_s: float) -> tuple[float, float]:
-        """Stop it, wait `down_s`, start it again on the same port (empty); when it went
-        down and when it answered again (trio's clock)."""
-        await self.stop()
-        down_at = trio.current_time()
-        await trio.sleep(down_s)
-        await self.start()
-        self.restarts += 1
-        return down_at, trio.current_time()
-
 
 @asynccontextmanager
 async def own_redis(directory: Path) -> AsyncIterator[OwnRedis]:
@@ -139,7 +152,7 @@ def _postgres_bin() -> Path | None:
 
 
 @dataclass(eq=False)
-class OwnPostgres:
+class OwnPostgres(_Restartable):
     directory: Path
     binaries: Path
     # As root, the user the server runs as (uid, gid); None: this process's own.
@@ -202,17 +215,7 @@ class OwnPostgres:
 
     async def stop(self) -> None:
         if self.process is not None:
-            await _stop(self.process, signal.SIGINT)  # the fast shutdown
-
-    async def restart(self, *, down_s: float) -> tuple[float, float]:
-        """A fast shutdown (every session ended), `down_s` down, started again on the same
-        port; when it went down and when it answered again (trio's clock)."""
-        await self.stop()
-        down_at = trio.current_time()
-        await trio.sleep(down_s)
-        await self.start()
-        self.restarts += 1
-        return down_at, trio.current_time()
+            await _stop(self.process, signal.SIGINT)  # the fast shutdown: every session ends
 
 
 @asynccontextmanager
