@@ -59,7 +59,8 @@ def build_model(settings: Settings) -> ChatModel:
             first_token_delay_s=settings.mock_first_token_ms / 1000,
             token_delay_s=settings.mock_token_ms / 1000,
         )
-    from ..llm.router import ProviderRouter  # the openai SDK: loaded only when a provider is
+    # Imported here: it loads the openai SDK, which a service on the mock never uses.
+    from ..llm.router import ProviderRouter
 
     return ProviderRouter(
         default=default_provider(settings).endpoint(DEFAULT_PROVIDER),
