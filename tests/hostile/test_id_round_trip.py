@@ -9,6 +9,7 @@ on its own, as docs/security.md states it, not imported from the service.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.auth.test_access import make_key
@@ -143,34 +144,70 @@ async def test_any_message_id_is_refused_or_round_trips(tmp_path: Path) -> None:
 
 
 async def test_any_v1_metadata_id_is_refused_or_round_trips(tmp_path: Path) -> None:
+    """Either metadata id drawn (the other one made fresh): refused naming it, or the same in
+    the header and the store; and the same request sent again is the same answer, replayed."""
     numbers = itertools.count()
+    used: set[str] = set()
 
     def check(client: httpx.Client) -> None:
         @PROPERTY
-        @given(conversation_id=IDS, stream=st.booleans())
-        def round_trip(conversation_id: str, stream: bool) -> None:
-            message_id = f"v-{next(numbers)}"
+        @given(field=st.sampled_from(["message_id", "conversation_id"]), drawn=IDS)
+        def round_trip(field: str, drawn: str) -> None:
+            if field == "message_id":
+                # A message id sent twice is a replay or a new version: each is drawn once.
+                assume(drawn not in used)
+                used.add(drawn)
+            metadata = {"message_id": f"v-{next(numbers)}", "conversation_id": f"c-{next(numbers)}"}
+            metadata[field] = drawn
             body = {
                 "model": "default",
                 "messages": [{"role": "user", "content": QUESTION}],
-                "metadata": {"message_id": message_id, "conversation_id": conversation_id},
-                "stream": stream,
+                "metadata": metadata,
             }
             answered = client.post("/v1/chat/completions", json=body)
-            if not follows_the_rule(conversation_id):
+            if not follows_the_rule(drawn):
                 assert answered.status_code == 400, answered.text
-                assert answered.json()["error"]["param"] == "metadata.conversation_id"
-                assert client.get(at("/api/messages/{}", message_id)).status_code == 404
+                assert answered.json()["error"]["param"] == f"metadata.{field}"
+                if field == "conversation_id":
+                    assert (
+                        client.get(at("/api/messages/{}", metadata["message_id"])).status_code
+                        == 404
+                    )
                 return
             assert answered.status_code == 200, answered.text
-            assert answered.headers["X-Conversation-Id"] == conversation_id
-            stored = client.get(at("/api/messages/{}", message_id)).json()
-            assert stored["conversation_id"] == conversation_id
-            assert stored["status"] == "completed"
+            assert answered.headers["X-Conversation-Id"] == metadata["conversation_id"]
+            stored = client.get(at("/api/messages/{}", metadata["message_id"])).json()
+            assert (stored["message_id"], stored["conversation_id"]) == (
+                metadata["message_id"],
+                metadata["conversation_id"],
+            )
+            assert (stored["status"], stored["version"]) == ("completed", 1)
+            again = client.post("/v1/chat/completions", json=body | {"stream": True})
+            assert again.status_code == 200, again.text
+            assert again.headers["X-Conversation-Id"] == metadata["conversation_id"]
+            streamed = "".join(
+                chunk["choices"][0]["delta"].get("content") or ""
+                for data in chunks_of(again.text)
+                for chunk in [json.loads(data)]
+                if chunk.get("choices")
+            )
+            assert streamed == answered.json()["choices"][0]["message"]["content"]
+            # A replay of the stored answer, not a second run: still version 1.
+            replayed = client.get(at("/api/messages/{}", metadata["message_id"])).json()
+            assert (replayed["version"], replayed["status"]) == (1, "completed")
 
         round_trip()
 
     await run_property(tmp_path, check)
+
+
+def chunks_of(text: str) -> list[str]:
+    """The data of each chunk of an OpenAI stream, without the closing [DONE]."""
+    return [
+        line[6:]
+        for line in text.split("\n")
+        if line.startswith("data: ") and line != "data: [DONE]"
+    ]
 
 
 async def test_any_key_user_is_refused_or_round_trips(tmp_path: Path) -> None:

@@ -199,3 +199,60 @@ async def test_a_post_that_joins_a_running_message_holds_a_slot_while_it_streams
         await forget_redis_prefix(f"fanout:rl:{{key:{user_id}}}")
     assert joined.status_code == 200
     assert refused_status == 429
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_an_evaluation_s_progress_stream_holds_a_slot_too(
+    tmp_path: Path, backend: str
+) -> None:
+    """An admin following an evaluation (`GET /admin/evals/{id}/events`) holds a stream slot
+    per stream like any caller: a key capped at two is refused a third, and gets its slots
+    back when its clients leave. The evaluation runs under another key of the same admin,
+    so its own questions take none of the watcher's slots."""
+    path = tmp_path / "limits.toml"
+    path.write_text("[roles.admin]\nconcurrent_streams = 2\n")
+    env = {"AUTH": "keys", "LIMITS_FILE": str(path), "MOCK_FIRST_TOKEN_MS": "60000"}
+    if backend == "redis":
+        await redis_reachable()
+        env["REDIS_URL"] = REDIS_URL
+    rows = [{"question": "What is 2 + 2?", "answer": "4"}]
+    async with running_service(tmp_path, None, env=env) as service:
+        runner, runner_id = await make_key(service, "runner", user="boss", role="admin")
+        watcher, watcher_id = await make_key(service, "watcher", user="boss", role="admin")
+        as_runner = {"Authorization": f"Bearer {runner}"}
+        started = await service.client.post(
+            "/admin/evals", json={"rows": rows, "concurrency": 1}, headers=as_runner
+        )
+        assert started.status_code == 202, started.text
+        evaluation_id = started.json()["id"]
+
+        @asynccontextmanager
+        async def follow() -> AsyncIterator[httpx.Response]:
+            headers = {"Authorization": f"Bearer {watcher}"}
+            path = f"/admin/evals/{evaluation_id}/events"
+            async with service.client.stream("GET", path, headers=headers) as response:
+                yield response
+
+        async with follow() as first, follow() as second, follow() as third:
+            statuses = [first.status_code, second.status_code, third.status_code]
+            await third.aread()
+            third_error = third.json()["error"] if third.status_code == 429 else None
+            retry_after = third.headers.get("Retry-After")
+        # Both clients left: their slots come back.
+        with trio.fail_after(10):
+            while True:
+                async with follow() as again:
+                    if again.status_code == 200:
+                        break
+                await trio.sleep(0.05)
+        cancelled = await service.client.post(
+            f"/admin/evals/{evaluation_id}/cancel", headers=as_runner
+        )
+    if backend == "redis":
+        for key_id in (runner_id, watcher_id):
+            await forget_redis_prefix(f"fanout:rl:{{key:{key_id}}}")
+    assert statuses == [200, 200, 429]
+    assert third_error is not None
+    assert third_error["message"].startswith("concurrent_streams reached")
+    assert retry_after is not None
+    assert cancelled.status_code == 200
