@@ -16,6 +16,8 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -34,9 +36,42 @@ from .processes import (
     running_cluster,
 )
 
+PORT = 8080
 DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/fanout_cluster"
 # Tests use the Redis databases from 1 up (one per test process); the cluster the last one.
 REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """What `make cluster` reads from the environment (docs/deploy.md has the table).
+
+    ClusterSettings.from_environ({"CLUSTER_PORT": "9000"}).port   # 9000; unset or empty: 8080
+    """
+
+    port: int
+    database_url: str
+    redis_url: str
+    limits_file: Path
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ClusterSettings:
+        return cls(
+            port=_port(environ.get("CLUSTER_PORT") or str(PORT)),
+            database_url=environ.get("CLUSTER_DATABASE_URL") or DATABASE_URL,
+            redis_url=environ.get("CLUSTER_REDIS_URL") or REDIS_URL,
+            limits_file=Path(environ.get("LIMITS_FILE") or LIMITS_FILE),
+        )
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0  # refused below, as 0 is: nginx would be on a port nobody asked for
+    if not 1 <= port <= 65535:
+        raise ClusterError(f"CLUSTER_PORT must be a port number, 1 to 65535, not {text!r}")
+    return port
 
 
 def ensure_database(url: str) -> None:
@@ -81,15 +116,17 @@ def describe(cluster: Cluster, database_url: str, redis_url: str) -> str:
     return "\n".join(lines)
 
 
-async def run(port: int, database_url: str, redis_url: str) -> int:
-    limits = Path(os.environ["LIMITS_FILE"]) if os.environ.get("LIMITS_FILE") else LIMITS_FILE
+async def run(settings: ClusterSettings) -> int:
     env = replica_env(
-        os.environ, database_url=database_url, redis_url=redis_url, limits_file=limits
+        os.environ,
+        database_url=settings.database_url,
+        redis_url=settings.redis_url,
+        limits_file=settings.limits_file,
     )
     run_dir = Path(tempfile.mkdtemp(prefix="fanout-cluster-"))
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with running_cluster(run_dir, env, port=port) as cluster:
-            print(describe(cluster, database_url, redis_url), flush=True)
+        async with running_cluster(run_dir, env, port=settings.port) as cluster:
+            print(describe(cluster, settings.database_url, settings.redis_url), flush=True)
             exited: list[str] = []
             async with trio.open_nursery() as watching:
 
@@ -118,11 +155,9 @@ async def run(port: int, database_url: str, redis_url: str) -> int:
 
 def main() -> int:
     try:
-        port = int(os.environ.get("CLUSTER_PORT") or 8080)
-        database_url = os.environ.get("CLUSTER_DATABASE_URL") or DATABASE_URL
-        redis_url = os.environ.get("CLUSTER_REDIS_URL") or REDIS_URL
-        ensure_database(database_url)
-        return trio.run(run, port, database_url, redis_url)
+        settings = ClusterSettings.from_environ(os.environ)
+        ensure_database(settings.database_url)
+        return trio.run(run, settings)
     except (ClusterError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
