@@ -2,7 +2,8 @@
 dead replica break, and each client that resumes with the last id it saw (landing on the
 survivor) gets the rest and exactly one terminal event; nothing is left `running` once the
 dead replica's heartbeat has expired; new messages sent right after the kill are served
-(nginx passes a refused connection on to the other replica); nginx's 5xx are counted."""
+(nginx passes a refused connection on to the other replica, and does for at least half of
+them: it takes the replicas in turn); nginx's 5xx are counted."""
 
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ async def test_kill_9_of_one_replica_every_resume_ends_once_and_new_messages_are
         )
 
     statuses = nginx_statuses(lines)
+    passed_on = sum(len(replicas_tried(line)) > 1 for line in lines)
     report.count(
         streams=len(outcomes),
         broken_by_the_kill=len(broken),
@@ -97,7 +99,7 @@ async def test_kill_9_of_one_replica_every_resume_ends_once_and_new_messages_are
         stored_running=sum(m.status == "running" for m in kept.values()),
         nginx_statuses=dict(sorted(statuses.items())),
         nginx_5xx=sum(n for status, n in statuses.items() if status >= 500),
-        passed_on_after_a_refused_connection=sum(len(replicas_tried(line)) > 1 for line in lines),
+        passed_on_after_a_refused_connection=passed_on,
     )
     assert 0 < len(broken) < streams, "the kill did not find streams on one replica only"
     assert all(o.ends_well for o in outcomes if o not in broken)
@@ -107,3 +109,7 @@ async def test_kill_9_of_one_replica_every_resume_ends_once_and_new_messages_are
     assert all(o.status == 200 and o.code == "done" for o in after_kill), after_kill
     assert not any(m.status == "running" for m in kept.values())
     assert sum(n for status, n in statuses.items() if status >= 500) == 0, statuses
+    # nginx runs one worker (the file sets no worker_processes) and never leaves a replica
+    # out (max_fails=0): it takes the two in turn, a retry aside, so half of the messages
+    # sent after the kill meet the dead one first, and each of those was passed on.
+    assert passed_on >= NEW_AFTER_KILL // 2, lines
