@@ -1,17 +1,22 @@
-"""Which requests nginx sends to the other replica when one answers 503, with
-deploy/nginx.conf as it is: every GET, and a POST only when it starts a run
-(/api/process, /v1/chat/completions), which a replica refusing with 503 never began. Any
-other POST (a cancel, a new API key) is never sent twice. Two small servers stand in for
-the replicas: one answers 503 to everything, the other 200, and each counts what it got."""
+"""Which requests nginx sends to the other replica when one answers 503, or drops the
+connection after reading the request (as one that dies then), with deploy/nginx.conf as it
+is: every GET, and a POST only when it starts a run (/api/process, /v1/chat/completions),
+which a replica refusing with 503 never began and which is safe to run again. Any other
+POST (a cancel, a new API key) is never sent twice. Two small servers stand in for the
+replicas: one fails everything, the other answers 200, and each counts what it got."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
@@ -60,14 +65,53 @@ class StandIn:
         await serve(self.app, config, task_status=task_status)  # type: ignore[arg-type]
 
 
-async def test_only_gets_and_starts_are_sent_to_the_other_replica_after_a_503(
-    tmp_path: Path, nginx: str
+@dataclass
+class Dropping:
+    """A replica that reads each request whole, then closes the connection unanswered."""
+
+    seen: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                if not (chunk := await stream.receive_some()):
+                    return
+                received += chunk
+            head, _, body = received.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length: *(\d+)", head)
+            while len(body) < (int(length[1]) if length else 0):
+                if not (chunk := await stream.receive_some()):
+                    return
+                body += chunk
+            method, path, _ = head.decode().split(" ", 2)
+            self.seen[(method, path)] += 1
+
+    async def serve(self, task_status: trio.TaskStatus[list[str]]) -> None:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                partial(trio.serve_tcp, self.handle, 0, host="127.0.0.1")
+            )
+            task_status.started([f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"])
+
+
+# The failing replica, and what nginx answers a POST it does not send on: the replica's 503,
+# or its own 502 (Bad Gateway) for a connection closed with no answer.
+FAILING = [
+    pytest.param(lambda: StandIn(503), 503, id="answers-503"),
+    pytest.param(Dropping, 502, id="drops-the-connection-after-reading"),
+]
+
+
+@pytest.mark.parametrize(("make_failing", "answered_unsent"), FAILING)
+async def test_only_gets_and_starts_are_sent_to_the_other_replica(
+    tmp_path: Path, nginx: str, make_failing: Callable[[], StandIn | Dropping], answered_unsent: int
 ) -> None:
-    refusing, answering = StandIn(503), StandIn(200)
+    failing, answering = make_failing(), StandIn(200)
     answers: dict[tuple[str, str], Counter[int]] = {}
     async with trio.open_nursery() as nursery:
         upstreams = [
-            (await nursery.start(refusing.serve))[0].removeprefix("http://"),
+            (await nursery.start(failing.serve))[0].removeprefix("http://"),
             (await nursery.start(answering.serve))[0].removeprefix("http://"),
         ]
         balancer = Nginx(port=free_port(), run_dir=tmp_path, upstreams=upstreams, binary=nginx)
@@ -89,11 +133,14 @@ async def test_only_gets_and_starts_are_sent_to_the_other_replica_after_a_503(
         (line["method"], line["uri"]) for line in lines if len(replicas_tried(line)) > 1
     )
     for route in STARTS + GETS:
-        # Every request that met the refusing replica was answered by the other.
+        # Every request that met the failing replica was answered by the other.
         assert answers[route] == {200: EACH}, (route, answers[route])
-        assert passed_on[route] == refusing.seen[route] > 0, route
+        assert passed_on[route] == failing.seen[route] > 0, route
     for route in OTHER_POSTS:
-        # Refused once, and that refusal is the answer: the other replica never saw it.
-        assert refusing.seen[route] > 0, route
-        assert answers[route] == {503: refusing.seen[route], 200: answering.seen[route]}
+        # Failed once, and that failure is the answer: the other replica never saw it.
+        assert failing.seen[route] > 0, route
+        assert answers[route] == {
+            answered_unsent: failing.seen[route],
+            200: answering.seen[route],
+        }
         assert passed_on[route] == 0, route
