@@ -37,6 +37,11 @@ def test_the_three_shapes_of_a_data_set_load_alike(tmp_path: Path) -> None:
     [
         ('{"question": "q"}\n', "data.jsonl:1: no answer"),
         ('{"answer": "a"}\n', "data.jsonl:1: no question"),
+        (
+            '{"question": "q", "answer": "4"}\n{"question": "q", "answer": " "}\n',
+            "data.jsonl:2: an empty answer",
+        ),
+        ('{"question": "q", "ideal": ["4", ""]}\n', "data.jsonl:1: an empty answer"),
         ('{"question": "q", "answer": "a"}\nnot json\n', "data.jsonl:2: not JSON"),
         ("", "data.jsonl: no questions"),
     ],
@@ -48,6 +53,14 @@ def test_a_bad_data_set_names_the_file_and_the_line(tmp_path: Path, text: str, s
         load_dataset(path)
     assert str(refused.value).startswith(str(tmp_path))
     assert says in str(refused.value)
+
+
+def test_a_csv_row_with_an_empty_answer_is_refused_by_its_line(tmp_path: Path) -> None:
+    """An empty answer is in every reply: `includes` would score each one right."""
+    path = tmp_path / "data.csv"
+    path.write_text("question,answer\nWhat is 2 + 2?,4\nWhat is 3 + 3?,\n")
+    with pytest.raises(DatasetError, match=r"data\.csv:3: an empty answer"):
+        load_dataset(path)
 
 
 @pytest.mark.parametrize(
