@@ -18,9 +18,10 @@ import trio
 
 from service.ensemble import Agent, Ensemble, Summarizer
 from service.ensemble.model import ModelPrice
-from service.evaluation.book import FolderBook
+from service.evaluation.book import EvaluationError, FolderBook
 from service.evaluation.dataset import Item
 from service.evaluation.judge import Verdict, judge_pairs, win_rates
+from service.evaluation.report import build_report, table, with_judgements
 from service.evaluation.runner import Contestant, Plan, evaluate
 from service.evaluation.scoring import interval
 from service.llm import ChatRequest, Completion, CompletionStream, FinishReason, Usage
@@ -254,7 +255,7 @@ def test_the_budget_stops_before_it_is_passed_and_another_evaluation_is_refused(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "out"
-    budget = 0.0001
+    budget = 0.002
     done = run_command(
         "--out", str(out), "--max-cost", str(budget), "--concurrency", "2", cwd=tmp_path
     )
@@ -267,6 +268,65 @@ def test_the_budget_stops_before_it_is_passed_and_another_evaluation_is_refused(
     other = run_command("--out", str(out), "--scorer", "includes", cwd=tmp_path)
     assert other.returncode == 2
     assert "holds another evaluation" in other.stderr
+
+
+@pytest.mark.parametrize("judge", [(), ("--judge", "alpha")], ids=["asking", "judging"])
+def test_a_budget_below_one_question_spends_nothing_though_four_may_run_at_once(
+    tmp_path: Path, judge: tuple[str, ...]
+) -> None:
+    """Each question is reckoned before it starts, the first ones too: none of the four
+    that could start at once fits, so none starts (and the judge is not asked)."""
+    out = tmp_path / "out"
+    budget = 0.00001
+    args = ("--out", str(out), "--max-cost", str(budget), "--concurrency", "4", "--limit", "4")
+    done = run_command(*args, *judge, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert (report["stopped_by_budget"], report["spent_usd"]) == (True, 0)
+    assert results_of(out) == []
+    assert not (out / "judgements.jsonl").exists()
+    assert "stopped by --max-cost after spending $0.0000" in done.stdout
+
+
+async def test_the_judge_spends_only_what_asking_left_of_the_budget(tmp_path: Path) -> None:
+    """The budget covers asking and one judgement at most: the judge, four at once, stops
+    after what fits, and asking and judging together stay within it."""
+    ensemble = the_ensemble()
+    contestants = [Contestant("e", ensemble), Contestant("e", ensemble, ensemble.agents[0])]
+    book = FolderBook(tmp_path)
+    plan = Plan(QUESTIONS, contestants, "numeric", book, "https://llm.example.test/v1")
+    model = AlwaysFirst()
+    outcome = await evaluate(plan, model)
+    assert ensemble.summarizer is not None
+    judge = ensemble.summarizer
+    # A judgement is reckoned at its prompt and the judge's reply at 1,000 tokens (it sets
+    # no max_tokens): $0.01 and a little. Its call costs $0.002 (1,000 + 100 tokens).
+    plan.max_cost_usd = outcome.spent_usd + 0.0115
+    judging = await judge_pairs(
+        plan, model, outcome.results, judge=judge, spent_usd=outcome.spent_usd
+    )
+
+    assert judging.stopped_by_budget
+    assert len(judging.verdicts) == 1
+    assert judging.spent_usd == pytest.approx(0.002)
+    assert outcome.spent_usd + judging.spent_usd <= plan.max_cost_usd
+    report = with_judgements(build_report(outcome, plan), judge.name, judging, seed=0)
+    assert report["stopped_by_budget"] is True
+    assert report["spent_usd"] == round(outcome.spent_usd + 0.002, 6)
+    assert "stopped by --max-cost (while judging)" in table(report)
+
+
+async def test_a_budget_with_a_model_nobody_prices_is_refused_before_anything_is_asked(
+    tmp_path: Path,
+) -> None:
+    ensemble = the_ensemble().model_copy(update={"prices": {}})
+    contestants = [Contestant("e", ensemble), Contestant("e", ensemble, ensemble.agents[0])]
+    plan = Plan(QUESTIONS, contestants, "numeric", FolderBook(tmp_path), "https://x.test/v1")
+    plan.max_cost_usd = 1.0
+    model = TableModel()
+    with pytest.raises(EvaluationError, match=r"'m' has none: price it in the ensemble file"):
+        await evaluate(plan, model)
+    assert model.calls == 0
 
 
 class AlwaysFirst(TableModel):
@@ -291,7 +351,7 @@ async def test_the_judge_asks_both_orders_so_a_bias_for_the_first_answer_cancels
     outcome = await evaluate(plan, model)
     asked = model.calls
     assert ensemble.summarizer is not None
-    verdicts = await judge_pairs(plan, model, outcome.results, judge=ensemble.summarizer)
+    verdicts = (await judge_pairs(plan, model, outcome.results, judge=ensemble.summarizer)).verdicts
 
     assert model.calls - asked == 2 * len(QUESTIONS)
     assert sorted({v.first for v in verdicts}) == ["ensemble", "member"]
@@ -302,7 +362,7 @@ async def test_the_judge_asks_both_orders_so_a_bias_for_the_first_answer_cancels
     # Asked again with the same folder: nothing is judged twice.
     again = await judge_pairs(plan, model, outcome.results, judge=ensemble.summarizer)
     assert model.calls - asked == 2 * len(QUESTIONS)
-    assert len(again) == len(verdicts)
+    assert len(again.verdicts) == len(verdicts)
 
 
 def test_a_judge_that_prefers_one_answer_in_both_orders_gives_it_the_win() -> None:
