@@ -20,11 +20,14 @@ import trio
 from ..ensemble import Agent, Ensemble, LoadedEnsembles, Member
 from ..ensemble.prices import run_cost
 from ..errors import ServiceError
-from ..events import Done, Event, Failed, SummaryDelta
+from ..events import FIRST_STEP, AgentDelta, Done, Event, Failed, SummaryDelta
 from ..llm import ChatModel, Usage
 from ..pipeline import PipelineRequest, RunContext, run_pipeline
-from ..pipeline.answers import ask_agent
+from ..pipeline.agent_text import AgentText
+from ..pipeline.answers import Answer, ask_agent
 from ..pipeline.calls import Attempts
+from ..pipeline.coalesce import DeltaCoalescer
+from ..pipeline.context import AgentStreaming
 from ..pipeline.prompt import agent_messages
 from .book import Book, EvaluationError
 from .budget import Budget, reckon_question
@@ -298,16 +301,39 @@ async def _ask_alone(plan: Plan, model: ChatModel, contestant: Contestant, item:
     )
     attempts = Attempts()
     messages = agent_messages(agent, item.question)
-    try:
-        with trio.fail_after(agent.timeout_s or plan.timeout_s):
-            answer = await ask_agent(run, agent, attempts, messages)
-    except (ServiceError, trio.TooSlowError) as exc:
-        code = exc.code if isinstance(exc, ServiceError) else "upstream_timeout"
-        return _Asked("", None, {}, {}, code, _wasted(agent.name, attempts))
+    # The answer streams, as an agent's does in a request, so that its first piece is
+    # seen when it comes: the time to the first token.
+    send, receive = trio.open_memory_channel[Event](16)
+    text = AgentText(
+        send, DeltaCoalescer(send, AgentStreaming()), agent=agent.name, step=FIRST_STEP
+    )
+    first_token: float | None = None
+
+    async def watch_for_text() -> None:
+        nonlocal first_token
+        async with receive:
+            async for event in receive:
+                if isinstance(event, AgentDelta) and first_token is None:
+                    first_token = time.monotonic()
+
+    answer: Answer | None = None
+    error = "upstream_timeout"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_for_text)
+        async with send:  # closed when the answer is in: the watch ends
+            try:
+                with trio.fail_after(agent.timeout_s or plan.timeout_s):
+                    answer = await ask_agent(run, agent, attempts, messages, text)
+            except ServiceError as exc:
+                error = exc.code
+            except trio.TooSlowError:
+                pass
+    if answer is None:
+        return _Asked("", None, {}, {}, error, _wasted(agent.name, attempts))
     usage = {agent.name: answer.usage} if answer.usage is not None else {}
     return _Asked(
         answer.text,
-        time.monotonic(),
+        first_token,
         usage,
         {agent.name: answer.model},
         None,

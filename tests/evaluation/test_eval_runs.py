@@ -177,6 +177,38 @@ async def test_the_report_gives_each_contestant_its_score_interval_and_cost(tmp_
     }
 
 
+async def test_the_first_token_comes_before_the_answer_ends_for_members_and_the_ensemble(
+    tmp_path: Path,
+) -> None:
+    """Each model waits before its first piece and between pieces, over HTTP: a member
+    alone and the ensemble (its summary, as a user sees it) each show their first token
+    at least the gaps between pieces before the answer is complete."""
+    gap = 0.1
+    pieces = Behaviour(
+        tokens=("It ", "is ", "the ", "number ", "4."), first_token_delay_s=0.05, token_delay_s=gap
+    )
+    fake = FakeUpstream({"fake-a": pieces, "fake-b": pieces, "fake-summary": pieces})
+    rows = [{"id": "q", "question": "What is 2 + 2?", "answer": "4"}]
+    async with running_service(tmp_path, fake) as service:
+        started = await service.client.post("/admin/evals", json={"rows": rows})
+        assert started.status_code == 202, started.text
+        evaluation = started.json()["id"]
+        with trio.fail_after(30):
+            async with service.client.stream("GET", f"/admin/evals/{evaluation}/events") as events:
+                ended = (await read_events(events))[-1]
+        report = (await service.client.get(f"/admin/evals/{evaluation}")).json()["report"]
+
+    assert ended.data["status"] == "completed"
+    rows_by_name = {row["contestant"]: row for row in report["rows"]}
+    assert set(rows_by_name) == {"default", "default/alpha", "default/beta"}
+    for name, row in rows_by_name.items():
+        assert row["correct"] == 1, name
+        # Four gaps after the first piece: the answer ends that much after it at least.
+        assert row["mean_first_token_s"] <= row["mean_latency_s"] - 2 * gap, row
+    # The ensemble's first token is its summary's: after its agents answered whole.
+    assert rows_by_name["default"]["mean_first_token_s"] > 4 * gap
+
+
 def run_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {
         "USE_LLM_MOCK": "true",
