@@ -243,18 +243,16 @@ def results_of(out: Path) -> list[dict[str, object]]:
 
 def test_the_command_writes_its_report_and_resumes_without_asking_again(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    first = run_command("--out", str(out), cwd=tmp_path)
+    first = run_command("--out", str(out), "--limit", "20", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "default vs its best member" in first.stdout
     report = json.loads((out / "report.json").read_text())
     assert [row["contestant"] for row in report["rows"]] == [
         "default",
-        "default/alpha",
-        "default/beta",
-        "default/gamma",
+        *(f"default/{agent}" for agent in ("alpha", "beta", "gamma", "delta", "epsilon")),
     ]
     rows = results_of(out)
-    assert len(rows) == 40 * 4
+    assert len(rows) == 20 * 6
     answers = {
         json.loads(line)["id"]: json.loads(line)["answer"]
         for line in (ROOT / "examples/eval/arithmetic.jsonl").read_text().splitlines()
@@ -264,13 +262,13 @@ def test_the_command_writes_its_report_and_resumes_without_asking_again(tmp_path
         assert row["correct"] == (bool(said) and said[-1] == answers[str(row["item"])])
     for summary in report["rows"]:
         mine = [r for r in rows if r["contestant"] == summary["contestant"]]
-        assert summary["score"] == round(sum(bool(r["correct"]) for r in mine) / 40, 4)
+        assert summary["score"] == round(sum(bool(r["correct"]) for r in mine) / 20, 4)
     assert "<svg" in (out / "report.html").read_text()
 
     # Interrupted after 50 results, the last line cut: the rest is asked, nothing twice.
     kept = (out / "results.jsonl").read_text().splitlines()[:50]
     (out / "results.jsonl").write_text("\n".join(kept) + '\n{"contestant": "def')
-    again = run_command("--out", str(out), cwd=tmp_path)
+    again = run_command("--out", str(out), "--limit", "20", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     resumed = [
         line
@@ -279,15 +277,15 @@ def test_the_command_writes_its_report_and_resumes_without_asking_again(tmp_path
     ]
     assert resumed[:50] == kept
     valid = [json.loads(line) for line in resumed if line.endswith("}")]
-    assert len(valid) == 160
-    assert len({(r["contestant"], r["item"]) for r in valid}) == 160
+    assert len(valid) == 120
+    assert len({(r["contestant"], r["item"]) for r in valid}) == 120
 
 
 def test_the_budget_stops_before_it_is_passed_and_another_evaluation_is_refused(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "out"
-    budget = 0.002
+    budget = 0.0005
     done = run_command(
         "--out", str(out), "--max-cost", str(budget), "--concurrency", "2", cwd=tmp_path
     )
@@ -295,7 +293,7 @@ def test_the_budget_stops_before_it_is_passed_and_another_evaluation_is_refused(
     report = json.loads((out / "report.json").read_text())
     assert report["stopped_by_budget"] is True
     assert 0 < report["spent_usd"] <= budget
-    assert 0 < len(results_of(out)) < 160
+    assert 0 < len(results_of(out)) < 60 * 6
     assert "stopped by --max-cost" in done.stdout
     other = run_command("--out", str(out), "--scorer", "includes", cwd=tmp_path)
     assert other.returncode == 2
