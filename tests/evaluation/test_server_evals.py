@@ -142,6 +142,7 @@ async def test_a_data_set_sent_as_rows_or_jsonl_runs_and_a_bad_one_is_refused(
         ({"rows": rows, "ensembles": ["nope"]}, 404, "ensembles", "nope"),
         ({"rows": rows, "judge": "nobody"}, 400, "judge", "nobody"),
         ({"rows": [{"question": " ", "answer": "4"}]}, 400, "rows.0.question", "blank"),
+        ({"jsonl": '{"question": "q", "answer": ""}\n'}, 400, "jsonl", "jsonl:1: an empty answer"),
         ({"rows": rows, "concurrency": 0}, 400, "concurrency", "at least 1"),
         # A pattern from a data set would run on the server's CPU: the command's alone.
         ({"rows": rows, "scorer": "regex"}, 400, "scorer", "'exact', 'includes' or 'numeric'"),
