@@ -5,7 +5,9 @@ budget; the judge asks both orders."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -209,12 +211,19 @@ async def test_the_first_token_comes_before_the_answer_ends_for_members_and_the_
     assert rows_by_name["default"]["mean_first_token_s"] > 4 * gap
 
 
-def run_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+SAMPLE_ENSEMBLE = ROOT / "examples" / "eval" / "ensemble.toml"
+
+
+def run_command(
+    *args: str, cwd: Path, ensemble_file: Path = SAMPLE_ENSEMBLE, stderr: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`llm-fanout eval` on the arithmetic sample with the mock; its error output captured,
+    or written to the file descriptor `stderr` (a terminal's)."""
     env = {
         "USE_LLM_MOCK": "true",
         "MOCK_FIRST_TOKEN_MS": "0",
         "MOCK_TOKEN_MS": "0",
-        "ENSEMBLE_FILE": str(ROOT / "examples" / "eval" / "ensemble.toml"),
+        "ENSEMBLE_FILE": str(ensemble_file),
         "PATH": "/usr/bin:/bin",
     }
     return subprocess.run(
@@ -230,11 +239,96 @@ def run_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if stderr is None else stderr,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+TWO_ENSEMBLES = """
+default = "vote"
+
+[ensembles.vote]
+strategy = "vote"
+[[ensembles.vote.agents]]
+name = "a"
+model = "mock:wrong"
+system_prompt = "Answer with the number."
+[[ensembles.vote.agents]]
+name = "b"
+model = "mock:wrong"
+system_prompt = "Answer with the number."
+[[ensembles.vote.agents]]
+name = "c"
+model = "mock:wrong"
+system_prompt = "Answer with the number."
+
+[ensembles.pair]
+[[ensembles.pair.agents]]
+name = "x"
+system_prompt = "Answer with the number."
+[[ensembles.pair.agents]]
+name = "y"
+model = "mock:wrong"
+system_prompt = "Answer with the number."
+[ensembles.pair.summarizer]
+name = "sum"
+system_prompt = "Give the answer most agents gave."
+"""
+
+
+def test_two_ensembles_each_against_their_own_members(tmp_path: Path) -> None:
+    """`--ensemble vote,pair`: each ensemble and each of its agents alone has a row, in
+    that order, and each ensemble is set against the best of its own members."""
+    ensembles = tmp_path / "ensembles.toml"
+    ensembles.write_text(TWO_ENSEMBLES)
+    out = tmp_path / "out"
+    args = ("--ensemble", "vote, pair", "--limit", "3", "--out", str(out))
+    done = run_command(*args, cwd=tmp_path, ensemble_file=ensembles)
+    assert done.returncode == 0, done.stderr
+
+    report = json.loads((out / "report.json").read_text())
+    assert [row["contestant"] for row in report["rows"]] == [
+        *("vote", "vote/a", "vote/b", "vote/c"),
+        *("pair", "pair/x", "pair/y"),
+    ]
+    assert all(row["questions"] == 3 for row in report["rows"])
+    assert len(results_of(out)) == 3 * 7
+    scores = {row["contestant"]: row["score"] for row in report["rows"]}
+    gains = {gain["ensemble"]: gain for gain in report["gains"]}
+    assert list(gains) == ["vote", "pair"]
+    for name, gain in gains.items():
+        members = {n: s for n, s in scores.items() if n.startswith(f"{name}/")}
+        assert gain["best_member"] in members
+        assert scores[gain["best_member"]] == max(members.values())
+        assert gain["difference"] == round(scores[name] - max(members.values()), 4)
+        assert f"{name} vs its best member {gain['best_member']}:" in done.stdout
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_and_not_elsewhere(tmp_path: Path) -> None:
+    """Its error output on a terminal (a pty), the command redraws one line per result
+    (captured, as the other tests run it, it draws nothing: their stderr is empty)."""
+    terminal, its_end = os.openpty()
+    try:  # a dozen drawings: far less than a pty holds, so the command never waits on it
+        done = run_command(
+            "--limit", "2", "--out", str(tmp_path / "tty"), cwd=tmp_path, stderr=its_end
+        )
+    finally:
+        os.close(its_end)
+    drawn = b""
+    with contextlib.suppress(OSError):  # EIO: the terminal's other end is closed, all read
+        while chunk := os.read(terminal, 4096):
+            drawn += chunk
+    os.close(terminal)
+    assert done.returncode == 0
+    total = 2 * 6
+    lines = drawn.decode().replace("\r\n", "\n").split("\r")
+    assert lines[0] == ""  # each drawing starts at the line's start, over the one before
+    assert lines[1] == f"[{'#' * 2}{'.' * 28}] 1/{total}"
+    assert lines[-1] == f"[{'#' * 30}] {total}/{total}\n"
+    assert len(lines) == total + 1
 
 
 def results_of(out: Path) -> list[dict[str, object]]:
@@ -245,6 +339,7 @@ def test_the_command_writes_its_report_and_resumes_without_asking_again(tmp_path
     out = tmp_path / "out"
     first = run_command("--out", str(out), "--limit", "20", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
+    assert first.stderr == ""  # not a terminal: no progress bar
     assert "default vs its best member" in first.stdout
     report = json.loads((out / "report.json").read_text())
     assert [row["contestant"] for row in report["rows"]] == [
