@@ -13,7 +13,7 @@ fallback): the prompt at a token per byte (a byte-level tokenizer makes no more)
 at the member's `max_tokens` (`UNSET_REPLY_TOKENS` when it sets none: a guess, not a
 bound). A call that reads other answers (a summary, a later round) is reckoned to read
 every answer of the question at its `max_tokens`, with `STRATEGY_WORDING_TOKENS` for the
-strategy's own prompt around them. A retry pays again, and is not foreseen.
+strategy's own prompt around them. A hedge or a retry pays again, and is not foreseen.
 """
 
 from __future__ import annotations
