@@ -2,6 +2,7 @@
 
     dollars = price_of(ensemble, target, usage, base_url)   # Decimal, or None when unknown
     costs = run_cost(ensemble, usage_by_member, model_by_member)  # what a run's calls cost
+    dollars = call_cost(ensemble, target, usage, free=True)  # one call, as run_cost prices it
 
 The price comes from the ensemble file's `[prices."MODEL"]` if it has one, else from the
 `genai-prices` package's bundled table (no network), matched by model and provider URL. A
@@ -48,6 +49,22 @@ def price_of(
     return Decimal(calculated.total_price)
 
 
+def call_cost(
+    ensemble: Ensemble,
+    target: Target,
+    usage: Usage,
+    *,
+    default_base_url: str | None = None,
+    free: bool = False,
+) -> Decimal | None:
+    """One call's dollars, as `run_cost` prices each member's: `free` (the mock answered)
+    costs nothing but where the ensemble file prices the model itself."""
+    if free and target.model not in ensemble.prices:
+        return Decimal(0)
+    base_url = target.endpoint.base_url if target.endpoint is not None else default_base_url
+    return price_of(ensemble, target, usage, base_url)
+
+
 def run_cost(
     ensemble: Ensemble,
     usage: Mapping[str, Usage],
@@ -69,10 +86,6 @@ def run_cost(
             continue
         targets = ensemble.targets(member)
         target = next((t for t in targets if t.model == models.get(name)), targets[0])
-        if free and target.model not in ensemble.prices:
-            costs[name] = 0.0
-            continue
-        base_url = target.endpoint.base_url if target.endpoint is not None else default_base_url
-        price = price_of(ensemble, target, used, base_url)
+        price = call_cost(ensemble, target, used, default_base_url=default_base_url, free=free)
         costs[name] = None if price is None else round(float(price), 8)
     return costs

@@ -70,10 +70,12 @@ def run_eval(args: argparse.Namespace) -> int:
         if judge is not None and not outcome.stopped_by_budget:
             model_for_judge = build_model(settings)
             try:
-                verdicts = await judge_pairs(plan, model_for_judge, outcome.results, judge=judge)
+                judging = await judge_pairs(
+                    plan, model_for_judge, outcome.results, judge=judge, spent_usd=outcome.spent_usd
+                )
             finally:
                 await model_for_judge.aclose()
-            report = with_judgements(report, judge.name, verdicts, seed=args.seed)
+            report = with_judgements(report, judge.name, judging, seed=args.seed)
         print(table(report))
         for path in write_report(report, args.out):
             print(f"wrote {path}")

@@ -93,6 +93,9 @@ def _item(where: str, row: Any, position: str) -> Item:
     answers = ideal if isinstance(ideal, list) else [ideal]
     if ideal is None or not answers or any(not isinstance(a, str | int | float) for a in answers):
         raise DatasetError(f"{where}: no answer (an `answer` or `ideal`, text or a list)")
+    if any(not str(a).strip() for a in answers):
+        # Every reply includes the empty text: each would be scored right.
+        raise DatasetError(f"{where}: an empty answer (every reply would count as right)")
     key = str(row.get("id") or position)
     return Item(key=key, question=question.strip(), answers=tuple(str(a) for a in answers))
 

@@ -285,13 +285,16 @@ async def _run_job(
             # The bootstrap is seconds of CPU for thousands of results: not on the event loop.
             report = await trio.to_thread.run_sync(build_report, outcome, plan, asked.seed)
             if judge is not None and not outcome.stopped_by_budget:
-                judging = _state(
-                    record.id, "running", record.total, record.total, book.spent_usd, "judging"
+                job.progress.update(
+                    _state(
+                        record.id, "running", record.total, record.total, book.spent_usd, "judging"
+                    )
                 )
-                job.progress.update(judging)
-                verdicts = await judge_pairs(plan, resources.model, outcome.results, judge=judge)
+                judging = await judge_pairs(
+                    plan, resources.model, outcome.results, judge=judge, spent_usd=outcome.spent_usd
+                )
                 report = await trio.to_thread.run_sync(
-                    with_judgements, report, judge.name, verdicts, asked.seed
+                    with_judgements, report, judge.name, judging, asked.seed
                 )
             status, error = "completed", None
         if job.scope.cancelled_caught and job.stopped_by_owner:

@@ -3,8 +3,8 @@ question and two answers and says which is better, once in each order, so its bi
 the first (or the second) answer cancels out. An answer wins a question when it wins both
 orders; a split or a tie is half a win each.
 
-    verdicts = await judge_pairs(plan, model, results, judge=member)
-    win_rates(verdicts, seed=0)   # ensemble against each member: wins, losses, ties, rate
+    judging = await judge_pairs(plan, model, results, judge=member, spent_usd=asking_spent)
+    win_rates(judging.verdicts, seed=0)   # ensemble against each member: wins, losses, ties, rate
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ..llm import ChatMessage, ChatModel, Usage
 from ..pipeline import PipelineRequest, RunContext
 from ..pipeline.answers import ask_agent
 from ..pipeline.calls import Attempts
+from .budget import Budget, reckon_call
 from .results import ModelSpend, Result, Verdict
 from .runner import Plan
 from .scoring import interval
@@ -44,6 +45,7 @@ Which answer to the question is better: more correct, more complete, clearer?
 
 Reply with one word: A, B or TIE."""
 _VERDICT = re.compile(r"\b(A|B|TIE)\b")
+Messages = tuple[ChatMessage, ChatMessage]
 
 
 def _parse(reply: str) -> str:
@@ -51,11 +53,28 @@ def _parse(reply: str) -> str:
     return found.group(1) if found else ""
 
 
+@dataclass(frozen=True, slots=True)
+class Judging:
+    """What judge_pairs leaves: every verdict (earlier runs' too), whether the budget
+    stopped it, and what the verdicts cost."""
+
+    verdicts: list[Verdict]
+    stopped_by_budget: bool
+    spent_usd: float
+
+
 async def judge_pairs(
-    plan: Plan, model: ChatModel, results: Sequence[Result], *, judge: Member
-) -> list[Verdict]:
+    plan: Plan,
+    model: ChatModel,
+    results: Sequence[Result],
+    *,
+    judge: Member,
+    spent_usd: float = 0.0,
+) -> Judging:
     """Every question both an ensemble and one of its members answered (no error), judged
-    in both orders; added to the plan's book as they come, and picked up from it."""
+    in both orders; added to the plan's book as they come, and picked up from it. With the
+    plan's `max_cost_usd`, what is left of it after `spent_usd` (what asking spent) bounds
+    the judging as it does the asking: no judgement starts that could pass it."""
     earlier = await plan.book.verdicts()
     seen = {(v.ensemble, v.member, v.item, v.first) for v in earlier}
     answers = {(r.contestant, r.item): r for r in results if r.error is None}
@@ -75,21 +94,25 @@ async def judge_pairs(
     agent = judge.as_agent()
     ensemble = plan.contestants[0].ensemble.model_copy(update={"agents": (agent,)})
     slots = trio.Semaphore(plan.concurrency)
+    spent_before = sum(v.cost_usd or 0.0 for v in earlier)
+    budget = Budget(plan.max_cost_usd, spent_usd=spent_usd + spent_before)
 
-    async def ask(ensemble_name: str, member_name: str, key: str, first: str) -> None:
+    def messages_of(ensemble_name: str, member_name: str, key: str, first: str) -> Messages:
+        ours, theirs = answers[(ensemble_name, key)], answers[(member_name, key)]
+        a, b = (ours, theirs) if first == "ensemble" else (theirs, ours)
+        prompt = JUDGE_PROMPT.format(question=questions[key], first=a.answer, second=b.answer)
+        return (ChatMessage("system", judge.system_prompt), ChatMessage("user", prompt))
+
+    async def ask(
+        ensemble_name: str, member_name: str, key: str, first: str, reckoned: float
+    ) -> None:
         try:
-            ours, theirs = answers[(ensemble_name, key)], answers[(member_name, key)]
-            a, b = (ours, theirs) if first == "ensemble" else (theirs, ours)
-            prompt = JUDGE_PROMPT.format(question=questions[key], first=a.answer, second=b.answer)
+            messages = messages_of(ensemble_name, member_name, key, first)
             run = RunContext(
-                request=PipelineRequest(message=prompt, message_id=f"judge-{key}"),
+                request=PipelineRequest(message=messages[-1].content, message_id=f"judge-{key}"),
                 ensemble=ensemble,
                 model=model,
                 request_timeout_s=plan.timeout_s,
-            )
-            messages = (
-                ChatMessage("system", judge.system_prompt),
-                ChatMessage("user", prompt),
             )
             said = ""
             attempts = Attempts()
@@ -108,6 +131,7 @@ async def judge_pairs(
             slots.release()
         costs = [s.cost_usd for s in spent]
         cost = None if None in costs or not spent else sum(c or 0.0 for c in costs)
+        budget.settle(reckoned, cost)
         verdict = Verdict(ensemble_name, member_name, key, first, said, cost)
         verdicts.append(verdict)
         await plan.book.add_verdict(verdict, spent)
@@ -115,8 +139,21 @@ async def judge_pairs(
     async with trio.open_nursery() as nursery:
         for pair in todo:
             await slots.acquire()
-            nursery.start_soon(ask, *pair)
-    return verdicts
+            reckoned = 0.0
+            if plan.max_cost_usd is not None:
+                reckoned = reckon_call(
+                    ensemble,
+                    agent,
+                    messages_of(*pair),
+                    default_base_url=plan.default_base_url,
+                    free=plan.free,
+                )
+            if not await budget.reserve(reckoned):
+                slots.release()
+                break
+            nursery.start_soon(ask, *pair, reckoned)
+    spent = budget.spent_usd - spent_usd
+    return Judging(verdicts, stopped_by_budget=budget.stopped, spent_usd=round(spent, 8))
 
 
 def _spend(

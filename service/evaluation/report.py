@@ -3,7 +3,7 @@ tokens, dollars), the ensemble against its best member, as a terminal table, rep
 and report.html (the table and a plot of score against cost).
 
     report = build_report(outcome, plan, seed=0)
-    report = with_judgements(report, "sum", verdicts, seed=0)   # when a judge was asked
+    report = with_judgements(report, "sum", judging, seed=0)    # when a judge was asked
     print(table(report))
     html_page(report)                                           # report.html
 """
@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .judge import win_rates
-from .results import Result, Verdict
+from .judge import Judging, win_rates
+from .results import Result
 from .runner import Outcome, Plan
 from .scoring import interval
 
@@ -104,11 +104,21 @@ def build_report(outcome: Outcome, plan: Plan, seed: int = 0) -> dict[str, Any]:
 
 
 def with_judgements(
-    report: dict[str, Any], member: str, verdicts: list[Verdict], seed: int
+    report: dict[str, Any], member: str, judging: Judging, seed: int
 ) -> dict[str, Any]:
-    """The report with the judge's win rates (the ensemble against each member)."""
-    rates = [asdict(rate) for rate in win_rates(verdicts, seed=seed)]
-    return {**report, "judge": {"member": member, "win_rates": rates}}
+    """The report with the judge's win rates (the ensemble against each member); what the
+    judge cost is in what was spent, and a budget that stopped the judging stopped it."""
+    rates = [asdict(rate) for rate in win_rates(judging.verdicts, seed=seed)]
+    return {
+        **report,
+        "judge": {
+            "member": member,
+            "win_rates": rates,
+            "stopped_by_budget": judging.stopped_by_budget,
+        },
+        "stopped_by_budget": report["stopped_by_budget"] or judging.stopped_by_budget,
+        "spent_usd": round(report["spent_usd"] + judging.spent_usd, 6),
+    }
 
 
 def _gain(
@@ -176,7 +186,8 @@ def table(report: dict[str, Any]) -> str:
             f"even, {rate['split']} of those split by the order), {_money(rate['cost_usd'])}"
         )
     if report["stopped_by_budget"]:
-        lines.append(f"stopped by --max-cost after spending {_money(report['spent_usd'])}")
+        judging = " (while judging)" if report.get("judge", {}).get("stopped_by_budget") else ""
+        lines.append(f"stopped by --max-cost{judging} after spending {_money(report['spent_usd'])}")
     return "\n".join(lines)
 
 

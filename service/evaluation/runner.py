@@ -20,13 +20,17 @@ import trio
 from ..ensemble import Agent, Ensemble, LoadedEnsembles, Member
 from ..ensemble.prices import run_cost
 from ..errors import ServiceError
-from ..events import Done, Event, Failed, SummaryDelta
+from ..events import FIRST_STEP, AgentDelta, Done, Event, Failed, SummaryDelta
 from ..llm import ChatModel, Usage
 from ..pipeline import PipelineRequest, RunContext, run_pipeline
-from ..pipeline.answers import ask_agent
+from ..pipeline.agent_text import AgentText
+from ..pipeline.answers import Answer, ask_agent
 from ..pipeline.calls import Attempts
+from ..pipeline.coalesce import DeltaCoalescer
+from ..pipeline.context import AgentStreaming
 from ..pipeline.prompt import agent_messages
 from .book import Book, EvaluationError
+from .budget import Budget, reckon_question
 from .dataset import Item
 from .results import ModelSpend, Result
 from .scoring import score
@@ -143,23 +147,25 @@ async def evaluate(plan: Plan, model: ChatModel) -> Outcome:
         if (contestant.name, item.key) not in asked_before
     ]
     outcome = Outcome(results=results)
-    outcome.spent_usd = sum(r.cost_usd or 0.0 for r in results)
-    # The most one question has cost so far: what a question not asked yet is reckoned at.
-    dearest = max((r.cost_usd or 0.0 for r in results), default=0.0)
-    in_flight = 0
+    budget = Budget(plan.max_cost_usd, spent_usd=sum(r.cost_usd or 0.0 for r in results))
+    # The most each contestant's question has cost so far: a reckoning is never below it.
+    dearest: dict[str, float] = {}
+    for result in results:
+        dearest[result.contestant] = max(dearest.get(result.contestant, 0.0), result.cost_usd or 0)
+    if plan.max_cost_usd is not None and todo:
+        for contestant in plan.contestants:  # an unknown price refuses before anything is asked
+            _reckoned(plan, contestant, todo[0][0], dearest)
     slots = trio.Semaphore(plan.concurrency)
     total = len(plan.items) * len(plan.contestants)
 
-    async def ask(item: Item, contestant: Contestant) -> None:
-        nonlocal in_flight, dearest
+    async def ask(item: Item, contestant: Contestant, reckoned: float) -> None:
         try:
             result, spent = await _admitted(plan, model, contestant, item)
         finally:
-            in_flight -= 1
             slots.release()
+        budget.settle(reckoned, result.cost_usd)
         outcome.results.append(result)
-        outcome.spent_usd += result.cost_usd or 0.0
-        dearest = max(dearest, result.cost_usd or 0.0)
+        dearest[contestant.name] = max(dearest.get(contestant.name, 0.0), result.cost_usd or 0)
         await plan.book.add(result, spent)
         if plan.on_result is not None:
             plan.on_result(result, len(outcome.results), total)
@@ -167,16 +173,32 @@ async def evaluate(plan: Plan, model: ChatModel) -> Outcome:
     async with trio.open_nursery() as nursery:
         for index, (item, contestant) in enumerate(todo):
             await slots.acquire()
-            budget = plan.max_cost_usd
-            # Stop before the questions in flight, and this one, could pass the budget.
-            if budget is not None and outcome.spent_usd + dearest * (in_flight + 1) > budget:
+            reckoned = _reckoned(plan, contestant, item, dearest)
+            # Started only if what is spent, what those in flight may cost and what this
+            # one may cost stay within the budget (docs/evaluation.md#a-good-citizen).
+            if not await budget.reserve(reckoned):
                 slots.release()
-                outcome.stopped_by_budget = True
                 outcome.skipped = [(c.name, i.key) for i, c in todo[index:]]
                 break
-            in_flight += 1
-            nursery.start_soon(ask, item, contestant)
+            nursery.start_soon(ask, item, contestant, reckoned)
+    outcome.stopped_by_budget = budget.stopped
+    outcome.spent_usd = budget.spent_usd
     return outcome
+
+
+def _reckoned(plan: Plan, contestant: Contestant, item: Item, dearest: dict[str, float]) -> float:
+    """What a question is held at against the budget: its reckoning, or what the same
+    contestant's dearest question cost if more; nothing without a budget."""
+    if plan.max_cost_usd is None:
+        return 0.0
+    reckoned = reckon_question(
+        contestant.ensemble,
+        contestant.agent,
+        item.question,
+        default_base_url=plan.default_base_url,
+        free=plan.free,
+    )
+    return max(reckoned, dearest.get(contestant.name, 0.0))
 
 
 async def _admitted(
@@ -279,16 +301,39 @@ async def _ask_alone(plan: Plan, model: ChatModel, contestant: Contestant, item:
     )
     attempts = Attempts()
     messages = agent_messages(agent, item.question)
-    try:
-        with trio.fail_after(agent.timeout_s or plan.timeout_s):
-            answer = await ask_agent(run, agent, attempts, messages)
-    except (ServiceError, trio.TooSlowError) as exc:
-        code = exc.code if isinstance(exc, ServiceError) else "upstream_timeout"
-        return _Asked("", None, {}, {}, code, _wasted(agent.name, attempts))
+    # The answer streams, as an agent's does in a request, so that its first piece is
+    # seen when it comes: the time to the first token.
+    send, receive = trio.open_memory_channel[Event](16)
+    text = AgentText(
+        send, DeltaCoalescer(send, AgentStreaming()), agent=agent.name, step=FIRST_STEP
+    )
+    first_token: float | None = None
+
+    async def watch_for_text() -> None:
+        nonlocal first_token
+        async with receive:
+            async for event in receive:
+                if isinstance(event, AgentDelta) and first_token is None:
+                    first_token = time.monotonic()
+
+    answer: Answer | None = None
+    error = "upstream_timeout"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_for_text)
+        async with send:  # closed when the answer is in: the watch ends
+            try:
+                with trio.fail_after(agent.timeout_s or plan.timeout_s):
+                    answer = await ask_agent(run, agent, attempts, messages, text)
+            except ServiceError as exc:
+                error = exc.code
+            except trio.TooSlowError:
+                pass
+    if answer is None:
+        return _Asked("", None, {}, {}, error, _wasted(agent.name, attempts))
     usage = {agent.name: answer.usage} if answer.usage is not None else {}
     return _Asked(
         answer.text,
-        time.monotonic(),
+        first_token,
         usage,
         {agent.name: answer.model},
         None,

@@ -20,10 +20,14 @@ retries, fallbacks and partial results can be seen by hand (set it in the ensemb
     bad_response   an answer that cannot be used
     auth_failed    the key is refused
     cut            a stream that breaks after three tokens
-    wrong          answers 30% of arithmetic questions wrong (off by one)
+    wrong          answers 30% of the questions below wrong (arithmetic off by one, a
+                   fact with another of its kind), each caller on other questions
 
-It answers arithmetic ("What is 17 + 25?": "The answer is 42."), which makes an offline
-evaluation (`make eval`) score something real.
+It answers arithmetic ("What is 17 + 25?": "The answer is 42."), word problems the way
+children learn to read them ("How many ...?" with two numbers and a cue: "more" or
+"altogether" adds, "left" or "fewer" subtracts, "each" multiplies, "shared equally"
+divides), and the facts of mock_facts.py ("What is the capital of Norway?": "The answer is
+Oslo."), which makes an offline evaluation (`make eval`) score something real.
 
 It also plays its part in every deliberation strategy, as their default prompts ask:
 a council's reviewer ends with a FINAL RANKING it can read (the same order from every
@@ -49,6 +53,7 @@ from ..errors import (
     UpstreamRateLimited,
     UpstreamUnavailable,
 )
+from .mock_facts import fact_answer
 from .model import ChatRequest, Completion, CompletionStream, FinishReason, Usage
 
 FAULT_PREFIX = "mock:"
@@ -61,8 +66,8 @@ _FAILURES: dict[str, Callable[[], UpstreamError]] = {
     "cut": UpstreamUnavailable,
 }
 MOCK_FAULTS = frozenset({*_FAILURES, "stall", "slow", "wrong"})
-# `mock:wrong` gets this share of arithmetic questions wrong (which ones depends on the
-# caller and the question, so agents are wrong on different questions and a vote helps).
+# `mock:wrong` gets this share of the questions it can answer wrong (which ones depends on
+# the caller and the question, so agents are wrong on different questions and a vote helps).
 WRONG_SHARE = 0.3
 SLOW_FACTOR = 20
 CUT_AFTER_TOKENS = 3
@@ -167,21 +172,67 @@ _OPERATIONS: dict[str, Callable[[int, int], int]] = {
 }
 
 
-def _arithmetic_reply(request: ChatRequest, prompt: str) -> str | None:
-    """`The answer is N.` for the first `A op B` of a question; off by one for a share of
-    questions when the model is `mock:wrong`."""
+# An arithmetic word problem ("How many ...?"), read as children learn to: its two numbers,
+# and the operation its cue words name (the first cue found wins).
+_CUES = (
+    (re.compile(r"\bshared equally\b"), "/"),
+    (re.compile(r"\beach\b"), "*"),
+    (re.compile(r"\b(?:left|fewer)\b"), "-"),
+    (re.compile(r"\b(?:more|altogether)\b"), "+"),
+)
+_NUMBER = re.compile(r"(?<!\d)\d++")
+
+
+def _worked_out(prompt: str) -> int | None:
+    """The value of the first `A op B` of a question, or of a word problem."""
     match = _ARITHMETIC.search(prompt)
-    if match is None:
+    if match is not None:
+        first, operation, second = match.groups()
+        if max(len(first), len(second)) > _MAX_DIGITS:
+            return None
+        return _OPERATIONS[operation](int(first), int(second))
+    if "How many" not in prompt:
         return None
-    first, operation, second = match.groups()
-    if max(len(first), len(second)) > _MAX_DIGITS:
+    numbers = _NUMBER.findall(prompt)
+    if len(numbers) != 2 or max(len(n) for n in numbers) > _MAX_DIGITS:
         return None
-    value = _OPERATIONS[operation](int(first), int(second))
-    if mock_fault(request.model) == "wrong":
-        seed = _digest(f"{request.caller}\n{prompt}")
-        if seed[0] < 256 * WRONG_SHARE:
-            value += 1 if seed[1] % 2 else -1
+    first, second = (int(n) for n in numbers)
+    operation = next((op for cue, op in _CUES if cue.search(prompt)), None)
+    if operation == "/":
+        return first // second if second and first % second == 0 else None
+    return None if operation is None else _OPERATIONS[operation](first, second)
+
+
+def _wrong(request: ChatRequest, prompt: str) -> bytes | None:
+    """For `mock:wrong`, on a share of questions (which ones depends on the caller and the
+    question): the digest that picks the wrong answer. None: answer right."""
+    if mock_fault(request.model) != "wrong":
+        return None
+    seed = _digest(f"{request.caller}\n{prompt}")
+    return seed if seed[0] < 256 * WRONG_SHARE else None
+
+
+def _arithmetic_reply(request: ChatRequest, prompt: str) -> str | None:
+    """`The answer is N.` for arithmetic (`A op B`, or a word problem); off by one for a
+    share of questions when the model is `mock:wrong`."""
+    value = _worked_out(prompt)
+    if value is None:
+        return None
+    wrong = _wrong(request, prompt)
+    if wrong is not None:
+        value += 1 if wrong[1] % 2 else -1
     return f"The answer is {value}."
+
+
+def _fact_reply(request: ChatRequest, prompt: str) -> str | None:
+    """`The answer is X.` for a fact the mock knows (mock_facts.py); another answer of the
+    same kind for a share of questions when the model is `mock:wrong`."""
+    known = fact_answer(prompt)
+    if known is None:
+        return None
+    right, others = known
+    wrong = _wrong(request, prompt)
+    return f"The answer is {right if wrong is None else others[wrong[1] % len(others)]}."
 
 
 def mock_reply(request: ChatRequest) -> str:
@@ -191,7 +242,7 @@ def mock_reply(request: ChatRequest) -> str:
     if played is not None:
         return played
     if "<answer from=" not in prompt:
-        computed = _arithmetic_reply(request, prompt)
+        computed = _arithmetic_reply(request, prompt) or _fact_reply(request, prompt)
         if computed is not None:
             return computed
     answers = _ANSWER.findall(prompt)

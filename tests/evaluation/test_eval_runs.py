@@ -5,7 +5,9 @@ budget; the judge asks both orders."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,9 +20,10 @@ import trio
 
 from service.ensemble import Agent, Ensemble, Summarizer
 from service.ensemble.model import ModelPrice
-from service.evaluation.book import FolderBook
+from service.evaluation.book import EvaluationError, FolderBook
 from service.evaluation.dataset import Item
 from service.evaluation.judge import Verdict, judge_pairs, win_rates
+from service.evaluation.report import build_report, table, with_judgements
 from service.evaluation.runner import Contestant, Plan, evaluate
 from service.evaluation.scoring import interval
 from service.llm import ChatRequest, Completion, CompletionStream, FinishReason, Usage
@@ -176,12 +179,51 @@ async def test_the_report_gives_each_contestant_its_score_interval_and_cost(tmp_
     }
 
 
-def run_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+async def test_the_first_token_comes_before_the_answer_ends_for_members_and_the_ensemble(
+    tmp_path: Path,
+) -> None:
+    """Each model waits before its first piece and between pieces, over HTTP: a member
+    alone and the ensemble (its summary, as a user sees it) each show their first token
+    at least the gaps between pieces before the answer is complete."""
+    gap = 0.1
+    pieces = Behaviour(
+        tokens=("It ", "is ", "the ", "number ", "4."), first_token_delay_s=0.05, token_delay_s=gap
+    )
+    fake = FakeUpstream({"fake-a": pieces, "fake-b": pieces, "fake-summary": pieces})
+    rows = [{"id": "q", "question": "What is 2 + 2?", "answer": "4"}]
+    async with running_service(tmp_path, fake) as service:
+        started = await service.client.post("/admin/evals", json={"rows": rows})
+        assert started.status_code == 202, started.text
+        evaluation = started.json()["id"]
+        with trio.fail_after(30):
+            async with service.client.stream("GET", f"/admin/evals/{evaluation}/events") as events:
+                ended = (await read_events(events))[-1]
+        report = (await service.client.get(f"/admin/evals/{evaluation}")).json()["report"]
+
+    assert ended.data["status"] == "completed"
+    rows_by_name = {row["contestant"]: row for row in report["rows"]}
+    assert set(rows_by_name) == {"default", "default/alpha", "default/beta"}
+    for name, row in rows_by_name.items():
+        assert row["correct"] == 1, name
+        # Four gaps after the first piece: the answer ends that much after it at least.
+        assert row["mean_first_token_s"] <= row["mean_latency_s"] - 2 * gap, row
+    # The ensemble's first token is its summary's: after its agents answered whole.
+    assert rows_by_name["default"]["mean_first_token_s"] > 4 * gap
+
+
+SAMPLE_ENSEMBLE = ROOT / "examples" / "eval" / "ensemble.toml"
+
+
+def run_command(
+    *args: str, cwd: Path, ensemble_file: Path = SAMPLE_ENSEMBLE, stderr: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`llm-fanout eval` on the arithmetic sample with the mock; its error output captured,
+    or written to the file descriptor `stderr` (a terminal's)."""
     env = {
         "USE_LLM_MOCK": "true",
         "MOCK_FIRST_TOKEN_MS": "0",
         "MOCK_TOKEN_MS": "0",
-        "ENSEMBLE_FILE": str(ROOT / "examples" / "eval" / "ensemble.toml"),
+        "ENSEMBLE_FILE": str(ensemble_file),
         "PATH": "/usr/bin:/bin",
     }
     return subprocess.run(
@@ -197,11 +239,96 @@ def run_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if stderr is None else stderr,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+TWO_ENSEMBLES = """
+default = "vote"
+
+[ensembles.vote]
+strategy = "vote"
+[[ensembles.vote.agents]]
+name = "a"
+model = "mock:wrong"
+system_prompt = "Answer with the number."
+[[ensembles.vote.agents]]
+name = "b"
+model = "mock:wrong"
+system_prompt = "Answer with the number."
+[[ensembles.vote.agents]]
+name = "c"
+model = "mock:wrong"
+system_prompt = "Answer with the number."
+
+[ensembles.pair]
+[[ensembles.pair.agents]]
+name = "x"
+system_prompt = "Answer with the number."
+[[ensembles.pair.agents]]
+name = "y"
+model = "mock:wrong"
+system_prompt = "Answer with the number."
+[ensembles.pair.summarizer]
+name = "sum"
+system_prompt = "Give the answer most agents gave."
+"""
+
+
+def test_two_ensembles_each_against_their_own_members(tmp_path: Path) -> None:
+    """`--ensemble vote,pair`: each ensemble and each of its agents alone has a row, in
+    that order, and each ensemble is set against the best of its own members."""
+    ensembles = tmp_path / "ensembles.toml"
+    ensembles.write_text(TWO_ENSEMBLES)
+    out = tmp_path / "out"
+    args = ("--ensemble", "vote, pair", "--limit", "3", "--out", str(out))
+    done = run_command(*args, cwd=tmp_path, ensemble_file=ensembles)
+    assert done.returncode == 0, done.stderr
+
+    report = json.loads((out / "report.json").read_text())
+    assert [row["contestant"] for row in report["rows"]] == [
+        *("vote", "vote/a", "vote/b", "vote/c"),
+        *("pair", "pair/x", "pair/y"),
+    ]
+    assert all(row["questions"] == 3 for row in report["rows"])
+    assert len(results_of(out)) == 3 * 7
+    scores = {row["contestant"]: row["score"] for row in report["rows"]}
+    gains = {gain["ensemble"]: gain for gain in report["gains"]}
+    assert list(gains) == ["vote", "pair"]
+    for name, gain in gains.items():
+        members = {n: s for n, s in scores.items() if n.startswith(f"{name}/")}
+        assert gain["best_member"] in members
+        assert scores[gain["best_member"]] == max(members.values())
+        assert gain["difference"] == round(scores[name] - max(members.values()), 4)
+        assert f"{name} vs its best member {gain['best_member']}:" in done.stdout
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_and_not_elsewhere(tmp_path: Path) -> None:
+    """Its error output on a terminal (a pty), the command redraws one line per result
+    (captured, as the other tests run it, it draws nothing: their stderr is empty)."""
+    terminal, its_end = os.openpty()
+    try:  # a dozen drawings: far less than a pty holds, so the command never waits on it
+        done = run_command(
+            "--limit", "2", "--out", str(tmp_path / "tty"), cwd=tmp_path, stderr=its_end
+        )
+    finally:
+        os.close(its_end)
+    drawn = b""
+    with contextlib.suppress(OSError):  # EIO: the terminal's other end is closed, all read
+        while chunk := os.read(terminal, 4096):
+            drawn += chunk
+    os.close(terminal)
+    assert done.returncode == 0
+    total = 2 * 6
+    lines = drawn.decode().replace("\r\n", "\n").split("\r")
+    assert lines[0] == ""  # each drawing starts at the line's start, over the one before
+    assert lines[1] == f"[{'#' * 2}{'.' * 28}] 1/{total}"
+    assert lines[-1] == f"[{'#' * 30}] {total}/{total}\n"
+    assert len(lines) == total + 1
 
 
 def results_of(out: Path) -> list[dict[str, object]]:
@@ -210,18 +337,17 @@ def results_of(out: Path) -> list[dict[str, object]]:
 
 def test_the_command_writes_its_report_and_resumes_without_asking_again(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    first = run_command("--out", str(out), cwd=tmp_path)
+    first = run_command("--out", str(out), "--limit", "20", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
+    assert first.stderr == ""  # not a terminal: no progress bar
     assert "default vs its best member" in first.stdout
     report = json.loads((out / "report.json").read_text())
     assert [row["contestant"] for row in report["rows"]] == [
         "default",
-        "default/alpha",
-        "default/beta",
-        "default/gamma",
+        *(f"default/{agent}" for agent in ("alpha", "beta", "gamma", "delta", "epsilon")),
     ]
     rows = results_of(out)
-    assert len(rows) == 40 * 4
+    assert len(rows) == 20 * 6
     answers = {
         json.loads(line)["id"]: json.loads(line)["answer"]
         for line in (ROOT / "examples/eval/arithmetic.jsonl").read_text().splitlines()
@@ -231,13 +357,13 @@ def test_the_command_writes_its_report_and_resumes_without_asking_again(tmp_path
         assert row["correct"] == (bool(said) and said[-1] == answers[str(row["item"])])
     for summary in report["rows"]:
         mine = [r for r in rows if r["contestant"] == summary["contestant"]]
-        assert summary["score"] == round(sum(bool(r["correct"]) for r in mine) / 40, 4)
+        assert summary["score"] == round(sum(bool(r["correct"]) for r in mine) / 20, 4)
     assert "<svg" in (out / "report.html").read_text()
 
     # Interrupted after 50 results, the last line cut: the rest is asked, nothing twice.
     kept = (out / "results.jsonl").read_text().splitlines()[:50]
     (out / "results.jsonl").write_text("\n".join(kept) + '\n{"contestant": "def')
-    again = run_command("--out", str(out), cwd=tmp_path)
+    again = run_command("--out", str(out), "--limit", "20", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     resumed = [
         line
@@ -246,15 +372,15 @@ def test_the_command_writes_its_report_and_resumes_without_asking_again(tmp_path
     ]
     assert resumed[:50] == kept
     valid = [json.loads(line) for line in resumed if line.endswith("}")]
-    assert len(valid) == 160
-    assert len({(r["contestant"], r["item"]) for r in valid}) == 160
+    assert len(valid) == 120
+    assert len({(r["contestant"], r["item"]) for r in valid}) == 120
 
 
 def test_the_budget_stops_before_it_is_passed_and_another_evaluation_is_refused(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "out"
-    budget = 0.0001
+    budget = 0.0005
     done = run_command(
         "--out", str(out), "--max-cost", str(budget), "--concurrency", "2", cwd=tmp_path
     )
@@ -262,11 +388,70 @@ def test_the_budget_stops_before_it_is_passed_and_another_evaluation_is_refused(
     report = json.loads((out / "report.json").read_text())
     assert report["stopped_by_budget"] is True
     assert 0 < report["spent_usd"] <= budget
-    assert 0 < len(results_of(out)) < 160
+    assert 0 < len(results_of(out)) < 60 * 6
     assert "stopped by --max-cost" in done.stdout
     other = run_command("--out", str(out), "--scorer", "includes", cwd=tmp_path)
     assert other.returncode == 2
     assert "holds another evaluation" in other.stderr
+
+
+@pytest.mark.parametrize("judge", [(), ("--judge", "alpha")], ids=["asking", "judging"])
+def test_a_budget_below_one_question_spends_nothing_though_four_may_run_at_once(
+    tmp_path: Path, judge: tuple[str, ...]
+) -> None:
+    """Each question is reckoned before it starts, the first ones too: none of the four
+    that could start at once fits, so none starts (and the judge is not asked)."""
+    out = tmp_path / "out"
+    budget = 0.00001
+    args = ("--out", str(out), "--max-cost", str(budget), "--concurrency", "4", "--limit", "4")
+    done = run_command(*args, *judge, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert (report["stopped_by_budget"], report["spent_usd"]) == (True, 0)
+    assert results_of(out) == []
+    assert not (out / "judgements.jsonl").exists()
+    assert "stopped by --max-cost after spending $0.0000" in done.stdout
+
+
+async def test_the_judge_spends_only_what_asking_left_of_the_budget(tmp_path: Path) -> None:
+    """The budget covers asking and one judgement at most: the judge, four at once, stops
+    after what fits, and asking and judging together stay within it."""
+    ensemble = the_ensemble()
+    contestants = [Contestant("e", ensemble), Contestant("e", ensemble, ensemble.agents[0])]
+    book = FolderBook(tmp_path)
+    plan = Plan(QUESTIONS, contestants, "numeric", book, "https://llm.example.test/v1")
+    model = AlwaysFirst()
+    outcome = await evaluate(plan, model)
+    assert ensemble.summarizer is not None
+    judge = ensemble.summarizer
+    # A judgement is reckoned at its prompt and the judge's reply at 1,000 tokens (it sets
+    # no max_tokens): $0.01 and a little. Its call costs $0.002 (1,000 + 100 tokens).
+    plan.max_cost_usd = outcome.spent_usd + 0.0115
+    judging = await judge_pairs(
+        plan, model, outcome.results, judge=judge, spent_usd=outcome.spent_usd
+    )
+
+    assert judging.stopped_by_budget
+    assert len(judging.verdicts) == 1
+    assert judging.spent_usd == pytest.approx(0.002)
+    assert outcome.spent_usd + judging.spent_usd <= plan.max_cost_usd
+    report = with_judgements(build_report(outcome, plan), judge.name, judging, seed=0)
+    assert report["stopped_by_budget"] is True
+    assert report["spent_usd"] == round(outcome.spent_usd + 0.002, 6)
+    assert "stopped by --max-cost (while judging)" in table(report)
+
+
+async def test_a_budget_with_a_model_nobody_prices_is_refused_before_anything_is_asked(
+    tmp_path: Path,
+) -> None:
+    ensemble = the_ensemble().model_copy(update={"prices": {}})
+    contestants = [Contestant("e", ensemble), Contestant("e", ensemble, ensemble.agents[0])]
+    plan = Plan(QUESTIONS, contestants, "numeric", FolderBook(tmp_path), "https://x.test/v1")
+    plan.max_cost_usd = 1.0
+    model = TableModel()
+    with pytest.raises(EvaluationError, match=r"'m' has none: price it in the ensemble file"):
+        await evaluate(plan, model)
+    assert model.calls == 0
 
 
 class AlwaysFirst(TableModel):
@@ -291,7 +476,7 @@ async def test_the_judge_asks_both_orders_so_a_bias_for_the_first_answer_cancels
     outcome = await evaluate(plan, model)
     asked = model.calls
     assert ensemble.summarizer is not None
-    verdicts = await judge_pairs(plan, model, outcome.results, judge=ensemble.summarizer)
+    verdicts = (await judge_pairs(plan, model, outcome.results, judge=ensemble.summarizer)).verdicts
 
     assert model.calls - asked == 2 * len(QUESTIONS)
     assert sorted({v.first for v in verdicts}) == ["ensemble", "member"]
@@ -302,7 +487,7 @@ async def test_the_judge_asks_both_orders_so_a_bias_for_the_first_answer_cancels
     # Asked again with the same folder: nothing is judged twice.
     again = await judge_pairs(plan, model, outcome.results, judge=ensemble.summarizer)
     assert model.calls - asked == 2 * len(QUESTIONS)
-    assert len(again) == len(verdicts)
+    assert len(again.verdicts) == len(verdicts)
 
 
 def test_a_judge_that_prefers_one_answer_in_both_orders_gives_it_the_win() -> None:

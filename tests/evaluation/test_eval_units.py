@@ -6,7 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import genai_prices
 import pytest
+from genai_prices.types import ModelPrice as ModelPriceTable
 
 from service.ensemble import Agent, Ensemble, Target
 from service.ensemble.model import ModelPrice
@@ -37,6 +39,11 @@ def test_the_three_shapes_of_a_data_set_load_alike(tmp_path: Path) -> None:
     [
         ('{"question": "q"}\n', "data.jsonl:1: no answer"),
         ('{"answer": "a"}\n', "data.jsonl:1: no question"),
+        (
+            '{"question": "q", "answer": "4"}\n{"question": "q", "answer": " "}\n',
+            "data.jsonl:2: an empty answer",
+        ),
+        ('{"question": "q", "ideal": ["4", ""]}\n', "data.jsonl:1: an empty answer"),
         ('{"question": "q", "answer": "a"}\nnot json\n', "data.jsonl:2: not JSON"),
         ("", "data.jsonl: no questions"),
     ],
@@ -48,6 +55,14 @@ def test_a_bad_data_set_names_the_file_and_the_line(tmp_path: Path, text: str, s
         load_dataset(path)
     assert str(refused.value).startswith(str(tmp_path))
     assert says in str(refused.value)
+
+
+def test_a_csv_row_with_an_empty_answer_is_refused_by_its_line(tmp_path: Path) -> None:
+    """An empty answer is in every reply: `includes` would score each one right."""
+    path = tmp_path / "data.csv"
+    path.write_text("question,answer\nWhat is 2 + 2?,4\nWhat is 3 + 3?,\n")
+    with pytest.raises(DatasetError, match=r"data\.csv:3: an empty answer"):
+        load_dataset(path)
 
 
 @pytest.mark.parametrize(
@@ -98,3 +113,22 @@ def test_a_price_from_the_file_the_table_or_a_local_server() -> None:
     assert local == 0
     unknown = price_of(ensemble, Target(None, "nobody-knows-me"), usage, "https://x.test/v1")
     assert unknown is None
+
+
+def test_a_price_from_the_table_is_its_figures_times_the_tokens_exactly() -> None:
+    """gpt-4o-mini on OpenAI's API, as the bundled table lists it: $0.15 per million input
+    tokens and $0.60 per million output tokens, read from the table's own entry."""
+    snapshot = genai_prices.data_snapshot.get_snapshot()
+    openai = next(provider for provider in snapshot.providers if provider.id == "openai")
+    listed = next(model for model in openai.models if model.id == "gpt-4o-mini").prices
+    assert isinstance(listed, ModelPriceTable)
+    assert (listed.input_mtok, listed.output_mtok) == (Decimal("0.15"), Decimal("0.6"))
+
+    ensemble = Ensemble(
+        agents=(Agent(name="a", system_prompt="x"), Agent(name="b", system_prompt="x")),
+        strategy="vote",  # type: ignore[arg-type]
+    )
+    usage = Usage(prompt_tokens=2_345, completion_tokens=678)
+    cost = price_of(ensemble, Target(None, "gpt-4o-mini"), usage, "https://api.openai.com/v1")
+    expected = (2_345 * listed.input_mtok + 678 * listed.output_mtok) / 1_000_000
+    assert cost == expected == Decimal("0.00075855")

@@ -70,9 +70,10 @@ async def test_a_shipped_data_set_runs_as_the_command_runs_it_and_is_followed_to
         page = await service.client.get(f"/admin/evals/{started['id']}/report.html")
         listed = (await service.client.get("/admin/evals")).json()["evaluations"]
 
+    # Ten questions, each of the ensemble and of its five agents alone.
     assert (started["status"], started["total"], started["dataset"]) == (
         "running",
-        40,
+        60,
         "arithmetic",
     )
     kinds = [event.event for event in events]
@@ -86,8 +87,8 @@ async def test_a_shipped_data_set_runs_as_the_command_runs_it_and_is_followed_to
         "evaluation_id": started["id"],
         "status": "completed",
         "phase": "asking",
-        "done": 40,
-        "total": 40,
+        "done": 60,
+        "total": 60,
         "spent_usd": 0,
         "error": None,
     }
@@ -141,6 +142,7 @@ async def test_a_data_set_sent_as_rows_or_jsonl_runs_and_a_bad_one_is_refused(
         ({"rows": rows, "ensembles": ["nope"]}, 404, "ensembles", "nope"),
         ({"rows": rows, "judge": "nobody"}, 400, "judge", "nobody"),
         ({"rows": [{"question": " ", "answer": "4"}]}, 400, "rows.0.question", "blank"),
+        ({"jsonl": '{"question": "q", "answer": ""}\n'}, 400, "jsonl", "jsonl:1: an empty answer"),
         ({"rows": rows, "concurrency": 0}, 400, "concurrency", "at least 1"),
         # A pattern from a data set would run on the server's CPU: the command's alone.
         ({"rows": rows, "scorer": "regex"}, 400, "scorer", "'exact', 'includes' or 'numeric'"),
@@ -164,7 +166,7 @@ async def test_a_data_set_sent_as_rows_or_jsonl_runs_and_a_bad_one_is_refused(
         assert says in error["message"], (body, error)
     for kept in (kept_rows, kept_jsonl):
         assert (kept["status"], kept["dataset"], kept["questions"]) == ("completed", "upload", 2)
-        assert kept["done"] == kept["total"] == 2 * 4
+        assert kept["done"] == kept["total"] == 2 * 6  # the vote and its five agents
     assert kept_rows["report"]["rows"][0]["questions"] == 2
 
 
@@ -339,7 +341,7 @@ async def test_a_restart_leaves_a_running_evaluation_interrupted_and_a_resume_fi
         "DATABASE_URL": f"sqlite:///{tmp_path / 'fanout.db'}",
         "INSTANCE_ID": "the-one",
     }
-    body = {"dataset": "arithmetic", "scorer": "numeric", "limit": 8, "concurrency": 2}
+    body = {"dataset": "arithmetic", "scorer": "numeric", "limit": 6, "concurrency": 2}
     async with served(tmp_path, **env) as service:
         async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
             started = await start(client, body)
@@ -367,11 +369,11 @@ async def test_a_restart_leaves_a_running_evaluation_interrupted_and_a_resume_fi
             "interrupted",
             {"code": "interrupted"},
         )
-        assert 4 <= interrupted["done"] < 32
+        assert 4 <= interrupted["done"] < 36
     assert killed["done"] < stopped["done"]
     assert events[-1].data["status"] == "completed"
-    assert finished["done"] == finished["total"] == 32
-    assert [row["questions"] for row in finished["report"]["rows"]] == [8, 8, 8, 8]
+    assert finished["done"] == finished["total"] == 36
+    assert [row["questions"] for row in finished["report"]["rows"]] == [6] * 6
 
 
 def most_open_at_once(calls: list[CallRecord]) -> int:
