@@ -199,13 +199,42 @@ MEASURED = """() => {
 }"""
 
 
-def measure_a_turn(page: Page, question: str) -> dict[str, Any]:
+# Each tile of a strip, measured every frame until the turn ends: what changed its height.
+# Chromium counts no layout shift of under 3 px, so a tile growing 2 px is seen here even
+# where the rows below it moved too little to be counted.
+WATCH_TILES = """() => {
+    window.__tiles = { frames: 0, grown: [], filled: 0 };
+    const heights = new Map();
+    const frame = () => {
+        if (window.__endedAt !== null) return;
+        window.__tiles.frames += 1;
+        const tiles = [...document.querySelectorAll(".turn:last-child .agents.many .agent")];
+        for (const tile of tiles) {
+            const height = tile.getBoundingClientRect().height;
+            const before = heights.get(tile);
+            if (before !== undefined && before !== height) window.__tiles.grown.push({
+                agent: tile.dataset.agent, state: tile.dataset.state, before, height });
+            heights.set(tile, height);
+        }
+        window.__tiles.filled = tiles.filter(
+            (tile) => tile.querySelector(".agent-figures").textContent).length;
+        requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+}"""
+
+
+def measure_a_turn(page: Page, question: str, *, watch_tiles: bool = False) -> dict[str, Any]:
     page.evaluate(OBSERVE)
+    if watch_tiles:
+        page.evaluate(WATCH_TILES)
     page.fill("#question", question)
     page.evaluate("window.__startedAt = performance.now()")
     page.click("#send")
     page.wait_for_function("() => window.__endedAt !== null", timeout=60_000)
     measured: dict[str, Any] = page.evaluate(MEASURED)
+    if watch_tiles:
+        measured["tiles"] = page.evaluate("window.__tiles")
     return measured
 
 
@@ -243,6 +272,43 @@ async def test_nothing_moves_while_the_answers_stream(
         # Shifts within 500 ms of an input (the click on Send) are the page answering it.
         unexpected = [s for s in measured["shifts"] if not s["input"]]
         assert sum(s["value"] for s in unexpected) == 0, (name, unexpected)
+
+
+async def test_sixteen_tiles_move_nothing_on_a_first_turn(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    """The strip's first turn on a fresh page, no warm-up: as members finish, their figures
+    line fills while the others still stream, and no tile may grow (one did by 2 px, and
+    the rows below it moved)."""
+    # The first two rows (five tiles each at this width) finish together, the last six
+    # stream on a while after: they are what would move.
+    agents = {f"member-{n:02}": "fake-a" if n <= 10 else "fake-b" for n in range(1, 17)}
+    fake = FakeUpstream(
+        {
+            "fake-a": Behaviour(tokens=WORDS[:50], token_delay_s=0.015),
+            "fake-b": Behaviour(tokens=WORDS, token_delay_s=0.015),
+            "fake-summary": Behaviour(tokens=WORDS[:40], token_delay_s=0.01),
+        }
+    )
+    async with running_service(tmp_path, fake, agents=agents) as service:
+        page = await open_page(browser, service, width=1280, height=800)
+
+        def run() -> dict[str, Any]:
+            measured = measure_a_turn(page, "Sixteen of you, one by one", watch_tiles=True)
+            measured["shot"] = screenshot(page, "sixteen-first-turn")
+            return measured
+
+        measured = await browser.run(run)
+        assert page_errors(page) == []
+        await browser.close_page(page)
+    tiles = measured["tiles"]
+    assert tiles["frames"] > 30, tiles  # watched while it streamed
+    assert tiles["filled"] > 0, tiles  # some figures came in while others still streamed
+    unexpected = [s for s in measured["shifts"] if not s["input"]]
+    assert sum(s["value"] for s in unexpected) == 0, unexpected
+    # The shift above is counted only when two rows grow in one frame (a move of 3 px):
+    # the tiles' own heights are the sure sign.
+    assert tiles["grown"] == [], tiles["grown"]
 
 
 async def test_sixteen_agents_streaming_leave_no_task_over_50_ms(
