@@ -1,7 +1,8 @@
 """Accessible and fast, in a real Chromium against the real server: axe-core finds no serious
 or critical problem in any state of the page, the keyboard alone reaches everything in order
 with a visible focus (Escape stops a run), nothing moves while answers stream (layout
-shifts), and sixteen agents streaming leave no task over 50 ms (long tasks).
+shifts), and sixteen agents streaming leave no task over 50 ms (long tasks, by the time the
+page's main thread ran in each, from Chromium's trace).
 
 axe-core is vendored for the tests only (tests/web/vendor/axe-core, its licence beside it)
 and evaluated in the page by Playwright, which the page's CSP does not govern."""
@@ -224,17 +225,45 @@ WATCH_TILES = """() => {
 }"""
 
 
-def measure_a_turn(page: Page, question: str, *, watch_tiles: bool = False) -> dict[str, Any]:
+def main_thread_tasks(trace: bytes) -> list[dict[str, float]]:
+    """The tasks of the page's main thread in a Chromium trace (category `toplevel`): each
+    one's wall time and the time the thread itself ran in it (its CPU time), in ms."""
+    events = json.loads(trace)["traceEvents"]
+    main = {
+        (e["pid"], e["tid"])
+        for e in events
+        if e.get("name") == "thread_name" and e["args"]["name"] == "CrRendererMain"
+    }
+    return [
+        # A task without its thread time (one cut by the trace's start) counts whole.
+        {"wall": e["dur"] / 1000, "ran": e.get("tdur", e["dur"]) / 1000}
+        for e in events
+        if e.get("name") == "ThreadControllerImpl::RunTask"
+        and e.get("ph") == "X"
+        and (e["pid"], e["tid"]) in main
+    ]
+
+
+def measure_a_turn(
+    page: Page, question: str, *, watch_tiles: bool = False, trace_tasks: bool = False
+) -> dict[str, Any]:
     page.evaluate(OBSERVE)
     if watch_tiles:
         page.evaluate(WATCH_TILES)
     page.fill("#question", question)
+    browser = page.context.browser
+    assert browser is not None
+    if trace_tasks:
+        browser.start_tracing(page=page, categories=["toplevel"])
     page.evaluate("window.__startedAt = performance.now()")
     page.click("#send")
     page.wait_for_function("() => window.__endedAt !== null", timeout=60_000)
+    tasks = main_thread_tasks(browser.stop_tracing()) if trace_tasks else None
     measured: dict[str, Any] = page.evaluate(MEASURED)
     if watch_tiles:
         measured["tiles"] = page.evaluate("window.__tiles")
+    if tasks is not None:
+        measured["tasks"] = tasks
     return measured
 
 
@@ -314,10 +343,15 @@ async def test_sixteen_tiles_move_nothing_on_a_first_turn(
 async def test_sixteen_agents_streaming_leave_no_task_over_50_ms(
     browser: BrowserThread, tmp_path: Path
 ) -> None:
-    """A long task is wall time on the page's main thread, so a machine busy with other
-    tests can make one of any task (seen: 103 ms, once, with three browser tests at once on
-    two cores). Two turns are measured: one without a long task shows the page makes none;
-    a page that did would show them in both."""
+    """Every turn measured, the first on a fresh page included: no task of the page's main
+    thread runs over 50 ms.
+
+    A long task as the browser reports it (the Long Tasks API) is wall time, so a machine
+    busy with other work makes one of any task the page's thread was not let run through
+    (seen: 72 ms and 103 ms, with other browser tests on two cores, of tasks that ran 8 ms).
+    Chromium's trace gives each task's wall time and the time its thread ran in it: a task
+    is long here when the thread itself ran over 50 ms in it, which a busy machine does not
+    change. The longest ran about 15 ms."""
     agents = {f"member-{n:02}": "fake-a" for n in range(1, 17)}
     fake = FakeUpstream(
         {
@@ -331,7 +365,7 @@ async def test_sixteen_agents_streaming_leave_no_task_over_50_ms(
         def run() -> list[dict[str, Any]]:
             measured = []
             for question in ("Sixteen of you, at length", "And once more"):
-                measured.append(measure_a_turn(page, question))
+                measured.append(measure_a_turn(page, question, trace_tasks=True))
                 measured[-1]["columns"] = page.locator(
                     ".turn:last-child .agent-text"
                 ).all_text_contents()
@@ -343,5 +377,8 @@ async def test_sixteen_agents_streaming_leave_no_task_over_50_ms(
         assert len(turn["columns"]) == 16
         assert all(text.split() == [w.strip() for w in WORDS] for text in turn["columns"])
         assert turn["endedAt"] - turn["startedAt"] > 1500  # it streamed for a while
-    assert any(turn["longTasks"] == [] for turn in measured), measured
+        assert len(turn["tasks"]) > 100  # the trace saw the turn
+        long = [task for task in turn["tasks"] if task["ran"] > 50]
+        # The browser's own count, wall time, beside: what a busy machine added shows there.
+        assert long == [], (long, turn["longTasks"])
     assert page_errors(page) == []
