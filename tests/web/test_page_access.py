@@ -19,7 +19,7 @@ from playwright.sync_api import Page
 from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import running_service
 from tests.web.browser import BrowserThread, page_errors, screenshot
-from tests.web.test_page import DONE, FAST_MOCK, ask, open_page
+from tests.web.test_page import DONE, FAST_MOCK, LISTEN_TO_STATUS, announced, ask, open_page
 from tests.web.test_page_strategies import ask_with, ensembles
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
@@ -116,6 +116,7 @@ async def test_the_keyboard_alone_asks_stops_and_reaches_every_control_in_order(
         page = await open_page(browser, service)
 
         def to_the_question() -> list[dict[str, Any]]:
+            page.evaluate(LISTEN_TO_STATUS)
             page.evaluate("document.activeElement.blur()")
             seen = []
             for _ in range(12):
@@ -136,7 +137,11 @@ async def test_the_keyboard_alone_asks_stops_and_reaches_every_control_in_order(
             # Escape, with the focus still in the question box: the run stops.
             page.keyboard.press("Escape")
             page.wait_for_selector('.turn[data-state="error"]')
-            seen: dict[str, Any] = {"footer": page.locator(".turn .footer").inner_text()}
+            page.wait_for_selector("body:not(.running)")
+            seen: dict[str, Any] = {
+                "footer": page.locator(".turn .footer").inner_text(),
+                "announced": announced(page),
+            }
             # On from the question box: Send, then back up through the turn's controls.
             page.focus("#question")
             page.evaluate("window.__lastFocused = null")
@@ -159,6 +164,11 @@ async def test_the_keyboard_alone_asks_stops_and_reaches_every_control_in_order(
     assert all(step["after"] for step in order), order
     assert all(step["outline"] for step in order), order
     assert seen["footer"] == "Stopped by the user before it finished"
+    # The status region says the run is on, then that it stopped, in the footer's words.
+    assert seen["announced"] == [
+        "The agents are answering",
+        "Stopped by the user before it finished",
+    ]
     back = [step["name"] for step in seen["backwards"]]
     # Backwards from the question: the turn's own buttons, the copy buttons of its columns.
     assert "Compare the final answer with each member's own" not in back  # no answer: none
