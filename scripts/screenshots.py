@@ -1,6 +1,10 @@
-"""The README's pictures of the page, made again: the service with the mock (its default
-ensemble and the council example), Chromium driven by Playwright at a desktop's and a
-phone's width, light theme, PNGs in docs/images.
+"""The README's pictures of the page, made again: the service with the mock, Chromium driven
+by Playwright at a desktop's and a phone's width, light theme, PNGs in docs/images.
+
+The ensembles pictured: the mock-failures example (a retry, a fallback, a straggler cut, a
+summary that restarts), the council example and sixteen members (the strip of tiles); the
+default one is served too, as a folder of ensembles needs. Each has made-up prices: the
+mock is free, and the pictures show the page's dollars, the wasted part among them.
 
     python -m scripts.screenshots              # or: make screenshots
     python -m scripts.screenshots --out /tmp/shots
@@ -14,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +34,18 @@ IMAGES = ROOT / "docs" / "images"
 RUNNING_ON = re.compile(r"Running on (http://[\d.]+:\d+)")
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
+# Made up (per million tokens), for every model the mock plays in these ensembles.
+PRICES = "".join(
+    f'\n[prices."{model}"]\ninput_per_million = 2.50\noutput_per_million = 10.00\n'
+    for model in ("mock", "mock:flaky", "mock:unavailable", "mock:stall", "mock:cut")
+)
+SIXTEEN = (
+    "".join(
+        f'[[agents]]\nname = "member-{n:02}"\nsystem_prompt = "Answer briefly."\n\n'
+        for n in range(1, 17)
+    )
+    + '[summarizer]\nname = "combine"\nsystem_prompt = "Combine the answers."\n'
+)
 
 
 def chromium() -> str:
@@ -42,12 +57,18 @@ def chromium() -> str:
 
 @contextmanager
 def service(folder: Path) -> Iterator[str]:
-    """`python -m service` with the mock, its default ensemble and the council example, a
+    """`python -m service` with the mock, the ensembles of the pictures (priced) and a
     database of its own; yields its address."""
     ensembles = folder / "ensembles"
     ensembles.mkdir()
-    shutil.copy(ROOT / "service" / "ensemble" / "default.toml", ensembles / "default.toml")
-    shutil.copy(ROOT / "examples" / "council.toml", ensembles / "council.toml")
+    sources = {
+        "default": ROOT / "service" / "ensemble" / "default.toml",
+        "council": ROOT / "examples" / "council.toml",
+        "mock-failures": ROOT / "examples" / "mock-failures.toml",
+    }
+    for name, source in sources.items():
+        (ensembles / f"{name}.toml").write_text(source.read_text() + PRICES)
+    (ensembles / "sixteen.toml").write_text(SIXTEEN + PRICES)
     env = {
         k: v
         for k, v in os.environ.items()
@@ -101,23 +122,32 @@ def shoot(url: str, out: Path) -> list[Path]:
         desktop = browser.new_page(base_url=url, viewport=DESKTOP, color_scheme="light")
         desktop.goto("/")
         desktop.wait_for_selector("#ensemble option", state="attached")
-        # A council first (it waits in the sidebar), then the picture of the usual case.
+        # A council and sixteen members first (they wait in the sidebar), then the picture
+        # of a turn where things went wrong: its columns, its dollars, the wasted part.
         ask(desktop, "council", "Is a tomato a fruit or a vegetable?")
         council = desktop.locator("#thread > .turn").last
         council.locator(".step[data-phase='review'] > summary").click()
         made.append(out / "web-page-council.png")
         desktop.screenshot(path=str(made[-1]))
         desktop.click("#new-conversation")
-        ask(desktop, "default", "Why is the sky blue?")
+        ask(desktop, "sixteen", "What makes a good cup of tea?")
+        desktop.evaluate("document.activeElement.blur()")
+        made.append(out / "web-page-sixteen.png")
+        desktop.screenshot(path=str(made[-1]))
+        desktop.click("#new-conversation")
+        ask(desktop, "mock-failures", "Why is the sky blue?")
         desktop.evaluate("document.activeElement.blur()")
         made.append(out / "web-page.png")
         desktop.screenshot(path=str(made[-1]))
-        phone = browser.new_page(base_url=url, viewport=PHONE, color_scheme="light")
-        phone.goto(desktop.url.removeprefix(url))
-        phone.wait_for_selector("#thread > .turn[data-state='done']")
-        phone.evaluate("document.activeElement.blur()")
+        # The same turn at a phone's width, the sidebar closed as a phone starts it (drawn
+        # live: reopened, a cut column has only its error's code): from the column cut on,
+        # the final answer, the dollars and the wasted part.
+        desktop.set_viewport_size(PHONE)
+        desktop.click("#toggle-sidebar")
+        desktop.evaluate("document.activeElement.blur()")
+        desktop.locator(".agent[data-state='cut']").evaluate("e => e.scrollIntoView()")
         made.append(out / "web-page-phone.png")
-        phone.screenshot(path=str(made[-1]))
+        desktop.screenshot(path=str(made[-1]))
         browser.close()
     return made
 

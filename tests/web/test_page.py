@@ -24,6 +24,22 @@ def ask(page: Page, question: str) -> None:
     page.click("#send")
 
 
+# Each text the page's status region (role=status, aria-live=polite) is given, in order:
+# what a screen reader says of the run, recorded from the moment this is evaluated.
+LISTEN_TO_STATUS = """() => {
+    window.__announced = [];
+    new MutationObserver((records) => {
+        for (const record of records)
+            for (const node of record.addedNodes) window.__announced.push(node.textContent);
+    }).observe(document.getElementById("status"), { childList: true });
+}"""
+
+
+def announced(page: Page) -> list[str]:
+    said: list[str] = page.evaluate("window.__announced")
+    return said
+
+
 def agent_states(page: Page) -> dict[str, str]:
     states: dict[str, str] = page.eval_on_selector_all(
         ".turn:last-child .agent",
@@ -50,10 +66,16 @@ async def test_the_columns_fill_and_the_summary_completes_with_the_mock(
         page = await open_page(browser, service)
 
         def run() -> dict[str, Any]:
+            page.evaluate(LISTEN_TO_STATUS)
             ask(page, "Why is the sky blue?")
             page.wait_for_selector(DONE)
+            page.wait_for_selector("body:not(.running)")
             turn = page.locator(".turn").last
             return {
+                "announced": announced(page),
+                "status": page.locator("#status").evaluate(
+                    "e => [e.getAttribute('role'), e.getAttribute('aria-live'), e.textContent]"
+                ),
                 "ensembles": page.locator("#ensemble option").all_inner_texts(),
                 "states": agent_states(page),
                 "agent_texts": turn.locator(".agent-text").all_inner_texts(),
@@ -70,6 +92,13 @@ async def test_the_columns_fill_and_the_summary_completes_with_the_mock(
         message = (await service.client.get("/api/conversations")).json()["conversations"]
         await browser.close_page(page)
     assert seen["ensembles"] == [model["id"] for model in models]
+    # A screen reader hears the run's three moments, not its tokens.
+    assert seen["announced"] == [
+        "The agents are answering",
+        "The final answer is coming in",
+        "The answer is complete",
+    ]
+    assert seen["status"] == ["status", "polite", "The answer is complete"]
     assert seen["states"]
     assert set(seen["states"].values()) == {"answered"}
     assert all(text.strip() for text in seen["agent_texts"])

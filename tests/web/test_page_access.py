@@ -1,7 +1,8 @@
 """Accessible and fast, in a real Chromium against the real server: axe-core finds no serious
 or critical problem in any state of the page, the keyboard alone reaches everything in order
 with a visible focus (Escape stops a run), nothing moves while answers stream (layout
-shifts), and sixteen agents streaming leave no task over 50 ms (long tasks).
+shifts), and sixteen agents streaming leave no task over 50 ms (long tasks, by the time the
+page's main thread ran in each, from Chromium's trace).
 
 axe-core is vendored for the tests only (tests/web/vendor/axe-core, its licence beside it)
 and evaluated in the page by Playwright, which the page's CSP does not govern."""
@@ -18,7 +19,7 @@ from playwright.sync_api import Page
 from tests.fake_upstream import Behaviour, FakeUpstream
 from tests.integration.harness import running_service
 from tests.web.browser import BrowserThread, page_errors, screenshot
-from tests.web.test_page import DONE, FAST_MOCK, ask, open_page
+from tests.web.test_page import DONE, FAST_MOCK, LISTEN_TO_STATUS, announced, ask, open_page
 from tests.web.test_page_strategies import ask_with, ensembles
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
@@ -115,6 +116,7 @@ async def test_the_keyboard_alone_asks_stops_and_reaches_every_control_in_order(
         page = await open_page(browser, service)
 
         def to_the_question() -> list[dict[str, Any]]:
+            page.evaluate(LISTEN_TO_STATUS)
             page.evaluate("document.activeElement.blur()")
             seen = []
             for _ in range(12):
@@ -135,7 +137,11 @@ async def test_the_keyboard_alone_asks_stops_and_reaches_every_control_in_order(
             # Escape, with the focus still in the question box: the run stops.
             page.keyboard.press("Escape")
             page.wait_for_selector('.turn[data-state="error"]')
-            seen: dict[str, Any] = {"footer": page.locator(".turn .footer").inner_text()}
+            page.wait_for_selector("body:not(.running)")
+            seen: dict[str, Any] = {
+                "footer": page.locator(".turn .footer").inner_text(),
+                "announced": announced(page),
+            }
             # On from the question box: Send, then back up through the turn's controls.
             page.focus("#question")
             page.evaluate("window.__lastFocused = null")
@@ -158,6 +164,11 @@ async def test_the_keyboard_alone_asks_stops_and_reaches_every_control_in_order(
     assert all(step["after"] for step in order), order
     assert all(step["outline"] for step in order), order
     assert seen["footer"] == "Stopped by the user before it finished"
+    # The status region says the run is on, then that it stopped, in the footer's words.
+    assert seen["announced"] == [
+        "The agents are answering",
+        "Stopped by the user before it finished",
+    ]
     back = [step["name"] for step in seen["backwards"]]
     # Backwards from the question: the turn's own buttons, the copy buttons of its columns.
     assert "Compare the final answer with each member's own" not in back  # no answer: none
@@ -199,13 +210,70 @@ MEASURED = """() => {
 }"""
 
 
-def measure_a_turn(page: Page, question: str) -> dict[str, Any]:
+# Each tile of a strip, measured every frame until the turn ends: what changed its height.
+# Chromium counts no layout shift of under 3 px, so a tile growing 2 px is seen here even
+# where the rows below it moved too little to be counted.
+WATCH_TILES = """() => {
+    window.__tiles = { frames: 0, grown: [], filled: 0 };
+    const heights = new Map();
+    const frame = () => {
+        if (window.__endedAt !== null) return;
+        window.__tiles.frames += 1;
+        const tiles = [...document.querySelectorAll(".turn:last-child .agents.many .agent")];
+        for (const tile of tiles) {
+            const height = tile.getBoundingClientRect().height;
+            const before = heights.get(tile);
+            if (before !== undefined && before !== height) window.__tiles.grown.push({
+                agent: tile.dataset.agent, state: tile.dataset.state, before, height });
+            heights.set(tile, height);
+        }
+        window.__tiles.filled = tiles.filter(
+            (tile) => tile.querySelector(".agent-figures").textContent).length;
+        requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+}"""
+
+
+def main_thread_tasks(trace: bytes) -> list[dict[str, float]]:
+    """The tasks of the page's main thread in a Chromium trace (category `toplevel`): each
+    one's wall time and the time the thread itself ran in it (its CPU time), in ms."""
+    events = json.loads(trace)["traceEvents"]
+    main = {
+        (e["pid"], e["tid"])
+        for e in events
+        if e.get("name") == "thread_name" and e["args"]["name"] == "CrRendererMain"
+    }
+    return [
+        # A task without its thread time (one cut by the trace's start) counts whole.
+        {"wall": e["dur"] / 1000, "ran": e.get("tdur", e["dur"]) / 1000}
+        for e in events
+        if e.get("name") == "ThreadControllerImpl::RunTask"
+        and e.get("ph") == "X"
+        and (e["pid"], e["tid"]) in main
+    ]
+
+
+def measure_a_turn(
+    page: Page, question: str, *, watch_tiles: bool = False, trace_tasks: bool = False
+) -> dict[str, Any]:
     page.evaluate(OBSERVE)
+    if watch_tiles:
+        page.evaluate(WATCH_TILES)
     page.fill("#question", question)
+    browser = page.context.browser
+    assert browser is not None
+    if trace_tasks:
+        browser.start_tracing(page=page, categories=["toplevel"])
     page.evaluate("window.__startedAt = performance.now()")
     page.click("#send")
     page.wait_for_function("() => window.__endedAt !== null", timeout=60_000)
+    tasks = main_thread_tasks(browser.stop_tracing()) if trace_tasks else None
     measured: dict[str, Any] = page.evaluate(MEASURED)
+    if watch_tiles:
+        measured["tiles"] = page.evaluate("window.__tiles")
+    if tasks is not None:
+        measured["tasks"] = tasks
     return measured
 
 
@@ -245,13 +313,55 @@ async def test_nothing_moves_while_the_answers_stream(
         assert sum(s["value"] for s in unexpected) == 0, (name, unexpected)
 
 
+async def test_sixteen_tiles_move_nothing_on_a_first_turn(
+    browser: BrowserThread, tmp_path: Path
+) -> None:
+    """The strip's first turn on a fresh page, no warm-up: as members finish, their figures
+    line fills while the others still stream, and no tile may grow (one did by 2 px, and
+    the rows below it moved)."""
+    # The first two rows (five tiles each at this width) finish together, the last six
+    # stream on a while after: they are what would move.
+    agents = {f"member-{n:02}": "fake-a" if n <= 10 else "fake-b" for n in range(1, 17)}
+    fake = FakeUpstream(
+        {
+            "fake-a": Behaviour(tokens=WORDS[:50], token_delay_s=0.015),
+            "fake-b": Behaviour(tokens=WORDS, token_delay_s=0.015),
+            "fake-summary": Behaviour(tokens=WORDS[:40], token_delay_s=0.01),
+        }
+    )
+    async with running_service(tmp_path, fake, agents=agents) as service:
+        page = await open_page(browser, service, width=1280, height=800)
+
+        def run() -> dict[str, Any]:
+            measured = measure_a_turn(page, "Sixteen of you, one by one", watch_tiles=True)
+            measured["shot"] = screenshot(page, "sixteen-first-turn")
+            return measured
+
+        measured = await browser.run(run)
+        assert page_errors(page) == []
+        await browser.close_page(page)
+    tiles = measured["tiles"]
+    assert tiles["frames"] > 30, tiles  # watched while it streamed
+    assert tiles["filled"] > 0, tiles  # some figures came in while others still streamed
+    unexpected = [s for s in measured["shifts"] if not s["input"]]
+    assert sum(s["value"] for s in unexpected) == 0, unexpected
+    # The shift above is counted only when two rows grow in one frame (a move of 3 px):
+    # the tiles' own heights are the sure sign.
+    assert tiles["grown"] == [], tiles["grown"]
+
+
 async def test_sixteen_agents_streaming_leave_no_task_over_50_ms(
     browser: BrowserThread, tmp_path: Path
 ) -> None:
-    """A long task is wall time on the page's main thread, so a machine busy with other
-    tests can make one of any task (seen: 103 ms, once, with three browser tests at once on
-    two cores). Two turns are measured: one without a long task shows the page makes none;
-    a page that did would show them in both."""
+    """Every turn measured, the first on a fresh page included: no task of the page's main
+    thread runs over 50 ms.
+
+    A long task as the browser reports it (the Long Tasks API) is wall time, so a machine
+    busy with other work makes one of any task the page's thread was not let run through
+    (seen: 72 ms and 103 ms, with other browser tests on two cores, of tasks that ran 8 ms).
+    Chromium's trace gives each task's wall time and the time its thread ran in it: a task
+    is long here when the thread itself ran over 50 ms in it, which a busy machine does not
+    change. The longest ran about 15 ms."""
     agents = {f"member-{n:02}": "fake-a" for n in range(1, 17)}
     fake = FakeUpstream(
         {
@@ -265,7 +375,7 @@ async def test_sixteen_agents_streaming_leave_no_task_over_50_ms(
         def run() -> list[dict[str, Any]]:
             measured = []
             for question in ("Sixteen of you, at length", "And once more"):
-                measured.append(measure_a_turn(page, question))
+                measured.append(measure_a_turn(page, question, trace_tasks=True))
                 measured[-1]["columns"] = page.locator(
                     ".turn:last-child .agent-text"
                 ).all_text_contents()
@@ -277,5 +387,8 @@ async def test_sixteen_agents_streaming_leave_no_task_over_50_ms(
         assert len(turn["columns"]) == 16
         assert all(text.split() == [w.strip() for w in WORDS] for text in turn["columns"])
         assert turn["endedAt"] - turn["startedAt"] > 1500  # it streamed for a while
-    assert any(turn["longTasks"] == [] for turn in measured), measured
+        assert len(turn["tasks"]) > 100  # the trace saw the turn
+        long = [task for task in turn["tasks"] if task["ran"] > 50]
+        # The browser's own count, wall time, beside: what a busy machine added shows there.
+        assert long == [], (long, turn["longTasks"])
     assert page_errors(page) == []

@@ -11,7 +11,7 @@ from playwright.sync_api import Page
 
 from tests.integration.harness import running_service
 from tests.web.browser import BrowserThread, page_errors, screenshot
-from tests.web.test_page import FAST_MOCK, ask, open_page
+from tests.web.test_page import FAST_MOCK, LISTEN_TO_STATUS, announced, ask, open_page
 
 
 def questions(page: Page) -> list[str]:
@@ -62,12 +62,14 @@ async def test_an_edit_branches_the_conversation_and_the_versions_can_be_stepped
             finished(page, 2)
             seen["edited"] = {"questions": questions(page), "places": places(page)}
             seen["shot"] = screenshot(page, "versions-edited")
+            page.evaluate(LISTEN_TO_STATUS)
             step(page, 1, "<")
             finished(page, 3)
             seen["back"] = {"questions": questions(page), "places": places(page)}
             step(page, 1, ">")
             finished(page, 2)
             seen["forth"] = {"questions": questions(page), "places": places(page)}
+            seen["announced"] = announced(page)
             page.reload()
             finished(page, 2)
             seen["reloaded"] = {"questions": questions(page), "places": places(page)}
@@ -91,6 +93,8 @@ async def test_an_edit_branches_the_conversation_and_the_versions_can_be_stepped
     assert seen["edited"] == {"questions": ["First", "Second, edited"], "places": ["", "2/2"]}
     assert seen["back"] == {"questions": ["First", "Second", "Third"], "places": ["", "1/2", ""]}
     assert seen["forth"] == seen["edited"]
+    # Each step is said aloud: the version now shown, of how many.
+    assert seen["announced"] == ["Version 1 of 2", "Version 2 of 2"]
     assert seen["reloaded"] == seen["edited"]
     assert seen["follow_up"] == {
         "questions": ["First", "Second", "Third", "Fourth"],

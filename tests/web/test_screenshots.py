@@ -1,5 +1,5 @@
 """scripts/screenshots.py, the maker of the README's pictures, run whole into a folder of
-the test's own: three PNGs of the sizes it promises (a desktop's, a phone's)."""
+the test's own: four PNGs of the sizes it promises (a desktop's, a phone's)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,10 @@ async def test_the_screenshot_script_makes_a_desktop_and_a_phone_picture(tmp_pat
     made = done.stdout.decode().split()
     assert [Path(path).name for path in made] == [
         "web-page-council.png",
+        "web-page-sixteen.png",
         "web-page.png",
         "web-page-phone.png",
     ]
-    assert png_size(tmp_path / "web-page.png") == (1280, 860)
-    assert png_size(tmp_path / "web-page-council.png") == (1280, 860)
+    for name in ("web-page.png", "web-page-council.png", "web-page-sixteen.png"):
+        assert png_size(tmp_path / name) == (1280, 860)
     assert png_size(tmp_path / "web-page-phone.png") == (390, 844)
