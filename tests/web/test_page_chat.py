@@ -168,6 +168,18 @@ ANSWER = (
 )
 
 
+# A promise (window.saidNext) of a button's text at its next change.
+SAID_NEXT = """button => {
+    window.saidNext = new Promise(resolve => {
+        const watch = new MutationObserver(() => {
+            watch.disconnect();
+            resolve(button.textContent);
+        });
+        watch.observe(button, { childList: true, characterData: true, subtree: true });
+    });
+}"""
+
+
 async def test_answers_and_code_copy_tables_render_and_code_scrolls_sideways(
     browser: BrowserThread, tmp_path: Path
 ) -> None:
@@ -213,9 +225,12 @@ async def test_answers_and_code_copy_tables_render_and_code_scrolls_sideways(
                 ("alpha", alpha.locator("header button")),
                 ("summary", summary.locator("header button")),
             ):
+                # What the button says first after the click: it says "Copy" again 1.5 s
+                # later, which a busy machine can pass before the text is read back.
+                button.evaluate(SAID_NEXT)
                 button.click()
+                copied[f"{name}_said"] = page.evaluate("window.saidNext")
                 copied[name] = page.evaluate("navigator.clipboard.readText()")
-                copied[f"{name}_said"] = button.inner_text()
             seen["copied"] = copied
             seen["shot"] = screenshot(page, "tables-and-code")
             return seen
