@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -28,7 +29,13 @@ from service.evaluation.runner import Contestant, Plan, evaluate
 from service.evaluation.scoring import interval
 from service.llm import ChatRequest, Completion, CompletionStream, FinishReason, Usage
 from tests.fake_upstream import Behaviour, CallRecord, FakeUpstream, split_tokens
-from tests.integration.harness import ensemble_toml, read_events, running_service
+from tests.integration.harness import (
+    RunningService,
+    SseEvent,
+    ensemble_toml,
+    read_events,
+    running_service,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = [
@@ -122,6 +129,18 @@ def dollars(call: CallRecord) -> float:
     return (prompt * per_input + len(split_tokens(reply or "")) * per_output) / 1e6
 
 
+async def evaluated(service: RunningService, body: dict[str, Any]) -> tuple[SseEvent, Any]:
+    """An evaluation started on the server, followed to its end: its last event and report."""
+    started = await service.client.post("/admin/evals", json=body)
+    assert started.status_code == 202, started.text
+    evaluation = started.json()["id"]
+    with trio.fail_after(30):
+        async with service.client.stream("GET", f"/admin/evals/{evaluation}/events") as events:
+            ended = (await read_events(events))[-1]
+    report = (await service.client.get(f"/admin/evals/{evaluation}")).json()["report"]
+    return ended, report
+
+
 async def test_the_report_gives_each_contestant_its_score_interval_and_cost(tmp_path: Path) -> None:
     """The fake upstream, over HTTP, scripted so that member A is right on 6 questions of
     10, B on 5, and the ensemble (its summary) on 8: the report says exactly that, with
@@ -129,15 +148,7 @@ async def test_the_report_gives_each_contestant_its_score_interval_and_cost(tmp_
     fake = scripted_upstream()
     rows = [{"id": i.key, "question": i.question, "answer": i.answers[0]} for i in QUESTIONS]
     async with running_service(tmp_path, fake, ensemble=SCRIPTED_ENSEMBLE) as service:
-        started = await service.client.post(
-            "/admin/evals", json={"rows": rows, "scorer": "numeric", "seed": 1}
-        )
-        assert started.status_code == 202, started.text
-        evaluation = started.json()["id"]
-        with trio.fail_after(30):
-            async with service.client.stream("GET", f"/admin/evals/{evaluation}/events") as events:
-                ended = (await read_events(events))[-1]
-        report = (await service.client.get(f"/admin/evals/{evaluation}")).json()["report"]
+        ended, report = await evaluated(service, {"rows": rows, "scorer": "numeric", "seed": 1})
         ledger = (await service.client.get("/admin/usage")).json()["usage"]
 
     assert ended.data["status"] == "completed"
@@ -192,13 +203,7 @@ async def test_the_first_token_comes_before_the_answer_ends_for_members_and_the_
     fake = FakeUpstream({"fake-a": pieces, "fake-b": pieces, "fake-summary": pieces})
     rows = [{"id": "q", "question": "What is 2 + 2?", "answer": "4"}]
     async with running_service(tmp_path, fake) as service:
-        started = await service.client.post("/admin/evals", json={"rows": rows})
-        assert started.status_code == 202, started.text
-        evaluation = started.json()["id"]
-        with trio.fail_after(30):
-            async with service.client.stream("GET", f"/admin/evals/{evaluation}/events") as events:
-                ended = (await read_events(events))[-1]
-        report = (await service.client.get(f"/admin/evals/{evaluation}")).json()["report"]
+        ended, report = await evaluated(service, {"rows": rows})
 
     assert ended.data["status"] == "completed"
     rows_by_name = {row["contestant"]: row for row in report["rows"]}
