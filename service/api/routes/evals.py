@@ -36,14 +36,13 @@ from ...storage import evaluations as kept
 from ...storage.evaluations import EvaluationRecord
 from ...storage.records import Owner
 from ...storage.store import owner_of
-from ..access import caller_address, current_principal, requires
+from ..access import current_principal, requires
 from ..contract import schemas
 from ..contract.document import documented, empty, event_stream, link, raw, returns
 from ..contract.empty import no_content
 from ..contract.schemas import read_query, respond
 from ..contract.validation import NOT_BLANK, ClientId, checked_id, first_problem
-from ..writers.event_stream import EventStreamBody
-from .front_door import sse_response
+from .front_door import slot_holding_stream
 
 evals = Blueprint("evals", __name__)
 
@@ -345,24 +344,10 @@ async def events(evaluation_id: str) -> Response:
         if job is not None
         else _StoredProgress(_store(), owner_of(principal), record.id)
     )
-    settings = resources.settings
     # Ends at the request's deadline: a client follows on with Last-Event-ID (EventSource
     # does by itself), and is given the newest state.
-    until = trio.current_time() + settings.request_timeout_s
-    # A stream like any other: it holds one of the caller's slots while it is open.
-    held = None
-    if resources.limiter is not None:
-        held = await resources.limiter.admit_stream(
-            principal, caller_address(), anonymous=resources.authenticator.anonymous
-        )
-    body = EventStreamBody(
-        _Until(source, until),
-        keepalive_s=settings.sse_keepalive_s,
-        deadline_s=settings.request_timeout_s,
-        after=after,
-        drive=held.hold if held is not None else None,
-    )
-    return sse_response(body, held.headers if held is not None else {})
+    until = trio.current_time() + resources.settings.request_timeout_s
+    return await slot_holding_stream(resources, _Until(source, until), after)
 
 
 @evals.post("/admin/evals/<evaluation_id>/cancel")

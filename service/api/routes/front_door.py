@@ -20,6 +20,8 @@ from ...ensemble import Ensemble, LoadedEnsembles, UnknownEnsemble
 from ...errors import ServiceError, UnsupportedMediaType
 from ...launch import Launched
 from ...resources import Resources
+from ...runs.live import FrameSource
+from ..access import caller_address, current_principal
 from ..contract.validation import header_safe
 from ..writers.event_stream import EventStreamBody, Presenter
 from ..writers.sse import HEADERS, frame
@@ -97,3 +99,23 @@ def sse_response(body: EventStreamBody, headers: Mapping[str, str]) -> Response:
     # Quart would cut the stream at RESPONSE_TIMEOUT; the run keeps its own deadline.
     response.timeout = None
     return response
+
+
+async def slot_holding_stream(resources: Resources, source: FrameSource, after: int) -> Response:
+    """An event stream that runs nothing (a resume, an evaluation's progress), from the
+    event after `after`: it holds one of the caller's `concurrent_streams` slots while it
+    is open, given back when it ends or its client leaves (RateLimited when all are taken)."""
+    held = None
+    if resources.limiter is not None:
+        held = await resources.limiter.admit_stream(
+            current_principal(), caller_address(), anonymous=resources.authenticator.anonymous
+        )
+    settings = resources.settings
+    body = EventStreamBody(
+        source,
+        keepalive_s=settings.sse_keepalive_s,
+        deadline_s=settings.request_timeout_s,
+        after=after,
+        drive=held.hold if held is not None else None,
+    )
+    return sse_response(body, held.headers if held is not None else {})

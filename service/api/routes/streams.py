@@ -28,9 +28,14 @@ from ..contract.document import documented, event_stream, link, returns
 from ..contract.process_request import ProcessBody, parse_process_request
 from ..contract.schemas import Cancelling, EventsQuery, read_query, respond
 from ..contract.validation import checked_id
-from ..writers.event_stream import EventStreamBody
 from .conversations import store
-from .front_door import event_stream_response, json_body, pick_ensemble, sse_response, trace_headers
+from .front_door import (
+    event_stream_response,
+    json_body,
+    pick_ensemble,
+    slot_holding_stream,
+    trace_headers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +188,6 @@ async def resume(message_id: str) -> Response:
     checked_id(message_id, "message_id")
     after = _last_event_id()
     principal = current_principal()
-    settings = resources.settings
     # The id names its newest version; that one is followed to its end, even if a newer
     # one is sent meanwhile.
     version = await store().newest_version(principal, message_id)
@@ -200,21 +204,10 @@ async def resume(message_id: str) -> Response:
             if status in FINISHED
             else elsewhere(resources, principal, message_id, version)
         )
-    held = None
-    if resources.limiter is not None:
-        held = await resources.limiter.admit_stream(
-            principal, caller_address(), anonymous=resources.authenticator.anonymous
-        )
-    body = EventStreamBody(
-        source,
-        keepalive_s=settings.sse_keepalive_s,
-        deadline_s=settings.request_timeout_s,
-        after=after,
-        # The slot is held while the body streams, freed when it ends or the client leaves.
-        drive=held.hold if held is not None else None,
-    )
+    # The slot is held while the body streams, freed when it ends or the client leaves.
+    response = await slot_holding_stream(resources, source, after)
     set_outcome("resumed")
-    return sse_response(body, held.headers if held is not None else {})
+    return response
 
 
 @streams.post("/api/messages/<message_id>/cancel")
