@@ -5,7 +5,7 @@ gives its slot back when it ends or its client hangs up; in memory and on Redis.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -58,6 +58,19 @@ async def cancel_and_wait(service: RunningService, key: str, message_id: str) ->
         while (  # noqa: ASYNC110
             await service.client.get(f"/api/messages/{message_id}", headers=headers)
         ).json()["status"] == "running":
+            await trio.sleep(0.05)
+
+
+async def until_admitted(
+    opened: Callable[[], AbstractAsyncContextManager[httpx.Response]],
+) -> httpx.Headers:
+    """Open the stream again and again (its client leaving each time) until one is admitted,
+    a slot having come back; that one's headers."""
+    with trio.fail_after(10):
+        while True:
+            async with opened() as again:
+                if again.status_code == 200:
+                    return again.headers
             await trio.sleep(0.05)
 
 
@@ -150,13 +163,7 @@ async def test_a_stream_limit_429_tells_the_truth_about_what_is_left(
                     refused_fields = refused.headers["RateLimit"]
                     policy = refused.headers["RateLimit-Policy"]
             # The holder left: its slot comes back, and the request the 429 promised is there.
-            with trio.fail_after(10):
-                while True:
-                    async with post(3) as after:
-                        if after.status_code == 200:
-                            after_fields = after.headers["RateLimit"]
-                            break
-                    await trio.sleep(0.05)
+            after_fields = (await until_admitted(lambda: post(3)))["RateLimit"]
     finally:
         await forget_redis_prefix(f"fanout:rl:{{ip:{address}}}")
     assert held_fields == '"requests";r=2;t=1, "streams";r=0'
@@ -188,12 +195,7 @@ async def test_a_post_that_joins_a_running_message_holds_a_slot_while_it_streams
                 refused_status = refused.status_code
                 await refused.aread()
         # The join's client left: its slot comes back, and a join is admitted again.
-        with trio.fail_after(10):
-            while True:
-                async with post() as again:
-                    if again.status_code == 200:
-                        break
-                await trio.sleep(0.05)
+        await until_admitted(post)
         await cancel_and_wait(service, user, "m-1")
     if backend == "redis":
         await forget_redis_prefix(f"fanout:rl:{{key:{user_id}}}")
@@ -239,12 +241,7 @@ async def test_an_evaluation_s_progress_stream_holds_a_slot_too(
             third_error = third.json()["error"] if third.status_code == 429 else None
             retry_after = third.headers.get("Retry-After")
         # Both clients left: their slots come back.
-        with trio.fail_after(10):
-            while True:
-                async with follow() as again:
-                    if again.status_code == 200:
-                        break
-                await trio.sleep(0.05)
+        await until_admitted(follow)
         cancelled = await service.client.post(
             f"/admin/evals/{evaluation_id}/cancel", headers=as_runner
         )
